@@ -1,0 +1,44 @@
+"""The one exception hierarchy of bigdist.
+
+Every error subclasses ``BigdistError`` and, where users already catch a
+builtin, ``ValueError``, ``TypeError`` or ``FileNotFoundError`` too. Messages
+show the offending value and say how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class BigdistError(Exception):
+    """Base class of every error raised by bigdist."""
+
+
+class InputShapeError(BigdistError, ValueError):
+    """An input has the wrong number of dimensions, features or rows."""
+
+
+class InputDtypeError(BigdistError, TypeError):
+    """An input has a dtype bigdist cannot compute with."""
+
+
+class NonFiniteError(BigdistError, ValueError):
+    """An input holds NaN or infinity."""
+
+
+class ParameterError(BigdistError, ValueError):
+    """A parameter is out of range or unknown."""
+
+
+class ConfigError(BigdistError, ValueError):
+    """A configuration key is unknown or its value has the wrong type."""
+
+
+class StoreNotFoundError(BigdistError, FileNotFoundError):
+    """A path or URL names nothing bigdist can open."""
+
+
+class OutputExistsError(BigdistError, FileExistsError):
+    """An output already exists and overwriting was not asked for."""
+
+
+class IncompleteOutputError(BigdistError, ValueError):
+    """An output was not finished (its run stopped before the last block)."""
