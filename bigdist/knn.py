@@ -1,0 +1,171 @@
+"""Exact k-nearest neighbours of a query set within a train set, both out of core."""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from bigdist import config
+from bigdist.errors import ParameterError
+from bigdist.io import as_array, check_features, write_group
+from bigdist.kernels.metrics import GEMM_METRICS
+from bigdist.reductions import knn_topk
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class KNNResult:
+    """Lazy result of :func:`knn`.
+
+    Attributes
+    ----------
+    distances : dask array of shape (n_queries, k)
+        Distances to the neighbours, nearest first; for ``inner_product`` the
+        inner products, largest first. float32 when both inputs are float32.
+    indices : dask array of shape (n_queries, k), int64
+        Global rows of the neighbours in the train set.
+    """
+
+    distances: da.Array
+    indices: da.Array
+    k: int
+    metric: str
+    n_queries: int
+    n_train: int
+    n_features: int
+    self_join: bool
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def flops(self) -> float:
+        """Floating-point operations of the distance GEMMs (2·m·n·d)."""
+        return 2.0 * self.n_queries * self.n_train * self.n_features
+
+    def compute(self, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Compute distances and indices in one pass on the ambient scheduler."""
+        return dask.compute(self.distances, self.indices, **kwargs)
+
+    def to_zarr(
+        self, path: str, *, overwrite: bool = False, attrs: dict[str, Any] | None = None, compute: bool = True
+    ) -> Any:
+        """Write ``distances`` and ``indices`` to a Zarr group, block by block.
+
+        The group is marked complete only after its last block is written.
+        With ``compute=False`` a dask object is returned that does the writing.
+        """
+        return write_group(
+            path,
+            {"distances": self.distances, "indices": self.indices},
+            attrs={"knn": self.params, **(attrs or {})},
+            overwrite=overwrite,
+            compute=compute,
+        )
+
+
+def _check_k(k: Any, n_train: int, self_join: bool) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ParameterError(f"k must be a positive integer, got k={k!r}")
+    available = n_train - 1 if self_join else n_train
+    if k > available:
+        where = f"the self-join of {n_train} rows (each row's own match is excluded)" if self_join else f"a train set of {n_train} rows"
+        raise ParameterError(f"k={k} exceeds the {available} neighbours available in {where}; use k <= {available}")
+    return int(k)
+
+
+def check_metric(metric: Any) -> str:
+    """Return the metric name, or raise ParameterError listing the valid ones."""
+    if metric not in GEMM_METRICS:
+        raise ParameterError(f"unknown metric {metric!r}; valid metrics are {', '.join(GEMM_METRICS)}")
+    return str(metric)
+
+
+def knn(
+    queries: Any,
+    train: Any = None,
+    k: int = 10,
+    metric: str = "euclidean",
+    *,
+    split_every: int | None = None,
+) -> KNNResult:
+    """Exact k nearest neighbours of every query row among the train rows.
+
+    Nothing of size (n_queries, n_train) is ever built: each task reduces one
+    (query block, train block) tile to its top-k, and the partial results are
+    merged by a tree reduction. float32 inputs are scored with a float32 GEMM
+    and the candidates re-checked in float64, so neighbours and distances equal
+    a float64 brute force (ties go to the lower index).
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, n_features)
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+    train : array-like of shape (n_train, n_features) or None
+        The reference set. None means the self-join: neighbours of each row of
+        ``queries`` within ``queries``, the row itself excluded by index (an
+        exact duplicate is still found, at distance 0).
+    k : int
+        Number of neighbours, 1 <= k <= n_train (n_train - 1 for the self-join).
+    metric : {"euclidean", "sqeuclidean", "cosine", "inner_product"}
+        ``cosine`` is 1 - cosine similarity (a zero row has similarity 0);
+        ``inner_product`` ranks by largest inner product and reports it.
+    split_every : int, optional
+        Fan-in of the reduction across train blocks; default from the
+        ``bigdist.split-every`` config.
+
+    Returns
+    -------
+    KNNResult
+        Lazy ``distances`` and ``indices``, each of shape (n_queries, k).
+    """
+    metric = check_metric(metric)
+    self_join = train is None
+    train_array = as_array(queries if self_join else train, name="queries" if self_join else "train")
+    query_array = train_array if self_join else as_array(queries, name="queries")
+    check_features(query_array, train_array)
+    k = _check_k(k, train_array.shape[0], self_join)
+    if split_every is None:
+        split_every = config.get("split-every")
+    if isinstance(split_every, bool) or not isinstance(split_every, numbers.Integral) or split_every < 2:
+        raise ParameterError(f"split_every must be an integer >= 2, got split_every={split_every!r}")
+
+    query_array = query_array.rechunk({0: config.get("knn.query-block-rows")})
+    result = knn_topk(
+        query_array,
+        train_array,
+        k=k,
+        metric=metric,
+        exclude_self=self_join,
+        split_every=int(split_every),
+        tile_query_rows=config.get("knn.tile-query-rows"),
+        tile_train_rows=config.get("knn.tile-train-rows"),
+    )
+    out_dtype = np.result_type(query_array.dtype, train_array.dtype)
+    distances = result["distance"].astype(out_dtype)
+    indices = result["index"]
+    params = {"k": k, "metric": metric, "self_join": self_join, "split_every": int(split_every)}
+    logger.info(
+        "knn: %d queries x %d train rows x %d features, k=%d, metric=%s, %d x %d blocks",
+        query_array.shape[0], train_array.shape[0], train_array.shape[1], k, metric,
+        query_array.numblocks[0], train_array.numblocks[0],
+    )
+    return KNNResult(
+        distances=distances,
+        indices=indices,
+        k=k,
+        metric=metric,
+        n_queries=query_array.shape[0],
+        n_train=train_array.shape[0],
+        n_features=train_array.shape[1],
+        self_join=self_join,
+        params=params,
+    )
+
+
+__all__ = ["KNNResult", "check_metric", "knn"]
