@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+
+from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, merge_candidates, topk_merge
+
+
+def _sorted_best(keys: np.ndarray, indices: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    # Oracle: Python's sort of (key, index) tuples, row by row.
+    out_k, out_i = [], []
+    for row_keys, row_idx in zip(keys, indices):
+        pairs = sorted(zip(row_keys.tolist(), row_idx.tolist()))[:k]
+        out_k.append([p[0] for p in pairs])
+        out_i.append([p[1] for p in pairs])
+    return np.array(out_k), np.array(out_i)
+
+
+def test_topk_merge_breaks_ties_by_lower_index():
+    rng = np.random.default_rng(0)
+    partials = np.empty((50, 24), dtype=TOPK_DTYPE)
+    partials["key"] = rng.integers(0, 4, size=(50, 24)).astype(float)
+    partials["index"] = rng.permutation(50 * 24).reshape(50, 24)
+    merged = topk_merge(partials, 5)
+    keys, idx = _sorted_best(partials["key"], partials["index"], 5)
+    np.testing.assert_array_equal(merged["key"], keys)
+    np.testing.assert_array_equal(merged["index"], idx)
+
+
+def test_padding_sorts_last():
+    partials = np.concatenate([empty_topk(3, 4), empty_topk(3, 4)], axis=1)
+    partials["key"][:, 5] = 1.0
+    partials["index"][:, 5] = 7
+    merged = topk_merge(partials, 4)
+    assert (merged["index"][:, 0] == 7).all()
+    assert (merged["index"][:, 1:] == PAD_INDEX).all()
+
+
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_merge_candidates_matches_sort(k):
+    rng = np.random.default_rng(k)
+    best = empty_topk(20, k)
+    all_keys = [[] for _ in range(20)]
+    next_index = 0
+    for _ in range(6):
+        p = rng.integers(0, 40)
+        rows = rng.integers(0, 20, size=p)
+        keys = rng.integers(0, 5, size=p).astype(float)
+        indices = np.arange(next_index, next_index + p)
+        next_index += p
+        merge_candidates(best, rows, keys, indices)
+        for r, key, i in zip(rows, keys, indices):
+            all_keys[r].append((key, i))
+    for r in range(20):
+        expected = sorted(all_keys[r])[:k]
+        got = [(a, b) for a, b in zip(best["key"][r].tolist(), best["index"][r].tolist()) if b != PAD_INDEX]
+        assert got == expected
