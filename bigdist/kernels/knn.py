@@ -117,15 +117,16 @@ def knn_chunk(
                 threshold = ((alpha - bound) / beta).astype(dtype)
             threshold = np.maximum(np.nextafter(threshold, dtype.type(-np.inf)), lowest)
 
-            segment_max = scores.reshape(len(scores), padded // SEGMENT, SEGMENT).max(axis=2)
+            segments = scores.reshape(-1, SEGMENT)
+            n_segments = padded // SEGMENT
+            segment_max = segments.max(axis=1).reshape(len(scores), n_segments)
             hit_rows, hit_segments = np.nonzero(segment_max >= threshold[:, None])
             if len(hit_rows) == 0:
                 continue
-            columns = hit_segments[:, None] * SEGMENT + np.arange(SEGMENT)
-            values = scores[hit_rows[:, None], columns]
+            values = segments[hit_rows * n_segments + hit_segments]
             pair, offset = np.nonzero(values >= threshold[hit_rows, None])
             rows = hit_rows[pair]
-            cols = columns[pair, offset]
+            cols = hit_segments[pair] * SEGMENT + offset
             keys = _recheck(metric, queries[q_start:q_stop], train[x_start:x_stop], rows, cols)
             merge_candidates(tile_best, rows, keys, first_train + x_start + cols)
     return best

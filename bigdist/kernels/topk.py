@@ -54,7 +54,7 @@ def merge_candidates(
     if len(rows) == 0:
         return
     k = best.shape[1]
-    touched = np.unique(rows)
+    touched = np.flatnonzero(np.bincount(rows, minlength=len(best)))
     held = best[touched]
     all_rows = np.concatenate([np.repeat(np.arange(len(touched)), k), np.searchsorted(touched, rows)])
     all_keys = np.concatenate([held["key"].ravel(), keys])
