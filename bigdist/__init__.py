@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from bigdist import config as config
 from bigdist.errors import BigdistError
+from bigdist.io import open_array
+from bigdist.knn import KNNResult, knn
+from bigdist.neighbors import NearestNeighbors
 
 __version__ = "0.1.0"
 
-__all__ = ["BigdistError", "__version__", "config"]
+__all__ = ["BigdistError", "KNNResult", "NearestNeighbors", "__version__", "config", "knn", "open_array"]

@@ -1,0 +1,115 @@
+"""scikit-learn style estimators on top of :func:`bigdist.knn`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask
+import numpy as np
+import scipy.sparse
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from bigdist.errors import ParameterError
+from bigdist.io import as_array
+from bigdist.knn import check_metric, knn
+
+
+def _in_memory(data: Any) -> bool:
+    # NumPy in, NumPy out; dask, Zarr and file inputs stay lazy.
+    return isinstance(data, (np.ndarray, list, tuple))
+
+
+class NearestNeighbors(BaseEstimator):
+    """Exact nearest neighbours of data far bigger than RAM.
+
+    Fitting only records the train set (a lazy dask array); every query is a
+    :func:`bigdist.knn` run on the ambient Dask scheduler. NumPy inputs give
+    NumPy results; dask, Zarr or ``.npy`` inputs give lazy dask arrays.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=5
+        Neighbours returned by :meth:`kneighbors` when it is not given one.
+    metric : {"euclidean", "sqeuclidean", "cosine", "inner_product"}, default="euclidean"
+    split_every : int, optional
+        Fan-in of the reduction across train blocks (default from config).
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    n_samples_fit_ : int
+    """
+
+    def __init__(self, n_neighbors: int = 5, *, metric: str = "euclidean", split_every: int | None = None) -> None:
+        self.n_neighbors = n_neighbors
+        self.metric = metric
+        self.split_every = split_every
+
+    def fit(self, X: Any, y: Any = None) -> NearestNeighbors:
+        """Record the train set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+        y : ignored
+        """
+        check_metric(self.metric)
+        self._fit_X = as_array(X, name="X")
+        self._fit_in_memory = _in_memory(X)
+        self.n_samples_fit_, self.n_features_in_ = self._fit_X.shape
+        return self
+
+    def kneighbors(
+        self, X: Any = None, n_neighbors: int | None = None, return_distance: bool = True
+    ) -> Any:
+        """Find the k nearest neighbours of each query row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), optional
+            Query rows. None means the train rows themselves, each excluding itself.
+        n_neighbors : int, optional
+            Defaults to the constructor's ``n_neighbors``.
+        return_distance : bool, default=True
+
+        Returns
+        -------
+        neigh_dist : ndarray or dask array of shape (n_queries, n_neighbors)
+            Only when ``return_distance`` is True.
+        neigh_ind : ndarray or dask array of shape (n_queries, n_neighbors), int64
+        """
+        check_is_fitted(self, "_fit_X")
+        k = self.n_neighbors if n_neighbors is None else n_neighbors
+        if X is None:
+            result = knn(self._fit_X, None, k, self.metric, split_every=self.split_every)
+            in_memory = self._fit_in_memory
+        else:
+            result = knn(X, self._fit_X, k, self.metric, split_every=self.split_every)
+            in_memory = _in_memory(X) and self._fit_in_memory
+        if in_memory:
+            distances, indices = result.compute()
+        else:
+            distances, indices = result.distances, result.indices
+        return (distances, indices) if return_distance else indices
+
+    def kneighbors_graph(self, X: Any = None, n_neighbors: int | None = None, mode: str = "connectivity") -> scipy.sparse.csr_matrix:
+        """The k-neighbours graph as a sparse matrix of shape (n_queries, n_samples_fit).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), optional
+            None means the train rows, each excluding itself.
+        n_neighbors : int, optional
+        mode : {"connectivity", "distance"}
+            Entries are 1 or the distance to the neighbour.
+        """
+        if mode not in ("connectivity", "distance"):
+            raise ParameterError(f"mode must be 'connectivity' or 'distance', got mode={mode!r}")
+        distances, indices = self.kneighbors(X, n_neighbors, return_distance=True)
+        distances, indices = dask.compute(distances, indices)
+        n_queries, k = indices.shape
+        data = np.ones(indices.size) if mode == "connectivity" else np.asarray(distances, dtype=np.float64).ravel()
+        indptr = np.arange(0, n_queries * k + 1, k)
+        return scipy.sparse.csr_matrix((data, indices.ravel(), indptr), shape=(n_queries, self.n_samples_fit_))
