@@ -42,3 +42,7 @@ class OutputExistsError(BigdistError, FileExistsError):
 
 class IncompleteOutputError(BigdistError, ValueError):
     """An output was not finished (its run stopped before the last block)."""
+
+
+class SchedulerUnreachableError(BigdistError, ConnectionError):
+    """The Dask scheduler named by an address or scheduler file cannot be reached."""

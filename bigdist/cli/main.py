@@ -1,0 +1,246 @@
+"""The ``bigdist`` command line: parse, start the runtime, call the API, report."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+import dask
+import yaml
+from click.core import ParameterSource
+
+from bigdist import config
+from bigdist.errors import BigdistError, ConfigError
+
+logger = logging.getLogger("bigdist")
+
+# Sections of a run file that are not options of the command.
+GENERATE_SECTION = "generate"
+DASK_SECTION = "dask"
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # bigdist's own progress lines show at the default level; -v adds Dask's.
+    logging.getLogger("bigdist").setLevel(logging.INFO if verbose < 2 else logging.DEBUG)
+    # Dask's own logging config, also handed to the LocalCluster's worker processes.
+    dask.config.set({"logging.distributed": logging.getLevelName(level).lower()})
+
+
+def _load_run_file(path: str, ctx: click.Context, sections: tuple[str, ...]) -> dict[str, Any]:
+    """Read a YAML run file, check its keys against the command's options and fill in unset options."""
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as f:
+            content = yaml.safe_load(f) or {}
+    except OSError as error:
+        raise ConfigError(f"cannot read the run file {path!r}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"the run file {path!r} is not valid YAML: {error}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"the run file {path!r} must hold a mapping of option names to values")
+    params = {p.name: p for p in ctx.command.params if p.name not in ("config",)}
+    extra: dict[str, Any] = {}
+    for raw_key, value in content.items():
+        key = str(raw_key).replace("-", "_")
+        if str(raw_key) in sections:
+            extra[str(raw_key)] = value
+            continue
+        if key not in params:
+            valid = sorted(name.replace("_", "-") for name in params) + list(sections)
+            raise ConfigError(f"unknown key {raw_key!r} in the run file {path!r}; valid keys are {', '.join(valid)}")
+        if ctx.get_parameter_source(key) in (ParameterSource.DEFAULT, None):
+            param = params[key]
+            try:
+                ctx.params[key] = param.type_cast_value(ctx, value)
+            except click.BadParameter as error:
+                raise ConfigError(f"run file key {raw_key!r}: {error.message}") from None
+    return extra
+
+
+def run_options(sections: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Options every run command shares, and the run-file merge (a flag wins over the file)."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML run file; every option can be a key in it.")
+        @click.option("--scheduler", help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")
+        @click.option("--scheduler-file", type=click.Path(dir_okay=False), help="Scheduler file of an existing Dask cluster.")
+        @click.option("--overwrite", is_flag=True, default=False, help="Replace a finished output.")
+        @click.option("--performance-report", type=click.Path(dir_okay=False), help="Write Dask's HTML performance report here.")
+        @click.option("-v", "--verbose", count=True, help="More logging (-vv: debug, tracebacks).")
+        @functools.wraps(command)
+        def wrapper(config_file: str | None, **options: Any) -> None:
+            ctx = click.get_current_context()
+            verbose = options["verbose"]
+            _setup_logging(verbose)
+            try:
+                extra: dict[str, Any] = {}
+                if config_file:
+                    ctx.params.update(options)
+                    extra = _load_run_file(config_file, ctx, sections)
+                    options = {name: ctx.params[name] for name in options}
+                with dask.config.set(_dask_overrides(extra.pop(DASK_SECTION, None))):
+                    config.validate()
+                    command(**options, **extra)
+            except BigdistError as error:
+                if verbose >= 2:
+                    raise
+                click.echo(f"error: {error}", err=True)
+                sys.exit(1)
+
+        return wrapper
+
+    return decorate
+
+
+def _dask_overrides(section: Any) -> dict[str, Any]:
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"the run file's 'dask' section must be a mapping of dask config keys to values, got {section!r}")
+    return section
+
+
+def _runtime(options: dict[str, Any]) -> Any:
+    from bigdist import runtime
+
+    return runtime.start(
+        scheduler=options["scheduler"],
+        scheduler_file=options["scheduler_file"],
+        performance_report=options["performance_report"],
+    )
+
+
+def _wait(client: Any, delayed: Any) -> Any:
+    """Compute ``delayed`` on the cluster, with a progress bar on an interactive terminal."""
+    future = client.compute(delayed)
+    if sys.stderr.isatty() and not os.environ.get("CI"):
+        from distributed import progress
+
+        progress(future)
+    return future.result()
+
+
+@click.group()
+@click.version_option(package_name="bigdist")
+def main() -> None:
+    """Exact nearest neighbours over matrices far bigger than RAM, on Dask and Zarr."""
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["blobs", "random"]))
+@click.option("--n-samples", type=click.IntRange(min=1), required=True)
+@click.option("--n-features", type=click.IntRange(min=1), required=True)
+@click.option("--centers", type=click.IntRange(min=1), default=8, show_default=True, help="blobs: number of centres.")
+@click.option("--cluster-std", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--distribution", type=click.Choice(["normal", "uniform"]), default="normal", show_default=True, help="random: the distribution.")
+@click.option("--random-state", type=int, default=0, show_default=True, help="Seed (of the centres, for blobs).")
+@click.option("--sample-seed", type=int, default=None, help="blobs: seed of the points (another set around the same centres).")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows per stored chunk.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@click.option("--out", required=True, type=click.Path(), help="Zarr array to write.")
+@run_options()
+def generate(**options: Any) -> None:
+    """Write synthetic data to a Zarr array, block by block (any size)."""
+    with _runtime(options) as client:
+        start = time.perf_counter()
+        _wait(client, _generate(options["kind"], options["out"], options, overwrite=options["overwrite"]))
+    click.echo(f"generated {options['n_samples']:,} x {options['n_features']} {options['kind']} at {options['out']} in {time.perf_counter() - start:.1f} s")
+
+
+def _generate(kind: str, out: str, spec: dict[str, Any], *, overwrite: bool) -> Any:
+    from bigdist.io import make_blobs, make_random
+
+    common = {
+        "random_state": spec.get("random_state", 0),
+        "chunk_rows": spec.get("chunk_rows"),
+        "dtype": spec.get("dtype", "float32"),
+        "overwrite": overwrite,
+        "compute": False,
+    }
+    if kind == "blobs":
+        return make_blobs(
+            out, spec["n_samples"], spec["n_features"], centers=spec.get("centers", 8),
+            cluster_std=spec.get("cluster_std", 1.0), sample_seed=spec.get("sample_seed"), **common,
+        )
+    return make_random(out, spec["n_samples"], spec["n_features"], distribution=spec.get("distribution", "normal"), **common)
+
+
+def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -> None:
+    """Make the inputs a run file's ``generate`` section describes, when they do not exist yet."""
+    if section is None:
+        return
+    if not isinstance(section, dict) or set(section) - set(paths):
+        raise ConfigError(f"the run file's 'generate' section may only describe {', '.join(paths)}; got {section!r}")
+    for role, raw_spec in section.items():
+        path = paths[role]
+        if path is None or os.path.exists(os.path.expanduser(path)):
+            continue
+        spec = {str(key).replace("-", "_"): value for key, value in (raw_spec or {}).items()}
+        kind = spec.pop("kind", "blobs")
+        unknown = set(spec) - {"n_samples", "n_features", "centers", "cluster_std", "distribution", "random_state", "sample_seed", "chunk_rows", "dtype"}
+        if kind not in ("blobs", "random") or unknown or "n_samples" not in spec or "n_features" not in spec:
+            raise ConfigError(f"generate.{role}: need kind (blobs or random), n-samples and n-features; unknown keys: {sorted(unknown)}")
+        logger.info("generating %s at %s", role, path)
+        start = time.perf_counter()
+        _wait(client, _generate(kind, path, spec, overwrite=False))
+        click.echo(f"generated {role}: {spec['n_samples']:,} x {spec['n_features']} {kind} at {path} in {time.perf_counter() - start:.1f} s")
+
+
+@main.command()
+@click.option("--queries", type=str, default=None, help="Zarr array or .npy of query rows; omit for the self-join of --train.")
+@click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows.")
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--metric", type=click.Choice(["euclidean", "sqeuclidean", "cosine", "inner_product"]), default="euclidean", show_default=True)
+@click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the top-k tree reduction.")
+@click.option("--out", type=click.Path(), required=False, help="Zarr group to write (distances, indices).")
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+def knn(generate: Any = None, **options: Any) -> None:
+    """Exact k nearest neighbours of every query row, written to a Zarr group."""
+    import bigdist
+    from bigdist.io import update_attrs
+
+    for required in ("train", "out"):
+        if not options[required]:
+            raise ConfigError(f"missing --{required} (give it as a flag or as '{required}:' in the run file)")
+    with _runtime(options) as client:
+        if client.dashboard_link:
+            click.echo(f"dashboard: {client.dashboard_link}")
+        _generate_missing(client, generate, {"train": options["train"], "queries": options["queries"]})
+        train = os.path.expanduser(options["train"])
+        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
+        out = os.path.expanduser(options["out"])
+        result = bigdist.knn(queries if queries else train, train if queries else None, k=options["k"],
+                             metric=options["metric"], split_every=options["split_every"])
+        run = {key: value for key, value in options.items() if key not in ("verbose",)}
+        start = time.perf_counter()
+        _wait(client, result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run}, compute=False))
+        seconds = time.perf_counter() - start
+    gflops = result.flops / seconds / 1e9
+    update_attrs(out, timings={"seconds": seconds, "queries_per_second": result.n_queries / seconds, "gflops": gflops})
+    click.echo(
+        f"knn: {result.n_queries:,} queries x {result.n_train:,} train rows x {result.n_features} features, "
+        f"k={result.k}, {result.metric}: {seconds:.1f} s, {result.n_queries / seconds:,.0f} queries/s, "
+        f"{gflops:.1f} GFLOP/s\noutput: {out} (distances, indices)"
+    )
+
+
+@main.command()
+@click.argument("path", type=str)
+@click.option("-v", "--verbose", count=True)
+def info(path: str, verbose: int) -> None:
+    """Describe a Zarr array or a bigdist output group."""
+    from bigdist.io import describe
+
+    _setup_logging(verbose)
+    try:
+        click.echo(yaml.safe_dump(describe(path), sort_keys=False, default_flow_style=None).rstrip())
+    except BigdistError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
