@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import yaml
+import zarr
+from click.testing import CliRunner
+from distributed import LocalCluster
+
+from bigdist.cli.main import main
+from tests.oracle import knn_oracle
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def _run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_generate_knn_info_end_to_end(tmp_path, scheduler):
+    train, queries, out = tmp_path / "train.zarr", tmp_path / "queries.zarr", tmp_path / "nn.zarr"
+    code, output = _run("generate", "blobs", "--n-samples", 3000, "--n-features", 8, "--centers", 5,
+                        "--chunk-rows", 700, "--out", train, "--scheduler", scheduler)
+    assert code == 0, output
+    code, output = _run("generate", "random", "--n-samples", 100, "--n-features", 8, "--random-state", 3,
+                        "--out", queries, "--scheduler", scheduler)
+    assert code == 0, output
+    code, output = _run("knn", "--queries", queries, "--train", train, "--k", 4, "--out", out,
+                        "--split-every", 2, "--scheduler", scheduler)
+    assert code == 0, output
+    assert "GFLOP/s" in output and str(out) in output
+    group = zarr.open_group(str(out), mode="r")
+    expected_distances, expected_indices = knn_oracle(
+        zarr.open_array(str(queries), mode="r")[:], zarr.open_array(str(train), mode="r")[:], 4
+    )
+    np.testing.assert_array_equal(group["indices"][:], expected_indices)
+    np.testing.assert_allclose(group["distances"][:], expected_distances, rtol=1e-6)
+    assert group.attrs["bigdist"]["complete"] is True
+    assert group.attrs["timings"]["seconds"] > 0
+
+    code, output = _run("info", out)
+    assert code == 0 and "complete: true" in output and "indices" in output
+
+    # A finished output is kept unless --overwrite is given.
+    code, output = _run("knn", "--queries", queries, "--train", train, "--k", 4, "--out", out, "--scheduler", scheduler)
+    assert code == 1 and "--overwrite" in output
+
+
+def test_run_file_with_generate_section_and_flag_winning(tmp_path, scheduler):
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump({
+        "train": str(tmp_path / "train.zarr"),
+        "k": 5,
+        "metric": "cosine",
+        "out": str(tmp_path / "self.zarr"),
+        "scheduler": scheduler,
+        "generate": {"train": {"kind": "random", "n-samples": 400, "n-features": 3, "random-state": 2}},
+        "dask": {"bigdist.knn.query-block-rows": 64},
+    }))
+    code, output = _run("knn", "--config", run_file, "--k", 3)
+    assert code == 0, output
+    group = zarr.open_group(str(tmp_path / "self.zarr"), mode="r")
+    assert group["indices"].shape == (400, 3)
+    assert group.attrs["knn"] == {"k": 3, "metric": "cosine", "self_join": True, "split_every": 8}
+    data = zarr.open_array(str(tmp_path / "train.zarr"), mode="r")[:]
+    expected_distances, expected_indices = knn_oracle(data, None, 3, "cosine")
+    np.testing.assert_array_equal(group["indices"][:], expected_indices)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"trian": "x.zarr"}, "unknown key 'trian'"),
+        ({"k": "many"}, "'k'"),
+        ({"dask": {"bigdist.knn.nope": 1}, "train": "x", "out": "y"}, "bigdist.knn.nope"),
+        ({"out": "y.zarr"}, "missing --train"),
+    ],
+)
+def test_bad_run_files_fail_clearly(tmp_path, content, message):
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump(content))
+    code, output = _run("knn", "--config", run_file)
+    assert code == 1
+    assert message in output and "Traceback" not in output
+
+
+def test_unreachable_scheduler_exits_non_zero(tmp_path):
+    code, output = _run("knn", "--train", tmp_path / "x.zarr", "--out", tmp_path / "o.zarr",
+                        "--scheduler", "tcp://127.0.0.1:1", "--config", _fast_timeout(tmp_path))
+    assert code == 1 and "tcp://127.0.0.1:1" in output
+
+
+def _fast_timeout(tmp_path):
+    path = tmp_path / "timeout.yaml"
+    path.write_text(yaml.safe_dump({"dask": {"bigdist.runtime.connect-timeout": 2}}))
+    return path
+
+
+def test_missing_input_names_the_path(tmp_path, scheduler):
+    code, output = _run("knn", "--train", tmp_path / "missing.zarr", "--out", tmp_path / "o.zarr", "--scheduler", scheduler)
+    assert code == 1 and "missing.zarr" in output
