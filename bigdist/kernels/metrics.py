@@ -12,9 +12,9 @@ key is an affine function of a score computed by one GEMM of prepared rows::
 - inner_product: ``key = -q.x``; the reported value is ``q.x``, largest first.
 
 The float GEMM only selects candidates; their keys are then recomputed from
-the original rows in float64 (``exact_keys``), and the bound ``margin``
-guarantees that no true neighbour is dropped by the rounding of the GEMM.
-NumPy only.
+the original rows in float64 (``bigdist.kernels.scan.pair_key``), and the
+bound ``margin`` guarantees that no true neighbour is dropped by the
+rounding of the GEMM. NumPy only.
 """
 
 from __future__ import annotations
@@ -110,26 +110,6 @@ def margin(metric: str, dtype: np.dtype, n_features: int, query_norms: np.ndarra
     beta = key_beta(metric)
     scale = (query_norms * (1 + gamma) + max_train_norm * (1 + gamma)) ** 2
     return 2.0 * ((beta + 1) * gamma + 8 * unit) * scale
-
-
-def exact_keys(metric: str, queries: np.ndarray, train: np.ndarray) -> np.ndarray:
-    """Keys of row pairs recomputed in float64 from the original rows.
-
-    Parameters
-    ----------
-    queries, train : ndarray of shape (p, d), the p pairs' rows
-    """
-    q = queries.astype(np.float64)
-    x = train.astype(np.float64)
-    if metric in ("euclidean", "sqeuclidean"):
-        diff = q - x
-        return np.einsum("ij,ij->i", diff, diff)
-    dots = np.einsum("ij,ij->i", q, x)
-    if metric == "inner_product":
-        return -dots
-    denom = np.sqrt(np.einsum("ij,ij->i", q, q) * np.einsum("ij,ij->i", x, x))
-    cos = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
-    return np.clip(1.0 - cos, 0.0, 2.0)
 
 
 def keys_to_values(metric: str, keys: np.ndarray) -> np.ndarray:

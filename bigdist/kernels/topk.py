@@ -37,34 +37,3 @@ def topk_merge(partials: np.ndarray, k: int) -> np.ndarray:
     """
     order = np.lexsort((partials["index"], partials["key"]), axis=-1)[:, :k]
     return np.take_along_axis(partials, order, axis=1)
-
-
-def merge_candidates(
-    best: np.ndarray, rows: np.ndarray, keys: np.ndarray, indices: np.ndarray
-) -> None:
-    """Merge candidate (row, key, index) triples into ``best`` in place.
-
-    Parameters
-    ----------
-    best : structured ndarray of shape (m, k), dtype TOPK_DTYPE, sorted rows
-    rows : ndarray of shape (p,), int, the row of ``best`` each candidate belongs to
-    keys : ndarray of shape (p,), float64
-    indices : ndarray of shape (p,), int64, global train indices (none already in ``best``)
-    """
-    if len(rows) == 0:
-        return
-    k = best.shape[1]
-    touched = np.flatnonzero(np.bincount(rows, minlength=len(best)))
-    held = best[touched]
-    all_rows = np.concatenate([np.repeat(np.arange(len(touched)), k), np.searchsorted(touched, rows)])
-    all_keys = np.concatenate([held["key"].ravel(), keys])
-    all_indices = np.concatenate([held["index"].ravel(), indices])
-    order = np.lexsort((all_indices, all_keys, all_rows))
-    sorted_rows = all_rows[order]
-    starts = np.searchsorted(sorted_rows, np.arange(len(touched)))
-    rank = np.arange(len(order)) - starts[sorted_rows]
-    keep = order[rank < k]
-    merged = np.empty((len(touched), k), dtype=TOPK_DTYPE)
-    merged["key"] = all_keys[keep].reshape(len(touched), k)
-    merged["index"] = all_indices[keep].reshape(len(touched), k)
-    best[touched] = merged

@@ -1,7 +1,6 @@
 import numpy as np
-import pytest
 
-from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, merge_candidates, topk_merge
+from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, topk_merge
 
 
 def _sorted_best(keys: np.ndarray, indices: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,24 +31,3 @@ def test_padding_sorts_last():
     merged = topk_merge(partials, 4)
     assert (merged["index"][:, 0] == 7).all()
     assert (merged["index"][:, 1:] == PAD_INDEX).all()
-
-
-@pytest.mark.parametrize("k", [1, 3, 8])
-def test_merge_candidates_matches_sort(k):
-    rng = np.random.default_rng(k)
-    best = empty_topk(20, k)
-    all_keys = [[] for _ in range(20)]
-    next_index = 0
-    for _ in range(6):
-        p = rng.integers(0, 40)
-        rows = rng.integers(0, 20, size=p)
-        keys = rng.integers(0, 5, size=p).astype(float)
-        indices = np.arange(next_index, next_index + p)
-        next_index += p
-        merge_candidates(best, rows, keys, indices)
-        for r, key, i in zip(rows, keys, indices):
-            all_keys[r].append((key, i))
-    for r in range(20):
-        expected = sorted(all_keys[r])[:k]
-        got = [(a, b) for a, b in zip(best["key"][r].tolist(), best["index"][r].tolist()) if b != PAD_INDEX]
-        assert got == expected
