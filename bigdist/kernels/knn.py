@@ -64,9 +64,7 @@ def knn_chunk(
         return best
     dtype = gemm_dtype(queries.dtype, train.dtype)
     center = train_center(metric, train, dtype)
-    prepared_train = prepare(train, metric, center, dtype, "train")
     prepared_queries = prepare(queries, metric, center, dtype, "query")
-    bounds = margin(metric, dtype, d, prepared_queries.norms, float(prepared_train.norms.max()))
     beta = key_beta(metric)
     code = metric_code(metric)
     query_norms, train_norms = (
@@ -80,12 +78,16 @@ def knn_chunk(
     # Flat, so that every sub-tile's view is C-contiguous for the compiled scan.
     scores_buffer = np.empty(min(tile_query_rows, m) * min(tile_train_rows, n), dtype=dtype)
 
-    for q_start in range(0, m, tile_query_rows):
-        q_stop = min(q_start + tile_query_rows, m)
-        for x_start in range(0, n, tile_train_rows):
-            x_stop = min(x_start + tile_train_rows, n)
+    # Train sub-tiles outside: each is prepared once, small enough to stay in
+    # cache while every query sub-block is scored against it.
+    for x_start in range(0, n, tile_train_rows):
+        x_stop = min(x_start + tile_train_rows, n)
+        prepared_train = prepare(train[x_start:x_stop], metric, center, dtype, "train")
+        bounds = margin(metric, dtype, d, prepared_queries.norms, float(prepared_train.norms.max()))
+        for q_start in range(0, m, tile_query_rows):
+            q_stop = min(q_start + tile_query_rows, m)
             scores = scores_buffer[: (q_stop - q_start) * (x_stop - x_start)].reshape(q_stop - q_start, x_stop - x_start)
-            np.matmul(prepared_queries.rows[q_start:q_stop], prepared_train.rows[x_start:x_stop].T, out=scores)
+            np.matmul(prepared_queries.rows[q_start:q_stop], prepared_train.rows.T, out=scores)
             scan_tile(
                 scores,
                 queries[q_start:q_stop],

@@ -15,6 +15,8 @@ import numba
 import numpy as np
 
 L2, COSINE, INNER_PRODUCT = 0, 1, 2
+# Scores checked at once against a row's bound before looking at any one of them.
+CHUNK = 64
 
 
 def metric_code(metric: str) -> int:
@@ -99,15 +101,36 @@ def scan_tile(
             own_column = first_query + i - first_train
             if 0 <= own_column < width:
                 scores[i, own_column] = -np.inf
+    full = width - width % CHUNK
     for i in range(rows):
         threshold = _score_threshold(best_keys[i, last], alpha[i], beta, margin[i], cell)
-        for j in range(width):
-            # The hot loop: one comparison per score against the row's bound.
-            if scores[i, j] >= threshold:
-                key = pair_key(queries[i], train[j], code, query_norms[i], train_norms[j])
-                if key < best_keys[i, last]:
-                    _insert(best_keys[i], best_indices[i], key, first_train + j)
-                    threshold = _score_threshold(best_keys[i, last], alpha[i], beta, margin[i], cell)
+        for start in range(0, full, CHUNK):
+            # The hot loop: a fixed-length count that the compiler
+            # vectorises; almost every chunk has nothing to offer.
+            passing = 0
+            for offset in range(CHUNK):
+                if scores[i, start + offset] >= threshold:
+                    passing += 1
+            if passing:
+                threshold = _offer(scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms,
+                                   code, best_keys, best_indices, cell, i, start, start + CHUNK, threshold)
+        if full < width:
+            _offer(scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms,
+                   code, best_keys, best_indices, cell, i, full, width, threshold)
+
+
+@numba.njit(cache=True, nogil=True)
+def _offer(scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms,  # type: ignore[no-untyped-def]
+           code, best_keys, best_indices, cell, i, start, stop, threshold):
+    """Re-check the scores of row ``i`` in [start, stop) that pass; return the new bound."""
+    last = best_keys.shape[1] - 1
+    for j in range(start, stop):
+        if scores[i, j] >= threshold:
+            key = pair_key(queries[i], train[j], code, query_norms[i], train_norms[j])
+            if key < best_keys[i, last]:
+                _insert(best_keys[i], best_indices[i], key, first_train + j)
+                threshold = _score_threshold(best_keys[i, last], alpha[i], beta, margin[i], cell)
+    return threshold
 
 
 @numba.njit(cache=True, nogil=True)
