@@ -33,8 +33,20 @@ from bigdist.io import make_random
 logger = logging.getLogger("bench_knn")
 
 
+def total_rss() -> int:
+    """RSS summed over this process and all its children (scheduler, nannies, workers)."""
+    me = psutil.Process()
+    total = 0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            total += proc.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 class PeakRSS:
-    """Peak of the RSS summed over this process and all its children, sampled in a thread."""
+    """Peak of ``total_rss``, sampled in a thread."""
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
@@ -43,15 +55,8 @@ class PeakRSS:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        me = psutil.Process()
         while not self._stop.is_set():
-            total = 0
-            for proc in [me, *me.children(recursive=True)]:
-                try:
-                    total += proc.memory_info().rss
-                except psutil.NoSuchProcess:
-                    pass
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, total_rss())
             time.sleep(self.interval)
 
     def __enter__(self) -> PeakRSS:
@@ -80,14 +85,17 @@ def make_data(args: argparse.Namespace) -> tuple[str, str]:
     return train, queries
 
 
-def bench_bigdist(args: argparse.Namespace, train: str, queries: str) -> tuple[float, np.ndarray, np.ndarray, int]:
+def bench_bigdist(args: argparse.Namespace, train: str, queries: str) -> tuple[float, np.ndarray, np.ndarray, int, int]:
     with runtime.start() as client:
         logger.info("dashboard: %s", client.dashboard_link)
+        # Workers import the kernels (and load the compiled scan) before the baseline is taken.
+        client.run(lambda: __import__("bigdist.kernels.knn"))
+        baseline = total_rss()
         with PeakRSS() as rss:
             start = time.perf_counter()
             distances, indices = bd.knn(queries, train, k=args.k).compute()
             seconds = time.perf_counter() - start
-    return seconds, distances, indices, rss.peak
+    return seconds, distances, indices, baseline, rss.peak
 
 
 def bench_faiss(train: np.ndarray, queries: np.ndarray, k: int) -> tuple[float, np.ndarray]:
@@ -153,10 +161,11 @@ def main() -> None:
 
     train_path, queries_path = make_data(args)
     m, n, d = args.n_queries, args.n_train, args.d
-    seconds, distances, indices, peak = bench_bigdist(args, train_path, queries_path)
+    seconds, distances, indices, baseline, peak = bench_bigdist(args, train_path, queries_path)
     rows = [("bigdist (Zarr, LocalCluster)", m, seconds, gflops(m, n, d, seconds))]
     print(f"\nbigdist: {m:,} x {n:,} x {d}, k={args.k}: {seconds:.1f} s, {gflops(m, n, d, seconds):.1f} GFLOP/s")
-    print(f"peak RSS of all processes: {peak / 2**30:.2f} GiB; train set: {n * d * 4 / 2**30:.2f} GiB")
+    print(f"RSS of all processes: idle cluster {baseline / 2**30:.2f} GiB, peak during the run {peak / 2**30:.2f} GiB "
+          f"(+{(peak - baseline) / 2**30:.2f} GiB); train set: {n * d * 4 / 2**30:.2f} GiB")
     if args.only_bigdist:
         return
 
