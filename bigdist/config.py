@@ -63,9 +63,7 @@ def _check_value(path: str, value: Any, rule: Mapping[str, Any]) -> Any:
     if "min" in rule and value < rule["min"]:
         raise ConfigError(f"bigdist config {path!r} = {value!r} must be at least {rule['min']}")
     if "choices" in rule and value not in rule["choices"]:
-        raise ConfigError(
-            f"bigdist config {path!r} = {value!r} is not one of {', '.join(rule['choices'])}"
-        )
+        raise ConfigError(f"bigdist config {path!r} = {value!r} is not one of {', '.join(rule['choices'])}")
     return value
 
 
@@ -75,8 +73,7 @@ def _validate(tree: Mapping[str, Any], rules: Mapping[str, Any], prefix: str) ->
         path = f"{prefix}.{name}"
         if name not in rules:
             raise ConfigError(
-                f"unknown bigdist config key {path!r}; valid keys under {prefix!r} are "
-                f"{', '.join(sorted(rules))}"
+                f"unknown bigdist config key {path!r}; valid keys under {prefix!r} are {', '.join(sorted(rules))}"
             )
         rule = rules[name]
         if "type" in rule:

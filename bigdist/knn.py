@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +12,7 @@ import numpy as np
 
 from bigdist import config
 from bigdist.errors import ParameterError
-from bigdist.io import as_array, check_features, write_group
+from bigdist.io import as_array, check_features, check_int, write_group
 from bigdist.kernels.metrics import GEMM_METRICS
 from bigdist.reductions import knn_topk
 
@@ -70,13 +69,16 @@ class KNNResult:
 
 
 def _check_k(k: Any, n_train: int, self_join: bool) -> int:
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
-        raise ParameterError(f"k must be a positive integer, got k={k!r}")
+    k = check_int("k", k)
     available = n_train - 1 if self_join else n_train
     if k > available:
-        where = f"the self-join of {n_train} rows (each row's own match is excluded)" if self_join else f"a train set of {n_train} rows"
+        where = (
+            f"the self-join of {n_train} rows (each row's own match is excluded)"
+            if self_join
+            else f"a train set of {n_train} rows"
+        )
         raise ParameterError(f"k={k} exceeds the {available} neighbours available in {where}; use k <= {available}")
-    return int(k)
+    return k
 
 
 def check_metric(metric: Any) -> str:
@@ -132,8 +134,7 @@ def knn(
     k = _check_k(k, train_array.shape[0], self_join)
     if split_every is None:
         split_every = config.get("split-every")
-    if isinstance(split_every, bool) or not isinstance(split_every, numbers.Integral) or split_every < 2:
-        raise ParameterError(f"split_every must be an integer >= 2, got split_every={split_every!r}")
+    split_every = check_int("split_every", split_every, minimum=2)
 
     query_array = query_array.rechunk({0: config.get("knn.query-block-rows")})
     result = knn_topk(
@@ -142,18 +143,23 @@ def knn(
         k=k,
         metric=metric,
         exclude_self=self_join,
-        split_every=int(split_every),
+        split_every=split_every,
         tile_query_rows=config.get("knn.tile-query-rows"),
         tile_train_rows=config.get("knn.tile-train-rows"),
     )
     out_dtype = np.result_type(query_array.dtype, train_array.dtype)
     distances = result["distance"].astype(out_dtype)
     indices = result["index"]
-    params = {"k": k, "metric": metric, "self_join": self_join, "split_every": int(split_every)}
+    params = {"k": k, "metric": metric, "self_join": self_join, "split_every": split_every}
     logger.info(
         "knn: %d queries x %d train rows x %d features, k=%d, metric=%s, %d x %d blocks",
-        query_array.shape[0], train_array.shape[0], train_array.shape[1], k, metric,
-        query_array.numblocks[0], train_array.numblocks[0],
+        query_array.shape[0],
+        train_array.shape[0],
+        train_array.shape[1],
+        k,
+        metric,
+        query_array.numblocks[0],
+        train_array.numblocks[0],
     )
     return KNNResult(
         distances=distances,

@@ -61,9 +61,7 @@ class NearestNeighbors(BaseEstimator):
         self.n_samples_fit_, self.n_features_in_ = self._fit_X.shape
         return self
 
-    def kneighbors(
-        self, X: Any = None, n_neighbors: int | None = None, return_distance: bool = True
-    ) -> Any:
+    def kneighbors(self, X: Any = None, n_neighbors: int | None = None, return_distance: bool = True) -> Any:
         """Find the k nearest neighbours of each query row.
 
         Parameters
@@ -94,7 +92,9 @@ class NearestNeighbors(BaseEstimator):
             distances, indices = result.distances, result.indices
         return (distances, indices) if return_distance else indices
 
-    def kneighbors_graph(self, X: Any = None, n_neighbors: int | None = None, mode: str = "connectivity") -> scipy.sparse.csr_matrix:
+    def kneighbors_graph(
+        self, X: Any = None, n_neighbors: int | None = None, mode: str = "connectivity"
+    ) -> scipy.sparse.csr_matrix:
         """The k-neighbours graph as a sparse matrix of shape (n_queries, n_samples_fit).
 
         Parameters

@@ -102,7 +102,9 @@ def start(
                     n_workers=n_workers,
                     threads_per_worker=threads_per_worker or config.get("runtime.threads-per-worker"),
                     memory_limit=memory_limit or config.get("runtime.memory-limit"),
-                    dashboard_address=_free_dashboard_address(dashboard_address or config.get("runtime.dashboard-address")),
+                    dashboard_address=_free_dashboard_address(
+                        dashboard_address or config.get("runtime.dashboard-address")
+                    ),
                     host="127.0.0.1",
                 )
             )

@@ -137,8 +137,10 @@ def brute_force(train: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     from scipy.spatial.distance import cdist
 
     keys = np.concatenate(
-        [cdist(queries.astype(np.float64), train[s : s + 100_000].astype(np.float64), "sqeuclidean")
-         for s in range(0, len(train), 100_000)],
+        [
+            cdist(queries.astype(np.float64), train[s : s + 100_000].astype(np.float64), "sqeuclidean")
+            for s in range(0, len(train), 100_000)
+        ],
         axis=1,
     )
     return np.argsort(keys, axis=1, kind="stable")[:, :k]
@@ -164,8 +166,10 @@ def main() -> None:
     seconds, distances, indices, baseline, peak = bench_bigdist(args, train_path, queries_path)
     rows = [("bigdist (Zarr, LocalCluster)", m, seconds, gflops(m, n, d, seconds))]
     print(f"\nbigdist: {m:,} x {n:,} x {d}, k={args.k}: {seconds:.1f} s, {gflops(m, n, d, seconds):.1f} GFLOP/s")
-    print(f"RSS of all processes: idle cluster {baseline / 2**30:.2f} GiB, peak during the run {peak / 2**30:.2f} GiB "
-          f"(+{(peak - baseline) / 2**30:.2f} GiB); train set: {n * d * 4 / 2**30:.2f} GiB")
+    print(
+        f"RSS of all processes: idle cluster {baseline / 2**30:.2f} GiB, peak during the run {peak / 2**30:.2f} GiB "
+        f"(+{(peak - baseline) / 2**30:.2f} GiB); train set: {n * d * 4 / 2**30:.2f} GiB"
+    )
     if args.only_bigdist:
         return
 
@@ -184,11 +188,15 @@ def main() -> None:
     print(f"\n{'method':38s} {'queries':>9s} {'seconds':>9s} {'GFLOP/s':>9s} {'vs FAISS':>9s} {'vs sgemm':>9s}")
     for name, queries_run, secs, rate in rows:
         print(f"{name:38s} {queries_run:9,d} {secs:9.1f} {rate:9.1f} {rate / faiss_rate:9.2f} {rate / sgemm:9.2f}")
-    print(f"\nbigdist vs float64 brute force on {check} queries: "
-          f"{(indices[:check] == exact).mean() * 100:.2f}% of neighbours equal")
+    print(
+        f"\nbigdist vs float64 brute force on {check} queries: "
+        f"{(indices[:check] == exact).mean() * 100:.2f}% of neighbours equal"
+    )
     print(f"bigdist vs FAISS (float32, not exact): {(indices == faiss_indices).mean() * 100:.2f}% of neighbours equal")
-    print(f"bigdist / FAISS throughput: {ours / faiss_rate:.2f}; bigdist / sgemm: {ours / sgemm:.2f}; "
-          f"FAISS / sgemm: {faiss_rate / sgemm:.2f}")
+    print(
+        f"bigdist / FAISS throughput: {ours / faiss_rate:.2f}; bigdist / sgemm: {ours / sgemm:.2f}; "
+        f"FAISS / sgemm: {faiss_rate / sgemm:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -42,7 +42,9 @@ def test_local_cluster_worker_count_does_not_matter():
     queries, train = _data()
     results = []
     for n_workers in (1, 3):
-        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster:
             with Client(cluster):
                 results.append(bd.knn(queries, da.from_array(train, chunks=250), k=4).compute())
     np.testing.assert_array_equal(results[0][1], results[1][1])

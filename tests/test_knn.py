@@ -18,8 +18,9 @@ def synchronous():
 @pytest.fixture
 def small_tiles():
     # Many sub-tiles per task even for small data.
-    with dask.config.set({"bigdist.knn.tile-query-rows": 16, "bigdist.knn.tile-train-rows": 256,
-                          "bigdist.knn.query-block-rows": 50}):
+    with dask.config.set(
+        {"bigdist.knn.tile-query-rows": 16, "bigdist.knn.tile-train-rows": 256, "bigdist.knn.query-block-rows": 50}
+    ):
         yield
 
 

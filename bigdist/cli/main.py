@@ -68,11 +68,20 @@ def run_options(sections: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]]
     """Options every run command shares, and the run-file merge (a flag wins over the file)."""
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML run file; every option can be a key in it.")
+        @click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False),
+            help="YAML run file; every option can be a key in it.",
+        )
         @click.option("--scheduler", help="Address of an existing Dask scheduler, e.g. tcp://host:8786.")
-        @click.option("--scheduler-file", type=click.Path(dir_okay=False), help="Scheduler file of an existing Dask cluster.")
+        @click.option(
+            "--scheduler-file", type=click.Path(dir_okay=False), help="Scheduler file of an existing Dask cluster."
+        )
         @click.option("--overwrite", is_flag=True, default=False, help="Replace a finished output.")
-        @click.option("--performance-report", type=click.Path(dir_okay=False), help="Write Dask's HTML performance report here.")
+        @click.option(
+            "--performance-report", type=click.Path(dir_okay=False), help="Write Dask's HTML performance report here."
+        )
         @click.option("-v", "--verbose", count=True, help="More logging (-vv: debug, tracebacks).")
         @functools.wraps(command)
         def wrapper(config_file: str | None, **options: Any) -> None:
@@ -103,7 +112,9 @@ def _dask_overrides(section: Any) -> dict[str, Any]:
     if section is None:
         return {}
     if not isinstance(section, dict):
-        raise ConfigError(f"the run file's 'dask' section must be a mapping of dask config keys to values, got {section!r}")
+        raise ConfigError(
+            f"the run file's 'dask' section must be a mapping of dask config keys to values, got {section!r}"
+        )
     return section
 
 
@@ -139,9 +150,17 @@ def main() -> None:
 @click.option("--n-features", type=click.IntRange(min=1), required=True)
 @click.option("--centers", type=click.IntRange(min=1), default=8, show_default=True, help="blobs: number of centres.")
 @click.option("--cluster-std", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option("--distribution", type=click.Choice(["normal", "uniform"]), default="normal", show_default=True, help="random: the distribution.")
+@click.option(
+    "--distribution",
+    type=click.Choice(["normal", "uniform"]),
+    default="normal",
+    show_default=True,
+    help="random: the distribution.",
+)
 @click.option("--random-state", type=int, default=0, show_default=True, help="Seed (of the centres, for blobs).")
-@click.option("--sample-seed", type=int, default=None, help="blobs: seed of the points (another set around the same centres).")
+@click.option(
+    "--sample-seed", type=int, default=None, help="blobs: seed of the points (another set around the same centres)."
+)
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows per stored chunk.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="Zarr array to write.")
@@ -151,7 +170,10 @@ def generate(**options: Any) -> None:
     with _runtime(options) as client:
         start = time.perf_counter()
         _wait(client, _generate(options["kind"], options["out"], options, overwrite=options["overwrite"]))
-    click.echo(f"generated {options['n_samples']:,} x {options['n_features']} {options['kind']} at {options['out']} in {time.perf_counter() - start:.1f} s")
+    click.echo(
+        f"generated {options['n_samples']:,} x {options['n_features']} {options['kind']} at {options['out']} "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
 
 
 def _generate(kind: str, out: str, spec: dict[str, Any], *, overwrite: bool) -> Any:
@@ -166,10 +188,17 @@ def _generate(kind: str, out: str, spec: dict[str, Any], *, overwrite: bool) -> 
     }
     if kind == "blobs":
         return make_blobs(
-            out, spec["n_samples"], spec["n_features"], centers=spec.get("centers", 8),
-            cluster_std=spec.get("cluster_std", 1.0), sample_seed=spec.get("sample_seed"), **common,
+            out,
+            spec["n_samples"],
+            spec["n_features"],
+            centers=spec.get("centers", 8),
+            cluster_std=spec.get("cluster_std", 1.0),
+            sample_seed=spec.get("sample_seed"),
+            **common,
         )
-    return make_random(out, spec["n_samples"], spec["n_features"], distribution=spec.get("distribution", "normal"), **common)
+    return make_random(
+        out, spec["n_samples"], spec["n_features"], distribution=spec.get("distribution", "normal"), **common
+    )
 
 
 def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -> None:
@@ -184,20 +213,43 @@ def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -
             continue
         spec = {str(key).replace("-", "_"): value for key, value in (raw_spec or {}).items()}
         kind = spec.pop("kind", "blobs")
-        unknown = set(spec) - {"n_samples", "n_features", "centers", "cluster_std", "distribution", "random_state", "sample_seed", "chunk_rows", "dtype"}
+        unknown = set(spec) - {
+            "n_samples",
+            "n_features",
+            "centers",
+            "cluster_std",
+            "distribution",
+            "random_state",
+            "sample_seed",
+            "chunk_rows",
+            "dtype",
+        }
         if kind not in ("blobs", "random") or unknown or "n_samples" not in spec or "n_features" not in spec:
-            raise ConfigError(f"generate.{role}: need kind (blobs or random), n-samples and n-features; unknown keys: {sorted(unknown)}")
+            raise ConfigError(
+                f"generate.{role}: need kind (blobs or random), n-samples and n-features; "
+                f"unknown keys: {sorted(unknown)}"
+            )
         logger.info("generating %s at %s", role, path)
         start = time.perf_counter()
         _wait(client, _generate(kind, path, spec, overwrite=False))
-        click.echo(f"generated {role}: {spec['n_samples']:,} x {spec['n_features']} {kind} at {path} in {time.perf_counter() - start:.1f} s")
+        click.echo(
+            f"generated {role}: {spec['n_samples']:,} x {spec['n_features']} {kind} at {path} "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
 
 
 @main.command()
-@click.option("--queries", type=str, default=None, help="Zarr array or .npy of query rows; omit for the self-join of --train.")
+@click.option(
+    "--queries", type=str, default=None, help="Zarr array or .npy of query rows; omit for the self-join of --train."
+)
 @click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows.")
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option("--metric", type=click.Choice(["euclidean", "sqeuclidean", "cosine", "inner_product"]), default="euclidean", show_default=True)
+@click.option(
+    "--metric",
+    type=click.Choice(["euclidean", "sqeuclidean", "cosine", "inner_product"]),
+    default="euclidean",
+    show_default=True,
+)
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the top-k tree reduction.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (distances, indices).")
 @run_options(sections=(GENERATE_SECTION, DASK_SECTION))
@@ -216,8 +268,13 @@ def knn(generate: Any = None, **options: Any) -> None:
         train = os.path.expanduser(options["train"])
         queries = os.path.expanduser(options["queries"]) if options["queries"] else None
         out = os.path.expanduser(options["out"])
-        result = bigdist.knn(queries if queries else train, train if queries else None, k=options["k"],
-                             metric=options["metric"], split_every=options["split_every"])
+        result = bigdist.knn(
+            queries if queries else train,
+            train if queries else None,
+            k=options["k"],
+            metric=options["metric"],
+            split_every=options["split_every"],
+        )
         run = {key: value for key, value in options.items() if key not in ("verbose",)}
         start = time.perf_counter()
         _wait(client, result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run}, compute=False))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import pathlib
 from functools import partial
@@ -14,7 +15,7 @@ import zarr
 from dask.base import tokenize
 
 from bigdist import config
-from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError, StoreNotFoundError
+from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError, ParameterError, StoreNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +130,9 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
     return array
 
 
-def open_array(path_or_url: str | os.PathLike[str], *, name: str | None = None, storage_options: dict[str, Any] | None = None) -> da.Array:
+def open_array(
+    path_or_url: str | os.PathLike[str], *, name: str | None = None, storage_options: dict[str, Any] | None = None
+) -> da.Array:
     """Open a Zarr array (local path or fsspec URL) or a ``.npy`` file as a dask array.
 
     Parameters
@@ -145,6 +148,13 @@ def open_array(path_or_url: str | os.PathLike[str], *, name: str | None = None, 
     dask array of shape (n_samples, n_features), rows chunked, features in one chunk
     """
     return as_array(_open_path(path_or_url, storage_options), name=name or os.fspath(path_or_url))
+
+
+def check_int(name: str, value: Any, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise ParameterError naming it when it is not an integer >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ParameterError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
+    return int(value)
 
 
 def check_features(queries: da.Array, train: da.Array) -> None:

@@ -101,7 +101,9 @@ def write_group(
     path = os.path.expanduser(os.fspath(path))
     state = _is_complete(path)
     if state and not overwrite:
-        raise OutputExistsError(f"{path!r} already holds a finished result; pass --overwrite (overwrite=True) to replace it")
+        raise OutputExistsError(
+            f"{path!r} already holds a finished result; pass --overwrite (overwrite=True) to replace it"
+        )
     if state is False:
         logger.warning("replacing the unfinished output at %s", path)
     group = zarr.open_group(store=path, mode="w")
@@ -112,7 +114,10 @@ def write_group(
         regular = array.rechunk({0: rows, **{axis: -1 for axis in range(1, array.ndim)}})
         targets.append(
             group.create_array(
-                name, shape=array.shape, dtype=array.dtype, chunks=(rows, *array.shape[1:]),
+                name,
+                shape=array.shape,
+                dtype=array.dtype,
+                chunks=(rows, *array.shape[1:]),
                 compressors=_compressors(),
             )
         )

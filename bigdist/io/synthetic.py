@@ -12,16 +12,10 @@ import numpy as np
 import zarr
 
 from bigdist.errors import OutputExistsError, ParameterError
-from bigdist.io.arrays import _rows_per_block
+from bigdist.io.arrays import _rows_per_block, check_int
 from bigdist.io.store import _compressors, _is_complete
 
 logger = logging.getLogger(__name__)
-
-
-def _check_size(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ParameterError(f"{name} must be a positive integer, got {name}={value!r}")
-    return int(value)
 
 
 def _blob_centers(random_state: int, centers: int, n_features: int, center_box: tuple[float, float]) -> np.ndarray:
@@ -35,14 +29,24 @@ def _block_rng(sample_seed: int, block_id: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([sample_seed, 1, block_id]))
 
 
-def _blobs_block(rows: np.ndarray, *, centers: np.ndarray, cluster_std: float, sample_seed: int, out_dtype: str, block_info: Any = None) -> np.ndarray:
+def _blobs_block(
+    rows: np.ndarray,
+    *,
+    centers: np.ndarray,
+    cluster_std: float,
+    sample_seed: int,
+    out_dtype: str,
+    block_info: Any = None,
+) -> np.ndarray:
     rng = _block_rng(sample_seed, block_info[0]["chunk-location"][0])
     labels = rng.integers(0, len(centers), size=len(rows))
     points = centers[labels] + rng.standard_normal((len(rows), centers.shape[1])) * cluster_std
     return points.astype(out_dtype)
 
 
-def _random_block(rows: np.ndarray, *, n_features: int, distribution: str, sample_seed: int, out_dtype: str, block_info: Any = None) -> np.ndarray:
+def _random_block(
+    rows: np.ndarray, *, n_features: int, distribution: str, sample_seed: int, out_dtype: str, block_info: Any = None
+) -> np.ndarray:
     rng = _block_rng(sample_seed, block_info[0]["chunk-location"][0])
     if distribution == "normal":
         return rng.standard_normal((len(rows), n_features), dtype=np.dtype(out_dtype))
@@ -52,10 +56,16 @@ def _random_block(rows: np.ndarray, *, n_features: int, distribution: str, sampl
 def _write(path: str | os.PathLike[str], array: da.Array, attrs: dict[str, Any], overwrite: bool, compute: bool) -> Any:
     path = os.path.expanduser(os.fspath(path))
     if _is_complete(path) and not overwrite:
-        raise OutputExistsError(f"{path!r} already holds generated data; pass --overwrite (overwrite=True) to replace it")
+        raise OutputExistsError(
+            f"{path!r} already holds generated data; pass --overwrite (overwrite=True) to replace it"
+        )
     target = zarr.create_array(
-        store=path, shape=array.shape, dtype=array.dtype, chunks=(array.chunks[0][0], array.shape[1]),
-        compressors=_compressors(), overwrite=True,
+        store=path,
+        shape=array.shape,
+        dtype=array.dtype,
+        chunks=(array.chunks[0][0], array.shape[1]),
+        compressors=_compressors(),
+        overwrite=True,
     )
     target.attrs["bigdist"] = {"complete": False, "generator": attrs}
     stored = da.store(array, target, lock=False, compute=False)
@@ -71,7 +81,7 @@ def _write(path: str | os.PathLike[str], array: da.Array, attrs: dict[str, Any],
 
 def _row_index(n_samples: int, n_features: int, dtype: str, chunk_rows: int | None) -> da.Array:
     rows = chunk_rows or _rows_per_block(n_features, np.dtype(dtype).itemsize)
-    return da.arange(n_samples, chunks=_check_size("chunk_rows", rows))
+    return da.arange(n_samples, chunks=check_int("chunk_rows", rows))
 
 
 def make_blobs(
@@ -111,22 +121,38 @@ def make_blobs(
     compute : bool
         With False, return a dask Delayed that does the writing.
     """
-    n_samples = _check_size("n_samples", n_samples)
-    n_features = _check_size("n_features", n_features)
-    centers = _check_size("centers", centers)
+    n_samples = check_int("n_samples", n_samples)
+    n_features = check_int("n_features", n_features)
+    centers = check_int("centers", centers)
     if not cluster_std > 0:
         raise ParameterError(f"cluster_std must be positive, got cluster_std={cluster_std!r}")
     seed = random_state if sample_seed is None else sample_seed
     center_array = _blob_centers(random_state, centers, n_features, center_box)
     index = _row_index(n_samples, n_features, dtype, chunk_rows)
     array = index.map_blocks(
-        _blobs_block, centers=center_array, cluster_std=float(cluster_std), sample_seed=seed, out_dtype=dtype, dtype=dtype,
-        chunks=(index.chunks[0], (n_features,)), new_axis=1, meta=np.empty((0, 0), dtype=dtype),
-        name=f"bigdist-generate-blobs-{dask.base.tokenize(n_samples, n_features, centers, cluster_std, random_state, seed, index.chunks, dtype)}",
+        _blobs_block,
+        centers=center_array,
+        cluster_std=float(cluster_std),
+        sample_seed=seed,
+        out_dtype=dtype,
+        dtype=dtype,
+        chunks=(index.chunks[0], (n_features,)),
+        new_axis=1,
+        meta=np.empty((0, 0), dtype=dtype),
+        name="bigdist-generate-blobs-"
+        + dask.base.tokenize(n_samples, n_features, centers, cluster_std, random_state, seed, index.chunks, dtype),
     )
-    attrs = {"kind": "blobs", "n_samples": n_samples, "n_features": n_features, "centers": centers,
-             "cluster_std": float(cluster_std), "center_box": list(center_box), "random_state": random_state,
-             "sample_seed": seed, "dtype": dtype}
+    attrs = {
+        "kind": "blobs",
+        "n_samples": n_samples,
+        "n_features": n_features,
+        "centers": centers,
+        "cluster_std": float(cluster_std),
+        "center_box": list(center_box),
+        "random_state": random_state,
+        "sample_seed": seed,
+        "dtype": dtype,
+    }
     return _write(path, array, attrs, overwrite, compute)
 
 
@@ -146,16 +172,30 @@ def make_random(
 
     Parameters are as for :func:`make_blobs`; ``distribution`` is "normal" or "uniform".
     """
-    n_samples = _check_size("n_samples", n_samples)
-    n_features = _check_size("n_features", n_features)
+    n_samples = check_int("n_samples", n_samples)
+    n_features = check_int("n_features", n_features)
     if distribution not in ("normal", "uniform"):
         raise ParameterError(f"distribution must be 'normal' or 'uniform', got {distribution!r}")
     index = _row_index(n_samples, n_features, dtype, chunk_rows)
     array = index.map_blocks(
-        _random_block, n_features=n_features, distribution=distribution, sample_seed=random_state, out_dtype=dtype, dtype=dtype,
-        chunks=(index.chunks[0], (n_features,)), new_axis=1, meta=np.empty((0, 0), dtype=dtype),
-        name=f"bigdist-generate-random-{dask.base.tokenize(n_samples, n_features, distribution, random_state, index.chunks, dtype)}",
+        _random_block,
+        n_features=n_features,
+        distribution=distribution,
+        sample_seed=random_state,
+        out_dtype=dtype,
+        dtype=dtype,
+        chunks=(index.chunks[0], (n_features,)),
+        new_axis=1,
+        meta=np.empty((0, 0), dtype=dtype),
+        name="bigdist-generate-random-"
+        + dask.base.tokenize(n_samples, n_features, distribution, random_state, index.chunks, dtype),
     )
-    attrs = {"kind": "random", "n_samples": n_samples, "n_features": n_features, "distribution": distribution,
-             "random_state": random_state, "dtype": dtype}
+    attrs = {
+        "kind": "random",
+        "n_samples": n_samples,
+        "n_features": n_features,
+        "distribution": distribution,
+        "random_state": random_state,
+        "dtype": dtype,
+    }
     return _write(path, array, attrs, overwrite, compute)

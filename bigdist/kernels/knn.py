@@ -21,7 +21,7 @@ from bigdist.kernels.metrics import (
     train_center,
 )
 from bigdist.kernels.scan import metric_code, scan_tile
-from bigdist.kernels.topk import PAD_INDEX, empty_topk, topk_merge
+from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, topk_merge
 
 RESULT_DTYPE = np.dtype([("distance", np.float64), ("index", np.int64)])
 
@@ -59,9 +59,8 @@ def knn_chunk(
     """
     m, d = queries.shape
     n = train.shape[0]
-    best = empty_topk(m, k)
     if m == 0 or n == 0:
-        return best
+        return empty_topk(m, k)
     dtype = gemm_dtype(queries.dtype, train.dtype)
     center = train_center(metric, train, dtype)
     prepared_queries = prepare(queries, metric, center, dtype, "query")
@@ -86,7 +85,9 @@ def knn_chunk(
         bounds = margin(metric, dtype, d, prepared_queries.norms, float(prepared_train.norms.max()))
         for q_start in range(0, m, tile_query_rows):
             q_stop = min(q_start + tile_query_rows, m)
-            scores = scores_buffer[: (q_stop - q_start) * (x_stop - x_start)].reshape(q_stop - q_start, x_stop - x_start)
+            scores = scores_buffer[: (q_stop - q_start) * (x_stop - x_start)].reshape(
+                q_stop - q_start, x_stop - x_start
+            )
             np.matmul(prepared_queries.rows[q_start:q_stop], prepared_train.rows.T, out=scores)
             scan_tile(
                 scores,
@@ -104,6 +105,7 @@ def knn_chunk(
                 best_keys[q_start:q_stop],
                 best_indices[q_start:q_stop],
             )
+    best = np.empty((m, k), dtype=TOPK_DTYPE)
     best["key"] = best_keys
     best["index"] = best_indices
     return best

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 
 GEMM_METRICS = ("euclidean", "sqeuclidean", "cosine", "inner_product")
-SIMILARITIES = ("inner_product",)
 
 
 @dataclass(frozen=True)

@@ -112,16 +112,67 @@ def scan_tile(
                 if scores[i, start + offset] >= threshold:
                     passing += 1
             if passing:
-                threshold = _offer(scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms,
-                                   code, best_keys, best_indices, cell, i, start, start + CHUNK, threshold)
+                threshold = _offer(
+                    scores,
+                    queries,
+                    train,
+                    first_train,
+                    alpha,
+                    beta,
+                    margin,
+                    query_norms,
+                    train_norms,
+                    code,
+                    best_keys,
+                    best_indices,
+                    cell,
+                    i,
+                    start,
+                    start + CHUNK,
+                    threshold,
+                )
         if full < width:
-            _offer(scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms,
-                   code, best_keys, best_indices, cell, i, full, width, threshold)
+            _offer(
+                scores,
+                queries,
+                train,
+                first_train,
+                alpha,
+                beta,
+                margin,
+                query_norms,
+                train_norms,
+                code,
+                best_keys,
+                best_indices,
+                cell,
+                i,
+                full,
+                width,
+                threshold,
+            )
 
 
 @numba.njit(cache=True, nogil=True)
-def _offer(scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms,  # type: ignore[no-untyped-def]
-           code, best_keys, best_indices, cell, i, start, stop, threshold):
+def _offer(
+    scores,
+    queries,
+    train,
+    first_train,
+    alpha,
+    beta,
+    margin,
+    query_norms,
+    train_norms,  # type: ignore[no-untyped-def]
+    code,
+    best_keys,
+    best_indices,
+    cell,
+    i,
+    start,
+    stop,
+    threshold,
+):
     """Re-check the scores of row ``i`` in [start, stop) that pass; return the new bound."""
     last = best_keys.shape[1] - 1
     for j in range(start, stop):

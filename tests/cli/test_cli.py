@@ -22,14 +22,53 @@ def _run(*args):
 
 def test_generate_knn_info_end_to_end(tmp_path, scheduler):
     train, queries, out = tmp_path / "train.zarr", tmp_path / "queries.zarr", tmp_path / "nn.zarr"
-    code, output = _run("generate", "blobs", "--n-samples", 3000, "--n-features", 8, "--centers", 5,
-                        "--chunk-rows", 700, "--out", train, "--scheduler", scheduler)
+    code, output = _run(
+        "generate",
+        "blobs",
+        "--n-samples",
+        3000,
+        "--n-features",
+        8,
+        "--centers",
+        5,
+        "--chunk-rows",
+        700,
+        "--out",
+        train,
+        "--scheduler",
+        scheduler,
+    )
     assert code == 0, output
-    code, output = _run("generate", "random", "--n-samples", 100, "--n-features", 8, "--random-state", 3,
-                        "--out", queries, "--scheduler", scheduler)
+    code, output = _run(
+        "generate",
+        "random",
+        "--n-samples",
+        100,
+        "--n-features",
+        8,
+        "--random-state",
+        3,
+        "--out",
+        queries,
+        "--scheduler",
+        scheduler,
+    )
     assert code == 0, output
-    code, output = _run("knn", "--queries", queries, "--train", train, "--k", 4, "--out", out,
-                        "--split-every", 2, "--scheduler", scheduler)
+    code, output = _run(
+        "knn",
+        "--queries",
+        queries,
+        "--train",
+        train,
+        "--k",
+        4,
+        "--out",
+        out,
+        "--split-every",
+        2,
+        "--scheduler",
+        scheduler,
+    )
     assert code == 0, output
     assert "GFLOP/s" in output and str(out) in output
     group = zarr.open_group(str(out), mode="r")
@@ -51,15 +90,19 @@ def test_generate_knn_info_end_to_end(tmp_path, scheduler):
 
 def test_run_file_with_generate_section_and_flag_winning(tmp_path, scheduler):
     run_file = tmp_path / "run.yaml"
-    run_file.write_text(yaml.safe_dump({
-        "train": str(tmp_path / "train.zarr"),
-        "k": 5,
-        "metric": "cosine",
-        "out": str(tmp_path / "self.zarr"),
-        "scheduler": scheduler,
-        "generate": {"train": {"kind": "random", "n-samples": 400, "n-features": 3, "random-state": 2}},
-        "dask": {"bigdist.knn.query-block-rows": 64},
-    }))
+    run_file.write_text(
+        yaml.safe_dump(
+            {
+                "train": str(tmp_path / "train.zarr"),
+                "k": 5,
+                "metric": "cosine",
+                "out": str(tmp_path / "self.zarr"),
+                "scheduler": scheduler,
+                "generate": {"train": {"kind": "random", "n-samples": 400, "n-features": 3, "random-state": 2}},
+                "dask": {"bigdist.knn.query-block-rows": 64},
+            }
+        )
+    )
     code, output = _run("knn", "--config", run_file, "--k", 3)
     assert code == 0, output
     group = zarr.open_group(str(tmp_path / "self.zarr"), mode="r")
@@ -88,8 +131,17 @@ def test_bad_run_files_fail_clearly(tmp_path, content, message):
 
 
 def test_unreachable_scheduler_exits_non_zero(tmp_path):
-    code, output = _run("knn", "--train", tmp_path / "x.zarr", "--out", tmp_path / "o.zarr",
-                        "--scheduler", "tcp://127.0.0.1:1", "--config", _fast_timeout(tmp_path))
+    code, output = _run(
+        "knn",
+        "--train",
+        tmp_path / "x.zarr",
+        "--out",
+        tmp_path / "o.zarr",
+        "--scheduler",
+        "tcp://127.0.0.1:1",
+        "--config",
+        _fast_timeout(tmp_path),
+    )
     assert code == 1 and "tcp://127.0.0.1:1" in output
 
 
@@ -100,5 +152,7 @@ def _fast_timeout(tmp_path):
 
 
 def test_missing_input_names_the_path(tmp_path, scheduler):
-    code, output = _run("knn", "--train", tmp_path / "missing.zarr", "--out", tmp_path / "o.zarr", "--scheduler", scheduler)
+    code, output = _run(
+        "knn", "--train", tmp_path / "missing.zarr", "--out", tmp_path / "o.zarr", "--scheduler", scheduler
+    )
     assert code == 1 and "missing.zarr" in output

@@ -42,8 +42,14 @@ def test_zarr_blocks_hold_whole_stored_chunks(tmp_path, data):
 
 @pytest.mark.parametrize(
     ("dtype", "expected"),
-    [("float32", "float32"), ("float64", "float64"), ("float16", "float32"), ("int8", "float64"),
-     ("uint32", "float64"), ("bool", "float64")],
+    [
+        ("float32", "float32"),
+        ("float64", "float64"),
+        ("float16", "float32"),
+        ("int8", "float64"),
+        ("uint32", "float64"),
+        ("bool", "float64"),
+    ],
 )
 def test_dtypes_are_cast(dtype, expected):
     assert as_array(np.ones((3, 2), dtype=dtype)).dtype == np.dtype(expected)
@@ -55,7 +61,9 @@ def test_unusable_dtypes_are_rejected(dtype):
         as_array(np.zeros((3, 2), dtype=dtype), name="queries")
 
 
-@pytest.mark.parametrize(("shape", "match"), [((5,), "reshape"), ((2, 3, 4), "2-D"), ((0, 3), "empty"), ((3, 0), "empty")])
+@pytest.mark.parametrize(
+    ("shape", "match"), [((5,), "reshape"), ((2, 3, 4), "2-D"), ((0, 3), "empty"), ((3, 0), "empty")]
+)
 def test_bad_shapes(shape, match):
     with pytest.raises(InputShapeError, match=match):
         as_array(np.zeros(shape))
@@ -91,4 +99,3 @@ def test_nan_in_a_stored_block_raises_with_its_rows(tmp_path):
 def test_check_features():
     with pytest.raises(InputShapeError, match="queries have 3 features but train has 4"):
         check_features(da.zeros((2, 3)), da.zeros((2, 4)))
-

@@ -13,8 +13,11 @@ def test_round_trip_with_irregular_chunks(tmp_path):
     values = np.arange(70, dtype=np.float32).reshape(35, 2)
     indices = np.arange(35 * 3, dtype=np.int64).reshape(35, 3)
     path = str(tmp_path / "out.zarr")
-    write_group(path, {"values": da.from_array(values, chunks=((10, 5, 20), 2)),
-                       "indices": da.from_array(indices, chunks=7)}, attrs={"run": {"k": 3}})
+    write_group(
+        path,
+        {"values": da.from_array(values, chunks=((10, 5, 20), 2)), "indices": da.from_array(indices, chunks=7)},
+        attrs={"run": {"k": 3}},
+    )
     arrays = read_group(path)
     np.testing.assert_array_equal(arrays["values"].compute(), values)
     np.testing.assert_array_equal(arrays["indices"].compute(), indices)

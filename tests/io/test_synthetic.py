@@ -11,7 +11,9 @@ pytestmark = pytest.mark.usefixtures("synchronous")
 def test_blobs_are_deterministic_and_share_centres(tmp_path):
     a = make_blobs(tmp_path / "a.zarr", 3000, 4, centers=3, cluster_std=0.5, random_state=7, chunk_rows=700)
     b = make_blobs(tmp_path / "b.zarr", 3000, 4, centers=3, cluster_std=0.5, random_state=7, chunk_rows=700)
-    c = make_blobs(tmp_path / "c.zarr", 3000, 4, centers=3, cluster_std=0.5, random_state=7, sample_seed=8, chunk_rows=700)
+    c = make_blobs(
+        tmp_path / "c.zarr", 3000, 4, centers=3, cluster_std=0.5, random_state=7, sample_seed=8, chunk_rows=700
+    )
     x, y, z = (open_array(p).compute() for p in (a, b, c))
     np.testing.assert_array_equal(x, y)
     assert not np.array_equal(x, z)

@@ -6,8 +6,8 @@ from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, topk_merge
 def _sorted_best(keys: np.ndarray, indices: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     # Oracle: Python's sort of (key, index) tuples, row by row.
     out_k, out_i = [], []
-    for row_keys, row_idx in zip(keys, indices):
-        pairs = sorted(zip(row_keys.tolist(), row_idx.tolist()))[:k]
+    for row_keys, row_idx in zip(keys, indices, strict=True):
+        pairs = sorted(zip(row_keys.tolist(), row_idx.tolist(), strict=True))[:k]
         out_k.append([p[0] for p in pairs])
         out_i.append([p[1] for p in pairs])
     return np.array(out_k), np.array(out_i)
