@@ -81,6 +81,13 @@ def _check_k(k: Any, n_train: int, self_join: bool) -> int:
     return k
 
 
+def _even_blocks(n_rows: int, max_rows: int) -> tuple[int, ...]:
+    # Equal blocks, so no small remainder block leaves a worker idle at the end.
+    n_blocks = -(-n_rows // max_rows)
+    base, extra = divmod(n_rows, n_blocks)
+    return (base + 1,) * extra + (base,) * (n_blocks - extra)
+
+
 def check_metric(metric: Any) -> str:
     """Return the metric name, or raise ParameterError listing the valid ones."""
     if metric not in GEMM_METRICS:
@@ -136,7 +143,7 @@ def knn(
         split_every = config.get("split-every")
     split_every = check_int("split_every", split_every, minimum=2)
 
-    query_array = query_array.rechunk({0: config.get("knn.query-block-rows")})
+    query_array = query_array.rechunk({0: _even_blocks(query_array.shape[0], config.get("knn.query-block-rows"))})
     result = knn_topk(
         query_array,
         train_array,

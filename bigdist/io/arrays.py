@@ -110,8 +110,17 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
         rows = _rows_per_block(n_features, dtype.itemsize)
         stored = getattr(data, "chunks", None)
         if isinstance(stored, tuple) and len(stored) == 2 and isinstance(stored[0], int):
-            # Whole stored chunks per task, so no chunk is read twice.
-            rows = max(stored[0], rows // stored[0] * stored[0])
+            if stored[0] <= rows:
+                # Whole stored chunks per task, so no chunk is read twice.
+                rows = rows // stored[0] * stored[0]
+            else:
+                logger.warning(
+                    "%s is stored in chunks of %d rows, more than the %d rows of bigdist.chunk-bytes; "
+                    "each chunk will be read once per block of it (rewrite it with smaller chunks to avoid that)",
+                    name,
+                    stored[0],
+                    rows,
+                )
         array = da.from_array(data, chunks=(min(rows, n_rows), n_features), asarray=True)
     if array.dtype != dtype:
         array = array.astype(dtype)

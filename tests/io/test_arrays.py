@@ -99,3 +99,11 @@ def test_nan_in_a_stored_block_raises_with_its_rows(tmp_path):
 def test_check_features():
     with pytest.raises(InputShapeError, match="queries have 3 features but train has 4"):
         check_features(da.zeros((2, 3)), da.zeros((2, 4)))
+
+
+def test_huge_stored_chunks_are_split_to_the_block_size(tmp_path, data):
+    zarr.create_array(str(tmp_path / "x.zarr"), data=data, chunks=(500, 7))
+    with dask.config.set({"bigdist.chunk-bytes": 100 * 7 * 4}):
+        array = open_array(str(tmp_path / "x.zarr"))
+    assert max(array.chunks[0]) == 100
+    np.testing.assert_array_equal(array.compute(), data)
