@@ -140,15 +140,16 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
 
 
 def open_array(
-    path_or_url: str | os.PathLike[str], *, name: str | None = None, storage_options: dict[str, Any] | None = None
+    data: Any, *, name: str | None = None, storage_options: dict[str, Any] | None = None
 ) -> da.Array:
-    """Open a Zarr array (local path or fsspec URL) or a ``.npy`` file as a dask array.
+    """Open a Zarr array (local path or fsspec URL), a ``.npy`` file or an array as a dask array.
 
     Parameters
     ----------
-    path_or_url : str or PathLike
+    data : str, PathLike, or array-like of shape (n_samples, n_features)
+        A path or URL, or a NumPy array, dask array or ``zarr.Array``.
     name : str, optional
-        How error messages call this input (default: the path).
+        How error messages call this input (default: the path, or "X").
     storage_options : dict, optional
         Passed to fsspec for remote stores.
 
@@ -156,7 +157,9 @@ def open_array(
     -------
     dask array of shape (n_samples, n_features), rows chunked, features in one chunk
     """
-    return as_array(_open_path(path_or_url, storage_options), name=name or os.fspath(path_or_url))
+    if isinstance(data, (str, os.PathLike)):
+        return as_array(_open_path(data, storage_options), name=name or os.fspath(data))
+    return as_array(data, name=name or "X")
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:

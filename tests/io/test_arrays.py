@@ -107,3 +107,7 @@ def test_huge_stored_chunks_are_split_to_the_block_size(tmp_path, data):
         array = open_array(str(tmp_path / "x.zarr"))
     assert max(array.chunks[0]) == 100
     np.testing.assert_array_equal(array.compute(), data)
+
+
+def test_open_array_takes_arrays_too(data):
+    np.testing.assert_array_equal(open_array(data).compute(), data)
