@@ -79,9 +79,30 @@ def _write(path: str | os.PathLike[str], array: da.Array, attrs: dict[str, Any],
     return finished.compute() if compute else finished
 
 
-def _row_index(n_samples: int, n_features: int, dtype: str, chunk_rows: int | None) -> da.Array:
-    rows = chunk_rows or _rows_per_block(n_features, np.dtype(dtype).itemsize)
-    return da.arange(n_samples, chunks=check_int("chunk_rows", rows))
+def _generate(
+    path: str | os.PathLike[str],
+    block_function: Any,
+    attrs: dict[str, Any],
+    chunk_rows: int | None,
+    overwrite: bool,
+    compute: bool,
+    **block_kwargs: Any,
+) -> Any:
+    """Map ``block_function`` over row blocks (one task each) and write the result to ``path``."""
+    n_samples, n_features, dtype = attrs["n_samples"], attrs["n_features"], attrs["dtype"]
+    rows = check_int("chunk_rows", chunk_rows or _rows_per_block(n_features, np.dtype(dtype).itemsize))
+    index = da.arange(n_samples, chunks=rows)
+    array = index.map_blocks(
+        block_function,
+        out_dtype=dtype,
+        dtype=dtype,
+        chunks=(index.chunks[0], (n_features,)),
+        new_axis=1,
+        meta=np.empty((0, 0), dtype=dtype),
+        name=f"bigdist-generate-{attrs['kind']}-{dask.base.tokenize(attrs, rows)}",
+        **block_kwargs,
+    )
+    return _write(path, array, attrs, overwrite, compute)
 
 
 def make_blobs(
@@ -128,20 +149,6 @@ def make_blobs(
         raise ParameterError(f"cluster_std must be positive, got cluster_std={cluster_std!r}")
     seed = random_state if sample_seed is None else sample_seed
     center_array = _blob_centers(random_state, centers, n_features, center_box)
-    index = _row_index(n_samples, n_features, dtype, chunk_rows)
-    array = index.map_blocks(
-        _blobs_block,
-        centers=center_array,
-        cluster_std=float(cluster_std),
-        sample_seed=seed,
-        out_dtype=dtype,
-        dtype=dtype,
-        chunks=(index.chunks[0], (n_features,)),
-        new_axis=1,
-        meta=np.empty((0, 0), dtype=dtype),
-        name="bigdist-generate-blobs-"
-        + dask.base.tokenize(n_samples, n_features, centers, cluster_std, random_state, seed, index.chunks, dtype),
-    )
     attrs = {
         "kind": "blobs",
         "n_samples": n_samples,
@@ -153,7 +160,10 @@ def make_blobs(
         "sample_seed": seed,
         "dtype": dtype,
     }
-    return _write(path, array, attrs, overwrite, compute)
+    return _generate(
+        path, _blobs_block, attrs, chunk_rows, overwrite, compute,
+        centers=center_array, cluster_std=float(cluster_std), sample_seed=seed,
+    )  # fmt: skip
 
 
 def make_random(
@@ -176,20 +186,6 @@ def make_random(
     n_features = check_int("n_features", n_features)
     if distribution not in ("normal", "uniform"):
         raise ParameterError(f"distribution must be 'normal' or 'uniform', got {distribution!r}")
-    index = _row_index(n_samples, n_features, dtype, chunk_rows)
-    array = index.map_blocks(
-        _random_block,
-        n_features=n_features,
-        distribution=distribution,
-        sample_seed=random_state,
-        out_dtype=dtype,
-        dtype=dtype,
-        chunks=(index.chunks[0], (n_features,)),
-        new_axis=1,
-        meta=np.empty((0, 0), dtype=dtype),
-        name="bigdist-generate-random-"
-        + dask.base.tokenize(n_samples, n_features, distribution, random_state, index.chunks, dtype),
-    )
     attrs = {
         "kind": "random",
         "n_samples": n_samples,
@@ -198,4 +194,7 @@ def make_random(
         "random_state": random_state,
         "dtype": dtype,
     }
-    return _write(path, array, attrs, overwrite, compute)
+    return _generate(
+        path, _random_block, attrs, chunk_rows, overwrite, compute,
+        n_features=n_features, distribution=distribution, sample_seed=random_state,
+    )  # fmt: skip

@@ -101,6 +101,21 @@ def scan_tile(
             own_column = first_query + i - first_train
             if 0 <= own_column < width:
                 scores[i, own_column] = -np.inf
+    state = (
+        scores,
+        queries,
+        train,
+        first_train,
+        alpha,
+        beta,
+        margin,
+        query_norms,
+        train_norms,
+        code,
+        best_keys,
+        best_indices,
+        cell,
+    )
     full = width - width % CHUNK
     for i in range(rows):
         threshold = _score_threshold(best_keys[i, last], alpha[i], beta, margin[i], cell)
@@ -112,68 +127,32 @@ def scan_tile(
                 if scores[i, start + offset] >= threshold:
                     passing += 1
             if passing:
-                threshold = _offer(
-                    scores,
-                    queries,
-                    train,
-                    first_train,
-                    alpha,
-                    beta,
-                    margin,
-                    query_norms,
-                    train_norms,
-                    code,
-                    best_keys,
-                    best_indices,
-                    cell,
-                    i,
-                    start,
-                    start + CHUNK,
-                    threshold,
-                )
+                threshold = _offer(state, i, start, start + CHUNK, threshold)
         if full < width:
-            _offer(
-                scores,
-                queries,
-                train,
-                first_train,
-                alpha,
-                beta,
-                margin,
-                query_norms,
-                train_norms,
-                code,
-                best_keys,
-                best_indices,
-                cell,
-                i,
-                full,
-                width,
-                threshold,
-            )
+            _offer(state, i, full, width, threshold)
 
 
 @numba.njit(cache=True, nogil=True)
-def _offer(
-    scores,
-    queries,
-    train,
-    first_train,
-    alpha,
-    beta,
-    margin,
-    query_norms,
-    train_norms,  # type: ignore[no-untyped-def]
-    code,
-    best_keys,
-    best_indices,
-    cell,
-    i,
-    start,
-    stop,
-    threshold,
-):
-    """Re-check the scores of row ``i`` in [start, stop) that pass; return the new bound."""
+def _offer(state, i, start, stop, threshold):  # type: ignore[no-untyped-def]
+    """Re-check the scores of row ``i`` in [start, stop) that pass; return the new bound.
+
+    ``state`` is the tuple of ``scan_tile``'s arrays and constants.
+    """
+    (
+        scores,
+        queries,
+        train,
+        first_train,
+        alpha,
+        beta,
+        margin,
+        query_norms,
+        train_norms,
+        code,
+        best_keys,
+        best_indices,
+        cell,
+    ) = state
     last = best_keys.shape[1] - 1
     for j in range(start, stop):
         if scores[i, j] >= threshold:
