@@ -139,9 +139,7 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
     return array
 
 
-def open_array(
-    data: Any, *, name: str | None = None, storage_options: dict[str, Any] | None = None
-) -> da.Array:
+def open_array(data: Any, *, name: str | None = None, storage_options: dict[str, Any] | None = None) -> da.Array:
     """Open a Zarr array (local path or fsspec URL), a ``.npy`` file or an array as a dask array.
 
     Parameters

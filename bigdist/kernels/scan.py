@@ -101,7 +101,7 @@ def scan_tile(
             own_column = first_query + i - first_train
             if 0 <= own_column < width:
                 scores[i, own_column] = -np.inf
-    state = (scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms, code, best_keys, best_indices, cell)  # fmt: skip
+    state = (scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms, code, best_keys, best_indices, cell)  # fmt: skip # noqa: E501
     full = width - width % CHUNK
     for i in range(rows):
         threshold = _score_threshold(best_keys[i, last], alpha[i], beta, margin[i], cell)
@@ -124,7 +124,7 @@ def _offer(state, i, start, stop, threshold):  # type: ignore[no-untyped-def]
 
     ``state`` is the tuple of ``scan_tile``'s arrays and constants.
     """
-    scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms, code, best_keys, best_indices, cell = state  # fmt: skip
+    scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms, code, best_keys, best_indices, cell = state  # fmt: skip # noqa: E501
     last = best_keys.shape[1] - 1
     for j in range(start, stop):
         if scores[i, j] >= threshold:
