@@ -129,3 +129,17 @@ def test_nan_is_reported_with_its_array():
     train[7, 1] = np.nan
     with pytest.raises(ValueError, match="train"):
         bd.knn(np.zeros((3, 2)), train, k=2).compute()
+
+
+def test_blocks_match_their_declared_chunks_and_dtypes(small_tiles):
+    from dask.array.utils import assert_eq
+
+    rng = np.random.default_rng(8)
+    train = rng.standard_normal((700, 3)).astype(np.float32)
+    queries = rng.standard_normal((120, 3)).astype(np.float32)
+    result = bd.knn(
+        da.from_array(queries, chunks=33), da.from_array(train, chunks=((50, 250, 1, 399), 3)), k=5, split_every=2
+    )
+    expected_distances, expected_indices = knn_oracle(queries, train, 5)
+    assert_eq(result.indices, expected_indices)
+    assert_eq(result.distances, expected_distances.astype(np.float32), rtol=1e-6)
