@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from bigdist import config as config
 from bigdist.errors import BigdistError
+from bigdist.cluster import KMeans
 from bigdist.io import open_array
+from bigdist.kmeans import KMeansResult, kmeans
 from bigdist.knn import KNNResult, knn
 from bigdist.neighbors import NearestNeighbors
 
 __version__ = "0.1.0"
 
-__all__ = ["BigdistError", "KNNResult", "NearestNeighbors", "__version__", "config", "knn", "open_array"]
+__all__ = [
+    "BigdistError",
+    "KMeans",
+    "KMeansResult",
+    "KNNResult",
+    "NearestNeighbors",
+    "__version__",
+    "config",
+    "kmeans",
+    "knn",
+    "open_array",
+]

@@ -16,8 +16,8 @@ class InputShapeError(BigdistError, ValueError):
     """An input has the wrong number of dimensions, features or rows."""
 
 
-class InputDtypeError(BigdistError, TypeError):
-    """An input has a dtype bigdist cannot compute with."""
+class InputDtypeError(BigdistError, TypeError, ValueError):
+    """An input has a dtype bigdist cannot compute with (both a TypeError and a ValueError, as users catch either)."""
 
 
 class NonFiniteError(BigdistError, ValueError):

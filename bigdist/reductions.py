@@ -10,9 +10,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
+from dask.delayed import Delayed
 
 from bigdist.kernels.knn import RESULT_DTYPE, knn_agg, knn_chunk, knn_combine
 from bigdist.kernels.topk import TOPK_DTYPE
@@ -96,3 +98,32 @@ def knn_topk(
         concatenate=True,
         name="bigdist-topk-merge",
     )
+
+
+def block_tree_reduce(
+    array: da.Array, chunk: Any, combine: Any, *, split_every: int, name: str, extra: tuple[Any, ...] = ()
+) -> Delayed:
+    """Map ``chunk(block, first_row, *extra)`` over the row blocks and tree-reduce with ``combine(list)``.
+
+    The partial states may be any Python objects (dicts of small arrays);
+    ``extra`` arguments (e.g. centroids) are put in the graph once, not per task.
+
+    Returns
+    -------
+    dask Delayed of the merged state
+    """
+    token = tokenize(array, chunk, combine, split_every, extra)
+    extra_keys = [dask.delayed(value, pure=True) for value in extra]
+    offsets = np.concatenate([[0], np.cumsum(array.chunks[0])[:-1]]).astype(int)
+    level = [
+        dask.delayed(chunk, pure=True)(block, int(offset), *extra_keys, dask_key_name=(f"{name}-chunk-{token}", i))
+        for i, (block, offset) in enumerate(zip(array.to_delayed().ravel(), offsets, strict=True))
+    ]
+    depth = 0
+    while depth == 0 or len(level) > 1:
+        level = [
+            dask.delayed(combine, pure=True)(level[start : start + split_every], dask_key_name=(f"{name}-merge-{depth}-{token}", i))
+            for i, start in enumerate(range(0, len(level), split_every))
+        ]
+        depth += 1
+    return level[0]

@@ -29,8 +29,9 @@ def _float_dtype(dtype: np.dtype, name: str) -> np.dtype:
         return np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64)
     if dtype.kind in "biu":
         return np.dtype(np.float64)
+    complex_note = "Complex data not supported; " if dtype.kind == "c" else ""
     raise InputDtypeError(
-        f"{name} has dtype {dtype}, which bigdist cannot compute distances with; "
+        f"{name} has dtype {dtype}, which bigdist cannot compute distances with; {complex_note}"
         f"convert it to a float or integer array (e.g. {name}.astype('float32'))"
     )
 
@@ -87,18 +88,29 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
     """
     if isinstance(data, (str, os.PathLike)):
         data = _open_path(data)
-    if isinstance(data, (list, tuple)):
+    if hasattr(data, "tocsr") or type(data).__module__.startswith("scipy.sparse"):
+        raise InputDtypeError(
+            f"{name} is a sparse matrix, and sparse input is not supported; convert it with {name}.toarray()"
+        )
+    if not isinstance(data, (np.ndarray, da.Array)) and not hasattr(data, "chunks"):
         data = np.asarray(data)
-    if not hasattr(data, "shape") or not hasattr(data, "dtype"):
-        raise InputDtypeError(f"{name} is a {type(data).__name__}; give an array, a Zarr path or a .npy path")
+    if isinstance(data, np.ndarray) and data.dtype == object:
+        try:
+            data = data.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise InputDtypeError(f"{name} has dtype object and values that are not numbers ({error})") from None
     if len(data.shape) != 2:
         raise InputShapeError(
-            f"{name} has shape {tuple(data.shape)}; bigdist needs a 2-D array (n_samples, n_features) — "
-            f"use reshape(-1, 1) for one feature or reshape(1, -1) for one sample"
+            f"{name} has shape {tuple(data.shape)}; bigdist needs a 2-D array (n_samples, n_features). Reshape your "
+            f"data either using array.reshape(-1, 1) if it has a single feature or array.reshape(1, -1) if it "
+            f"contains a single sample"
         )
     n_rows, n_features = data.shape
     if n_rows == 0 or n_features == 0:
-        raise InputShapeError(f"{name} is empty (shape {tuple(data.shape)}); give at least one row and one feature")
+        raise InputShapeError(
+            f"{name} is empty: {n_features} feature(s) (shape={tuple(data.shape)}) while a minimum of 1 is required, "
+            f"and {n_rows} sample(s); give at least one row and one feature"
+        )
     dtype = _float_dtype(np.dtype(data.dtype), name)
     in_memory = isinstance(data, np.ndarray) and not isinstance(data, np.memmap)
 

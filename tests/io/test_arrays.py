@@ -55,10 +55,23 @@ def test_dtypes_are_cast(dtype, expected):
     assert as_array(np.ones((3, 2), dtype=dtype)).dtype == np.dtype(expected)
 
 
-@pytest.mark.parametrize("dtype", ["complex64", "object", "U3", "datetime64[s]"])
+@pytest.mark.parametrize("dtype", ["complex64", "U3", "datetime64[s]"])
 def test_unusable_dtypes_are_rejected(dtype):
     with pytest.raises(InputDtypeError, match="queries has dtype"):
         as_array(np.zeros((3, 2), dtype=dtype), name="queries")
+
+
+def test_object_arrays_of_numbers_are_cast_and_others_rejected():
+    assert as_array(np.array([[1, 2.5]], dtype=object)).dtype == np.float64
+    with pytest.raises(InputDtypeError, match="not numbers"):
+        as_array(np.array([["a", "b"]], dtype=object))
+
+
+def test_sparse_input_is_refused():
+    import scipy.sparse
+
+    with pytest.raises(InputDtypeError, match="sparse input is not supported"):
+        as_array(scipy.sparse.csr_matrix(np.eye(3)))
 
 
 @pytest.mark.parametrize(

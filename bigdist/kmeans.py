@@ -1,0 +1,334 @@
+"""K-means over data far bigger than RAM: one pass over the data per Lloyd iteration."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+
+from bigdist import config
+from bigdist.errors import InputShapeError, ParameterError
+from bigdist.io import as_array, check_int, write_group
+from bigdist.kernels.kmeans import assign, kmeans_chunk, kmeans_combine, update_centroids
+from bigdist.reductions import block_tree_reduce
+
+logger = logging.getLogger(__name__)
+
+INITS = ("k-means||", "k-means++", "random")
+
+
+@dataclass
+class KMeansResult:
+    """Result of :func:`kmeans`.
+
+    Attributes
+    ----------
+    centroids : ndarray of shape (n_clusters, n_features)
+    labels : dask array of shape (n_samples,), int64, lazy
+    inertia : float, sum of squared distances of the rows to their centroid
+    n_iter : int, Lloyd iterations run
+    stats : list of dict, one per iteration: inertia, centroid shift, relocated clusters, seconds
+    """
+
+    centroids: np.ndarray
+    labels: da.Array
+    inertia: float
+    n_iter: int
+    stats: list[dict[str, float]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_zarr(
+        self, path: str, *, overwrite: bool = False, attrs: dict[str, Any] | None = None, compute: bool = True
+    ) -> Any:
+        """Write centroids and labels (block by block) to a Zarr group; stats go in its attributes."""
+        centroids = da.from_array(self.centroids, chunks=self.centroids.shape)
+        meta = {"kmeans": {**self.params, "inertia": self.inertia, "n_iter": self.n_iter, "stats": self.stats}}
+        return write_group(
+            path,
+            {"centroids": centroids, "labels": self.labels},
+            attrs={**meta, **(attrs or {})},
+            overwrite=overwrite,
+            compute=compute,
+        )
+
+
+def _lloyd_state(X: da.Array, centroids: np.ndarray, split_every: int, n_far: int) -> dict[str, Any]:
+    return block_tree_reduce(
+        X,
+        partial(kmeans_chunk, n_far=n_far),
+        partial(kmeans_combine, n_far=n_far),
+        split_every=split_every,
+        name="bigdist-kmeans-pass",
+        extra=(centroids,),
+    ).compute()
+
+
+def _row_uniforms(seed: int, stream: int, rows: np.ndarray) -> np.ndarray:
+    """Uniform [0, 1) numbers keyed by global row (splitmix64), so sampling ignores the chunking."""
+    with np.errstate(over="ignore"):
+        z = rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64((seed * 1000003 + stream) & (2**64 - 1))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def _cost_chunk(block: np.ndarray, first_row: int, centers: np.ndarray) -> float:
+    return float(assign(block, centers)[1].sum())
+
+
+def _sample_chunk(block: np.ndarray, first_row: int, centers: np.ndarray, rate: float, seed: int, stream: int) -> np.ndarray:
+    distances = assign(block, centers)[1]
+    draws = _row_uniforms(seed, stream, np.arange(first_row, first_row + len(block)))
+    return block[draws < rate * distances].astype(np.float64)
+
+
+def _sum(values: list[float]) -> float:
+    return float(sum(values))
+
+
+def _stack(values: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(values)
+
+
+def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, rounds: int = 5) -> np.ndarray:
+    """k-means|| (Bahmani et al. 2012): oversampled rounds, then weighted k-means++ on the candidates."""
+    from sklearn.cluster import KMeans as SkKMeans
+
+    rng = np.random.default_rng(seed)
+    centers = X[int(rng.integers(X.shape[0]))].compute()[None, :].astype(np.float64)
+    oversampling = 2 * k
+    for round_ in range(rounds):
+        cost = block_tree_reduce(X, _cost_chunk, _sum, split_every=split_every, name="bigdist-kmeans||-cost", extra=(centers,))
+        phi = cost.compute()
+        if phi == 0:
+            break
+        sampled = block_tree_reduce(
+            X, partial(_sample_chunk, rate=oversampling / phi, seed=seed, stream=round_), _stack,
+            split_every=split_every, name="bigdist-kmeans||-sample", extra=(centers,),
+        ).compute()  # fmt: skip
+        centers = np.concatenate([centers, sampled])
+        logger.info("k-means|| round %d: %d candidates", round_ + 1, len(centers))
+    centers = np.unique(centers, axis=0)
+    if len(centers) <= k:
+        extra = X[np.sort(rng.choice(X.shape[0], size=k, replace=False))].compute().astype(np.float64)
+        centers = np.unique(np.concatenate([centers, extra]), axis=0)[:k] if len(centers) < k else centers
+        if len(centers) == k:
+            return centers
+    # Weight each candidate by the rows it attracts, then reduce to k.
+    weights = _lloyd_state(X, centers, split_every, n_far=0)["counts"]
+    model = SkKMeans(n_clusters=k, init="k-means++", n_init=1, random_state=seed).fit(centers, sample_weight=weights)
+    return model.cluster_centers_
+
+
+def _initial_centroids(X: da.Array, k: int, init: Any, seed: int, split_every: int) -> np.ndarray:
+    n, d = X.shape
+    if not isinstance(init, str):
+        centroids = np.asarray(init, dtype=np.float64)
+        if centroids.shape != (k, d):
+            raise InputShapeError(
+                f"init has shape {centroids.shape}, but n_clusters={k} and X has {d} features; give an array of shape ({k}, {d})"
+            )
+        if not np.isfinite(centroids).all():
+            raise ParameterError("init holds NaN or infinity; give finite initial centroids")
+        return centroids
+    rng = np.random.default_rng(seed)
+    if init == "random":
+        return X[rng.choice(n, size=k, replace=False)].compute().astype(np.float64)
+    if init == "k-means++":
+        from sklearn.cluster import kmeans_plusplus
+
+        size = min(n, max(20 * k, 10_000))
+        sample = X[np.sort(rng.choice(n, size=size, replace=False))].compute().astype(np.float64)
+        return kmeans_plusplus(sample, k, random_state=seed)[0]
+    return _init_kmeans_parallel(X, k, seed, split_every)
+
+
+def _maybe_persist(X: da.Array, persist: bool | None) -> da.Array:
+    """Keep the data in the cluster's memory when it fits comfortably (or when told to)."""
+    if persist is None:
+        try:
+            from distributed import get_client
+
+            workers = get_client().scheduler_info()["workers"].values()
+            budget = 0.5 * sum(w.get("memory_limit", 0) or 0 for w in workers)
+        except (ImportError, ValueError):
+            budget = 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        persist = X.nbytes <= budget
+    if persist:
+        logger.info("k-means: keeping the %.2f GB of data in memory", X.nbytes / 1e9)
+        return X.persist()
+    logger.info("k-means: %.2f GB of data is re-read every iteration", X.nbytes / 1e9)
+    return X
+
+
+def _load_checkpoint(path: str, k: int, d: int) -> dict[str, Any] | None:
+    try:
+        group = zarr.open_group(store=path, mode="r")
+    except FileNotFoundError:
+        return None
+    state = dict(group.attrs.get("bigdist_checkpoint", {}))
+    if not state or group["centroids"].shape != (k, d):
+        raise ParameterError(
+            f"the checkpoint at {path!r} belongs to another run (centroids {group['centroids'].shape}, "
+            f"expected {(k, d)}); give another checkpoint path or delete it"
+        )
+    state["centroids"] = group["centroids"][:]
+    return state
+
+
+def _save_checkpoint(path: str, centroids: np.ndarray, state: dict[str, Any]) -> None:
+    group = zarr.open_group(store=path, mode="a")
+    array = group.require_array("centroids", shape=centroids.shape, dtype=centroids.dtype, chunks=centroids.shape)
+    array[...] = centroids
+    # Written after the centroids: a checkpoint's attributes always describe centroids already stored.
+    group.attrs["bigdist_checkpoint"] = state
+
+
+def kmeans(
+    X: Any,
+    n_clusters: int,
+    *,
+    init: str | np.ndarray = "k-means||",
+    n_init: int = 1,
+    max_iter: int = 300,
+    tol: float = 1e-4,
+    random_state: int | None = None,
+    checkpoint: str | None = None,
+    split_every: int | None = None,
+    persist: bool | None = None,
+) -> KMeansResult:
+    """K-means clustering (Lloyd's algorithm) of data far bigger than RAM.
+
+    Each iteration is one pass over the data: every row block is assigned to
+    its nearest centroids (one GEMM, ties to the lower centroid index) and
+    reduced at once to per-centroid sums and counts, which a tree reduction
+    merges. Empty clusters take the rows farthest from their centroid.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+    n_clusters : int
+    init : {"k-means||", "k-means++", "random"} or ndarray of shape (n_clusters, n_features)
+        ``k-means||`` runs oversampling rounds over the data and reduces the
+        candidates, weighted by the rows they attract, with weighted k-means++;
+        ``k-means++`` runs on a sample.
+    n_init : int
+        Runs with different seeds; the one with the lowest inertia is kept.
+    max_iter : int
+    tol : float
+        Stop when the squared centroid shift is at most ``tol`` times the mean
+        variance of the features (as scikit-learn does).
+    random_state : int, optional
+    checkpoint : str, optional
+        Zarr group where the centroids are saved after every iteration; a run
+        with the same checkpoint resumes where the last one stopped.
+    split_every : int, optional
+        Fan-in of the reductions (default from config).
+    persist : bool, optional
+        Keep the data in the cluster's memory between iterations; by default
+        when it takes at most half of the workers' memory.
+
+    Returns
+    -------
+    KMeansResult
+    """
+    array = as_array(X, name="X")
+    n, d = array.shape
+    k = check_int("n_clusters", n_clusters)
+    if k > n:
+        raise ParameterError(f"n_clusters={k} exceeds the {n} samples; use n_clusters <= {n}")
+    max_iter = check_int("max_iter", max_iter)
+    n_init = check_int("n_init", n_init)
+    if isinstance(init, str) and init not in INITS:
+        raise ParameterError(f"unknown init {init!r}; use one of {', '.join(INITS)} or an array of shape ({k}, {d})")
+    if not (isinstance(tol, (int, float)) and tol >= 0):
+        raise ParameterError(f"tol must be a number >= 0, got tol={tol!r}")
+    if checkpoint is not None and n_init != 1:
+        raise ParameterError(f"checkpoint needs n_init=1 (got n_init={n_init}); run the inits one by one")
+    split_every = check_int("split_every", split_every or config.get("split-every"), minimum=2)
+    seeds = np.random.SeedSequence(random_state).generate_state(n_init)
+    array = _maybe_persist(array, persist)
+
+    best: KMeansResult | None = None
+    for run, seed in enumerate(seeds):
+        result = _lloyd(array, k, init, int(seed), max_iter, tol, split_every, checkpoint)
+        logger.info("k-means run %d/%d: inertia %.6g after %d iterations", run + 1, n_init, result.inertia, result.n_iter)
+        if best is None or result.inertia < best.inertia:
+            best = result
+    assert best is not None
+    best.params = {
+        "n_clusters": k, "init": init if isinstance(init, str) else "array", "n_init": n_init,
+        "max_iter": max_iter, "tol": tol, "random_state": random_state,
+    }  # fmt: skip
+    return best
+
+
+def _lloyd(
+    X: da.Array, k: int, init: Any, seed: int, max_iter: int, tol: float, split_every: int, checkpoint: str | None
+) -> KMeansResult:
+    n, d = X.shape
+    saved = _load_checkpoint(checkpoint, k, d) if checkpoint else None
+    if saved:
+        centroids, start, stats, tol_abs = saved["centroids"], saved["n_iter"], saved["stats"], saved["tol_abs"]
+        logger.info("k-means: resuming from %s after %d iterations", checkpoint, start)
+        if saved.get("converged"):
+            return _finish(X, centroids, start, stats, split_every)
+    else:
+        centroids = _initial_centroids(X, k, init, seed, split_every)
+        start, stats, tol_abs = 0, [], None
+
+    for iteration in range(start, max_iter):
+        began = time.perf_counter()
+        state = _lloyd_state(X, centroids, split_every, n_far=k)
+        if tol_abs is None:
+            mean, mean_sq = state["moments"] / n
+            tol_abs = float(np.mean(mean_sq - mean**2) * tol)
+        new, relocated = update_centroids(state, centroids)
+        shift = float(((new - centroids) ** 2).sum())
+        stats.append(
+            {"iteration": iteration + 1, "inertia": state["inertia"], "shift": shift, "relocated": relocated,
+             "seconds": time.perf_counter() - began}
+        )  # fmt: skip
+        logger.info(
+            "k-means iteration %d: inertia %.6g, centroid shift %.3g%s, %.2f s",
+            iteration + 1, state["inertia"], shift, f", {relocated} empty clusters relocated" if relocated else "",
+            stats[-1]["seconds"],
+        )  # fmt: skip
+        centroids = new
+        converged = shift <= tol_abs
+        if checkpoint:
+            _save_checkpoint(
+                checkpoint, centroids,
+                {"n_iter": iteration + 1, "stats": stats, "tol_abs": tol_abs, "converged": converged},
+            )  # fmt: skip
+        if converged:
+            break
+    return _finish(X, centroids, len(stats), stats, split_every)
+
+
+def _labels_chunk(block: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    return assign(block, centroids)[0]
+
+
+def _finish(X: da.Array, centroids: np.ndarray, n_iter: int, stats: list[dict[str, float]], split_every: int) -> KMeansResult:
+    # Inertia of the final centroids, as scikit-learn reports it.
+    inertia = _lloyd_state(X, centroids, split_every, n_far=0)["inertia"]
+    labels = X.map_blocks(
+        partial(_labels_chunk, centroids=centroids),
+        dtype=np.int64,
+        drop_axis=1,
+        chunks=(X.chunks[0],),
+        meta=np.empty((0,), dtype=np.int64),
+        name=f"bigdist-kmeans-labels-{dask.base.tokenize(X, centroids)}",
+    )
+    return KMeansResult(centroids=centroids, labels=labels, inertia=float(inertia), n_iter=n_iter, stats=stats)
