@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from bigdist import config as config
-from bigdist.errors import BigdistError
 from bigdist.cluster import KMeans
+from bigdist.errors import BigdistError
 from bigdist.io import open_array
 from bigdist.kmeans import KMeansResult, kmeans
 from bigdist.knn import KNNResult, knn

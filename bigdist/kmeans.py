@@ -85,7 +85,9 @@ def _cost_chunk(block: np.ndarray, first_row: int, centers: np.ndarray) -> float
     return float(assign(block, centers)[1].sum())
 
 
-def _sample_chunk(block: np.ndarray, first_row: int, centers: np.ndarray, rate: float, seed: int, stream: int) -> np.ndarray:
+def _sample_chunk(
+    block: np.ndarray, first_row: int, centers: np.ndarray, rate: float, seed: int, stream: int
+) -> np.ndarray:
     distances = assign(block, centers)[1]
     draws = _row_uniforms(seed, stream, np.arange(first_row, first_row + len(block)))
     return block[draws < rate * distances].astype(np.float64)
@@ -107,7 +109,9 @@ def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, roun
     centers = X[int(rng.integers(X.shape[0]))].compute()[None, :].astype(np.float64)
     oversampling = 2 * k
     for round_ in range(rounds):
-        cost = block_tree_reduce(X, _cost_chunk, _sum, split_every=split_every, name="bigdist-kmeans||-cost", extra=(centers,))
+        cost = block_tree_reduce(
+            X, _cost_chunk, _sum, split_every=split_every, name="bigdist-kmeans||-cost", extra=(centers,)
+        )
         phi = cost.compute()
         if phi == 0:
             break
@@ -135,7 +139,8 @@ def _initial_centroids(X: da.Array, k: int, init: Any, seed: int, split_every: i
         centroids = np.asarray(init, dtype=np.float64)
         if centroids.shape != (k, d):
             raise InputShapeError(
-                f"init has shape {centroids.shape}, but n_clusters={k} and X has {d} features; give an array of shape ({k}, {d})"
+                f"init has shape {centroids.shape}, but n_clusters={k} and X has {d} features; "
+                f"give an array of shape ({k}, {d})"
             )
         if not np.isfinite(centroids).all():
             raise ParameterError("init holds NaN or infinity; give finite initial centroids")
@@ -262,7 +267,9 @@ def kmeans(
     best: KMeansResult | None = None
     for run, seed in enumerate(seeds):
         result = _lloyd(array, k, init, int(seed), max_iter, tol, split_every, checkpoint)
-        logger.info("k-means run %d/%d: inertia %.6g after %d iterations", run + 1, n_init, result.inertia, result.n_iter)
+        logger.info(
+            "k-means run %d/%d: inertia %.6g after %d iterations", run + 1, n_init, result.inertia, result.n_iter
+        )
         if best is None or result.inertia < best.inertia:
             best = result
     assert best is not None
@@ -320,7 +327,9 @@ def _labels_chunk(block: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return assign(block, centroids)[0]
 
 
-def _finish(X: da.Array, centroids: np.ndarray, n_iter: int, stats: list[dict[str, float]], split_every: int) -> KMeansResult:
+def _finish(
+    X: da.Array, centroids: np.ndarray, n_iter: int, stats: list[dict[str, float]], split_every: int
+) -> KMeansResult:
     # Inertia of the final centroids, as scikit-learn reports it.
     inertia = _lloyd_state(X, centroids, split_every, n_far=0)["inertia"]
     labels = X.map_blocks(

@@ -122,7 +122,9 @@ def block_tree_reduce(
     depth = 0
     while depth == 0 or len(level) > 1:
         level = [
-            dask.delayed(combine, pure=True)(level[start : start + split_every], dask_key_name=(f"{name}-merge-{depth}-{token}", i))
+            dask.delayed(combine, pure=True)(
+                level[start : start + split_every], dask_key_name=(f"{name}-merge-{depth}-{token}", i)
+            )
             for i, start in enumerate(range(0, len(level), split_every))
         ]
         depth += 1

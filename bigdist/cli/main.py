@@ -258,13 +258,9 @@ def knn(generate: Any = None, **options: Any) -> None:
     import bigdist
     from bigdist.io import update_attrs
 
-    for required in ("train", "out"):
-        if not options[required]:
-            raise ConfigError(f"missing --{required} (give it as a flag or as '{required}:' in the run file)")
+    _require(options, "train", "out")
     with _runtime(options) as client:
-        if client.dashboard_link:
-            click.echo(f"dashboard: {client.dashboard_link}")
-        _generate_missing(client, generate, {"train": options["train"], "queries": options["queries"]})
+        _started(client, generate, {"train": options["train"], "queries": options["queries"]})
         train = os.path.expanduser(options["train"])
         queries = os.path.expanduser(options["queries"]) if options["queries"] else None
         out = os.path.expanduser(options["out"])
@@ -275,9 +271,11 @@ def knn(generate: Any = None, **options: Any) -> None:
             metric=options["metric"],
             split_every=options["split_every"],
         )
-        run = {key: value for key, value in options.items() if key not in ("verbose",)}
         start = time.perf_counter()
-        _wait(client, result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run}, compute=False))
+        _wait(
+            client,
+            result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": _run_attrs(options)}, compute=False),
+        )
         seconds = time.perf_counter() - start
     gflops = result.flops / seconds / 1e9
     update_attrs(out, timings={"seconds": seconds, "queries_per_second": result.n_queries / seconds, "gflops": gflops})
@@ -286,6 +284,70 @@ def knn(generate: Any = None, **options: Any) -> None:
         f"k={result.k}, {result.metric}: {seconds:.1f} s, {result.n_queries / seconds:,.0f} queries/s, "
         f"{gflops:.1f} GFLOP/s\noutput: {out} (distances, indices)"
     )
+
+
+@main.command()
+@click.option("--data", type=str, required=False, help="Zarr array or .npy of the rows to cluster.")
+@click.option("--n-clusters", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--init", type=click.Choice(["k-means||", "k-means++", "random"]), default="k-means||", show_default=True)
+@click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True)
+@click.option("--random-state", type=int, default=None)
+@click.option(
+    "--checkpoint", type=str, default=None, help="Zarr group to save centroids to each iteration and resume from."
+)
+@click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
+@click.option("--out", type=click.Path(), required=False, help="Zarr group to write (centroids, labels).")
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+def kmeans(generate: Any = None, **options: Any) -> None:
+    """K-means clustering, one pass over the data per iteration, written to a Zarr group."""
+    import bigdist
+    from bigdist.io import update_attrs
+
+    _require(options, "data", "out")
+    with _runtime(options) as client:
+        _started(client, generate, {"data": options["data"]})
+        out = os.path.expanduser(options["out"])
+        start = time.perf_counter()
+        result = bigdist.kmeans(
+            os.path.expanduser(options["data"]),
+            options["n_clusters"],
+            init=options["init"],
+            n_init=options["n_init"],
+            max_iter=options["max_iter"],
+            tol=options["tol"],
+            random_state=options["random_state"],
+            checkpoint=os.path.expanduser(options["checkpoint"]) if options["checkpoint"] else None,
+            split_every=options["split_every"],
+        )
+        _wait(
+            client,
+            result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": _run_attrs(options)}, compute=False),
+        )
+        seconds = time.perf_counter() - start
+    update_attrs(out, timings={"seconds": seconds})
+    click.echo(
+        f"kmeans: {result.labels.shape[0]:,} rows, {options['n_clusters']} clusters, {result.n_iter} iterations, "
+        f"inertia {result.inertia:.6g}: {seconds:.1f} s\noutput: {out} (centroids, labels)"
+    )
+
+
+def _require(options: dict[str, Any], *names: str) -> None:
+    for name in names:
+        if not options[name]:
+            raise ConfigError(f"missing --{name} (give it as a flag or as '{name}:' in the run file)")
+
+
+def _started(client: Any, generate: Any, inputs: dict[str, str | None]) -> None:
+    """Report the dashboard and make the inputs the run file says how to generate."""
+    if client.dashboard_link:
+        click.echo(f"dashboard: {client.dashboard_link}")
+    _generate_missing(client, generate, inputs)
+
+
+def _run_attrs(options: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in options.items() if key != "verbose"}
 
 
 @main.command()

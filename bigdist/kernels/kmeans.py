@@ -14,9 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from bigdist.kernels.metrics import margin
+
+STEP_ROWS = 1024
+
 
 def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centroid of each row, ties to the lower centroid index.
+
+    One GEMM ranks the centroids; rows whose best two are closer than the
+    GEMM's error bound are settled exactly in float64, so the labels are
+    those of an exact computation.
 
     Parameters
     ----------
@@ -26,20 +34,34 @@ def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.nda
     Returns
     -------
     labels : ndarray of shape (n,), int64
-    distances : ndarray of shape (n,), float64, squared distance to that centroid (>= 0)
+    distances : ndarray of shape (n,), float64, squared distance to that centroid
     """
     dtype = np.result_type(block.dtype, np.float32)
     # Shifting both sides to the centroids' mean keeps the expansion's
-    # cancellation small for data far from the origin.
-    shift = centroids.mean(axis=0)
-    rows = (block - shift).astype(dtype, copy=False)
+    # cancellation small for data far from the origin; fl(x - c) errs
+    # relative to x - c, so the shift is done in the GEMM's dtype.
+    shift = centroids.mean(axis=0).astype(dtype)
+    rows = np.subtract(block, shift, dtype=dtype)
     centres = (centroids - shift).astype(dtype)
     half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres)
-    # argmin of |c|^2/2 - x.c is argmin of |x - c|^2; argmin keeps the first of equals.
-    scores = half_norms[None, :] - rows @ centres.T
+    # |x - c|^2 / 2 - |x|^2 / 2 = |c|^2 / 2 - x.c; argmin keeps the first of equals.
+    scores = rows @ centres.T
+    np.subtract(half_norms, scores, out=scores)
     labels = np.argmin(scores, axis=1)
-    row_norms = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
-    distances = np.maximum(row_norms + 2.0 * scores[np.arange(len(rows)), labels], 0.0)
+    row_norms2 = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+    best = scores[np.arange(len(rows)), labels].astype(np.float64)
+    bound = 0.5 * margin(
+        "sqeuclidean", dtype, block.shape[1], np.sqrt(row_norms2), float(np.sqrt(2 * half_norms.max()))
+    )
+    distances = np.maximum(row_norms2 + 2.0 * best, 0.0)
+    near = scores <= (best + bound)[:, None]
+    ambiguous = np.flatnonzero(near.sum(axis=1) > 1)
+    for start in range(0, len(ambiguous), 1024):
+        rows_at = ambiguous[start : start + 1024]
+        diff = block[rows_at, None, :].astype(np.float64) - centroids[None, :, :]
+        exact = np.where(near[rows_at], np.einsum("ijk,ijk->ij", diff, diff), np.inf)
+        labels[rows_at] = np.argmin(exact, axis=1)
+        distances[rows_at] = exact.min(axis=1)
     return labels.astype(np.int64), distances
 
 
@@ -54,23 +76,38 @@ def kmeans_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray, n_far
     n_far : int, how many of the farthest rows to keep for relocating empty clusters
     """
     k, d = centroids.shape
-    labels, distances = assign(block, centroids)
-    sums = np.zeros((k, d))
-    np.add.at(sums, labels, block)
-    counts = np.bincount(labels, minlength=k).astype(np.int64)
-    moments = np.stack([block.sum(axis=0, dtype=np.float64), np.einsum("ij,ij->j", block, block, dtype=np.float64)])
-    far = _farthest(distances, labels, block, first_row, n_far)
-    return {"sums": sums, "counts": counts, "inertia": float(distances.sum()), "moments": moments, "far": far}
+    partials = []
+    # Steps of a few thousand rows keep every temporary in cache.
+    for start in range(0, max(len(block), 1), STEP_ROWS):
+        rows = block[start : start + STEP_ROWS]
+        labels, distances = assign(rows, centroids)
+        columns = np.ascontiguousarray(rows.T, dtype=np.float64)
+        partials.append(
+            {
+                "sums": np.stack([np.bincount(labels, weights=column, minlength=k) for column in columns], axis=1),
+                "counts": np.bincount(labels, minlength=k).astype(np.int64),
+                "inertia": float(distances.sum()),
+                "moments": np.stack([columns.sum(axis=1), np.einsum("ij,ij->i", columns, columns)]),
+                "far": _farthest(distances, labels, rows, first_row + start, n_far),
+            }
+        )
+    return kmeans_combine(partials, n_far)
 
 
-def _farthest(distances: np.ndarray, labels: np.ndarray, block: np.ndarray, first_row: int, n_far: int) -> dict[str, np.ndarray]:
+def _farthest(
+    distances: np.ndarray, labels: np.ndarray, rows: np.ndarray, first_row: int, n_far: int
+) -> dict[str, np.ndarray]:
     # Farthest first; ties to the lower global row, so the choice is chunking-independent.
-    order = np.lexsort((np.arange(len(distances)), -distances))[:n_far]
+    if 0 < n_far < len(distances):
+        keep = np.flatnonzero(distances >= np.partition(distances, len(distances) - n_far)[len(distances) - n_far])
+    else:
+        keep = np.arange(len(distances) if n_far else 0)
+    order = keep[np.lexsort((keep, -distances[keep]))][:n_far]
     return {
         "distance": distances[order],
         "index": first_row + order.astype(np.int64),
         "label": labels[order],
-        "row": block[order].astype(np.float64),
+        "row": rows[order].astype(np.float64),
     }
 
 

@@ -1,0 +1,143 @@
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.datasets import load_digits, make_blobs
+
+import bigdist as bd
+from bigdist.errors import InputShapeError, ParameterError
+
+pytestmark = pytest.mark.usefixtures("synchronous")
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, _ = make_blobs(3000, 5, centers=7, cluster_std=2.0, random_state=0)
+    return X
+
+
+def _sklearn(X, init, **kwargs):
+    return SkKMeans(len(init), init=init, n_init=1, algorithm="lloyd", **kwargs).fit(X)
+
+
+def test_same_init_gives_scikit_learns_result(blobs):
+    init = blobs[np.random.default_rng(0).choice(len(blobs), 7, replace=False)]
+    ours = bd.kmeans(blobs, 7, init=init)
+    theirs = _sklearn(blobs, init)
+    assert ours.n_iter == theirs.n_iter_
+    np.testing.assert_allclose(ours.centroids, theirs.cluster_centers_, atol=1e-6)
+    np.testing.assert_array_equal(ours.labels.compute(), theirs.labels_)
+    assert ours.inertia == pytest.approx(theirs.inertia_, rel=1e-9)
+    assert [s["iteration"] for s in ours.stats] == list(range(1, ours.n_iter + 1))
+
+
+def test_seed_001_example():
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    y = np.array([[1.0, 0.0], [0.0, 1.0]])
+    ours = bd.kmeans(x, 2, init=y)
+    theirs = _sklearn(x, y)
+    np.testing.assert_allclose(ours.centroids, theirs.cluster_centers_)
+    np.testing.assert_array_equal(ours.labels.compute(), theirs.labels_)
+
+
+def test_init_leaving_a_cluster_empty_is_relocated_like_scikit_learn(blobs):
+    init = blobs[:7].copy()
+    init[3] = 1e3  # attracts nothing
+    ours = bd.kmeans(blobs, 7, init=init, max_iter=1)
+    theirs = _sklearn(blobs, init, max_iter=1)
+    assert ours.stats[0]["relocated"] == 1
+    assert np.isfinite(ours.centroids).all()
+    np.testing.assert_allclose(ours.centroids, theirs.cluster_centers_, atol=1e-6)
+
+
+def test_chunking_and_split_every_do_not_matter(blobs):
+    init = blobs[10:17]
+    reference = bd.kmeans(blobs, 7, init=init)
+    chunked = da.from_array(blobs, chunks=((1000, 1, 999, 600, 400), 5))
+    other = bd.kmeans(chunked, 7, init=init, split_every=2)
+    np.testing.assert_array_equal(other.labels.compute(), reference.labels.compute())
+    np.testing.assert_allclose(other.centroids, reference.centroids, rtol=1e-12)
+    for init_name in ("k-means||", "k-means++", "random"):
+        a = bd.kmeans(blobs, 7, init=init_name, random_state=3)
+        b = bd.kmeans(chunked, 7, init=init_name, random_state=3, split_every=2)
+        np.testing.assert_allclose(a.centroids, b.centroids, rtol=1e-9)
+
+
+@pytest.mark.parametrize("init", ["k-means||", "k-means++"])
+def test_quality_on_digits(init):
+    X = load_digits().data
+    best = SkKMeans(10, n_init=10, random_state=0).fit(X).inertia_
+    ours = min(bd.kmeans(X, 10, init=init, random_state=seed).inertia for seed in range(3))
+    assert ours <= 1.03 * best
+
+
+def test_n_init_keeps_the_best(blobs):
+    single = [bd.kmeans(blobs, 7, init="random", random_state=s).inertia for s in range(3)]
+    best = bd.kmeans(blobs, 7, init="random", n_init=4, random_state=11)
+    assert best.inertia <= max(single)
+
+
+def test_checkpoint_resume_equals_uninterrupted(tmp_path, blobs):
+    init = blobs[20:27]
+    full = bd.kmeans(blobs, 7, init=init, tol=0)
+    path = str(tmp_path / "ck.zarr")
+    first = bd.kmeans(blobs, 7, init=init, tol=0, max_iter=2, checkpoint=path)
+    assert first.n_iter == 2
+    resumed = bd.kmeans(blobs, 7, init=init, tol=0, checkpoint=path)
+    assert resumed.n_iter == full.n_iter
+    np.testing.assert_array_equal(resumed.centroids, full.centroids)
+    np.testing.assert_array_equal(resumed.labels.compute(), full.labels.compute())
+
+
+def test_estimator_matches_scikit_learn(blobs):
+    init = blobs[:7]
+    ours = bd.KMeans(7, init=init).fit(blobs)
+    theirs = _sklearn(blobs, init)
+    assert isinstance(ours.labels_, np.ndarray)
+    np.testing.assert_array_equal(ours.predict(blobs[:100]), theirs.predict(blobs[:100]))
+    np.testing.assert_allclose(ours.transform(blobs[:50]), theirs.transform(blobs[:50]), rtol=1e-9)
+    assert ours.score(blobs) == pytest.approx(theirs.score(blobs), rel=1e-9)
+
+
+def test_dask_input_gives_lazy_labels(blobs):
+    model = bd.KMeans(3, random_state=0).fit(da.from_array(blobs, chunks=700))
+    assert isinstance(model.labels_, da.Array)
+    assert model.labels_.compute().shape == (3000,)
+
+
+def test_kmeans_on_a_distributed_cluster_equals_synchronous(blobs):
+    from distributed import Client, LocalCluster
+
+    init = blobs[5:12]
+    expected = bd.kmeans(blobs, 7, init=init)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster), dask.config.set(scheduler=None):
+            got = bd.kmeans(da.from_array(blobs, chunks=500), 7, init=init)
+            labels = got.labels.compute()
+    np.testing.assert_allclose(got.centroids, expected.centroids, rtol=1e-12)
+    np.testing.assert_array_equal(labels, expected.labels.compute())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"n_clusters": 0}, ParameterError, "n_clusters=0"),
+        ({"n_clusters": 101}, ParameterError, "n_clusters <= 100"),
+        ({"n_clusters": 3, "init": np.zeros((2, 4))}, InputShapeError, r"shape \(3, 4\)"),
+        ({"n_clusters": 3, "init": "kmeans"}, ParameterError, "unknown init"),
+        ({"n_clusters": 3, "max_iter": 0}, ParameterError, "max_iter=0"),
+        ({"n_clusters": 3, "tol": -1}, ParameterError, "tol=-1"),
+    ],
+)
+def test_bad_input(kwargs, error, match):
+    X = np.random.default_rng(0).standard_normal((100, 4))
+    with pytest.raises(error, match=match):
+        bd.kmeans(X, **kwargs)
+
+
+def test_nan_data_is_refused():
+    X = np.ones((10, 2))
+    X[3, 0] = np.nan
+    with pytest.raises(ValueError, match="row 3"):
+        bd.kmeans(X, 2)
