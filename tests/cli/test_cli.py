@@ -156,3 +156,22 @@ def test_missing_input_names_the_path(tmp_path, scheduler):
         "knn", "--train", tmp_path / "missing.zarr", "--out", tmp_path / "o.zarr", "--scheduler", scheduler
     )
     assert code == 1 and "missing.zarr" in output
+
+
+def test_kmeans_end_to_end(tmp_path, scheduler):
+    from sklearn.cluster import KMeans as SkKMeans
+
+    data, out = tmp_path / "data.zarr", tmp_path / "km.zarr"
+    code, output = _run("generate", "blobs", "--n-samples", 2000, "--n-features", 3, "--centers", 4,
+                        "--chunk-rows", 300, "--out", data, "--scheduler", scheduler)  # fmt: skip
+    assert code == 0, output
+    code, output = _run("kmeans", "--data", data, "--n-clusters", 4, "--random-state", 0, "--out", out,
+                        "--scheduler", scheduler)  # fmt: skip
+    assert code == 0, output
+    assert "inertia" in output
+    group = zarr.open_group(str(out), mode="r")
+    points = zarr.open_array(str(data), mode="r")[:]
+    best = SkKMeans(4, n_init=10, random_state=0).fit(points).inertia_
+    assert group.attrs["kmeans"]["inertia"] <= 1.01 * best
+    assert group["labels"].shape == (2000,) and group["centroids"].shape == (4, 3)
+    assert group.attrs["kmeans"]["stats"][0]["iteration"] == 1
