@@ -14,17 +14,54 @@ from typing import Any
 
 import numpy as np
 
+from bigdist.kernels.assign import assign_accumulate
 from bigdist.kernels.metrics import margin
 
-STEP_ROWS = 1024
+STEP_ROWS = 4096
+
+
+def _pass(block: np.ndarray, centroids: np.ndarray) -> dict[str, Any]:
+    """Labels, squared distances and per-centroid sums of a block, step by step.
+
+    One GEMM per step ranks the centroids (both sides shifted to the
+    centroids' mean, which keeps the expansion's cancellation small for data
+    far from the origin); the compiled ``assign_accumulate`` does the rest.
+    """
+    n, d = block.shape
+    k = centroids.shape[0]
+    dtype = np.result_type(block.dtype, np.float32)
+    centroids = centroids.astype(np.float64)
+    shift = centroids.mean(axis=0).astype(dtype)
+    centres = (centroids - shift).astype(dtype)
+    half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres).astype(np.float64)
+    max_norm = float(np.sqrt(2 * half_norms.max()))
+    out = {
+        "labels": np.empty(n, dtype=np.int64),
+        "distances": np.empty(n),
+        "sums": np.zeros((k, d)),
+        "counts": np.zeros(k, dtype=np.int64),
+        "moments": np.zeros((2, d)),
+        "inertia": 0.0,
+    }
+    products = np.empty((min(STEP_ROWS, n), k), dtype=dtype)
+    for start in range(0, n, STEP_ROWS):
+        rows = block[start : start + STEP_ROWS]
+        shifted = np.subtract(rows, shift, dtype=dtype)
+        step_products = products[: len(rows)]
+        np.matmul(shifted, centres.T, out=step_products)
+        norms2 = np.einsum("ij,ij->i", shifted, shifted).astype(np.float64)
+        # Error bound of |c|^2/2 - x.c: half that of the squared distance.
+        bounds = 0.5 * margin("sqeuclidean", dtype, d, np.sqrt(norms2), max_norm)
+        out["inertia"] += assign_accumulate(
+            step_products, half_norms, rows, norms2, bounds, centroids,
+            out["labels"][start : start + STEP_ROWS], out["distances"][start : start + STEP_ROWS],
+            out["sums"], out["counts"], out["moments"],
+        )  # fmt: skip
+    return out
 
 
 def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nearest centroid of each row, ties to the lower centroid index.
-
-    One GEMM ranks the centroids; rows whose best two are closer than the
-    GEMM's error bound are settled exactly in float64, so the labels are
-    those of an exact computation.
 
     Parameters
     ----------
@@ -36,33 +73,8 @@ def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.nda
     labels : ndarray of shape (n,), int64
     distances : ndarray of shape (n,), float64, squared distance to that centroid
     """
-    dtype = np.result_type(block.dtype, np.float32)
-    # Shifting both sides to the centroids' mean keeps the expansion's
-    # cancellation small for data far from the origin; fl(x - c) errs
-    # relative to x - c, so the shift is done in the GEMM's dtype.
-    shift = centroids.mean(axis=0).astype(dtype)
-    rows = np.subtract(block, shift, dtype=dtype)
-    centres = (centroids - shift).astype(dtype)
-    half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres)
-    # |x - c|^2 / 2 - |x|^2 / 2 = |c|^2 / 2 - x.c; argmin keeps the first of equals.
-    scores = rows @ centres.T
-    np.subtract(half_norms, scores, out=scores)
-    labels = np.argmin(scores, axis=1)
-    row_norms2 = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
-    best = scores[np.arange(len(rows)), labels].astype(np.float64)
-    bound = 0.5 * margin(
-        "sqeuclidean", dtype, block.shape[1], np.sqrt(row_norms2), float(np.sqrt(2 * half_norms.max()))
-    )
-    distances = np.maximum(row_norms2 + 2.0 * best, 0.0)
-    near = scores <= (best + bound)[:, None]
-    ambiguous = np.flatnonzero(near.sum(axis=1) > 1)
-    for start in range(0, len(ambiguous), 1024):
-        rows_at = ambiguous[start : start + 1024]
-        diff = block[rows_at, None, :].astype(np.float64) - centroids[None, :, :]
-        exact = np.where(near[rows_at], np.einsum("ijk,ijk->ij", diff, diff), np.inf)
-        labels[rows_at] = np.argmin(exact, axis=1)
-        distances[rows_at] = exact.min(axis=1)
-    return labels.astype(np.int64), distances
+    result = _pass(block, centroids)
+    return result["labels"], result["distances"]
 
 
 def kmeans_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray, n_far: int) -> dict[str, Any]:
@@ -75,23 +87,14 @@ def kmeans_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray, n_far
     centroids : ndarray of shape (k, d)
     n_far : int, how many of the farthest rows to keep for relocating empty clusters
     """
-    k, d = centroids.shape
-    partials = []
-    # Steps of a few thousand rows keep every temporary in cache.
-    for start in range(0, max(len(block), 1), STEP_ROWS):
-        rows = block[start : start + STEP_ROWS]
-        labels, distances = assign(rows, centroids)
-        columns = np.ascontiguousarray(rows.T, dtype=np.float64)
-        partials.append(
-            {
-                "sums": np.stack([np.bincount(labels, weights=column, minlength=k) for column in columns], axis=1),
-                "counts": np.bincount(labels, minlength=k).astype(np.int64),
-                "inertia": float(distances.sum()),
-                "moments": np.stack([columns.sum(axis=1), np.einsum("ij,ij->i", columns, columns)]),
-                "far": _farthest(distances, labels, rows, first_row + start, n_far),
-            }
-        )
-    return kmeans_combine(partials, n_far)
+    result = _pass(block, centroids)
+    return {
+        "sums": result["sums"],
+        "counts": result["counts"],
+        "inertia": result["inertia"],
+        "moments": result["moments"],
+        "far": _farthest(result["distances"], result["labels"], block, first_row, n_far),
+    }
 
 
 def _farthest(
