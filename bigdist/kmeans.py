@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -273,6 +274,14 @@ def kmeans(
         if best is None or result.inertia < best.inertia:
             best = result
     assert best is not None
+    distinct = len(np.unique(best.centroids, axis=0))
+    if distinct < k:
+        warnings.warn(
+            f"only {distinct} distinct clusters found for n_clusters={k}: the data has fewer distinct points "
+            f"than that; use n_clusters <= {distinct}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     best.params = {
         "n_clusters": k, "init": init if isinstance(init, str) else "array", "n_init": n_init,
         "max_iter": max_iter, "tol": tol, "random_state": random_state,

@@ -141,3 +141,9 @@ def test_nan_data_is_refused():
     X[3, 0] = np.nan
     with pytest.raises(ValueError, match="row 3"):
         bd.kmeans(X, 2)
+
+
+def test_fewer_distinct_points_than_clusters_warns():
+    X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]]), 10, axis=0)
+    with pytest.warns(RuntimeWarning, match="only 2 distinct clusters"):
+        bd.kmeans(X, 3, init="random", random_state=0)

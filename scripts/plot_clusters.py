@@ -1,0 +1,50 @@
+"""Draw the clusters of a 2-D dataset from a bigdist k-means output, to PNG.
+
+    python scripts/plot_clusters.py --data data.zarr --clusters km.zarr --out clusters.png
+
+Points are coloured by label (a sample of --max-points of them), centroids
+marked with a cross. Needs the ``plot`` extra (matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import bigdist as bd  # noqa: E402
+from bigdist.io import read_group  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="Zarr array of the clustered rows")
+    parser.add_argument("--clusters", required=True, help="output group of bigdist kmeans")
+    parser.add_argument("--out", required=True, help="PNG to write")
+    parser.add_argument("--max-points", type=int, default=50_000)
+    args = parser.parse_args()
+
+    data = bd.open_array(args.data)
+    group = read_group(args.clusters)
+    if data.shape[1] < 2:
+        parser.error(f"{args.data} has {data.shape[1]} feature; the plot needs 2 (the first two are drawn)")
+    rng = np.random.default_rng(0)
+    rows = np.sort(rng.choice(data.shape[0], size=min(args.max_points, data.shape[0]), replace=False))
+    points = data[rows, :2].compute()
+    labels = group["labels"][rows].compute()
+    centroids = group["centroids"].compute()
+
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.scatter(points[:, 0], points[:, 1], c=labels, s=2, cmap="tab20")
+    ax.plot(centroids[:, 0], centroids[:, 1], "x", color="k", markersize=10, mew=4)
+    ax.plot(centroids[:, 0], centroids[:, 1], "x", color="m", markersize=10, mew=2)
+    ax.set_title(f"{len(centroids)} clusters of {data.shape[0]:,} points")
+    fig.savefig(args.out, dpi=100, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    main()
