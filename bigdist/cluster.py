@@ -11,14 +11,9 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from bigdist.errors import InputShapeError
-from bigdist.io import as_array
+from bigdist.io import as_array, in_memory
 from bigdist.kernels.kmeans import assign
 from bigdist.kmeans import kmeans
-
-
-def _in_memory(data: Any) -> bool:
-    # NumPy in, NumPy out; dask, Zarr and file inputs stay lazy.
-    return isinstance(data, (np.ndarray, list, tuple))
 
 
 def _distances_chunk(block: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -96,7 +91,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             persist=self.persist,
         )
         self.cluster_centers_ = result.centroids
-        self.labels_ = result.labels.compute() if _in_memory(X) else result.labels
+        self.labels_ = result.labels.compute() if in_memory(X) else result.labels
         self.inertia_ = result.inertia
         self.n_iter_ = result.n_iter
         self.stats_ = result.stats
@@ -121,7 +116,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             drop_axis=1,
             meta=np.empty((0,), dtype=np.int64),
         )
-        return labels.compute() if _in_memory(X) else labels
+        return labels.compute() if in_memory(X) else labels
 
     def fit_predict(self, X: Any, y: Any = None) -> Any:
         """Cluster X and return its labels."""
@@ -136,7 +131,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             chunks=(array.chunks[0], (self.cluster_centers_.shape[0],)),
             meta=np.empty((0, 0)),
         )
-        return distances.compute() if _in_memory(X) else distances
+        return distances.compute() if in_memory(X) else distances
 
     def score(self, X: Any, y: Any = None) -> float:
         """Opposite of the inertia of X with respect to the centroids."""

@@ -11,13 +11,8 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from bigdist.errors import ParameterError
-from bigdist.io import as_array
+from bigdist.io import as_array, in_memory
 from bigdist.knn import check_metric, knn
-
-
-def _in_memory(data: Any) -> bool:
-    # NumPy in, NumPy out; dask, Zarr and file inputs stay lazy.
-    return isinstance(data, (np.ndarray, list, tuple))
 
 
 class NearestNeighbors(BaseEstimator):
@@ -57,7 +52,7 @@ class NearestNeighbors(BaseEstimator):
         """
         check_metric(self.metric)
         self._fit_X = as_array(X, name="X")
-        self._fit_in_memory = _in_memory(X)
+        self._fit_in_memory = in_memory(X)
         self.n_samples_fit_, self.n_features_in_ = self._fit_X.shape
         return self
 
@@ -82,11 +77,11 @@ class NearestNeighbors(BaseEstimator):
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         if X is None:
             result = knn(self._fit_X, None, k, self.metric, split_every=self.split_every)
-            in_memory = self._fit_in_memory
+            numpy_out = self._fit_in_memory
         else:
             result = knn(X, self._fit_X, k, self.metric, split_every=self.split_every)
-            in_memory = _in_memory(X) and self._fit_in_memory
-        if in_memory:
+            numpy_out = in_memory(X) and self._fit_in_memory
+        if numpy_out:
             distances, indices = result.compute()
         else:
             distances, indices = result.distances, result.indices

@@ -172,6 +172,11 @@ def open_array(data: Any, *, name: str | None = None, storage_options: dict[str,
     return as_array(data, name=name or "X")
 
 
+def in_memory(data: Any) -> bool:
+    """Whether ``data`` is an in-memory input (NumPy in, NumPy out; dask, Zarr and files stay lazy)."""
+    return isinstance(data, (np.ndarray, list, tuple))
+
+
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
     """Return ``value`` as an int, or raise ParameterError naming it when it is not an integer >= minimum."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
