@@ -61,10 +61,12 @@ class KMeansResult:
         )
 
 
-def _lloyd_state(X: da.Array, centroids: np.ndarray, split_every: int, n_far: int) -> dict[str, Any]:
+def _lloyd_state(
+    X: da.Array, centroids: np.ndarray, split_every: int, n_far: int, with_moments: bool = False
+) -> dict[str, Any]:
     return block_tree_reduce(
         X,
-        partial(kmeans_chunk, n_far=n_far),
+        partial(kmeans_chunk, n_far=n_far, with_moments=with_moments),
         partial(kmeans_combine, n_far=n_far),
         split_every=split_every,
         name="bigdist-kmeans-pass",
@@ -305,7 +307,7 @@ def _lloyd(
 
     for iteration in range(start, max_iter):
         began = time.perf_counter()
-        state = _lloyd_state(X, centroids, split_every, n_far=k)
+        state = _lloyd_state(X, centroids, split_every, n_far=k, with_moments=tol_abs is None)
         if tol_abs is None:
             mean, mean_sq = state["moments"] / n
             tol_abs = float(np.mean(mean_sq - mean**2) * tol)

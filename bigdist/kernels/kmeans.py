@@ -20,7 +20,7 @@ from bigdist.kernels.metrics import margin
 STEP_ROWS = 4096
 
 
-def _pass(block: np.ndarray, centroids: np.ndarray) -> dict[str, Any]:
+def _pass(block: np.ndarray, centroids: np.ndarray, with_moments: bool = False) -> dict[str, Any]:
     """Labels, squared distances and per-centroid sums of a block, step by step.
 
     One GEMM per step ranks the centroids (both sides shifted to the
@@ -43,10 +43,13 @@ def _pass(block: np.ndarray, centroids: np.ndarray) -> dict[str, Any]:
         "moments": np.zeros((2, d)),
         "inertia": 0.0,
     }
+    # Buffers reused by every step: fresh ones would be fresh pages under
+    # Dask's MALLOC_TRIM_THRESHOLD_, and page faults cost more than the maths.
     products = np.empty((min(STEP_ROWS, n), k), dtype=dtype)
+    shifted_buffer = np.empty((min(STEP_ROWS, n), d), dtype=dtype)
     for start in range(0, n, STEP_ROWS):
         rows = block[start : start + STEP_ROWS]
-        shifted = np.subtract(rows, shift, dtype=dtype)
+        shifted = np.subtract(rows, shift, out=shifted_buffer[: len(rows)])
         step_products = products[: len(rows)]
         np.matmul(shifted, centres.T, out=step_products)
         norms2 = np.einsum("ij,ij->i", shifted, shifted).astype(np.float64)
@@ -55,7 +58,7 @@ def _pass(block: np.ndarray, centroids: np.ndarray) -> dict[str, Any]:
         out["inertia"] += assign_accumulate(
             step_products, half_norms, rows, norms2, bounds, centroids,
             out["labels"][start : start + STEP_ROWS], out["distances"][start : start + STEP_ROWS],
-            out["sums"], out["counts"], out["moments"],
+            out["sums"], out["counts"], out["moments"], with_moments,
         )  # fmt: skip
     return out
 
@@ -77,7 +80,9 @@ def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.nda
     return result["labels"], result["distances"]
 
 
-def kmeans_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray, n_far: int) -> dict[str, Any]:
+def kmeans_chunk(
+    block: np.ndarray, first_row: int, centroids: np.ndarray, n_far: int, with_moments: bool = False
+) -> dict[str, Any]:
     """Partial Lloyd state of one row block.
 
     Parameters
@@ -86,8 +91,9 @@ def kmeans_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray, n_far
     first_row : int, global index of ``block[0]``
     centroids : ndarray of shape (k, d)
     n_far : int, how many of the farthest rows to keep for relocating empty clusters
+    with_moments : bool, also sum x and x**2 per feature (for the data's variance)
     """
-    result = _pass(block, centroids)
+    result = _pass(block, centroids, with_moments)
     return {
         "sums": result["sums"],
         "counts": result["counts"],

@@ -20,13 +20,16 @@ def test_partial_states_merge_to_the_whole():
     rng = np.random.default_rng(1)
     data = rng.standard_normal((500, 4))
     centroids = data[:5].copy()
-    whole = kmeans_chunk(data, 0, centroids, n_far=3)
-    parts = [kmeans_chunk(data[a:b], a, centroids, n_far=3) for a, b in ((0, 17), (17, 300), (300, 500))]
+    whole = kmeans_chunk(data, 0, centroids, n_far=3, with_moments=True)
+    parts = [
+        kmeans_chunk(data[a:b], a, centroids, n_far=3, with_moments=True) for a, b in ((0, 17), (17, 300), (300, 500))
+    ]
     merged = kmeans_combine(parts, n_far=3)
     np.testing.assert_allclose(merged["sums"], whole["sums"])
     np.testing.assert_array_equal(merged["counts"], whole["counts"])
     assert np.isclose(merged["inertia"], whole["inertia"], rtol=1e-12)
     np.testing.assert_array_equal(merged["far"]["index"], whole["far"]["index"])
+    np.testing.assert_allclose(merged["moments"], [data.sum(axis=0), (data**2).sum(axis=0)])
     labels = np.argmin(cdist(data, centroids, "sqeuclidean"), axis=1)
     for c in range(5):
         np.testing.assert_allclose(merged["sums"][c], data[labels == c].sum(axis=0))
