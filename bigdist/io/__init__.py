@@ -2,10 +2,11 @@
 
 from bigdist.io.arrays import as_array, check_features, check_int, in_memory, open_array
 from bigdist.io.store import describe, read_group, update_attrs, versions, write_group
-from bigdist.io.synthetic import make_blobs, make_random
+from bigdist.io.synthetic import blob_centers, make_blobs, make_random
 
 __all__ = [
     "as_array",
+    "blob_centers",
     "check_features",
     "check_int",
     "describe",

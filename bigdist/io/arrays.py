@@ -1,4 +1,10 @@
-"""Open inputs as row-chunked dask arrays, validating them on the way in."""
+"""Open inputs as row-chunked float dask arrays, validating them on the way in.
+
+Every input — NumPy or dask array, ``zarr.Array``, Zarr path or URL, ``.npy``
+file — comes out of :func:`as_array` as a 2-D float32/float64 dask array of
+shape (n_samples, n_features) whose feature axis is one chunk. Validation of
+the values (NaN, infinity) happens inside the pass that reads the blocks.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import logging
 import numbers
 import os
 import pathlib
+import re
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -19,54 +27,257 @@ from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError, Par
 
 logger = logging.getLogger(__name__)
 
+# A dask input is re-chunked along rows only when it has more blocks than
+# this, each below chunk-bytes / _SMALL_BLOCK_FRACTION: with fewer blocks the
+# per-task overhead (1-4 ms) stays negligible, and tests keep their chunking.
+_MANY_BLOCKS = 128
+_SMALL_BLOCK_FRACTION = 64
+
+_DTYPE_FIXES = {
+    "c": "Complex data not supported; use np.abs({name}) or stack {name}.real and {name}.imag as features",
+    "U": "parse the strings into numbers first, e.g. {name}.astype('float64')",
+    "S": "parse the bytes into numbers first, e.g. {name}.astype('float64')",
+    "M": "convert the datetimes to numbers first, e.g. {name}.astype('datetime64[s]').astype('float64')",
+    "m": "convert the durations to numbers first, e.g. {name} / np.timedelta64(1, 's')",
+    "O": "convert it to numbers first, e.g. {name}.astype('float64')",
+    "V": "turn the record fields into columns, e.g. numpy.lib.recfunctions.structured_to_unstructured({name})",
+}
+
 
 def _rows_per_block(n_features: int, itemsize: int) -> int:
+    """Rows of one block of ``bigdist.chunk-bytes`` (at least one)."""
     return max(1, config.get("chunk-bytes") // max(1, n_features * itemsize))
 
 
 def _float_dtype(dtype: np.dtype, name: str) -> np.dtype:
+    """The float dtype bigdist computes ``dtype`` in, or InputDtypeError naming it and the fix."""
     if dtype.kind == "f":
+        # float16 has no BLAS; float32 keeps the memory footprint small.
         return np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64)
     if dtype.kind in "biu":
+        # float64 represents every int32 exactly and int64 up to 2**53.
         return np.dtype(np.float64)
-    complex_note = "Complex data not supported; " if dtype.kind == "c" else ""
+    fix = _DTYPE_FIXES.get(dtype.kind, "convert it to a float array, e.g. {name}.astype('float32')")
     raise InputDtypeError(
-        f"{name} has dtype {dtype}, which bigdist cannot compute distances with; {complex_note}"
-        f"convert it to a float or integer array (e.g. {name}.astype('float32'))"
+        f"{name} has dtype {dtype}, which bigdist cannot compute distances with; {fix.format(name=name)}"
     )
 
 
+class _NpyFile:
+    """A ``.npy`` file that every read maps anew.
+
+    Dask tasks then carry the path, not the data: a pickled ``np.memmap``
+    holds a copy of all its bytes, which would ship the whole file to each
+    worker.
+    """
+
+    def __init__(self, path: pathlib.Path) -> None:
+        try:
+            array = np.load(path, mmap_mode="r")
+        except ValueError as error:
+            if "object" in str(error).lower() or "python objects" in str(error).lower():
+                raise InputDtypeError(
+                    f"{str(path)!r} holds Python objects (dtype object); save it as a float array, e.g. "
+                    f"np.save(path, X.astype('float32'))"
+                ) from None
+            raise StoreNotFoundError(f"cannot read {str(path)!r} as a .npy file ({error})") from None
+        if not isinstance(array, np.ndarray):
+            raise StoreNotFoundError(f"{str(path)!r} is not a single .npy array; save one array per .npy file")
+        self.path = str(path)
+        self.shape: tuple[int, ...] = array.shape
+        self.dtype: np.dtype = array.dtype
+        self.ndim = array.ndim
+        stat = os.stat(path)
+        self._token = (self.path, stat.st_size, stat.st_mtime_ns)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        # np.array copies: the block owns its memory once read.
+        return np.array(np.load(self.path, mmap_mode="r")[key])
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return ("bigdist-npy", *self._token)
+
+    def __repr__(self) -> str:
+        return f"_NpyFile({self.path!r}, shape={self.shape}, dtype={self.dtype})"
+
+
+def _array_paths(group: zarr.Group) -> list[str]:
+    return sorted(path for path, node in group.members(max_depth=None) if isinstance(node, zarr.Array))
+
+
 def _open_path(path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Any:
+    """Open a Zarr array (path or URL) or a ``.npy`` file, without reading its data."""
     text = os.fspath(path)
     if "://" not in text:
         local = pathlib.Path(text).expanduser()
         if not local.exists():
             raise StoreNotFoundError(f"no such file or Zarr store: {text!r}; check the path")
-        if local.suffix == ".npy":
-            return np.load(local, mmap_mode="r")
+        if local.is_file():
+            if local.suffix == ".npy":
+                return _NpyFile(local)
+            raise StoreNotFoundError(
+                f"{text!r} is a file bigdist cannot read; give a Zarr array (a directory) or a .npy file "
+                f"(e.g. np.save('data.npy', X))"
+            )
         text = str(local)
     try:
         node = zarr.open(store=text, mode="r", storage_options=storage_options)
     except FileNotFoundError:
+        # zarr's NodeNotFoundError is a FileNotFoundError: an empty directory or a missing URL.
         raise StoreNotFoundError(f"no Zarr array at {text!r}; check the path or URL") from None
+    except ImportError as error:
+        raise StoreNotFoundError(
+            f"cannot open {text!r}: {error}; install the fsspec backend for this protocol (e.g. s3fs, gcsfs)"
+        ) from None
     if isinstance(node, zarr.Group):
-        arrays = sorted(name for name, _ in node.arrays())
+        arrays = _array_paths(node)
+        example = f"{text.rstrip('/')}/{arrays[0] if arrays else 'NAME'}"
         raise InputShapeError(
-            f"{text!r} is a Zarr group, not an array; name one of its arrays, e.g. "
-            f"{text.rstrip('/')}/{arrays[0] if arrays else 'NAME'} (arrays: {', '.join(arrays) or 'none'})"
+            f"{text!r} is a Zarr group, not an array; name one of its arrays as path/to/group/arrayname, "
+            f"e.g. {example!r} (arrays inside: {', '.join(arrays) or 'none'})"
         )
     return node
 
 
-def _check_finite_block(block: np.ndarray, label: str, block_info: dict | None = None) -> np.ndarray:
-    if not np.isfinite(block).all():
-        bad_row = int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-        start = block_info[0]["array-location"][0][0] if block_info else 0
-        raise NonFiniteError(
-            f"{label} holds NaN or infinity at row {start + bad_row} (in the block of rows "
-            f"{start}-{start + len(block) - 1}); remove or impute those rows first"
+def _first_non_finite(block: np.ndarray) -> tuple[int, int]:
+    rows, cols = np.nonzero(~np.isfinite(block))
+    return int(rows[0]), int(cols[0])
+
+
+def _check_finite_block(
+    block: np.ndarray, label: str, block_info: dict[Any, Any] | None = None, *, whole: bool = False
+) -> np.ndarray:
+    """Return ``block`` unchanged, or raise NonFiniteError naming the row and the block's global rows."""
+    if block.dtype.kind != "f":
+        return block  # integers and booleans are always finite
+    # One sum is cheaper than an isfinite mask; only a non-finite sum (NaN, inf,
+    # or an overflow of finite values) needs the exact check.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(block.sum()) or np.isfinite(block).all():
+            return block
+    row, col = _first_non_finite(block)
+    start = block_info[0]["array-location"][0][0] if block_info else 0
+    value = "NaN" if np.isnan(block[row, col]) else str(block[row, col]).replace("inf", "infinity")
+    where = "" if whole else f" (in the block of rows {start}-{start + len(block) - 1})"
+    raise NonFiniteError(
+        f"{label} holds {value} at row {start + row}, column {col}{where}; NaN or infinity cannot be "
+        f"compared by distance: remove or impute those rows first (e.g. with numpy.nan_to_num or "
+        f"sklearn.impute.SimpleImputer)"
+    )
+
+
+def _layer_label(name: str) -> str:
+    # Readable in the dashboard: "/data/train.zarr" -> "train".
+    base = os.path.basename(name.rstrip("/")) or name
+    base = re.sub(r"\.(zarr|npy)$", "", base)
+    return re.sub(r"[^A-Za-z0-9_]+", "_", base)[:40] or "X"
+
+
+def _coerce(data: Any, name: str) -> Any:
+    """Turn lists and object arrays into NumPy; refuse sparse matrices."""
+    if hasattr(data, "tocsr") or type(data).__module__.startswith("scipy.sparse"):
+        raise InputDtypeError(
+            f"{name} is a sparse matrix, and sparse input is not supported; convert it with {name}.toarray()"
         )
-    return block
+    if isinstance(data, (da.Array, zarr.Array, _NpyFile, np.ndarray)):
+        array = data
+    elif hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__"):
+        array = data  # another lazy array (h5py, xarray's backends): read block by block like Zarr
+    else:
+        array = np.asarray(data)
+    if isinstance(array, np.ndarray) and array.dtype == object:
+        # scikit-learn's convention: object arrays of numbers are accepted.
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise InputDtypeError(
+                f"{name} has dtype object and values that are not numbers ({error}); "
+                f"convert it to numbers first, e.g. {name}.astype('float64')"
+            ) from None
+    return array
+
+
+def _check_shape(shape: Sequence[int], name: str) -> None:
+    shape = tuple(int(size) for size in shape)
+    if len(shape) == 1:
+        raise InputShapeError(
+            f"{name} is 1-D with shape {shape}; bigdist needs a 2-D array (n_samples, n_features). Reshape your "
+            f"data either using {name}.reshape(-1, 1) if it has a single feature or {name}.reshape(1, -1) if it "
+            f"contains a single sample"
+        )
+    if len(shape) != 2:
+        raise InputShapeError(
+            f"{name} has {len(shape)} dimensions, shape {shape}; bigdist needs a 2-D array (n_samples, n_features). "
+            f"Reshape your data, e.g. {name}.reshape(len({name}), -1) to flatten each sample's features"
+        )
+    n_rows, n_features = shape
+    if n_features == 0:
+        raise InputShapeError(
+            f"{name} is empty: 0 feature(s) (shape={shape}) while a minimum of 1 is required; give at least one column"
+        )
+    if n_rows == 0:
+        raise InputShapeError(
+            f"{name} is empty: 0 sample(s) (shape={shape}) while a minimum of 1 is required; give at least one row"
+        )
+
+
+def _stored_rows(source: Any) -> int | None:
+    """Rows of the unit a lazy source is best read in: a Zarr shard, else a Zarr chunk."""
+    for attribute in ("shards", "chunks"):
+        value = getattr(source, attribute, None)
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], numbers.Integral):
+            return int(value[0])
+    return None
+
+
+def _block_rows(source: Any, n_features: int, itemsize: int, name: str) -> int:
+    """Rows per block for a NumPy, .npy or Zarr source: toward chunk-bytes, whole stored chunks each."""
+    rows = _rows_per_block(n_features, itemsize)
+    stored = _stored_rows(source)
+    if stored is None:
+        return rows
+    if stored <= rows:
+        # Whole stored chunks per task, so no chunk is read (and decompressed) twice.
+        return rows // stored * stored
+    inner = getattr(source, "chunks", None)
+    if getattr(source, "shards", None) and isinstance(inner, tuple) and inner[0] <= rows:
+        # Shards too large for one block: whole inner chunks, which zarr reads on their own.
+        return rows // inner[0] * inner[0]
+    logger.warning(
+        "%s is stored in chunks of %d rows, more than the %d rows of bigdist.chunk-bytes; each chunk "
+        "will be read once per block of it (rewrite it with smaller chunks to avoid that)",
+        name,
+        stored,
+        rows,
+    )
+    return rows
+
+
+def _rechunk_dask(array: da.Array, dtype: np.dtype, name: str) -> da.Array:
+    """Features into one chunk; rows re-chunked only when the blocks would be far off chunk-bytes."""
+    n_rows, n_features = array.shape
+    target = _rows_per_block(n_features, dtype.itemsize)
+    row_chunks = array.chunks[0]
+    largest = max(row_chunks)
+    if array.numblocks[1] > 1:
+        if largest <= target:
+            return array.rechunk({1: -1})
+        # Joining the feature chunks would make blocks larger than chunk-bytes.
+        logger.info("%s: feature axis joined into one chunk, rows re-chunked to %d", name, target)
+        return array.rechunk({0: target, 1: -1})
+    mean_rows = n_rows / len(row_chunks)
+    if len(row_chunks) > _MANY_BLOCKS and mean_rows < target / _SMALL_BLOCK_FRACTION:
+        # Whole input blocks per new block, so blocks read from storage stay aligned.
+        rows = max(largest, target // largest * largest)
+        logger.info(
+            "%s: %d row blocks of about %d rows are re-chunked to %d rows (bigdist.chunk-bytes)",
+            name,
+            len(row_chunks),
+            round(mean_rows),
+            rows,
+        )
+        return array.rechunk({0: rows})
+    return array
 
 
 def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Array:
@@ -75,75 +286,60 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
     Parameters
     ----------
     data : array-like of shape (n_samples, n_features), or str / PathLike
-        NumPy or dask array, ``zarr.Array``, path or URL of a Zarr array, or a ``.npy`` path.
+        NumPy or dask array, ``zarr.Array``, path or fsspec URL of a Zarr
+        array (``data.zarr``, ``group.zarr/points``, ``memory://x``,
+        ``s3://bucket/x.zarr``), or a ``.npy`` path (read through a memory map).
     name : str
-        How error messages call this input.
+        How error messages and graph layer names call this input.
     check_finite : bool
-        Raise NonFiniteError for NaN or infinity: at once for in-memory
-        inputs, inside the pass that reads the blocks for the others.
+        Raise NonFiniteError for NaN or infinity: at once for in-memory NumPy
+        inputs, otherwise inside the pass that reads the blocks (a
+        ``bigdist-check-finite-<name>`` layer), so there is no extra pass.
 
     Returns
     -------
-    dask array of shape (n_samples, n_features), float32 or float64
+    dask array of shape (n_samples, n_features)
+        float32 for float16/float32 inputs, float64 for float64, integer and
+        boolean ones. Row blocks: a dask input keeps its own (unless its
+        feature axis was chunked or its blocks are tiny and many); other
+        inputs get blocks of about ``bigdist.chunk-bytes``, made of whole
+        stored Zarr chunks.
+
+    Raises
+    ------
+    InputShapeError
+        Not 2-D, no rows or no features, or a Zarr group instead of an array.
+    InputDtypeError
+        Complex, string, datetime, object (non-numeric) or sparse input.
+    StoreNotFoundError
+        A path or URL with nothing to open.
+    NonFiniteError
+        NaN or infinity (on compute for lazy inputs).
     """
     if isinstance(data, (str, os.PathLike)):
         data = _open_path(data)
-    if hasattr(data, "tocsr") or type(data).__module__.startswith("scipy.sparse"):
-        raise InputDtypeError(
-            f"{name} is a sparse matrix, and sparse input is not supported; convert it with {name}.toarray()"
-        )
-    if not isinstance(data, (np.ndarray, da.Array)) and not hasattr(data, "chunks"):
-        data = np.asarray(data)
-    if isinstance(data, np.ndarray) and data.dtype == object:
-        try:
-            data = data.astype(np.float64)
-        except (TypeError, ValueError) as error:
-            raise InputDtypeError(f"{name} has dtype object and values that are not numbers ({error})") from None
-    if len(data.shape) != 2:
-        raise InputShapeError(
-            f"{name} has shape {tuple(data.shape)}; bigdist needs a 2-D array (n_samples, n_features). Reshape your "
-            f"data either using array.reshape(-1, 1) if it has a single feature or array.reshape(1, -1) if it "
-            f"contains a single sample"
-        )
-    n_rows, n_features = data.shape
-    if n_rows == 0 or n_features == 0:
-        raise InputShapeError(
-            f"{name} is empty: {n_features} feature(s) (shape={tuple(data.shape)}) while a minimum of 1 is required, "
-            f"and {n_rows} sample(s); give at least one row and one feature"
-        )
-    dtype = _float_dtype(np.dtype(data.dtype), name)
-    in_memory = isinstance(data, np.ndarray) and not isinstance(data, np.memmap)
+    source = _coerce(data, name)
+    _check_shape(source.shape, name)
+    n_rows, n_features = (int(size) for size in source.shape)
+    dtype = _float_dtype(np.dtype(source.dtype), name)
+    eager = isinstance(source, np.ndarray) and not isinstance(source, np.memmap)
 
-    if isinstance(data, da.Array):
-        array = data
-        if array.numblocks[1] > 1:
-            array = array.rechunk({1: -1})
+    if isinstance(source, da.Array):
+        array = _rechunk_dask(source, dtype, name)
     else:
-        rows = _rows_per_block(n_features, dtype.itemsize)
-        stored = getattr(data, "chunks", None)
-        if isinstance(stored, tuple) and len(stored) == 2 and isinstance(stored[0], int):
-            if stored[0] <= rows:
-                # Whole stored chunks per task, so no chunk is read twice.
-                rows = rows // stored[0] * stored[0]
-            else:
-                logger.warning(
-                    "%s is stored in chunks of %d rows, more than the %d rows of bigdist.chunk-bytes; "
-                    "each chunk will be read once per block of it (rewrite it with smaller chunks to avoid that)",
-                    name,
-                    stored[0],
-                    rows,
-                )
-        array = da.from_array(data, chunks=(min(rows, n_rows), n_features), asarray=True)
+        rows = min(_block_rows(source, n_features, dtype.itemsize, name), n_rows)
+        array = da.from_array(source, chunks=(rows, n_features), asarray=True)
     if array.dtype != dtype:
         array = array.astype(dtype)
 
     if check_finite:
-        if in_memory:
-            _check_finite_block(np.asarray(data), name)
+        if eager:
+            # In memory already: one vectorised check costs less than a graph layer.
+            _check_finite_block(source, name, whole=True)
         else:
             array = array.map_blocks(
                 partial(_check_finite_block, label=name),
-                name=f"bigdist-check-finite-{tokenize(array, name)}",
+                name=f"bigdist-check-finite-{_layer_label(name)}-{tokenize(array, name)}",
                 dtype=array.dtype,
                 chunks=array.chunks,
                 meta=np.empty((0, 0), dtype=array.dtype),
@@ -151,25 +347,29 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
     return array
 
 
-def open_array(data: Any, *, name: str | None = None, storage_options: dict[str, Any] | None = None) -> da.Array:
-    """Open a Zarr array (local path or fsspec URL), a ``.npy`` file or an array as a dask array.
+def open_array(path_or_url: Any, *, name: str | None = None, storage_options: dict[str, Any] | None = None) -> da.Array:
+    """Open a Zarr array (local path or fsspec URL) or a ``.npy`` file as a validated dask array.
 
     Parameters
     ----------
-    data : str, PathLike, or array-like of shape (n_samples, n_features)
-        A path or URL, or a NumPy array, dask array or ``zarr.Array``.
+    path_or_url : str, PathLike, or array-like of shape (n_samples, n_features)
+        A path or URL (``data.zarr``, ``group.zarr/points``, ``file://...``,
+        ``memory://...``, ``s3://...``, ``data.npy``); NumPy arrays, dask
+        arrays and ``zarr.Array`` objects are accepted too.
     name : str, optional
         How error messages call this input (default: the path, or "X").
     storage_options : dict, optional
-        Passed to fsspec for remote stores.
+        Passed to fsspec for remote stores (credentials, endpoints).
 
     Returns
     -------
-    dask array of shape (n_samples, n_features), rows chunked, features in one chunk
+    dask array of shape (n_samples, n_features)
+        As :func:`as_array`: float32/float64, rows chunked, features in one chunk.
     """
-    if isinstance(data, (str, os.PathLike)):
-        return as_array(_open_path(data, storage_options), name=name or os.fspath(data))
-    return as_array(data, name=name or "X")
+    if isinstance(path_or_url, (str, os.PathLike)):
+        label = name or os.fspath(path_or_url)
+        return as_array(_open_path(path_or_url, storage_options), name=label)
+    return as_array(path_or_url, name=name or "X")
 
 
 def in_memory(data: Any) -> bool:
@@ -184,10 +384,18 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
-def check_features(queries: da.Array, train: da.Array) -> None:
-    """Raise InputShapeError when queries and train have different feature counts."""
+def check_features(queries: Any, train: Any, *, names: tuple[str, str] = ("queries", "train")) -> None:
+    """Raise InputShapeError when ``queries`` and ``train`` have different feature counts.
+
+    Parameters
+    ----------
+    queries : array of shape (n_queries, n_features)
+    train : array of shape (n_train, n_features)
+    names : (str, str)
+        How the message calls the two inputs.
+    """
     if queries.shape[1] != train.shape[1]:
         raise InputShapeError(
-            f"queries have {queries.shape[1]} features but train has {train.shape[1]}; "
+            f"{names[0]} have {queries.shape[1]} features, {names[1]} has {train.shape[1]}; "
             f"both must have the same number of columns"
         )

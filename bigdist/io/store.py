@@ -1,12 +1,23 @@
-"""Write results to Zarr groups that say whether they are finished."""
+"""Write results to Zarr groups that say whether they are finished.
+
+A bigdist output carries ``attrs["bigdist"]["complete"]``: false from the
+moment the group is created, true (with the versions and the finishing time)
+only once every block is stored. Readers refuse an unfinished output, and
+writers never replace a finished one (or anything bigdist did not write)
+without ``overwrite=True``.
+"""
 
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import logging
 import os
+import pathlib
 import platform
-from typing import Any
+import uuid
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import dask
 import dask.array as da
@@ -15,53 +26,124 @@ import zarr
 import zarr.codecs
 
 from bigdist import config
-from bigdist.errors import IncompleteOutputError, OutputExistsError, StoreNotFoundError
+from bigdist.errors import IncompleteOutputError, OutputExistsError, ParameterError, StoreNotFoundError
 
 logger = logging.getLogger(__name__)
 
+State = Literal["missing", "complete", "incomplete", "foreign"]
+
 
 def versions() -> dict[str, str]:
-    """Versions of bigdist and the libraries its results depend on."""
-    import distributed
+    """Versions of bigdist and the libraries its results depend on.
 
-    import bigdist
+    Returns
+    -------
+    dict of str to str
+        Keys ``bigdist``, ``dask``, ``distributed``, ``zarr``, ``numpy``, ``python``.
+    """
+
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
 
     return {
-        "bigdist": bigdist.__version__,
+        "bigdist": version("bigdist"),
         "dask": dask.__version__,
-        "distributed": distributed.__version__,
+        "distributed": version("distributed"),
         "zarr": zarr.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),
     }
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def _compressors() -> Any:
+    """Codecs of written arrays from ``bigdist.io.compressor`` (None: stored raw)."""
     codec = config.get("io.compressor")
     if codec == "none":
         return None
     if codec == "zstd":
         return zarr.codecs.ZstdCodec()
+    # "lz4" and "blosc-lz4": zarr v3 has no bare lz4 codec in its specification.
     return zarr.codecs.BloscCodec(cname="lz4", shuffle=zarr.codecs.BloscShuffle.shuffle)
 
 
-def _is_complete(path: str) -> bool | None:
-    """True/False for a bigdist output, None when nothing is there."""
+def _normalise(path: str | os.PathLike[str]) -> str:
+    text = os.fspath(path)
+    return text if "://" in text else os.path.expanduser(text)
+
+
+def _open_node(path: str) -> zarr.Array | zarr.Group | None:
     try:
-        node = zarr.open(store=path, mode="r")
+        return zarr.open(store=path, mode="r")
     except FileNotFoundError:
         return None
-    return bool(dict(node.attrs).get("bigdist", {}).get("complete", False))
 
 
-def _mark_complete(path: str, *_written: Any) -> str:
+def _meta(node: zarr.Array | zarr.Group) -> dict[str, Any] | None:
+    meta = dict(node.attrs).get("bigdist")
+    return dict(meta) if isinstance(meta, Mapping) and "complete" in meta else None
+
+
+def _state(path: str) -> State:
+    """What is at ``path``: nothing, a finished or unfinished bigdist output, or something else."""
+    node = _open_node(path)
+    if node is None:
+        local = pathlib.Path(path) if "://" not in path else None
+        if local is not None and (local.is_file() or (local.is_dir() and any(local.iterdir()))):
+            return "foreign"
+        return "missing"
+    meta = _meta(node)
+    if meta is None:
+        return "foreign"
+    return "complete" if meta["complete"] is True else "incomplete"
+
+
+def _prepare_output(path: str, overwrite: bool, what: str) -> None:
+    """Raise unless ``path`` may be (re)written; never replaces data bigdist did not write unless asked."""
+    state = _state(path)
+    if state == "complete" and not overwrite:
+        raise OutputExistsError(
+            f"{path!r} already holds a finished {what}; pass --overwrite (overwrite=True) to replace it, "
+            f"or choose another output path"
+        )
+    if state == "foreign":
+        if _open_node(path) is None:
+            # Not a Zarr store at all: bigdist deletes no files it cannot recognise, even with overwrite.
+            raise OutputExistsError(
+                f"{path!r} exists and is not a Zarr store; bigdist will not replace it, choose another output path"
+            )
+        if not overwrite:
+            raise OutputExistsError(
+                f"{path!r} already holds Zarr data that bigdist did not write (is it an input?); "
+                f"pass --overwrite (overwrite=True) to replace it, or choose another output path"
+            )
+    if state == "incomplete":
+        logger.warning("replacing the unfinished output at %s (its run stopped before the last block)", path)
+
+
+def _regular_chunks(array: da.Array) -> tuple[da.Array, tuple[int, ...]]:
+    """Rechunk only the axes whose chunks zarr cannot store (zarr needs equal chunks, the last one smaller)."""
+    fixes = {
+        axis: max(sizes)
+        for axis, sizes in enumerate(array.chunks)
+        if any(size != sizes[0] for size in sizes[:-1]) or sizes[-1] > sizes[0]
+    }
+    if fixes:
+        array = array.rechunk(fixes)
+    return array, tuple(max(1, sizes[0]) if sizes else 1 for sizes in array.chunks)
+
+
+def _mark_complete(path: str, *_stored: Any) -> str:
+    """Flag the group finished; runs only after every store task it depends on."""
     group = zarr.open_group(store=path, mode="r+")
-    meta = dict(group.attrs["bigdist"])
-    meta.update(
-        complete=True,
-        versions=versions(),
-        finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    )
+    meta = dict(group.attrs.get("bigdist", {}))
+    meta.update(complete=True, versions=versions(), finished_at=_now())
     group.attrs["bigdist"] = meta
     logger.info("wrote %s", path)
     return path
@@ -69,105 +151,185 @@ def _mark_complete(path: str, *_written: Any) -> str:
 
 def write_group(
     path: str | os.PathLike[str],
-    arrays: dict[str, da.Array],
+    arrays: Mapping[str, Any],
     *,
-    attrs: dict[str, Any] | None = None,
+    attrs: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     compute: bool = True,
 ) -> Any:
-    """Write dask arrays into a new Zarr group, block by block.
+    """Write dask arrays into a new Zarr v3 group, block by block, marked complete last.
 
-    The group's ``bigdist.complete`` attribute is false until the last block
-    is stored, so an interrupted run is never taken for a finished one.
+    The group's ``attrs["bigdist"]["complete"]`` is false until the last
+    block is stored, so an interrupted run is never taken for a finished one.
+    Blocks are stored on the ambient scheduler (a ``dask.distributed``
+    Client if one is active); arrays are compressed with
+    ``bigdist.io.compressor``.
 
     Parameters
     ----------
     path : str or PathLike
-        Local path or URL of the group.
-    arrays : dict of str to dask array
-        Each array is stored under its key, chunked along rows like the dask array.
+        Local path or fsspec URL of the group.
+    arrays : dict of str to dask array of any shape, e.g. (n_samples, k)
+        Each array is stored under its key with the dask array's chunks
+        (axes with irregular chunks are first rechunked to their largest
+        chunk, as zarr needs regular chunks). NumPy arrays are accepted too.
     attrs : dict, optional
-        JSON-serialisable attributes of the run (parameters, config).
+        JSON-serialisable attributes of the run (parameters, config). A
+        ``"bigdist"`` entry is merged into bigdist's own bookkeeping.
     overwrite : bool
-        Replace a finished group at ``path``. An unfinished one is always replaced.
+        Replace a finished output, or a Zarr node bigdist did not write, at
+        ``path``. An unfinished bigdist output is always replaced (with a warning).
     compute : bool
-        Write now on the ambient scheduler; with False, return a dask Delayed
-        whose computation writes every block and then marks the group complete.
+        Write now. With False, create the (incomplete) group and return a
+        dask Delayed whose computation writes every block and then marks the
+        group complete.
 
     Returns
     -------
-    str (the path) when ``compute`` is True, else a dask Delayed
+    str or dask.delayed.Delayed
+        The path when ``compute`` is True, else the Delayed (which computes to the path).
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` holds a finished output or foreign data and ``overwrite`` is False,
+        or ``path`` is an existing file or directory that is not a Zarr store.
     """
-    path = os.path.expanduser(os.fspath(path))
-    state = _is_complete(path)
-    if state and not overwrite:
-        raise OutputExistsError(
-            f"{path!r} already holds a finished result; pass --overwrite (overwrite=True) to replace it"
-        )
-    if state is False:
-        logger.warning("replacing the unfinished output at %s", path)
-    group = zarr.open_group(store=path, mode="w")
-    group.attrs.update({**(attrs or {}), "bigdist": {"complete": False}})
-    targets, sources = [], []
-    for name, array in arrays.items():
-        rows = array.chunks[0][0] if array.chunks[0] else 1
-        regular = array.rechunk({0: rows, **{axis: -1 for axis in range(1, array.ndim)}})
+    path = _normalise(path)
+    for key in arrays:
+        if not isinstance(key, str) or not key or "/" in key or key.startswith("."):
+            raise ParameterError(f"array names must be non-empty strings without '/', got {key!r}")
+    _prepare_output(path, overwrite, "result")
+    attrs = dict(attrs or {})
+    meta = {**dict(attrs.pop("bigdist", None) or {}), "complete": False, "arrays": list(arrays), "started_at": _now()}
+    group = zarr.open_group(store=path, mode="w", zarr_format=3)
+    # Written before any block: a crash from here on leaves an output that says it is unfinished.
+    group.attrs.update({**attrs, "bigdist": meta})
+    sources, targets = [], []
+    for name, value in arrays.items():
+        array = value if isinstance(value, da.Array) else da.asarray(value)
+        array, chunks = _regular_chunks(array)
         targets.append(
-            group.create_array(
-                name,
-                shape=array.shape,
-                dtype=array.dtype,
-                chunks=(rows, *array.shape[1:]),
-                compressors=_compressors(),
-            )
+            group.create_array(name, shape=array.shape, dtype=array.dtype, chunks=chunks, compressors=_compressors())
         )
-        sources.append(regular)
-    stored = da.store(sources, targets, lock=False, compute=False)
-    finished = dask.delayed(_mark_complete, pure=False)(path, stored)
+        sources.append(array)
+    # Dask blocks match zarr chunks one to one, so no two tasks write one chunk and no lock is needed.
+    stored = da.store(sources, targets, lock=False, compute=False) if sources else None
+    finished = dask.delayed(_mark_complete, pure=False)(
+        path, stored, dask_key_name=f"bigdist-finish-output-{uuid.uuid4().hex}"
+    )
     return finished.compute() if compute else finished
 
 
 def read_group(path: str | os.PathLike[str]) -> dict[str, da.Array]:
     """Open a finished bigdist output group as dask arrays.
 
-    Raises IncompleteOutputError when the run that wrote it did not finish.
+    Parameters
+    ----------
+    path : str or PathLike
+        Local path or fsspec URL of a group written by :func:`write_group`.
+
+    Returns
+    -------
+    dict of str to dask array
+        Its arrays, chunked like the stored chunks.
+
+    Raises
+    ------
+    StoreNotFoundError
+        Nothing (or an array, not a group) at ``path``.
+    IncompleteOutputError
+        The run that wrote it did not finish, or bigdist did not write it.
     """
-    path = os.path.expanduser(os.fspath(path))
-    state = _is_complete(path)
-    if state is None:
+    path = _normalise(path)
+    node = _open_node(path)
+    if node is None:
         raise StoreNotFoundError(f"no Zarr group at {path!r}; check the path")
-    if not state:
-        raise IncompleteOutputError(f"{path!r} is unfinished (its run stopped before the last block); run it again")
-    group = zarr.open_group(store=path, mode="r")
-    return {name: da.from_zarr(array) for name, array in group.arrays()}
+    if not isinstance(node, zarr.Group):
+        raise StoreNotFoundError(f"{path!r} is a Zarr array, not an output group; open it with bigdist.open_array")
+    meta = _meta(node)
+    if meta is None:
+        raise IncompleteOutputError(
+            f"{path!r} was not written by bigdist (no 'bigdist' attributes), so it cannot be known to be finished"
+        )
+    if meta["complete"] is not True:
+        raise IncompleteOutputError(
+            f"{path!r} is unfinished (its run stopped before the last block, started at "
+            f"{meta.get('started_at', 'an unknown time')}); run it again to replace it"
+        )
+    return {name: da.from_zarr(array) for name, array in node.arrays()}
 
 
 def update_attrs(path: str | os.PathLike[str], **attrs: Any) -> None:
-    """Merge ``attrs`` into the attributes of the group at ``path``."""
-    group = zarr.open_group(store=os.path.expanduser(os.fspath(path)), mode="r+")
-    group.attrs.update(attrs)
+    """Merge ``attrs`` into the attributes of the Zarr group or array at ``path``.
+
+    Top-level keys are replaced, e.g. ``update_attrs(out, timings={"seconds": 1.5})``
+    after a run; the ``"bigdist"`` entry is merged key by key so its
+    completeness flag is kept.
+    """
+    path = _normalise(path)
+    try:
+        node = zarr.open(store=path, mode="r+")
+    except FileNotFoundError:
+        raise StoreNotFoundError(f"no Zarr array or group at {path!r}; check the path") from None
+    if "bigdist" in attrs:
+        attrs["bigdist"] = {**dict(node.attrs.get("bigdist", {})), **dict(attrs["bigdist"])}
+    node.attrs.update(attrs)
+
+
+def _codec_names(array: zarr.Array) -> list[str]:
+    names = []
+    for codec in array.compressors:
+        label = type(codec).__name__
+        cname = getattr(codec, "cname", None)
+        names.append(f"{label}({getattr(cname, 'value', cname)})" if cname is not None else label)
+    return names
+
+
+def _describe_array(array: zarr.Array) -> dict[str, Any]:
+    return {
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "chunks": list(array.chunks),
+        "shards": list(array.shards) if array.shards else None,
+        "compressors": _codec_names(array) or ["none"],
+        "nbytes": int(np.prod(array.shape, dtype=np.int64)) * array.dtype.itemsize,
+    }
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Arrays (shape, dtype, chunks, codecs), attributes and completeness of a Zarr node."""
-    path = os.path.expanduser(os.fspath(path))
-    try:
-        node = zarr.open(store=path, mode="r")
-    except FileNotFoundError:
-        raise StoreNotFoundError(f"no Zarr array or group at {path!r}; check the path") from None
-    members = dict(node.arrays()) if isinstance(node, zarr.Group) else {"": node}
+    """Arrays (shape, dtype, chunks, codecs), attributes and completeness of a Zarr group or array.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Local path or URL of a group (e.g. a bigdist output) or of one array.
+
+    Returns
+    -------
+    dict
+        ``path``; ``kind`` ("group" or "array"); ``complete`` (True/False
+        for bigdist outputs, None for data bigdist did not write);
+        ``status`` in words; ``arrays`` mapping each array path ("" for an
+        array node) to its ``shape``, ``dtype``, ``chunks``, ``shards``,
+        ``compressors`` and ``nbytes``; ``attrs``.
+    """
+    path = _normalise(path)
+    node = _open_node(path)
+    if node is None:
+        raise StoreNotFoundError(f"no Zarr array or group at {path!r}; check the path")
+    if isinstance(node, zarr.Group):
+        members = {name: item for name, item in node.members(max_depth=None) if isinstance(item, zarr.Array)}
+    else:
+        members = {"": node}
+    meta = _meta(node)
+    complete = None if meta is None else meta["complete"] is True
+    status = {None: "not written by bigdist", True: "complete", False: "incomplete (the run did not finish)"}
     return {
         "path": path,
         "kind": "group" if isinstance(node, zarr.Group) else "array",
-        "complete": bool(dict(node.attrs).get("bigdist", {}).get("complete", False)),
-        "arrays": {
-            name: {
-                "shape": list(array.shape),
-                "dtype": str(array.dtype),
-                "chunks": list(array.chunks),
-                "compressors": [type(c).__name__ for c in array.compressors],
-            }
-            for name, array in members.items()
-        },
+        "complete": complete,
+        "status": status[complete],
+        "arrays": {name: _describe_array(array) for name, array in sorted(members.items())},
         "attrs": dict(node.attrs),
     }

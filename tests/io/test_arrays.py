@@ -1,8 +1,12 @@
+import pickle
+import uuid
+
 import dask
 import dask.array as da
 import numpy as np
 import pytest
 import zarr
+from dask.array.utils import assert_eq
 
 from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError, StoreNotFoundError
 from bigdist.io import as_array, check_features, open_array
@@ -17,27 +21,75 @@ def data():
 
 def test_every_input_kind_gives_the_same_rows(tmp_path, data):
     zarr.create_array(str(tmp_path / "x.zarr"), data=data, chunks=(64, 7))
+    zarr.create_array(str(tmp_path / "sharded.zarr"), data=data, chunks=(16, 7), shards=(64, 7))
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("points", data=data, chunks=(50, 7))
+    url = f"memory://{uuid.uuid4().hex}/x.zarr"
+    zarr.create_array(url, data=data, chunks=(64, 7))
     np.save(tmp_path / "x.npy", data)
-    inputs = [
-        data,
-        da.from_array(data, chunks=((100, 3, 397), (3, 4))),
-        zarr.open_array(str(tmp_path / "x.zarr"), mode="r"),
-        str(tmp_path / "x.zarr"),
-        f"file://{tmp_path / 'x.zarr'}",
-        tmp_path / "x.npy",
-    ]
-    for item in inputs:
+    inputs = {
+        "numpy": data,
+        "dask, irregular rows and chunked features": da.from_array(data, chunks=((100, 3, 397), (3, 4))),
+        "zarr.Array": zarr.open_array(str(tmp_path / "x.zarr"), mode="r"),
+        "zarr path": str(tmp_path / "x.zarr"),
+        "zarr PathLike": tmp_path / "x.zarr",
+        "sharded zarr": str(tmp_path / "sharded.zarr"),
+        "array in a group": str(tmp_path / "g.zarr" / "points"),
+        "file:// URL": f"file://{tmp_path / 'x.zarr'}",
+        "memory:// URL": url,
+        ".npy": tmp_path / "x.npy",
+    }
+    for kind, item in inputs.items():
         array = as_array(item)
-        assert array.numblocks[1] == 1
-        assert array.dtype == np.float32
-        np.testing.assert_array_equal(array.compute(), data)
+        assert array.numblocks[1] == 1, kind
+        assert array.dtype == np.float32, kind
+        # assert_eq also checks every block against its declared chunks and dtype.
+        assert_eq(array, data)
+
+
+def test_npy_tasks_carry_the_path_not_the_data(tmp_path):
+    data = np.ones((20_000, 10))
+    np.save(tmp_path / "x.npy", data)
+    array = as_array(tmp_path / "x.npy")
+    graph_bytes = len(pickle.dumps(dict(array.__dask_graph__())))
+    assert graph_bytes < data.nbytes / 100
 
 
 def test_zarr_blocks_hold_whole_stored_chunks(tmp_path, data):
     zarr.create_array(str(tmp_path / "x.zarr"), data=data, chunks=(64, 7))
+    zarr.create_array(str(tmp_path / "s.zarr"), data=data, chunks=(8, 7), shards=(32, 7))
     with dask.config.set({"bigdist.chunk-bytes": 100 * 7 * 4}):
         array = open_array(str(tmp_path / "x.zarr"))
-    assert all(size % 64 == 0 for size in array.chunks[0][:-1])
+        sharded = open_array(str(tmp_path / "s.zarr"))
+    assert array.chunks[0][:-1] == (64,) * 7
+    assert sharded.chunks[0][:-1] == (96,) * 5  # whole shards of 32 rows
+
+
+def test_huge_stored_chunks_are_split_to_the_block_size(tmp_path, data):
+    zarr.create_array(str(tmp_path / "x.zarr"), data=data, chunks=(500, 7))
+    with dask.config.set({"bigdist.chunk-bytes": 100 * 7 * 4}):
+        array = open_array(str(tmp_path / "x.zarr"))
+    assert max(array.chunks[0]) == 100
+    np.testing.assert_array_equal(array.compute(), data)
+
+
+def test_numpy_blocks_follow_chunk_bytes(data):
+    with dask.config.set({"bigdist.chunk-bytes": "2800 B"}):  # 100 rows of 7 float32
+        assert as_array(data).chunks[0] == (100,) * 5
+
+
+def test_dask_row_chunks_are_kept_unless_absurd(data):
+    irregular = da.from_array(data, chunks=((100, 1, 399), 7))
+    assert as_array(irregular).chunks[0] == (100, 1, 399)
+    # Joining the feature chunks keeps the row chunks while blocks stay under chunk-bytes ...
+    assert as_array(da.from_array(data, chunks=((100, 1, 399), (3, 4)))).chunks == ((100, 1, 399), (7,))
+    with dask.config.set({"bigdist.chunk-bytes": 100 * 7 * 4}):
+        # ... and re-chunks rows when they would not.
+        assert as_array(da.from_array(data, chunks=(500, (3, 4)))).chunks == ((100,) * 5, (7,))
+        # 500 blocks of 1 row, far below 100 rows: joined in whole blocks.
+        tiny = as_array(da.from_array(data, chunks=(1, 7)))
+    assert tiny.chunks[0] == (100,) * 5
+    assert_eq(tiny, data)
 
 
 @pytest.mark.parametrize(
@@ -47,79 +99,153 @@ def test_zarr_blocks_hold_whole_stored_chunks(tmp_path, data):
         ("float64", "float64"),
         ("float16", "float32"),
         ("int8", "float64"),
+        ("int64", "float64"),
         ("uint32", "float64"),
         ("bool", "float64"),
     ],
 )
-def test_dtypes_are_cast(dtype, expected):
-    assert as_array(np.ones((3, 2), dtype=dtype)).dtype == np.dtype(expected)
+def test_dtypes_are_cast(tmp_path, dtype, expected):
+    values = (np.arange(12).reshape(6, 2) % 3).astype(dtype)
+    zarr.create_array(str(tmp_path / "x.zarr"), data=values, chunks=(4, 2))
+    for item in (values, da.from_array(values, chunks=3), str(tmp_path / "x.zarr")):
+        array = as_array(item)
+        assert array.dtype == np.dtype(expected)
+        assert_eq(array, values.astype(expected))
 
 
-@pytest.mark.parametrize("dtype", ["complex64", "U3", "datetime64[s]"])
-def test_unusable_dtypes_are_rejected(dtype):
-    with pytest.raises(InputDtypeError, match="queries has dtype"):
-        as_array(np.zeros((3, 2), dtype=dtype), name="queries")
+@pytest.mark.parametrize(
+    ("dtype", "fix"),
+    [
+        ("complex64", "Complex data not supported; use np.abs"),
+        ("U3", "parse the strings"),
+        ("S3", "parse the bytes"),
+        ("datetime64[s]", "convert the datetimes"),
+        ("timedelta64[s]", "convert the durations"),
+        ([("a", "f4"), ("b", "f4")], "structured_to_unstructured"),
+    ],
+)
+def test_unusable_dtypes_are_rejected_with_the_fix(dtype, fix):
+    values = np.zeros((3, 2), dtype=dtype)
+    shown = str(np.dtype(dtype))
+    for item in (values, da.from_array(values)):
+        with pytest.raises(InputDtypeError, match="queries has dtype") as raised:
+            as_array(item, name="queries")
+        assert shown in str(raised.value) and fix in str(raised.value)
+    assert issubclass(InputDtypeError, TypeError) and issubclass(InputDtypeError, ValueError)
 
 
 def test_object_arrays_of_numbers_are_cast_and_others_rejected():
     assert as_array(np.array([[1, 2.5]], dtype=object)).dtype == np.float64
-    with pytest.raises(InputDtypeError, match="not numbers"):
+    assert as_array([[1, 2], [3, 4]]).dtype == np.float64
+    with pytest.raises(InputDtypeError, match="not numbers.*astype"):
         as_array(np.array([["a", "b"]], dtype=object))
 
 
 def test_sparse_input_is_refused():
     import scipy.sparse
 
-    with pytest.raises(InputDtypeError, match="sparse input is not supported"):
+    with pytest.raises(InputDtypeError, match=r"sparse input is not supported.*toarray\(\)"):
         as_array(scipy.sparse.csr_matrix(np.eye(3)))
 
 
 @pytest.mark.parametrize(
-    ("shape", "match"), [((5,), "reshape"), ((2, 3, 4), "2-D"), ((0, 3), "empty"), ((3, 0), "empty")]
+    ("shape", "match"),
+    [
+        ((5,), r"1-D with shape \(5,\).*X.reshape\(-1, 1\).*X.reshape\(1, -1\)"),
+        ((), "0 dimensions"),
+        ((2, 3, 4), r"3 dimensions, shape \(2, 3, 4\).*2-D"),
+        ((0, 3), r"empty: 0 sample\(s\) \(shape=\(0, 3\)\)"),
+        ((3, 0), r"empty: 0 feature\(s\) \(shape=\(3, 0\)\) while a minimum of 1 is required"),
+    ],
 )
-def test_bad_shapes(shape, match):
+def test_bad_shapes(tmp_path, shape, match):
     with pytest.raises(InputShapeError, match=match):
         as_array(np.zeros(shape))
+    if len(shape) >= 1:
+        # Lazy inputs are refused at once too, from their metadata.
+        zarr.create_array(str(tmp_path / "x.zarr"), shape=shape, dtype="f4")
+        with pytest.raises(InputShapeError):
+            as_array(str(tmp_path / "x.zarr"))
 
 
-def test_missing_path_and_group_path(tmp_path):
+def test_missing_and_unreadable_paths(tmp_path):
     with pytest.raises(StoreNotFoundError, match="nope.zarr"):
         open_array(str(tmp_path / "nope.zarr"))
+    with pytest.raises(StoreNotFoundError, match="nothing-here"):
+        open_array(f"memory://{uuid.uuid4().hex}/nothing-here.zarr")
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(StoreNotFoundError, match="no Zarr array at"):
+        open_array(tmp_path / "empty.zarr")
+    (tmp_path / "x.csv").write_text("1,2\n")
+    with pytest.raises(StoreNotFoundError, match="x.csv.*is a file bigdist cannot read.*.npy"):
+        open_array(tmp_path / "x.csv")
+    assert issubclass(StoreNotFoundError, FileNotFoundError)
+
+
+def test_group_path_lists_its_arrays(tmp_path):
     group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
     group.create_array("points", shape=(3, 2), dtype="f4")
-    with pytest.raises(InputShapeError, match="g.zarr/points"):
+    group.create_group("sub").create_array("labels", shape=(3,), dtype="i8")
+    with pytest.raises(InputShapeError) as raised:
         open_array(str(tmp_path / "g.zarr"))
+    message = str(raised.value)
+    assert "is a Zarr group" in message and "path/to/group/arrayname" in message
+    assert f"{tmp_path / 'g.zarr'}/points" in message and "points, sub/labels" in message
 
 
-def test_nan_in_memory_raises_at_once():
+def test_nan_and_inf_in_memory_raise_at_once():
     data = np.ones((10, 2))
     data[4, 1] = np.inf
-    with pytest.raises(NonFiniteError, match="row 4"):
+    with pytest.raises(NonFiniteError, match="train holds infinity at row 4, column 1.*impute"):
         as_array(data, name="train")
+    data[4, 1] = np.nan
+    with pytest.raises(NonFiniteError, match="train holds NaN at row 4"):
+        as_array(data, name="train")
+    assert np.isnan(as_array(data, check_finite=False).compute()).any()
 
 
-def test_nan_in_a_stored_block_raises_with_its_rows(tmp_path):
+def test_large_finite_values_are_not_taken_for_infinity():
+    # Their sum overflows float32; the exact check must clear them.
+    data = np.full((4, 2), np.finfo(np.float32).max, dtype=np.float32)
+    assert_eq(as_array(da.from_array(data, chunks=2)), data)
+
+
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_non_finite_in_a_stored_block_raises_with_its_rows(tmp_path, bad):
     data = np.ones((300, 2), dtype=np.float32)
-    data[250, 0] = np.nan
+    data[250, 1] = bad
     zarr.create_array(str(tmp_path / "x.zarr"), data=data, chunks=(100, 2))
     with dask.config.set({"bigdist.chunk-bytes": 100 * 2 * 4}):
         array = as_array(str(tmp_path / "x.zarr"), name="train")
     array[:200].compute()  # the clean blocks read fine
-    with pytest.raises(NonFiniteError, match=r"train holds NaN or infinity at row 250 .*rows 200-299"):
+    with pytest.raises(NonFiniteError, match=r"train holds (NaN|-infinity) at row 250, column 1 .*rows 200-299"):
         array.compute()
 
 
+def test_finite_check_is_a_named_layer_of_the_reading_pass(tmp_path):
+    data = np.ones((300, 2))
+    data[5, 0] = np.nan
+    np.save(tmp_path / "train.npy", data)
+    array = open_array(tmp_path / "train.npy")
+    graph = array.__dask_graph__()
+    check = array.name
+    assert check.startswith("bigdist-check-finite-train-")
+    # The check is applied to the blocks as they are read: one task per block on top of the reading ones.
+    (read,) = graph.dependencies[check]
+    assert read.startswith("array-") and len(graph.layers[check]) == len(graph.layers[read]) == array.numblocks[0]
+    assert dask.utils.key_split(array.__dask_keys__()[0][0]) == "bigdist-check-finite-train"
+    with pytest.raises(NonFiniteError, match=r"train.npy holds NaN at row 5, column 0 \(in the block of rows 0-299\)"):
+        array.compute()
+    lazy = da.from_array(data, chunks=100)
+    with pytest.raises(NonFiniteError, match="rows 0-99"):
+        as_array(lazy, name="queries").sum().compute()
+    assert as_array(lazy, check_finite=False).shape == (300, 2)
+
+
 def test_check_features():
-    with pytest.raises(InputShapeError, match="queries have 3 features but train has 4"):
+    with pytest.raises(InputShapeError, match="queries have 3 features, train has 4"):
         check_features(da.zeros((2, 3)), da.zeros((2, 4)))
-
-
-def test_huge_stored_chunks_are_split_to_the_block_size(tmp_path, data):
-    zarr.create_array(str(tmp_path / "x.zarr"), data=data, chunks=(500, 7))
-    with dask.config.set({"bigdist.chunk-bytes": 100 * 7 * 4}):
-        array = open_array(str(tmp_path / "x.zarr"))
-    assert max(array.chunks[0]) == 100
-    np.testing.assert_array_equal(array.compute(), data)
+    check_features(np.zeros((2, 3)), np.zeros((5, 3)))
 
 
 def test_open_array_takes_arrays_too(data):
