@@ -18,8 +18,16 @@ import zarr
 from bigdist import config
 from bigdist.errors import InputShapeError, ParameterError
 from bigdist.io import as_array, check_int, write_group
-from bigdist.kernels.kmeans import assign, kmeans_chunk, kmeans_combine, update_centroids
-from bigdist.reductions import block_tree_reduce
+from bigdist.kernels.kmeans import (
+    BOUNDS_DTYPE,
+    assign,
+    bound_updates,
+    kmeans_bounded_chunk,
+    kmeans_chunk,
+    kmeans_combine,
+    update_centroids,
+)
+from bigdist.reductions import block_tree_reduce, block_tree_reduce_carry
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +80,49 @@ def _lloyd_state(
         name="bigdist-kmeans-pass",
         extra=(centroids,),
     ).compute()
+
+
+def _bounded_pass(
+    X: da.Array,
+    carried: da.Array | None,
+    centroids: np.ndarray,
+    previous: np.ndarray | None,
+    split_every: int,
+    with_moments: bool,
+) -> tuple[dict[str, Any], da.Array]:
+    """One Lloyd pass that carries each row's label and bound to the next (Hamerly's algorithm)."""
+    k = len(centroids)
+    if carried is None:
+        drift_other, half_gap = np.zeros(k), np.zeros(k)
+    else:
+        drift_other, half_gap = bound_updates(previous, centroids)
+    reduced, after = block_tree_reduce_carry(
+        X, carried, partial(kmeans_bounded_chunk, n_far=k, with_moments=with_moments),
+        partial(kmeans_combine, n_far=k), carried_dtype=BOUNDS_DTYPE, split_every=split_every,
+        name="bigdist-kmeans-pass", extra=(centroids, drift_other, half_gap),
+    )  # fmt: skip
+    # One graph: each block is read once, its new bounds stay in the cluster for the next pass.
+    reduced, after = dask.persist(reduced, after)
+    return reduced.compute(), after
+
+
+def _cluster_memory() -> float:
+    """Bytes of memory the data may take in the cluster: half the workers' limits (or a quarter of RAM)."""
+    try:
+        from distributed import get_client
+
+        workers = get_client().scheduler_info()["workers"].values()
+        return 0.5 * sum(w.get("memory_limit", 0) or 0 for w in workers)
+    except (ImportError, ValueError):
+        return 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _use_bounds(X: da.Array) -> bool:
+    setting = config.get("kmeans.bounds")
+    if setting != "auto":
+        return setting == "always"
+    # 16 bytes per row stay in the cluster between passes.
+    return X.shape[0] * BOUNDS_DTYPE.itemsize <= 0.25 * _cluster_memory()
 
 
 def _row_uniforms(seed: int, stream: int, rows: np.ndarray) -> np.ndarray:
@@ -163,14 +214,7 @@ def _initial_centroids(X: da.Array, k: int, init: Any, seed: int, split_every: i
 def _maybe_persist(X: da.Array, persist: bool | None) -> da.Array:
     """Keep the data in the cluster's memory when it fits comfortably (or when told to)."""
     if persist is None:
-        try:
-            from distributed import get_client
-
-            workers = get_client().scheduler_info()["workers"].values()
-            budget = 0.5 * sum(w.get("memory_limit", 0) or 0 for w in workers)
-        except (ImportError, ValueError):
-            budget = 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        persist = X.nbytes <= budget
+        persist = X.nbytes <= _cluster_memory()
     if persist:
         logger.info("k-means: keeping the %.2f GB of data in memory", X.nbytes / 1e9)
         return X.persist()
@@ -305,9 +349,15 @@ def _lloyd(
         centroids = _initial_centroids(X, k, init, seed, split_every)
         start, stats, tol_abs = 0, [], None
 
+    bounded = _use_bounds(X)
+    carried, previous = None, None
     for iteration in range(start, max_iter):
         began = time.perf_counter()
-        state = _lloyd_state(X, centroids, split_every, n_far=k, with_moments=tol_abs is None)
+        if bounded:
+            state, carried = _bounded_pass(X, carried, centroids, previous, split_every, tol_abs is None)
+            previous = centroids
+        else:
+            state = _lloyd_state(X, centroids, split_every, n_far=k, with_moments=tol_abs is None)
         if tol_abs is None:
             mean, mean_sq = state["moments"] / n
             tol_abs = float(np.mean(mean_sq - mean**2) * tol)
@@ -315,12 +365,12 @@ def _lloyd(
         shift = float(((new - centroids) ** 2).sum())
         stats.append(
             {"iteration": iteration + 1, "inertia": state["inertia"], "shift": shift, "relocated": relocated,
-             "seconds": time.perf_counter() - began}
+             "reassigned_fraction": state["full_rows"] / n, "seconds": time.perf_counter() - began}
         )  # fmt: skip
         logger.info(
-            "k-means iteration %d: inertia %.6g, centroid shift %.3g%s, %.2f s",
+            "k-means iteration %d: inertia %.6g, centroid shift %.3g%s, %.0f%% of rows assigned in full, %.2f s",
             iteration + 1, state["inertia"], shift, f", {relocated} empty clusters relocated" if relocated else "",
-            stats[-1]["seconds"],
+            100 * state["full_rows"] / n, stats[-1]["seconds"],
         )  # fmt: skip
         centroids = new
         converged = shift <= tol_abs

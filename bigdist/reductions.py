@@ -114,11 +114,59 @@ def block_tree_reduce(
     """
     token = tokenize(array, chunk, combine, split_every, extra)
     extra_keys = [dask.delayed(value, pure=True) for value in extra]
-    offsets = np.concatenate([[0], np.cumsum(array.chunks[0])[:-1]]).astype(int)
     level = [
-        dask.delayed(chunk, pure=True)(block, int(offset), *extra_keys, dask_key_name=(f"{name}-chunk-{token}", i))
-        for i, (block, offset) in enumerate(zip(array.to_delayed().ravel(), offsets, strict=True))
+        dask.delayed(chunk, pure=True)(block, offset, *extra_keys, dask_key_name=(f"{name}-chunk-{token}", i))
+        for i, (block, offset) in enumerate(zip(array.to_delayed().ravel(), _offsets(array), strict=True))
     ]
+    return _tree(level, combine, split_every, name, token)
+
+
+def block_tree_reduce_carry(
+    array: da.Array,
+    carried: da.Array | None,
+    chunk: Any,
+    combine: Any,
+    *,
+    carried_dtype: np.dtype,
+    split_every: int,
+    name: str,
+    extra: tuple[Any, ...] = (),
+) -> tuple[Delayed, da.Array]:
+    """:func:`block_tree_reduce` for kernels that also carry per-row state from one pass to the next.
+
+    ``chunk(block, first_row, carried_block, *extra)`` returns ``(partial, new_carried_block)``,
+    ``carried_block`` being the block's rows of ``carried`` (None when ``carried`` is None).
+
+    Returns
+    -------
+    (dask Delayed of the merged state, dask array of shape (n_rows,) of the new carried state,
+    chunked like the rows of ``array``); compute or persist them together so each block is read once.
+    """
+    token = tokenize(array, carried, chunk, combine, split_every, extra)
+    extra_keys = [dask.delayed(value, pure=True) for value in extra]
+    carried_blocks = carried.to_delayed().ravel() if carried is not None else [None] * array.numblocks[0]
+    pairs = [
+        dask.delayed(chunk, pure=True, nout=2)(
+            block, offset, before, *extra_keys, dask_key_name=(f"{name}-chunk-{token}", i)
+        )
+        for i, (block, offset, before) in enumerate(
+            zip(array.to_delayed().ravel(), _offsets(array), carried_blocks, strict=True)
+        )
+    ]
+    after = da.concatenate(
+        [
+            da.from_delayed(pair[1], shape=(rows,), dtype=carried_dtype)
+            for pair, rows in zip(pairs, array.chunks[0], strict=True)
+        ]
+    )
+    return _tree([pair[0] for pair in pairs], combine, split_every, name, token), after
+
+
+def _offsets(array: da.Array) -> list[int]:
+    return [int(offset) for offset in np.concatenate([[0], np.cumsum(array.chunks[0])[:-1]])]
+
+
+def _tree(level: list[Delayed], combine: Any, split_every: int, name: str, token: str) -> Delayed:
     depth = 0
     while depth == 0 or len(level) > 1:
         level = [

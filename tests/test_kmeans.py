@@ -32,6 +32,23 @@ def test_same_init_gives_scikit_learns_result(blobs):
     assert [s["iteration"] for s in ours.stats] == list(range(1, ours.n_iter + 1))
 
 
+@pytest.mark.parametrize("bounds", ["always", "never"])
+def test_hamerly_bounds_skip_rows_without_changing_the_result(blobs, bounds):
+    init = blobs[np.random.default_rng(4).choice(len(blobs), 7, replace=False)] + 1e4
+    X = blobs + 1e4  # far from the origin: the bounds must hold under cancellation too
+    with dask.config.set({"bigdist.kmeans.bounds": bounds}):
+        ours = bd.kmeans(da.from_array(X, chunks=700), 7, init=init, tol=0, max_iter=20)
+    theirs = _sklearn(X, init, tol=0, max_iter=20)
+    np.testing.assert_array_equal(ours.labels.compute(), theirs.labels_)
+    np.testing.assert_allclose(ours.centroids, theirs.cluster_centers_, rtol=1e-12)
+    fractions = [s["reassigned_fraction"] for s in ours.stats]
+    assert fractions[0] == 1
+    if bounds == "always":
+        assert fractions[-1] < 0.2, fractions
+    else:
+        assert fractions == [1] * len(fractions)
+
+
 def test_seed_001_example():
     x = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
     y = np.array([[1.0, 0.0], [0.0, 1.0]])

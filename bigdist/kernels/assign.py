@@ -23,10 +23,12 @@ def assign_accumulate(
     centroids: np.ndarray,
     labels: np.ndarray,
     distances: np.ndarray,
+    lower: np.ndarray,
     sums: np.ndarray,
     counts: np.ndarray,
     moments: np.ndarray,
     with_moments: bool,
+    with_lower: bool,
 ) -> float:
     """Label the rows of one step and fold them into the partial sums, in place.
 
@@ -38,7 +40,9 @@ def assign_accumulate(
     centred_norms2 : ndarray of shape (s,), float64, squared norms of the shifted rows
     bounds : ndarray of shape (s,), float64, error bound of each ``half_norms - products`` value per row
     centroids : ndarray of shape (k, d), float64, the original centroids
-    labels, distances : ndarray of shape (s,), outputs (int64, float64)
+    labels, distances : ndarray of shape (s,), outputs (int64; float64 squared distance, computed exactly)
+    lower : ndarray of shape (s,), output (when ``with_lower``): float64, a lower bound on the
+        distance (not squared) of each row to every centroid but its own
     sums : ndarray of shape (k, d), float64; counts : ndarray of shape (k,), int64
     moments : ndarray of shape (2, d), float64, running sums of x and x**2 (when ``with_moments``)
 
@@ -56,11 +60,15 @@ def assign_accumulate(
         # one value within that of the best is too close to call in the GEMM's precision.
         if _count_within(products[i], half_norms, slack) == 1:
             label = _first_at_most(products[i], half_norms, best)
-            distance = max(centred_norms2[i] + 2.0 * best, 0.0)
+            distance = squared_distance(rows[i], centroids[label])
         else:
             label, distance = _exact_nearest(products[i], half_norms, slack, rows[i], centroids)
         labels[i] = label
         distances[i] = distance
+        if with_lower:
+            # Every value errs by at most the bound, and the row's squared norm by less than twice it.
+            second = centred_norms2[i] + 2.0 * (_min_other(products[i], half_norms, label) - 2.0 * bounds[i])
+            lower[i] = np.sqrt(max(second, 0.0))
         inertia += distance
         counts[label] += 1
         for f in range(n_features):
@@ -108,11 +116,92 @@ def _exact_nearest(
     exact_best = np.inf
     for c in range(products.shape[0]):
         if half_norms[c] - products[c] <= limit:
-            total = 0.0
-            for f in range(row.shape[0]):
-                diff = np.float64(row[f]) - centroids[c, f]
-                total += diff * diff
+            total = squared_distance(row, centroids[c])
             if total < exact_best:
                 exact_best = total
                 label = c
     return label, exact_best
+
+
+@numba.njit(cache=True, nogil=True)
+def squared_distance(row: np.ndarray, centroid: np.ndarray) -> float:
+    """Squared distance of a row to a float64 centroid, in float64 from the original values."""
+    total = 0.0
+    for f in range(row.shape[0]):
+        diff = np.float64(row[f]) - centroid[f]
+        total += diff * diff
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _min_other(products: np.ndarray, half_norms: np.ndarray, label: int) -> float:
+    best = np.inf
+    for c in range(products.shape[0]):
+        if c != label:
+            best = min(best, half_norms[c] - products[c])
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def bounded_accumulate(
+    rows: np.ndarray,
+    centroids: np.ndarray,
+    labels_before: np.ndarray,
+    lower_before: np.ndarray,
+    drift_other: np.ndarray,
+    half_gap: np.ndarray,
+    labels: np.ndarray,
+    distances: np.ndarray,
+    lower: np.ndarray,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    pending: np.ndarray,
+) -> tuple[float, int]:
+    """Keep the label of every row that provably has not changed (Hamerly's bounds), in place.
+
+    A row keeps its centroid ``a`` when its exact distance ``u`` to ``a`` is
+    below ``max(lower - drift_other[a], half_gap[a])``: its old lower bound on
+    the distance to every other centroid, less the farthest any other
+    centroid moved, or half the distance from ``a`` to its nearest other
+    centroid (then no other centroid can be as near, by the triangle
+    inequality). The comparison keeps a relative margin of 1e-9, far above
+    the float64 rounding of the bounds, so a kept label is the exact nearest
+    centroid, never a tie. Kept rows are added to the sums; the others are
+    listed in ``pending`` for a full assignment.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (s, d), the original rows
+    centroids : ndarray of shape (k, d), float64, the current centroids
+    labels_before, lower_before : ndarray of shape (s,), int64 and float64, from the last pass
+    drift_other : ndarray of shape (k,), float64, for each centroid the largest move of any other one
+    half_gap : ndarray of shape (k,), float64, half the distance of each centroid to its nearest other one
+    labels, distances, lower : ndarray of shape (s,), outputs for the kept rows
+    sums : ndarray of shape (k, d), float64; counts : ndarray of shape (k,), int64
+    pending : ndarray of shape (s,), int64, output: positions of the rows left to assign
+
+    Returns
+    -------
+    (float, int), the inertia of the kept rows and the number of pending rows
+    """
+    inertia = 0.0
+    n_pending = 0
+    for i in range(rows.shape[0]):
+        label = labels_before[i]
+        distance = squared_distance(rows[i], centroids[label])
+        moved_lower = lower_before[i] - drift_other[label]
+        limit = max(moved_lower, half_gap[label]) * (1.0 - 1e-9)
+        if limit > 0.0 and distance < limit * limit:
+            labels[i] = label
+            distances[i] = distance
+            # The triangle inequality bounds the other centroids by the gap too (less a rounding margin).
+            gap_lower = 2.0 * half_gap[label] * (1.0 - 1e-12) - np.sqrt(distance)
+            lower[i] = max(moved_lower, gap_lower, 0.0)
+            inertia += distance
+            counts[label] += 1
+            for f in range(rows.shape[1]):
+                sums[label, f] += rows[i, f]
+        else:
+            pending[n_pending] = i
+            n_pending += 1
+    return inertia, n_pending

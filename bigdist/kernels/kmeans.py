@@ -1,9 +1,12 @@
 """K-means on blocks: assignment by the expansion trick, partial sums, their merge. NumPy only.
 
-A Lloyd pass maps ``kmeans_chunk`` over the row blocks and merges the partial
-states with ``kmeans_combine``; the state is a small dict::
+A Lloyd pass maps ``kmeans_chunk`` (or ``kmeans_bounded_chunk``, which also
+carries per-row bounds between passes and skips the rows whose centroid
+provably stays) over the row blocks and merges the partial states with
+``kmeans_combine``; the state is a small dict::
 
     {"sums": (k, d) float64, "counts": (k,) int64, "inertia": float,
+     "full_rows": rows assigned through the GEMM (the others kept their centroid by Hamerly's bounds),
      "moments": (2, d) float64 (sum of x and of x**2, for the data's variance),
      "far": the block's rows farthest from their centroid (for empty clusters)}
 """
@@ -14,41 +17,46 @@ from typing import Any
 
 import numpy as np
 
-from bigdist.kernels.assign import assign_accumulate
+from bigdist.kernels.assign import assign_accumulate, bounded_accumulate
 from bigdist.kernels.metrics import margin
 
 STEP_ROWS = 4096
 
+# What a row carries from one Lloyd pass to the next (Hamerly's bounds).
+BOUNDS_DTYPE = np.dtype([("label", np.int64), ("lower", np.float64)])
 
-def _pass(block: np.ndarray, centroids: np.ndarray, with_moments: bool = False) -> dict[str, Any]:
-    """Labels, squared distances and per-centroid sums of a block, step by step.
+
+def _pass(
+    block: np.ndarray,
+    centroids: np.ndarray,
+    out: dict[str, Any],
+    with_moments: bool = False,
+    with_lower: bool = False,
+) -> None:
+    """Label every row of ``block`` and add it to the partial sums in ``out``, step by step.
 
     One GEMM per step ranks the centroids (both sides shifted to the
     centroids' mean, which keeps the expansion's cancellation small for data
     far from the origin); the compiled ``assign_accumulate`` does the rest.
+    ``out`` holds per-row outputs ``labels``, ``distances``, ``lower`` of
+    ``len(block)`` and the accumulators ``sums``, ``counts``, ``moments``,
+    ``inertia``.
     """
     n, d = block.shape
-    k = centroids.shape[0]
+    if n == 0:
+        return
     dtype = np.result_type(block.dtype, np.float32)
-    centroids = centroids.astype(np.float64)
     shift = centroids.mean(axis=0).astype(dtype)
     centres = (centroids - shift).astype(dtype)
     half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres).astype(np.float64)
     max_norm = float(np.sqrt(2 * half_norms.max()))
-    out = {
-        "labels": np.empty(n, dtype=np.int64),
-        "distances": np.empty(n),
-        "sums": np.zeros((k, d)),
-        "counts": np.zeros(k, dtype=np.int64),
-        "moments": np.zeros((2, d)),
-        "inertia": 0.0,
-    }
     # Buffers reused by every step: fresh ones would be fresh pages under
     # Dask's MALLOC_TRIM_THRESHOLD_, and page faults cost more than the maths.
-    products = np.empty((min(STEP_ROWS, n), k), dtype=dtype)
+    products = np.empty((min(STEP_ROWS, n), len(centroids)), dtype=dtype)
     shifted_buffer = np.empty((min(STEP_ROWS, n), d), dtype=dtype)
     for start in range(0, n, STEP_ROWS):
-        rows = block[start : start + STEP_ROWS]
+        step = slice(start, start + STEP_ROWS)
+        rows = block[step]
         shifted = np.subtract(rows, shift, out=shifted_buffer[: len(rows)])
         step_products = products[: len(rows)]
         np.matmul(shifted, centres.T, out=step_products)
@@ -57,10 +65,21 @@ def _pass(block: np.ndarray, centroids: np.ndarray, with_moments: bool = False) 
         bounds = 0.5 * margin("sqeuclidean", dtype, d, np.sqrt(norms2), max_norm)
         out["inertia"] += assign_accumulate(
             step_products, half_norms, rows, norms2, bounds, centroids,
-            out["labels"][start : start + STEP_ROWS], out["distances"][start : start + STEP_ROWS],
-            out["sums"], out["counts"], out["moments"], with_moments,
+            out["labels"][step], out["distances"][step], out["lower"][step],
+            out["sums"], out["counts"], out["moments"], with_moments, with_lower,
         )  # fmt: skip
-    return out
+
+
+def _empty_state(n: int, k: int, d: int) -> dict[str, Any]:
+    return {
+        "labels": np.empty(n, dtype=np.int64),
+        "distances": np.empty(n),
+        "lower": np.empty(n),
+        "sums": np.zeros((k, d)),
+        "counts": np.zeros(k, dtype=np.int64),
+        "moments": np.zeros((2, d)),
+        "inertia": 0.0,
+    }
 
 
 def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +95,9 @@ def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.nda
     labels : ndarray of shape (n,), int64
     distances : ndarray of shape (n,), float64, squared distance to that centroid
     """
-    result = _pass(block, centroids)
+    centroids = np.asarray(centroids, dtype=np.float64)
+    result = _empty_state(len(block), *centroids.shape)
+    _pass(block, centroids, result)
     return result["labels"], result["distances"]
 
 
@@ -93,14 +114,85 @@ def kmeans_chunk(
     n_far : int, how many of the farthest rows to keep for relocating empty clusters
     with_moments : bool, also sum x and x**2 per feature (for the data's variance)
     """
-    result = _pass(block, centroids, with_moments)
+    centroids = np.asarray(centroids, dtype=np.float64)
+    result = _empty_state(len(block), *centroids.shape)
+    _pass(block, centroids, result, with_moments)
+    return _partial(result, block, first_row, n_far, len(block))
+
+
+def _partial(result: dict[str, Any], block: np.ndarray, first_row: int, n_far: int, full_rows: int) -> dict[str, Any]:
     return {
+        "full_rows": full_rows,
         "sums": result["sums"],
         "counts": result["counts"],
         "inertia": result["inertia"],
         "moments": result["moments"],
         "far": _farthest(result["distances"], result["labels"], block, first_row, n_far),
     }
+
+
+def kmeans_bounded_chunk(
+    block: np.ndarray,
+    first_row: int,
+    carried: np.ndarray | None,
+    centroids: np.ndarray,
+    drift_other: np.ndarray,
+    half_gap: np.ndarray,
+    n_far: int,
+    with_moments: bool = False,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Partial Lloyd state of one row block, skipping the rows whose centroid provably stays.
+
+    Hamerly's algorithm: each row carries its label and a lower bound on its
+    distance to every other centroid from the last pass. Rows whose exact
+    distance to their centroid stays below that bound (less how far the
+    other centroids moved) keep their label at the cost of one distance;
+    only the others go through the GEMM. The labels, sums and counts equal
+    those of :func:`kmeans_chunk`.
+
+    Parameters
+    ----------
+    block : ndarray of shape (n, d)
+    first_row : int, global index of ``block[0]``
+    carried : structured ndarray of shape (n,), dtype ``BOUNDS_DTYPE``, from the last pass; or None
+        (the first pass: every row is assigned in full)
+    centroids : ndarray of shape (k, d), the current centroids
+    drift_other : ndarray of shape (k,), for each centroid the largest distance any other centroid
+        moved since the last pass (rounded up)
+    half_gap : ndarray of shape (k,), half the distance of each centroid to its nearest other one
+        (rounded down)
+    n_far : int, how many of the farthest rows to keep for relocating empty clusters
+    with_moments : bool, also sum x and x**2 per feature (only with ``carried=None``)
+
+    Returns
+    -------
+    (dict, structured ndarray of shape (n,)), the partial state and the rows' new labels and bounds
+    """
+    if with_moments and carried is not None:
+        raise ValueError("with_moments needs a full pass (carried=None)")
+    centroids = np.asarray(centroids, dtype=np.float64)
+    result = _empty_state(len(block), *centroids.shape)
+    if carried is None:
+        n_pending = len(block)
+        _pass(block, centroids, result, with_moments, with_lower=True)
+    else:
+        pending = np.empty(len(block), dtype=np.int64)
+        inertia, n_pending = bounded_accumulate(
+            block, centroids, carried["label"], carried["lower"], drift_other, half_gap,
+            result["labels"], result["distances"], result["lower"], result["sums"], result["counts"], pending,
+        )  # fmt: skip
+        result["inertia"] = inertia
+        pending = pending[:n_pending]
+        rest = {**result, "labels": np.empty(n_pending, dtype=np.int64), "distances": np.empty(n_pending)}
+        rest["lower"] = np.empty(n_pending)
+        _pass(block[pending], centroids, rest, with_lower=True)
+        result["inertia"] = rest["inertia"]
+        for key in ("labels", "distances", "lower"):
+            result[key][pending] = rest[key]
+    carried_out = np.empty(len(block), dtype=BOUNDS_DTYPE)
+    carried_out["label"] = result["labels"]
+    carried_out["lower"] = result["lower"]
+    return _partial(result, block, first_row, n_far, n_pending), carried_out
 
 
 def _farthest(
@@ -125,6 +217,7 @@ def kmeans_combine(partials: list[dict[str, Any]], n_far: int) -> dict[str, Any]
     far = {key: np.concatenate([p["far"][key] for p in partials]) for key in partials[0]["far"]}
     order = np.lexsort((far["index"], -far["distance"]))[:n_far]
     return {
+        "full_rows": sum(p["full_rows"] for p in partials),
         "sums": sum(p["sums"] for p in partials),
         "counts": sum(p["counts"] for p in partials),
         "inertia": sum(p["inertia"] for p in partials),
@@ -151,3 +244,36 @@ def update_centroids(state: dict[str, Any], centroids: np.ndarray) -> tuple[np.n
         counts[cluster] = 1
     new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids)
     return new.astype(centroids.dtype), len(empty)
+
+
+def bound_updates(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What :func:`kmeans_bounded_chunk` needs to know of a centroid update.
+
+    Parameters
+    ----------
+    before, after : ndarray of shape (k, d), float64, the centroids of the last pass and of this one
+
+    Returns
+    -------
+    drift_other : ndarray of shape (k,), for each centroid the largest move of any other one, rounded up
+    half_gap : ndarray of shape (k,), half the distance of each new centroid to its nearest other one,
+        rounded down (0 when k is 1: no other centroid to tell apart)
+    """
+    k, d = after.shape
+    drift = np.sqrt(((after - before) ** 2).sum(axis=1)) * (1 + 1e-12)
+    if k == 1:
+        return np.zeros(1), np.full(1, np.inf)
+    order = np.argsort(drift)
+    drift_other = np.full(k, drift[order[-1]])
+    drift_other[order[-1]] = drift[order[-2]]
+    centred = after - after.mean(axis=0)
+    norms2 = np.einsum("ij,ij->i", centred, centred)
+    # Expansion in float64, in row blocks: the k x k gaps at GEMM speed, with the rounding bound subtracted.
+    error = 4 * (d + 4) * np.finfo(np.float64).eps * 4 * norms2.max()
+    nearest2 = np.empty(k)
+    for start in range(0, k, 1024):
+        gaps2 = norms2[start : start + 1024, None] - 2 * centred[start : start + 1024] @ centred.T + norms2[None, :]
+        gaps2[np.arange(len(gaps2)), np.arange(start, start + len(gaps2))] = np.inf
+        nearest2[start : start + 1024] = gaps2.min(axis=1)
+    half_gap = 0.5 * np.sqrt(np.maximum(nearest2 - error, 0.0)) * (1 - 1e-12)
+    return drift_other, half_gap

@@ -1,7 +1,15 @@
 import numpy as np
+import pytest
 from scipy.spatial.distance import cdist
 
-from bigdist.kernels.kmeans import assign, kmeans_chunk, kmeans_combine, update_centroids
+from bigdist.kernels.kmeans import (
+    assign,
+    bound_updates,
+    kmeans_bounded_chunk,
+    kmeans_chunk,
+    kmeans_combine,
+    update_centroids,
+)
 
 
 def test_assign_matches_cdist_and_breaks_ties_low():
@@ -43,3 +51,55 @@ def test_empty_cluster_takes_the_farthest_row():
     assert relocated == 1
     np.testing.assert_array_equal(new[1], [10.0, 0.0])
     np.testing.assert_array_equal(new[0], [0.5, 0.0])
+
+
+def _oracle_labels(data, centroids):
+    # Exact float64 distances; argmin takes the lower index on ties.
+    return np.argmin(cdist(data.astype(np.float64), centroids, "sqeuclidean"), axis=1)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bounded_passes_keep_lloyds_labels_and_sums(offset, dtype):
+    # Integer points and centroids on a coarse grid make exact ties; the offset makes cancellation.
+    rng = np.random.default_rng(2)
+    data = (rng.integers(0, 6, size=(2000, 3)) + offset).astype(dtype)
+    centroids = rng.integers(0, 6, size=(8, 3)).astype(np.float64) + offset
+    centroids[5] = centroids[2]  # identical centroids: the lower index keeps every row
+    carried, previous, skipped = None, None, 0
+    for step in range(8):
+        if carried is None:
+            drift_other, half_gap = np.zeros(8), np.zeros(8)
+        else:
+            drift_other, half_gap = bound_updates(previous, centroids)
+        state, carried = kmeans_bounded_chunk(data, 0, carried, centroids, drift_other, half_gap, n_far=2)
+        reference = kmeans_chunk(data, 0, centroids, n_far=2)
+        labels = _oracle_labels(data, centroids)
+        np.testing.assert_array_equal(carried["label"], labels)
+        np.testing.assert_array_equal(state["counts"], reference["counts"])
+        np.testing.assert_allclose(state["sums"], reference["sums"], rtol=1e-12)
+        assert np.isclose(state["inertia"], reference["inertia"], rtol=1e-9, atol=1e-9)
+        exact = cdist(data.astype(np.float64), centroids)
+        others = np.where(np.arange(8) == labels[:, None], np.inf, exact).min(axis=1)
+        assert (carried["lower"] <= others * (1 + 1e-12)).all(), "a lower bound exceeds the true distance"
+        skipped += len(data) - state["full_rows"]
+        previous = centroids
+        # Small moves mostly; a centroid jumping far (as an empty cluster's relocation does) now and then.
+        centroids = centroids + rng.normal(scale=0.05, size=centroids.shape)
+        if step % 3 == 2:
+            centroids[step % 8] = data[rng.integers(len(data))]
+    assert skipped > 0, "the bounds never kept a row"
+
+
+def test_bound_updates_against_direct_distances():
+    rng = np.random.default_rng(3)
+    before = rng.standard_normal((50, 7)) + 1e4
+    after = before + rng.normal(scale=0.1, size=before.shape)
+    drift_other, half_gap = bound_updates(before, after)
+    drift = np.linalg.norm(after - before, axis=1)
+    for c in range(50):
+        assert drift_other[c] >= np.delete(drift, c).max()
+    gaps = cdist(after, after)
+    np.fill_diagonal(gaps, np.inf)
+    assert (half_gap <= gaps.min(axis=1) / 2).all()
+    np.testing.assert_allclose(half_gap, gaps.min(axis=1) / 2, rtol=1e-6)
