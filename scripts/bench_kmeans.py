@@ -76,7 +76,7 @@ def run_peers(data: np.ndarray, init: np.ndarray, iterations: int) -> list[tuple
     chunked = da.from_array(data, chunks=(262_144, d)).persist()
     start = time.perf_counter()
     model = DaskKMeans(n_clusters=k, init=init, max_iter=iterations, tol=0, oversampling_factor=2).fit(chunked)
-    # dask-ml's inertia_ is not comparable (it is not the sum over the data), so none is shown.
+    # dask-ml's inertia_ sums the distances, not their squares, so it is not shown.
     rows.append(("dask-ml KMeans (same cluster)", _per_iteration(time.perf_counter() - start, model.n_iter_), None))
     return rows
 
