@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bigdist import config as config
+from bigdist.classification import KNeighborsClassifier, KNeighborsRegressor
 from bigdist.cluster import KMeans
 from bigdist.errors import BigdistError
 from bigdist.io import open_array
@@ -16,6 +17,8 @@ __all__ = [
     "BigdistError",
     "KMeans",
     "KMeansResult",
+    "KNeighborsClassifier",
+    "KNeighborsRegressor",
     "KNNResult",
     "NearestNeighbors",
     "__version__",

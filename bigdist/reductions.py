@@ -17,6 +17,7 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 
 from bigdist.kernels.knn import RESULT_DTYPE, knn_agg, knn_chunk, knn_combine
+from bigdist.kernels.labels import fmax_reduce, lookup_chunk
 from bigdist.kernels.topk import TOPK_DTYPE
 
 
@@ -129,3 +130,52 @@ def block_tree_reduce(
         ]
         depth += 1
     return level[0]
+
+
+def lookup_rows(indices: da.Array, values: da.Array, *, split_every: int) -> da.Array:
+    """``values[indices]`` for a lazy (m, k) index array, without gathering ``values`` anywhere.
+
+    Each task looks up, for one block of index rows, the entries that fall in
+    one block of value rows (``bigdist-label-lookup``); a tree reduction
+    across value blocks keeps the one real entry of each (``bigdist-label-merge``).
+
+    Parameters
+    ----------
+    indices : dask array of shape (m, k), int64, global rows of ``values``; k in one chunk
+    values : dask array of shape (n, n_outputs), float (finite), rows chunked, outputs in one chunk
+    split_every : int
+        Fan-in of the reduction across value blocks.
+
+    Returns
+    -------
+    dask array of shape (m, k, n_outputs), dtype of ``values``, chunked like ``indices`` along rows
+    """
+    value_index = da.arange(values.shape[0], chunks=(values.chunks[0],), dtype=np.int64)
+    partials = da.blockwise(
+        lookup_chunk,
+        "ijko",
+        indices,
+        "ik",
+        values,
+        "jo",
+        value_index,
+        "j",
+        adjust_chunks={"j": 1},
+        concatenate=True,
+        dtype=values.dtype,
+        meta=np.empty((0, 0, 0, 0), dtype=values.dtype),
+        name=f"bigdist-label-lookup-{tokenize(indices, values)}",
+    )
+    return da.reduction(
+        partials,
+        chunk=fmax_reduce,
+        combine=fmax_reduce,
+        aggregate=fmax_reduce,
+        axis=1,
+        keepdims=False,
+        split_every={1: split_every},
+        dtype=values.dtype,
+        meta=np.empty((0, 0, 0), dtype=values.dtype),
+        concatenate=True,
+        name="bigdist-label-merge",
+    )
