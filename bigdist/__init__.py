@@ -10,6 +10,7 @@ from bigdist.io import open_array
 from bigdist.kmeans import KMeansResult, kmeans
 from bigdist.knn import KNNResult, knn
 from bigdist.neighbors import NearestNeighbors
+from bigdist.radius import RadiusResult, radius_neighbors
 
 __version__ = "0.1.0"
 
@@ -21,9 +22,11 @@ __all__ = [
     "KNeighborsRegressor",
     "KNNResult",
     "NearestNeighbors",
+    "RadiusResult",
     "__version__",
     "config",
     "kmeans",
     "knn",
     "open_array",
+    "radius_neighbors",
 ]
