@@ -51,6 +51,16 @@ def _encode(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return np.searchsorted(classes, labels)
 
 
+def _check_discrete(classes: np.ndarray) -> None:
+    """Refuse continuous labels, as scikit-learn does, from the distinct values of lazy labels."""
+    if classes.dtype.kind == "f" and not np.array_equal(classes, np.round(classes)):
+        raise ValueError(
+            f"Unknown label type: continuous. Maybe you are trying to fit a classifier, which expects discrete "
+            f"classes on a regression target with continuous values (e.g. {classes[classes != np.round(classes)][0]!r}"
+            f"); use KNeighborsRegressor for those"
+        )
+
+
 def _as_2d(labels: np.ndarray | da.Array) -> np.ndarray | da.Array:
     return labels.reshape(-1, 1) if labels.ndim == 1 else labels
 
@@ -252,7 +262,7 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
         else:
             classes = list(dask.compute(*(da.unique(column) for column in columns)))
             for found in classes:
-                check_classification_targets(found)
+                _check_discrete(found)
             codes = da.stack(
                 [
                     column.map_blocks(_encode, found, dtype=np.intp, meta=np.empty((0,), dtype=np.intp))

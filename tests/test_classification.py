@@ -180,6 +180,8 @@ def test_bad_inputs_name_the_value_and_the_fix(digits, tmp_path):
         bd.KNeighborsRegressor(metric="nope").fit(train, labels)
     with pytest.raises(ValueError, match=r"Unknown label type: continuous"):
         bd.KNeighborsClassifier().fit(train, labels + 0.5)
+    with pytest.raises(ValueError, match=r"Unknown label type: continuous.*0.5"):
+        bd.KNeighborsClassifier().fit(train, da.from_array(labels + 0.5, chunks=400))
     with pytest.raises(InputDtypeError, match=r"regression targets must be numeric"):
         bd.KNeighborsRegressor().fit(train, labels.astype(str))
     with pytest.raises(InputShapeError, match=r"X has 3 features, but KNeighborsClassifier is expecting 64"):
