@@ -36,28 +36,95 @@ def radius_key(metric: str, radius: float) -> float:
     return bound + abs(bound) * _SLACK + np.finfo(np.float64).tiny
 
 
-def within(metric: str, keys: np.ndarray, radius: float) -> np.ndarray:
-    """Exact inclusion test on float64 keys: the reported value is within the radius (boundary included)."""
-    values = keys_to_values(metric, keys)
-    return values >= radius if metric == "inner_product" else values <= radius
+# How the compiled loop tests inclusion of an exact key (see ``within``).
+_SQRT_AT_MOST, _AT_MOST, _NEGATED_AT_LEAST = 0, 1, 2
+# Scores checked at once against a row's threshold before looking at any one of them.
+_CHUNK = 64
+
+
+def _inclusion_code(metric: str) -> int:
+    return {"euclidean": _SQRT_AT_MOST, "inner_product": _NEGATED_AT_LEAST}.get(metric, _AT_MOST)
 
 
 @numba.njit(cache=True, nogil=True)
-def pair_keys(
+def _inside(key: float, inclusion: int, radius: float) -> bool:
+    if inclusion == _SQRT_AT_MOST:
+        return np.sqrt(max(key, 0.0)) <= radius
+    if inclusion == _NEGATED_AT_LEAST:
+        return -key >= radius
+    return key <= radius
+
+
+@numba.njit(cache=True, nogil=True)
+def collect_pairs(
+    scores: np.ndarray,
     queries: np.ndarray,
     train: np.ndarray,
-    rows: np.ndarray,
-    columns: np.ndarray,
+    threshold: np.ndarray,
     code: int,
     query_norms: np.ndarray,
     train_norms: np.ndarray,
-) -> np.ndarray:
-    """Exact float64 keys of the pairs (queries[rows[i]], train[columns[i]])."""
-    keys = np.empty(len(rows))
-    for i in range(len(rows)):
-        r, c = rows[i], columns[i]
-        keys[i] = pair_key(queries[r], train[c], code, query_norms[r], train_norms[c])
-    return keys
+    inclusion: int,
+    radius: float,
+    self_offset: int,
+    out_rows: np.ndarray,
+    out_columns: np.ndarray,
+    out_keys: np.ndarray,
+) -> int:
+    """Append the pairs of one sub-tile within the radius to the output buffers; return their number.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (r, w), the GEMM's scores (larger is better)
+    queries, train : ndarray of shape (r, d) and (w, d), the original rows
+    threshold : ndarray of shape (r,), in the scores' dtype: lower scores cannot be within the radius
+    code : int, from ``metric_code``; query_norms, train_norms : float64 norms (cosine only)
+    inclusion : int, from ``_inclusion_code``; radius : float
+    self_offset : int, skip the pairs with ``column - row == self_offset`` (self-join), or a value out of range
+    out_rows, out_columns, out_keys : ndarray, buffers of equal length
+
+    Returns
+    -------
+    int, pairs written, or -1 when the buffers are too small (then nothing is meaningful; retry larger)
+    """
+    rows, width = scores.shape
+    full = width - width % _CHUNK
+    count = 0
+    for i in range(rows):
+        bound = threshold[i]
+        for start in range(0, full, _CHUNK):
+            # A fixed-length count the compiler vectorises; most chunks have nothing to offer.
+            passing = 0
+            for offset in range(_CHUNK):
+                if scores[i, start + offset] >= bound:
+                    passing += 1
+            if passing:
+                count = _append(scores, queries, train, i, start, start + _CHUNK, bound, code, query_norms,
+                                train_norms, inclusion, radius, self_offset, out_rows, out_columns, out_keys, count)  # fmt: skip # noqa: E501
+                if count < 0:
+                    return -1
+        if full < width:
+            count = _append(scores, queries, train, i, full, width, bound, code, query_norms, train_norms, inclusion,
+                            radius, self_offset, out_rows, out_columns, out_keys, count)  # fmt: skip
+            if count < 0:
+                return -1
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _append(scores, queries, train, i, start, stop, bound, code, query_norms, train_norms, inclusion, radius, self_offset, out_rows, out_columns, out_keys, count):  # type: ignore[no-untyped-def] # fmt: skip # noqa: E501
+    """Re-check the passing scores of row ``i`` in [start, stop); the new count, or -1 when the buffers are full."""
+    for j in range(start, stop):
+        if scores[i, j] >= bound and j - i != self_offset:
+            key = pair_key(queries[i], train[j], code, query_norms[i], train_norms[j])
+            if _inside(key, inclusion, radius):
+                if count == len(out_rows):
+                    return -1
+                out_rows[count] = i
+                out_columns[count] = j
+                out_keys[count] = key
+                count += 1
+    return count
 
 
 def _score_floor(bound: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -137,34 +204,39 @@ def radius_chunk(
         if metric == "cosine"
         else (np.empty(m), np.empty(n))
     )
+    inclusion = _inclusion_code(metric)
     found_rows, found_indices, found_keys = [], [], []
+    capacity = 4 * min(tile_query_rows, m) + 1024
+    buffers = (np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity))
+    # Reused by every sub-tile: a fresh allocation this large would be page-faulted in each time.
+    scores_buffer = np.empty(min(tile_query_rows, m) * min(tile_train_rows, n), dtype=dtype)
     for x_start in range(0, n, tile_train_rows):
         x_stop = min(x_start + tile_train_rows, n)
         prepared_train = prepare(train[x_start:x_stop], metric, center, dtype, "train")
         bounds = margin(metric, dtype, d, prepared_queries.norms, float(prepared_train.norms.max()))
         for q_start in range(0, m, tile_query_rows):
             q_stop = min(q_start + tile_query_rows, m)
-            scores = prepared_queries.rows[q_start:q_stop] @ prepared_train.rows.T
+            scores = scores_buffer[: (q_stop - q_start) * (x_stop - x_start)].reshape(
+                q_stop - q_start, x_stop - x_start
+            )
+            np.matmul(prepared_queries.rows[q_start:q_stop], prepared_train.rows.T, out=scores)
             threshold = _score_floor(
                 (prepared_queries.alpha[q_start:q_stop] - (limit + bounds[q_start:q_stop])) / beta, dtype
             )
-            rows, columns = np.nonzero(scores >= threshold[:, None])
-            keys = pair_keys(
-                queries[q_start:q_stop],
-                train[x_start:x_stop],
-                rows,
-                columns,
-                code,
-                query_norms[q_start:q_stop],
-                train_norms[x_start:x_stop],
-            )
-            keep = within(metric, keys, radius)
-            rows, columns = rows + q_start, columns + x_start + first_train
-            if exclude_self:
-                keep &= rows + first_query != columns
-            found_rows.append(rows[keep])
-            found_indices.append(columns[keep])
-            found_keys.append(keys[keep])
+            # The pair of a row with itself has column - row == this offset within the sub-tile.
+            self_offset = first_query + q_start - first_train - x_start if exclude_self else -(2**62)
+            while True:
+                count = collect_pairs(
+                    scores, queries[q_start:q_stop], train[x_start:x_stop], threshold, code,
+                    query_norms[q_start:q_stop], train_norms[x_start:x_stop], inclusion, radius, self_offset, *buffers,
+                )  # fmt: skip
+                if count >= 0:
+                    break
+                capacity *= 2
+                buffers = (np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity))
+            found_rows.append(buffers[0][:count] + q_start)
+            found_indices.append(buffers[1][:count] + x_start + first_train)
+            found_keys.append(buffers[2][:count].copy())
     rows = np.concatenate(found_rows)
     order = np.lexsort((np.concatenate(found_indices), rows))
     counts = np.bincount(rows, minlength=m).astype(np.int64)

@@ -37,3 +37,16 @@ def test_cap_counts_across_merges():
     parts = [_chunk(queries, np.zeros((3, 1)), 0), _chunk(queries, np.zeros((3, 1)), 3)]
     with pytest.raises(TooManyNeighborsError, match="query 0 has at least 6 neighbours"):
         radius_combine(parts, max_neighbors=5)
+
+
+def test_many_pairs_per_sub_tile_grow_the_buffers():
+    rng = np.random.default_rng(0)
+    queries, train = rng.random((50, 4)), rng.random((3000, 4))
+    out = radius_chunk(
+        queries, train, 0, 0, radius=10.0, metric="euclidean", exclude_self=False, max_neighbors=5000,
+        tile_query_rows=50, tile_train_rows=3000,
+    )  # fmt: skip
+    np.testing.assert_array_equal(out["counts"], np.full(50, 3000))
+    np.testing.assert_array_equal(out["indices"], np.tile(np.arange(3000), 50))
+    expected = ((queries[:, None, :] - train[None, :, :]) ** 2).sum(axis=2).ravel()
+    np.testing.assert_allclose(out["keys"], expected, rtol=1e-12)
