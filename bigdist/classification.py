@@ -359,12 +359,16 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
         return probabilities if self.outputs_2d_ else probabilities[0]
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean accuracy of ``predict(X)`` against y (all outputs right, for several outputs).
+        """Mean accuracy of ``predict(X)`` against y; with several outputs, the share of rows with all of them right.
 
         Lazy inputs are scored blockwise, without gathering the predictions.
         """
         predicted = self.predict(X)
         if not isinstance(predicted, da.Array):
+            if predicted.ndim == 2:
+                # accuracy_score refuses several outputs: the share of rows with every output right.
+                right = (predicted == _as_2d(np.asarray(y))).all(axis=1)
+                return float(np.average(right, weights=sample_weight))
             return float(accuracy_score(y, predicted, sample_weight=sample_weight))
         truth = as_labels(y, predicted.shape[0], name="y", check_finite=False)
         correct = predicted == (truth.reshape(-1) if predicted.ndim == 1 else _as_2d(truth))

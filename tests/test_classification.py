@@ -141,6 +141,23 @@ def test_several_outputs_match_scikit_learn(digits):
         regressor = bd.KNeighborsRegressor(n_neighbors=5, weights=weights).fit(train, multi * 0.5)
         target = SkRegressor(n_neighbors=5, weights=weights, algorithm="brute").fit(train, multi * 0.5)
         np.testing.assert_allclose(regressor.predict(queries), target.predict(queries), rtol=1e-12)
+    # Lazy labels with several outputs, scored blockwise (subset accuracy; R² averaged over outputs).
+    lazy = bd.KNeighborsClassifier(n_neighbors=5, weights="distance").fit(train, da.from_array(multi, chunks=(400, 3)))
+    truth = theirs.predict(queries)
+    truth[::7, 1] = 99
+    assert_eq(lazy.predict(queries), theirs.predict(queries))
+    # scikit-learn's accuracy_score refuses several outputs; subset accuracy is the natural extension.
+    expected_accuracy = np.mean((theirs.predict(queries) == truth).all(axis=1))
+    assert lazy.score(queries, truth) == pytest.approx(expected_accuracy, rel=1e-12)
+    assert ours.score(queries, truth) == pytest.approx(expected_accuracy, rel=1e-12)
+    lazy_regressor = bd.KNeighborsRegressor(n_neighbors=5, weights="distance").fit(
+        train, da.from_array(multi * 0.5, chunks=(300, 3))
+    )
+    noisy = multi[:497] * 0.5 + np.random.default_rng(2).random((497, 3))
+    weight = np.random.default_rng(3).random(497)
+    assert lazy_regressor.score(queries, noisy, sample_weight=weight) == pytest.approx(
+        target.score(queries, noisy, sample_weight=weight), rel=1e-12
+    )
 
 
 def test_string_classes_and_callable_weights(digits):
