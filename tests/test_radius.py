@@ -158,3 +158,19 @@ def test_bad_parameters():
 @parametrize_with_checks([bd.NearestNeighbors()])
 def test_nearest_neighbors_estimator_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("sort_results", [False, True])
+def test_results_do_not_depend_on_chunks_or_split_every(digits, sort_results):
+    expected = bd.radius_neighbors(digits[:200], digits, 20.0, sort_results=sort_results).to_csr()
+    with dask.config.set({"bigdist.knn.query-block-rows": 23, "bigdist.knn.tile-train-rows": 40}):
+        got = bd.radius_neighbors(
+            da.from_array(digits[:200], chunks=((150, 50), -1)),
+            da.from_array(digits, chunks=((700, 1, 300, 796), -1)),
+            20.0,
+            sort_results=sort_results,
+            split_every=2,
+        ).to_csr()
+    for left, right in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(left, right)
+    assert expected[0][-1] > 1000
