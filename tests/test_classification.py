@@ -11,6 +11,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import bigdist as bd
 from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError, ParameterError
+from tests.oracle import knn_oracle
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +93,21 @@ def test_zero_distances_weigh_only_the_exact_matches():
     regressor = bd.KNeighborsRegressor(n_neighbors=6, weights="distance").fit(train, labels * 2.0)
     expected = SkRegressor(n_neighbors=6, weights="distance", algorithm="kd_tree").fit(train, labels * 2.0)
     np.testing.assert_allclose(regressor.predict(queries)[clear], expected.predict(queries)[clear], rtol=1e-12)
+
+
+def test_float32_far_from_origin_votes_as_float64_brute_force():
+    rng = np.random.default_rng(7)
+    train = (rng.standard_normal((1500, 16)) + 1e4).astype(np.float32)
+    queries = (rng.standard_normal((120, 16)) + 1e4).astype(np.float32)
+    labels = rng.integers(0, 4, size=1500)
+    distances, indices = knn_oracle(queries, train, 7)
+    weights = 1.0 / distances
+    expected = np.zeros((120, 4))
+    for column in range(7):
+        np.add.at(expected, (np.arange(120), labels[indices[:, column]]), weights[:, column])
+    ours = bd.KNeighborsClassifier(n_neighbors=7, weights="distance").fit(train, labels)
+    np.testing.assert_allclose(ours.predict_proba(queries), expected / expected.sum(axis=1)[:, None], rtol=1e-5)
+    np.testing.assert_array_equal(ours.predict(queries), np.argmax(expected, axis=1))
 
 
 def test_lazy_inputs_irregular_chunks_and_split_every_2(digits):
