@@ -394,6 +394,55 @@ def classify(generate: Any = None, **options: Any) -> None:
     )
 
 
+@main.command()
+@click.option(
+    "--queries", type=str, default=None, help="Zarr array or .npy of query rows; omit for the self-join of --train."
+)
+@click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows.")
+@click.option("--radius", type=float, required=False, help="Neighbours are the rows at distance <= radius.")
+@click.option(
+    "--metric",
+    type=click.Choice(["euclidean", "sqeuclidean", "cosine", "inner_product"]),
+    default="euclidean",
+    show_default=True,
+)
+@click.option("--sort-results", is_flag=True, default=False, help="Each query's neighbours nearest first.")
+@click.option("--max-neighbors", type=click.IntRange(min=1), default=None, help="Cap per query (default from config).")
+@click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the merge across blocks.")
+@click.option("--out", type=click.Path(), required=False, help="Zarr group to write (indptr, indices, distances).")
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+def radius(generate: Any = None, **options: Any) -> None:
+    """Every train row within --radius of each query row, written to a Zarr group as CSR arrays."""
+    import bigdist
+    from bigdist.io import update_attrs
+
+    _require(options, "train", "radius", "out")
+    with _runtime(options) as client:
+        _started(client, generate, {"train": options["train"], "queries": options["queries"]})
+        train = os.path.expanduser(options["train"])
+        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
+        out = os.path.expanduser(options["out"])
+        result = bigdist.radius_neighbors(
+            queries if queries else train,
+            train if queries else None,
+            options["radius"],
+            options["metric"],
+            sort_results=options["sort_results"],
+            max_neighbors=options["max_neighbors"],
+            split_every=options["split_every"],
+        )
+        start = time.perf_counter()
+        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": _run_attrs(options)})
+        seconds = time.perf_counter() - start
+    pairs = int(bigdist.io.read_group(out)["indptr"][-1].compute())
+    update_attrs(out, timings={"seconds": seconds, "queries_per_second": result.n_queries / seconds})
+    click.echo(
+        f"radius: {result.n_queries:,} queries x {result.n_train:,} train rows, radius {result.radius:g}, "
+        f"{result.metric}: {pairs:,} pairs ({pairs / result.n_queries:.1f} per query), {seconds:.1f} s"
+        f"\noutput: {out} (indptr, indices, distances)"
+    )
+
+
 def _require(options: dict[str, Any], *names: str) -> None:
     for name in names:
         if not options[name]:

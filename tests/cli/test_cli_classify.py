@@ -72,3 +72,27 @@ def test_classify_refuses_mismatched_labels(tmp_path, scheduler, digits_stores):
     assert "y has 10 labels but the train set has 1497 rows" in output
     code, output = _run("classify", "--train", digits_stores["train"], "--out", tmp_path / "x.zarr")
     assert code == 1 and "missing --labels" in output
+
+
+def test_radius_writes_csr_equal_to_the_oracle(tmp_path, scheduler, digits_stores):
+    out = tmp_path / "radius.zarr"
+    stores = digits_stores
+    code, output = _run(
+        "radius", "--train", stores["train"], "--queries", stores["queries"], "--radius", 21.0, "--sort-results",
+        "--split-every", 2, "--out", out, "--scheduler", scheduler,
+    )  # fmt: skip
+    assert code == 0, output
+    train, _, queries = stores["arrays"]
+    distances = np.sqrt(((queries[:, None, :] - train[None, :, :]) ** 2).sum(axis=2))
+    stored = {name: array.compute() for name, array in read_group(out).items()}
+    indptr = stored["indptr"]
+    assert indptr[-1] == (distances <= 21.0).sum() > 300
+    for row in range(len(queries)):
+        found = stored["indices"][indptr[row] : indptr[row + 1]]
+        np.testing.assert_array_equal(np.sort(found), np.flatnonzero(distances[row] <= 21.0))
+        assert (np.diff(stored["distances"][indptr[row] : indptr[row + 1]]) >= 0).all()
+    code, output = _run(
+        "radius", "--train", stores["train"], "--queries", stores["queries"], "--radius", 21.0, "--max-neighbors", 1,
+        "--out", tmp_path / "capped.zarr", "--scheduler", scheduler,
+    )  # fmt: skip
+    assert code == 1 and "more than the cap of 1 per query" in output
