@@ -29,6 +29,7 @@ from bigdist.io import as_array, check_int, in_memory
 from bigdist.io.labels import as_labels
 from bigdist.kernels.labels import class_mode, class_proba, neighbour_weights, weighted_average
 from bigdist.knn import check_metric, knn
+from bigdist.neighbors import NearestNeighbors
 from bigdist.reductions import lookup_rows
 
 _WEIGHTS = ("uniform", "distance")
@@ -186,6 +187,9 @@ class _LabelledNeighbors(MultiOutputMixin, BaseEstimator):
         if numpy_out:
             distances, indices = dask.compute(distances, indices)
         return (distances, indices) if return_distance else indices
+
+    # Built on ``kneighbors`` and ``n_samples_fit_`` alone, so shared as it is.
+    kneighbors_graph = NearestNeighbors.kneighbors_graph
 
 
 class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):

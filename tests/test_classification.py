@@ -65,6 +65,15 @@ def test_predict_without_queries_excludes_each_train_row(digits):
     np.testing.assert_allclose(ours.predict_proba(), theirs.predict_proba(None), rtol=1e-9)
 
 
+def test_kneighbors_graph_matches_scikit_learn(digits):
+    queries, train, labels, _ = _split(digits)
+    ours = bd.KNeighborsRegressor(n_neighbors=3).fit(train, labels * 1.0)
+    theirs = SkRegressor(n_neighbors=3, algorithm="brute").fit(train, labels * 1.0)
+    np.testing.assert_array_equal(ours.kneighbors_graph(queries).toarray(), theirs.kneighbors_graph(queries).toarray())
+    got = ours.kneighbors_graph(queries, mode="distance").toarray()
+    np.testing.assert_allclose(got, theirs.kneighbors_graph(queries, mode="distance").toarray(), rtol=1e-9)
+
+
 def test_zero_distances_weigh_only_the_exact_matches():
     rng = np.random.default_rng(1)
     points = rng.random((150, 3))
