@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from bigdist import config as config
+from bigdist.classification import KNeighborsClassifier, KNeighborsRegressor
 from bigdist.cluster import KMeans
 from bigdist.errors import BigdistError
 from bigdist.io import open_array
 from bigdist.kmeans import KMeansResult, kmeans
 from bigdist.knn import KNNResult, knn
 from bigdist.neighbors import NearestNeighbors
+from bigdist.radius import RadiusResult, radius_neighbors
 
 __version__ = "0.1.0"
 
@@ -16,11 +18,15 @@ __all__ = [
     "BigdistError",
     "KMeans",
     "KMeansResult",
+    "KNeighborsClassifier",
+    "KNeighborsRegressor",
     "KNNResult",
     "NearestNeighbors",
+    "RadiusResult",
     "__version__",
     "config",
     "kmeans",
     "knn",
     "open_array",
+    "radius_neighbors",
 ]

@@ -46,3 +46,7 @@ class IncompleteOutputError(BigdistError, ValueError):
 
 class SchedulerUnreachableError(BigdistError, ConnectionError):
     """The Dask scheduler named by an address or scheduler file cannot be reached."""
+
+
+class TooManyNeighborsError(BigdistError, ValueError):
+    """A query has more neighbours within the radius than the configured cap allows."""

@@ -13,6 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from bigdist.errors import ParameterError
 from bigdist.io import as_array, in_memory
 from bigdist.knn import check_metric, knn
+from bigdist.radius import RadiusResult, radius_neighbors
 
 
 class NearestNeighbors(BaseEstimator):
@@ -26,6 +27,8 @@ class NearestNeighbors(BaseEstimator):
     ----------
     n_neighbors : int, default=5
         Neighbours returned by :meth:`kneighbors` when it is not given one.
+    radius : float, default=1.0
+        Radius of :meth:`radius_neighbors` when it is not given one.
     metric : {"euclidean", "sqeuclidean", "cosine", "inner_product"}, default="euclidean"
     split_every : int, optional
         Fan-in of the reduction across train blocks (default from config).
@@ -36,8 +39,11 @@ class NearestNeighbors(BaseEstimator):
     n_samples_fit_ : int
     """
 
-    def __init__(self, n_neighbors: int = 5, *, metric: str = "euclidean", split_every: int | None = None) -> None:
+    def __init__(
+        self, n_neighbors: int = 5, *, radius: float = 1.0, metric: str = "euclidean", split_every: int | None = None
+    ) -> None:
         self.n_neighbors = n_neighbors
+        self.radius = radius
         self.metric = metric
         self.split_every = split_every
 
@@ -108,3 +114,69 @@ class NearestNeighbors(BaseEstimator):
         data = np.ones(indices.size) if mode == "connectivity" else np.asarray(distances, dtype=np.float64).ravel()
         indptr = np.arange(0, n_queries * k + 1, k)
         return scipy.sparse.csr_matrix((data, indices.ravel(), indptr), shape=(n_queries, self.n_samples_fit_))
+
+    def _radius_result(self, X: Any, radius: float | None, sort_results: bool) -> tuple[RadiusResult, bool]:
+        check_is_fitted(self, "_fit_X")
+        radius = self.radius if radius is None else radius
+        if X is None:
+            result = radius_neighbors(
+                self._fit_X, None, radius, self.metric, sort_results=sort_results, split_every=self.split_every
+            )
+            return result, self._fit_in_memory
+        result = radius_neighbors(
+            X, self._fit_X, radius, self.metric, sort_results=sort_results, split_every=self.split_every
+        )
+        return result, in_memory(X) and self._fit_in_memory
+
+    def radius_neighbors(
+        self, X: Any = None, radius: float | None = None, return_distance: bool = True, sort_results: bool = False
+    ) -> Any:
+        """Find every train row within ``radius`` of each query row.
+
+        A query with more neighbours than the ``bigdist.radius.max-neighbors``
+        config raises :class:`bigdist.errors.TooManyNeighborsError` (see
+        :func:`bigdist.radius_neighbors`).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), optional
+            Query rows. None means the train rows themselves, each excluding itself.
+        radius : float, optional
+            Defaults to the constructor's ``radius``; distances <= radius count.
+        return_distance : bool, default=True
+        sort_results : bool, default=False
+            Each query's neighbours nearest first; otherwise in increasing train index.
+
+        Returns
+        -------
+        neigh_dist : ndarray of shape (n_queries,) of dtype object, each an array of distances
+            Only when ``return_distance`` is True. A dask array of objects for lazy inputs.
+        neigh_ind : ndarray of shape (n_queries,) of dtype object, each an int64 array of train rows
+        """
+        if sort_results and not return_distance:
+            raise ParameterError("return_distance must be True if sort_results is True.")
+        result, numpy_out = self._radius_result(X, radius, sort_results)
+        distances, indices = result.compute() if numpy_out else result.to_dask()
+        return (distances, indices) if return_distance else indices
+
+    def radius_neighbors_graph(
+        self, X: Any = None, radius: float | None = None, mode: str = "connectivity", sort_results: bool = False
+    ) -> scipy.sparse.csr_matrix:
+        """The radius-neighbours graph as a sparse matrix of shape (n_queries, n_samples_fit).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), optional
+            None means the train rows, each excluding itself.
+        radius : float, optional
+        mode : {"connectivity", "distance"}
+            Entries are 1 or the distance to the neighbour.
+        sort_results : bool, default=False
+            Each row's entries nearest first.
+        """
+        if mode not in ("connectivity", "distance"):
+            raise ParameterError(f"mode must be 'connectivity' or 'distance', got mode={mode!r}")
+        result, _ = self._radius_result(X, radius, sort_results)
+        indptr, indices, distances = result.to_csr()
+        data = np.ones(len(indices)) if mode == "connectivity" else distances.astype(np.float64)
+        return scipy.sparse.csr_matrix((data, indices, indptr), shape=(result.n_queries, self.n_samples_fit_))

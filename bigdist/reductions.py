@@ -17,6 +17,8 @@ from dask.base import tokenize
 from dask.delayed import Delayed
 
 from bigdist.kernels.knn import RESULT_DTYPE, knn_agg, knn_chunk, knn_combine
+from bigdist.kernels.labels import fmax_reduce, lookup_chunk
+from bigdist.kernels.radius import radius_chunk, radius_combine, radius_finish
 from bigdist.kernels.topk import TOPK_DTYPE
 
 
@@ -177,3 +179,119 @@ def _tree(level: list[Delayed], combine: Any, split_every: int, name: str, token
         ]
         depth += 1
     return level[0]
+
+
+def lookup_rows(indices: da.Array, values: da.Array, *, split_every: int) -> da.Array:
+    """``values[indices]`` for a lazy (m, k) index array, without gathering ``values`` anywhere.
+
+    Each task looks up, for one block of index rows, the entries that fall in
+    one block of value rows (``bigdist-label-lookup``); a tree reduction
+    across value blocks keeps the one real entry of each (``bigdist-label-merge``).
+
+    Parameters
+    ----------
+    indices : dask array of shape (m, k), int64, global rows of ``values``; k in one chunk
+    values : dask array of shape (n, n_outputs), float (finite), rows chunked, outputs in one chunk
+    split_every : int
+        Fan-in of the reduction across value blocks.
+
+    Returns
+    -------
+    dask array of shape (m, k, n_outputs), dtype of ``values``, chunked like ``indices`` along rows
+    """
+    value_index = da.arange(values.shape[0], chunks=(values.chunks[0],), dtype=np.int64)
+    partials = da.blockwise(
+        lookup_chunk,
+        "ijko",
+        indices,
+        "ik",
+        values,
+        "jo",
+        value_index,
+        "j",
+        adjust_chunks={"j": 1},
+        concatenate=True,
+        dtype=values.dtype,
+        meta=np.empty((0, 0, 0, 0), dtype=values.dtype),
+        name=f"bigdist-label-lookup-{tokenize(indices, values)}",
+    )
+    return da.reduction(
+        partials,
+        chunk=fmax_reduce,
+        combine=fmax_reduce,
+        aggregate=fmax_reduce,
+        axis=1,
+        keepdims=False,
+        split_every={1: split_every},
+        dtype=values.dtype,
+        meta=np.empty((0, 0, 0), dtype=values.dtype),
+        concatenate=True,
+        name="bigdist-label-merge",
+    )
+
+
+def radius_pairs(
+    queries: da.Array,
+    train: da.Array,
+    *,
+    radius: float,
+    metric: str,
+    exclude_self: bool,
+    split_every: int,
+    max_neighbors: int,
+    sort_results: bool,
+    out_dtype: np.dtype,
+    tile_query_rows: int,
+    tile_train_rows: int,
+) -> list[Delayed]:
+    """Radius neighbours of each query block: tile tasks merged by a tree across train blocks.
+
+    Ragged results do not fit a dask array, so each query block ends in one
+    Delayed (layers ``bigdist-radius-tile``, ``bigdist-radius-merge``,
+    ``bigdist-radius-finish``).
+
+    Returns
+    -------
+    list of Delayed, one per query block, each computing a dict with ``counts``
+    (rows of the block,) int64, ``indices`` (nnz,) int64 and ``distances`` (nnz,)
+    of ``out_dtype``; rows in order, each row's pairs by increasing train
+    index, or nearest first with ``sort_results``.
+    """
+    token = tokenize(queries, train, radius, metric, exclude_self, split_every, max_neighbors, sort_results)
+    tile = partial(
+        radius_chunk,
+        radius=radius,
+        metric=metric,
+        exclude_self=exclude_self,
+        max_neighbors=max_neighbors,
+        tile_query_rows=tile_query_rows,
+        tile_train_rows=tile_train_rows,
+    )
+    combine = partial(radius_combine, max_neighbors=max_neighbors)
+    finish = partial(radius_finish, metric=metric, sort_results=sort_results, dtype=out_dtype)
+    query_offsets = np.concatenate([[0], np.cumsum(queries.chunks[0])[:-1]]).astype(int)
+    train_offsets = np.concatenate([[0], np.cumsum(train.chunks[0])[:-1]]).astype(int)
+    train_blocks = train.to_delayed().ravel()
+    results = []
+    for i, (query_block, query_offset) in enumerate(zip(queries.to_delayed().ravel(), query_offsets, strict=True)):
+        level = [
+            dask.delayed(tile, pure=True)(
+                query_block,
+                train_block,
+                int(query_offset),
+                int(train_offset),
+                dask_key_name=(f"bigdist-radius-tile-{token}", i, j),
+            )
+            for j, (train_block, train_offset) in enumerate(zip(train_blocks, train_offsets, strict=True))
+        ]
+        depth = 0
+        while len(level) > 1:
+            level = [
+                dask.delayed(combine, pure=True)(
+                    level[start : start + split_every], dask_key_name=(f"bigdist-radius-merge-{depth}-{token}", i, n)
+                )
+                for n, start in enumerate(range(0, len(level), split_every))
+            ]
+            depth += 1
+        results.append(dask.delayed(finish, pure=True)(level[0], dask_key_name=(f"bigdist-radius-finish-{token}", i)))
+    return results

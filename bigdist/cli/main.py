@@ -333,6 +333,116 @@ def kmeans(generate: Any = None, **options: Any) -> None:
     )
 
 
+@main.command()
+@click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows.")
+@click.option("--labels", type=str, required=False, help="Zarr array or .npy of class labels, one per train row.")
+@click.option(
+    "--queries", type=str, default=None, help="Zarr array or .npy of rows to classify; omit to classify --train."
+)
+@click.option("--k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours that vote.")
+@click.option("--weights", type=click.Choice(["uniform", "distance"]), default="uniform", show_default=True)
+@click.option("--metric", type=str, default="euclidean", show_default=True, help="Any metric bigdist.knn accepts.")
+@click.option("--proba/--no-proba", default=True, show_default=True, help="Also write the class probabilities.")
+@click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
+@click.option("--out", type=click.Path(), required=False, help="Zarr group to write (predictions, probabilities).")
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+def classify(generate: Any = None, **options: Any) -> None:
+    """Predict the class of every query row by a vote of its k nearest train rows, written to a Zarr group.
+
+    Omitting --queries classifies the train rows themselves, each without its own vote.
+    """
+    import dask.array as da
+
+    import bigdist
+    from bigdist.io import update_attrs, write_group
+
+    _require(options, "train", "labels", "out")
+    with _runtime(options) as client:
+        _started(client, generate, {"train": options["train"], "queries": options["queries"]})
+        out = os.path.expanduser(options["out"])
+        model = bigdist.KNeighborsClassifier(
+            options["k"], weights=options["weights"], metric=options["metric"], split_every=options["split_every"]
+        ).fit(os.path.expanduser(options["train"]), os.path.expanduser(options["labels"]))
+        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
+        # Predictions and probabilities share one kNN pass: their graphs have the same keys up to the vote.
+        arrays: dict[str, Any] = {"predictions": model.predict(queries)}
+        classes = model.classes_ if model.outputs_2d_ else [model.classes_]
+        probabilities = model.predict_proba(queries) if options["proba"] else None
+        suffixes = [f"_{output}" for output in range(len(classes))] if model.outputs_2d_ else [""]
+        for output, suffix in enumerate(suffixes):
+            arrays[f"classes{suffix}"] = da.from_array(classes[output])
+            if probabilities is not None:
+                arrays[f"probabilities{suffix}"] = probabilities[output] if model.outputs_2d_ else probabilities
+        start = time.perf_counter()
+        _wait(
+            client,
+            write_group(
+                out,
+                arrays,
+                attrs={"run": _run_attrs(options), "classify": model.get_params()},
+                overwrite=options["overwrite"],
+                compute=False,
+            ),
+        )
+        seconds = time.perf_counter() - start
+    n_queries = arrays["predictions"].shape[0]
+    update_attrs(out, timings={"seconds": seconds, "queries_per_second": n_queries / seconds})
+    click.echo(
+        f"classify: {n_queries:,} queries x {model.n_samples_fit_:,} train rows, k={options['k']}, "
+        f"{options['weights']} weights, {options['metric']}: {seconds:.1f} s, {n_queries / seconds:,.0f} queries/s"
+        f"\noutput: {out} ({', '.join(arrays)})"
+    )
+
+
+@main.command()
+@click.option(
+    "--queries", type=str, default=None, help="Zarr array or .npy of query rows; omit for the self-join of --train."
+)
+@click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows.")
+@click.option("--radius", type=float, required=False, help="Neighbours are the rows at distance <= radius.")
+@click.option(
+    "--metric",
+    type=click.Choice(["euclidean", "sqeuclidean", "cosine", "inner_product"]),
+    default="euclidean",
+    show_default=True,
+)
+@click.option("--sort-results", is_flag=True, default=False, help="Each query's neighbours nearest first.")
+@click.option("--max-neighbors", type=click.IntRange(min=1), default=None, help="Cap per query (default from config).")
+@click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the merge across blocks.")
+@click.option("--out", type=click.Path(), required=False, help="Zarr group to write (indptr, indices, distances).")
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+def radius(generate: Any = None, **options: Any) -> None:
+    """Every train row within --radius of each query row, written to a Zarr group as CSR arrays."""
+    import bigdist
+    from bigdist.io import update_attrs
+
+    _require(options, "train", "radius", "out")
+    with _runtime(options) as client:
+        _started(client, generate, {"train": options["train"], "queries": options["queries"]})
+        train = os.path.expanduser(options["train"])
+        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
+        out = os.path.expanduser(options["out"])
+        result = bigdist.radius_neighbors(
+            queries if queries else train,
+            train if queries else None,
+            options["radius"],
+            options["metric"],
+            sort_results=options["sort_results"],
+            max_neighbors=options["max_neighbors"],
+            split_every=options["split_every"],
+        )
+        start = time.perf_counter()
+        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": _run_attrs(options)})
+        seconds = time.perf_counter() - start
+    pairs = int(bigdist.io.read_group(out)["indptr"][-1].compute())
+    update_attrs(out, timings={"seconds": seconds, "queries_per_second": result.n_queries / seconds})
+    click.echo(
+        f"radius: {result.n_queries:,} queries x {result.n_train:,} train rows, radius {result.radius:g}, "
+        f"{result.metric}: {pairs:,} pairs ({pairs / result.n_queries:.1f} per query), {seconds:.1f} s"
+        f"\noutput: {out} (indptr, indices, distances)"
+    )
+
+
 def _require(options: dict[str, Any], *names: str) -> None:
     for name in names:
         if not options[name]:

@@ -1,11 +1,13 @@
 """Inputs and outputs: Zarr, NumPy, .npy and generated data as row-chunked dask arrays."""
 
 from bigdist.io.arrays import as_array, check_features, check_int, in_memory, open_array
+from bigdist.io.labels import as_labels
 from bigdist.io.store import describe, read_group, update_attrs, versions, write_group
 from bigdist.io.synthetic import blob_centers, make_blobs, make_random
 
 __all__ = [
     "as_array",
+    "as_labels",
     "blob_centers",
     "check_features",
     "check_int",

@@ -1,0 +1,505 @@
+"""Labelled neighbours: k-nearest-neighbour classification and regression out of core.
+
+The votes are computed from the lazy top-k result of :func:`bigdist.knn`,
+one query block at a time: the neighbours' labels are looked up block
+against block (``bigdist-label-lookup``, never gathering the labels or the
+train set), then weighted and counted per query block
+(``bigdist-knn-vote``). The rules are scikit-learn's, see
+``bigdist.kernels.labels``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin, RegressorMixin
+from sklearn.exceptions import DataConversionWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from bigdist import config
+from bigdist.errors import InputDtypeError, InputShapeError, ParameterError
+from bigdist.io import as_array, check_int, in_memory
+from bigdist.io.labels import as_labels
+from bigdist.kernels.labels import class_mode, class_proba, neighbour_weights, weighted_average
+from bigdist.knn import check_metric, knn
+from bigdist.neighbors import NearestNeighbors
+from bigdist.reductions import lookup_rows
+
+_WEIGHTS = ("uniform", "distance")
+_COLUMN_VECTOR = (
+    "A column-vector y was passed when a 1d array was expected. Please change the shape of y to (n_samples,), "
+    "for example using ravel()."
+)
+
+
+def _values_array(values: np.ndarray | da.Array) -> da.Array:
+    """Per-row values of shape (n, n_outputs) as a dask array, one chunk of about chunk-bytes per block."""
+    if isinstance(values, da.Array):
+        return values
+    rows = max(1, config.get("chunk-bytes") // max(1, values.shape[1] * values.dtype.itemsize))
+    return da.from_array(values, chunks=(min(rows, len(values)), values.shape[1]))
+
+
+def _encode(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """Index of each label in the sorted ``classes``."""
+    return np.searchsorted(classes, labels)
+
+
+def _check_discrete(classes: np.ndarray) -> None:
+    """Refuse continuous labels, as scikit-learn does, from the distinct values of lazy labels."""
+    if classes.dtype.kind == "f" and not np.array_equal(classes, np.round(classes)):
+        raise ValueError(
+            f"Unknown label type: continuous. Maybe you are trying to fit a classifier, which expects discrete "
+            f"classes on a regression target with continuous values (e.g. {classes[classes != np.round(classes)][0]!r}"
+            f"); use KNeighborsRegressor for those"
+        )
+
+
+def _as_2d(labels: np.ndarray | da.Array) -> np.ndarray | da.Array:
+    return labels.reshape(-1, 1) if labels.ndim == 1 else labels
+
+
+def _vote_block(
+    distances: np.ndarray, values: np.ndarray, *, weights: Any, n_classes: tuple[int, ...], output: int, proba: bool
+) -> np.ndarray:
+    codes = values[:, :, output].astype(np.intp)
+    weight = neighbour_weights(distances, weights)
+    if proba:
+        return class_proba(codes, weight, n_classes[output])
+    return class_mode(codes, weight, n_classes[output])
+
+
+def _average_block(distances: np.ndarray, values: np.ndarray, *, weights: Any, outputs_2d: bool) -> np.ndarray:
+    average = weighted_average(values, neighbour_weights(distances, weights))
+    return average if outputs_2d else average[:, 0]
+
+
+class _LabelledNeighbors(MultiOutputMixin, BaseEstimator):
+    """Train rows with a label each, queried through :func:`bigdist.knn`."""
+
+    def __init__(
+        self,
+        n_neighbors: int = 5,
+        *,
+        weights: Any = "uniform",
+        metric: str = "euclidean",
+        p: float | None = None,
+        metric_params: dict[str, Any] | None = None,
+        split_every: int | None = None,
+    ) -> None:
+        self.n_neighbors = n_neighbors
+        self.weights = weights
+        self.metric = metric
+        self.p = p
+        self.metric_params = metric_params
+        self.split_every = split_every
+
+    def _metric_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(self.metric_params or {})
+        if self.p is not None:
+            kwargs["p"] = self.p
+        return kwargs
+
+    def _fit_train(self, X: Any, y: Any) -> np.ndarray | da.Array:
+        """Validate the parameters, record the train rows; return the labels (NumPy or dask)."""
+        check_metric(self.metric)
+        if not (callable(self.weights) or (isinstance(self.weights, str) and self.weights in _WEIGHTS)):
+            raise ParameterError(
+                f"weights must be 'uniform', 'distance' or a callable mapping distances to weights, "
+                f"got weights={self.weights!r}"
+            )
+        check_int("n_neighbors", self.n_neighbors)
+        if y is None:
+            raise InputShapeError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None; give one label per train row"
+            )
+        self._fit_X = as_array(X, name="X")
+        self.n_samples_fit_, self.n_features_in_ = (int(size) for size in self._fit_X.shape)
+        self._fit_in_memory = in_memory(X) and in_memory(y)
+        return as_labels(y, self.n_samples_fit_, name="y")
+
+    def _store_values(self, values: np.ndarray | da.Array) -> None:
+        self._values = _values_array(values)
+
+    def _queries(self, X: Any) -> da.Array | None:
+        check_is_fitted(self, "_fit_X")
+        if X is None:
+            return None
+        queries = as_array(X, name="X")
+        if queries.shape[1] != self.n_features_in_:
+            raise InputShapeError(
+                f"X has {queries.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return queries
+
+    def _neighbours(self, X: Any, n_neighbors: int | None = None) -> tuple[da.Array, da.Array, bool]:
+        """Lazy (distances, indices) of shape (n_queries, k), and whether the result goes out as NumPy."""
+        queries = self._queries(X)
+        k = check_int("n_neighbors", self.n_neighbors if n_neighbors is None else n_neighbors)
+        available = self.n_samples_fit_ - (1 if queries is None else 0)
+        if k > available:
+            where = "excluding each row itself, as X=None asks" if queries is None else "the estimator was fitted on"
+            raise ParameterError(
+                f"n_neighbors={k} exceeds the {available} train rows available ({where}); use n_neighbors <= "
+                f"{available} or fit on more rows"
+            )
+        if queries is None:
+            result = knn(self._fit_X, None, k, self.metric, split_every=self.split_every, **self._metric_kwargs())
+            numpy_out = self._fit_in_memory
+        else:
+            result = knn(queries, self._fit_X, k, self.metric, split_every=self.split_every, **self._metric_kwargs())
+            numpy_out = in_memory(X) and self._fit_in_memory
+        return result.distances, result.indices, numpy_out
+
+    def _neighbour_values(self, X: Any) -> tuple[da.Array, da.Array, bool]:
+        """Lazy distances (m, k) and the neighbours' stored values (m, k, n_outputs)."""
+        distances, indices, numpy_out = self._neighbours(X)
+        split_every = config.get("split-every") if self.split_every is None else self.split_every
+        values = lookup_rows(indices, self._values, split_every=check_int("split_every", split_every, minimum=2))
+        return distances, values, numpy_out
+
+    def kneighbors(self, X: Any = None, n_neighbors: int | None = None, return_distance: bool = True) -> Any:
+        """Find the k nearest train rows of each query row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), optional
+            None means the train rows themselves, each excluding itself.
+        n_neighbors : int, optional
+            Defaults to the constructor's ``n_neighbors``.
+        return_distance : bool, default=True
+
+        Returns
+        -------
+        neigh_dist : ndarray or dask array of shape (n_queries, n_neighbors)
+            Only when ``return_distance`` is True.
+        neigh_ind : ndarray or dask array of shape (n_queries, n_neighbors), int64
+        """
+        distances, indices, numpy_out = self._neighbours(X, n_neighbors)
+        if numpy_out:
+            distances, indices = dask.compute(distances, indices)
+        return (distances, indices) if return_distance else indices
+
+    # Built on ``kneighbors`` and ``n_samples_fit_`` alone, so shared as it is.
+    kneighbors_graph = NearestNeighbors.kneighbors_graph
+
+
+class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
+    """Classify by a vote of the k nearest train rows, exactly, for data far bigger than RAM.
+
+    Fitting records the train rows and their labels (both may stay on disk);
+    each prediction is a :func:`bigdist.knn` run followed by a blockwise
+    vote. NumPy inputs give NumPy results; dask, Zarr or ``.npy`` inputs
+    (train rows, labels or queries) give lazy dask arrays. Predictions and
+    probabilities equal scikit-learn's brute-force ``KNeighborsClassifier``.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=5
+    weights : {"uniform", "distance"} or callable, default="uniform"
+        ``"distance"`` weighs a neighbour by ``1 / d``; a query with
+        neighbours at distance 0 counts only those, each with weight 1
+        (scikit-learn's rule). A callable maps the (n_queries, k) distances
+        of a query block to weights of the same shape.
+    metric : str, default="euclidean"
+        Any metric :func:`bigdist.knn` accepts.
+    p : float, optional
+        Power of the Minkowski metric, passed to :func:`bigdist.knn` when given.
+    metric_params : dict, optional
+        Further keyword arguments of the metric, passed to :func:`bigdist.knn`.
+    split_every : int, optional
+        Fan-in of the reductions across train blocks (default from config).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,), or list of such arrays (one per output)
+    outputs_2d_ : bool
+        Whether the labels had several outputs (y of shape (n_samples, n_outputs)).
+    n_features_in_ : int
+    n_samples_fit_ : int
+    """
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    def fit(self, X: Any, y: Any) -> KNeighborsClassifier:
+        """Record the train rows and their class labels.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels aligned with the rows of X: NumPy or dask array, Zarr
+            array, or a path/URL. Lazy labels are read once here, to find the classes.
+
+        Raises
+        ------
+        InputShapeError
+            y has a length other than the rows of X.
+        NonFiniteError
+            y holds NaN or infinity.
+        ValueError
+            y holds continuous values (use :class:`KNeighborsRegressor`).
+        """
+        labels = self._fit_train(X, y)
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            warnings.warn(_COLUMN_VECTOR, DataConversionWarning, stacklevel=2)
+            labels = labels.reshape(-1)
+        self.outputs_2d_ = labels.ndim == 2
+        columns = [_as_2d(labels)[:, output] for output in range(_as_2d(labels).shape[1])]
+        if isinstance(labels, np.ndarray):
+            check_classification_targets(labels)
+            encoded = [np.unique(column, return_inverse=True) for column in columns]
+            classes = [found for found, _ in encoded]
+            codes: np.ndarray | da.Array = np.stack([inverse.reshape(-1) for _, inverse in encoded], axis=1)
+        else:
+            classes = list(dask.compute(*(da.unique(column) for column in columns)))
+            for found in classes:
+                _check_discrete(found)
+            codes = da.stack(
+                [
+                    column.map_blocks(_encode, found, dtype=np.intp, meta=np.empty((0,), dtype=np.intp))
+                    for column, found in zip(columns, classes, strict=True)
+                ],
+                axis=1,
+            )
+        self._store_values(codes.astype(np.float64))
+        self.classes_ = classes if self.outputs_2d_ else classes[0]
+        return self
+
+    def _classes_list(self) -> list[np.ndarray]:
+        return list(self.classes_) if self.outputs_2d_ else [self.classes_]
+
+    def _votes(self, X: Any, *, proba: bool) -> tuple[list[da.Array], bool]:
+        check_is_fitted(self, "classes_")
+        distances, values, numpy_out = self._neighbour_values(X)
+        classes = self._classes_list()
+        n_classes = tuple(len(found) for found in classes)
+        votes = []
+        for output, count in enumerate(n_classes):
+            vote = partial(_vote_block, weights=self.weights, n_classes=n_classes, output=output, proba=proba)
+            name = f"bigdist-knn-{'proba' if proba else 'vote'}-{dask.base.tokenize(distances, values, vote)}"
+            if proba:
+                votes.append(
+                    da.blockwise(
+                        vote,
+                        "ic",
+                        distances,
+                        "ik",
+                        values,
+                        "iko",
+                        new_axes={"c": count},
+                        concatenate=True,
+                        dtype=np.float64,
+                        meta=np.empty((0, 0)),
+                        name=name,
+                    )
+                )
+            else:
+                votes.append(
+                    da.blockwise(
+                        vote,
+                        "i",
+                        distances,
+                        "ik",
+                        values,
+                        "iko",
+                        concatenate=True,
+                        dtype=np.int64,
+                        meta=np.empty((0,), dtype=np.int64),
+                        name=name,
+                    )
+                )
+        return votes, numpy_out
+
+    def predict(self, X: Any = None) -> Any:
+        """Class of each query row: the largest summed weight among its neighbours, ties to the lowest class.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), optional
+            None means the train rows, each excluding itself.
+
+        Returns
+        -------
+        ndarray or dask array of shape (n_queries,) or (n_queries, n_outputs)
+        """
+        codes, numpy_out = self._votes(X, proba=False)
+        classes = self._classes_list()
+        dtype = classes[0].dtype
+        labels = [
+            code.map_blocks(found.take, dtype=dtype, meta=np.empty((0,), dtype=dtype))
+            for code, found in zip(codes, classes, strict=True)
+        ]
+        predicted = da.stack(labels, axis=1).astype(dtype) if self.outputs_2d_ else labels[0]
+        return predicted.compute() if numpy_out else predicted
+
+    def predict_proba(self, X: Any = None) -> Any:
+        """Class probabilities of each query row, classes in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), optional
+            None means the train rows, each excluding itself.
+
+        Returns
+        -------
+        ndarray or dask array of shape (n_queries, n_classes), or a list of them (one per output)
+        """
+        probabilities, numpy_out = self._votes(X, proba=True)
+        if numpy_out:
+            probabilities = list(dask.compute(*probabilities))
+        return probabilities if self.outputs_2d_ else probabilities[0]
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of ``predict(X)`` against y; with several outputs, the share of rows with all of them right.
+
+        Lazy inputs are scored blockwise, without gathering the predictions.
+        """
+        predicted = self.predict(X)
+        if not isinstance(predicted, da.Array):
+            if predicted.ndim == 2:
+                # accuracy_score refuses several outputs: the share of rows with every output right.
+                right = (predicted == _as_2d(np.asarray(y))).all(axis=1)
+                return float(np.average(right, weights=sample_weight))
+            return float(accuracy_score(y, predicted, sample_weight=sample_weight))
+        truth = as_labels(y, predicted.shape[0], name="y", check_finite=False)
+        correct = predicted == (truth.reshape(-1) if predicted.ndim == 1 else _as_2d(truth))
+        if correct.ndim == 2:
+            correct = correct.all(axis=1)
+        return _weighted_mean(correct.astype(np.float64), sample_weight, predicted.shape[0])
+
+
+class KNeighborsRegressor(RegressorMixin, _LabelledNeighbors):
+    """Predict by the (weighted) mean target of the k nearest train rows, exactly, out of core.
+
+    Parameters, laziness and weighting as :class:`KNeighborsClassifier`;
+    predictions equal scikit-learn's brute-force ``KNeighborsRegressor``.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=5
+    weights : {"uniform", "distance"} or callable, default="uniform"
+    metric : str, default="euclidean"
+    p : float, optional
+    metric_params : dict, optional
+    split_every : int, optional
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    n_samples_fit_ : int
+    """
+
+    def fit(self, X: Any, y: Any) -> KNeighborsRegressor:
+        """Record the train rows and their targets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Numeric targets aligned with the rows of X, in memory or lazy
+            (a lazy y is checked for NaN when its blocks are read).
+        """
+        targets = self._fit_train(X, y)
+        if targets.dtype == object and isinstance(targets, np.ndarray):
+            try:
+                targets = targets.astype(np.float64)
+            except (TypeError, ValueError):
+                raise InputDtypeError(
+                    "y holds values that are not numbers; regression targets must be numeric "
+                    "(for class labels use KNeighborsClassifier)"
+                ) from None
+            as_labels(targets, self.n_samples_fit_, name="y")
+        if targets.dtype.kind not in "biuf":
+            raise InputDtypeError(
+                f"y has dtype {targets.dtype}; regression targets must be numeric, e.g. y.astype('float64') "
+                f"(for class labels use KNeighborsClassifier)"
+            )
+        self._outputs_2d = targets.ndim == 2
+        values = _as_2d(targets)
+        self._store_values(values if values.dtype.kind == "f" else values.astype(np.float64))
+        return self
+
+    def predict(self, X: Any = None) -> Any:
+        """Mean (or weighted mean) target of each query row's neighbours.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), optional
+            None means the train rows, each excluding itself.
+
+        Returns
+        -------
+        ndarray or dask array of shape (n_queries,) or (n_queries, n_outputs)
+        """
+        check_is_fitted(self, "_values")
+        distances, values, numpy_out = self._neighbour_values(X)
+        dtype = self._values.dtype if self.weights == "uniform" else np.dtype(np.float64)
+        average = partial(_average_block, weights=self.weights, outputs_2d=self._outputs_2d)
+        name = f"bigdist-knn-average-{dask.base.tokenize(distances, values, average)}"
+        if self._outputs_2d:
+            predicted = da.blockwise(
+                average, "io", distances, "ik", values, "iko", concatenate=True, dtype=dtype, name=name
+            )
+        else:
+            predicted = da.blockwise(
+                average,
+                "i",
+                distances,
+                "ik",
+                values,
+                "iko",
+                concatenate=True,
+                dtype=dtype,
+                meta=np.empty((0,), dtype=dtype),
+                name=name,
+            )
+        return predicted.compute() if numpy_out else predicted
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Coefficient of determination R² of ``predict(X)``, averaged over outputs.
+
+        Lazy inputs are scored blockwise, without gathering the predictions.
+        """
+        predicted = self.predict(X)
+        if not isinstance(predicted, da.Array):
+            return float(r2_score(y, predicted, sample_weight=sample_weight))
+        truth = _as_2d(da.asarray(as_labels(y, predicted.shape[0], name="y"))).astype(np.float64)
+        predicted = _as_2d(predicted).astype(np.float64)
+        weight = _weights_column(sample_weight, predicted.shape[0])
+        total = weight.sum()
+        mean = (weight * truth).sum(axis=0) / total
+        residual = (weight * (truth - predicted) ** 2).sum(axis=0)
+        spread = (weight * (truth - mean) ** 2).sum(axis=0)
+        residual, spread = dask.compute(residual, spread)
+        # scikit-learn's convention for a constant target: 1 if predicted exactly, else 0.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = np.where(spread > 0, 1.0 - residual / spread, np.where(residual == 0, 1.0, 0.0))
+        return float(np.mean(r2))
+
+
+def _weights_column(sample_weight: Any, n_rows: int) -> da.Array:
+    if sample_weight is None:
+        return da.ones((n_rows, 1))
+    return _as_2d(da.asarray(as_labels(sample_weight, n_rows, name="sample_weight"))).astype(np.float64)
+
+
+def _weighted_mean(values: da.Array, sample_weight: Any, n_rows: int) -> float:
+    weight = _weights_column(sample_weight, n_rows)[:, 0]
+    total, weight_sum = dask.compute((values * weight).sum(), weight.sum())
+    return float(total / weight_sum)
+
+
+__all__ = ["KNeighborsClassifier", "KNeighborsRegressor"]

@@ -1,0 +1,145 @@
+"""Labelled neighbours on blocks: label lookup, neighbour weights, votes and averages. NumPy only.
+
+The rules follow scikit-learn's brute-force ``KNeighborsClassifier`` and
+``KNeighborsRegressor`` exactly: distance weights are ``1 / d``, except that
+a query with a neighbour at distance 0 gives weight 1 to its zero-distance
+neighbours and 0 to the others; class probabilities are the weights summed
+per class in neighbour order and normalised; the predicted class is the one
+with the largest summed weight, ties going to the lowest class index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from bigdist.errors import ParameterError
+
+Weights = str | Callable[[np.ndarray], Any]
+
+
+def lookup_chunk(indices: np.ndarray, values: np.ndarray, value_index: np.ndarray) -> np.ndarray:
+    """The values of the neighbours that fall in one block of value rows.
+
+    Parameters
+    ----------
+    indices : ndarray of shape (m, k), int64, global train rows of the neighbours
+    values : ndarray of shape (n, n_outputs), float, one block of per-row values
+    value_index : ndarray of shape (n,), int64, global rows of ``values`` (consecutive)
+
+    Returns
+    -------
+    ndarray of shape (m, 1, k, n_outputs), dtype of ``values``
+        The value of each neighbour in this block, NaN for neighbours elsewhere.
+    """
+    m, k = indices.shape
+    out = np.full((m, 1, k, values.shape[1]), np.nan, dtype=values.dtype)
+    if len(value_index) == 0:
+        return out
+    local = indices - value_index[0]
+    inside = (local >= 0) & (local < len(values))
+    out[:, 0][inside] = values[local[inside]]
+    return out
+
+
+def fmax_reduce(block: np.ndarray, axis: Any = None, keepdims: bool = False) -> np.ndarray:
+    """Merge lookup partials: each entry is a real value in exactly one partial, NaN in the others."""
+    return np.fmax.reduce(block, axis=axis, keepdims=keepdims)
+
+
+def neighbour_weights(distances: np.ndarray, weights: Weights) -> np.ndarray | None:
+    """Weight of each neighbour, shape (m, k) float64, or None for uniform weights.
+
+    Parameters
+    ----------
+    distances : ndarray of shape (m, k)
+    weights : {"uniform", "distance"} or callable
+        ``"distance"`` is ``1 / d``; a row with a zero distance weighs only
+        its zero-distance neighbours, each with weight 1. A callable maps the
+        (m, k) distances to (m, k) weights.
+
+    Raises
+    ------
+    ParameterError
+        A callable returned the wrong shape, or all-zero weights for some query.
+    """
+    if weights == "uniform":
+        return None
+    if weights == "distance":
+        with np.errstate(divide="ignore"):
+            inverse = 1.0 / np.asarray(distances, dtype=np.float64)
+        at_zero = np.isinf(inverse)
+        zero_rows = at_zero.any(axis=1)
+        inverse[zero_rows] = at_zero[zero_rows]
+        return inverse
+    values = np.asarray(weights(distances), dtype=np.float64)
+    if values.shape != distances.shape:
+        raise ParameterError(
+            f"the weights callable returned shape {values.shape} for distances of shape {distances.shape}; "
+            f"it must return one weight per neighbour, of the same shape"
+        )
+    all_zero = ~(values != 0).any(axis=1)
+    if all_zero.any():
+        raise ParameterError(
+            f"the weights callable gives every neighbour of {int(all_zero.sum())} queries weight 0 (the first: "
+            f"query {int(np.argmax(all_zero))} of its block); make it return a positive weight for at least one "
+            f"neighbour of every query"
+        )
+    return values
+
+
+def class_sums(codes: np.ndarray, weights: np.ndarray | None, n_classes: int) -> np.ndarray:
+    """Summed neighbour weights per class, in neighbour order, shape (m, n_classes) float64.
+
+    Parameters
+    ----------
+    codes : ndarray of shape (m, k), int, class index of each neighbour
+    weights : ndarray of shape (m, k) or None (each neighbour weighs 1)
+    n_classes : int
+    """
+    m, k = codes.shape
+    sums = np.zeros((m, n_classes))
+    rows = np.arange(m)
+    for column in range(k):
+        sums[rows, codes[:, column]] += 1.0 if weights is None else weights[:, column]
+    return sums
+
+
+def class_proba(codes: np.ndarray, weights: np.ndarray | None, n_classes: int) -> np.ndarray:
+    """Class probabilities: the per-class weight sums normalised per row, shape (m, n_classes)."""
+    sums = class_sums(codes, weights, n_classes)
+    total = sums.sum(axis=1)[:, None]
+    total[total == 0.0] = 1.0
+    return sums / total
+
+
+def class_mode(codes: np.ndarray, weights: np.ndarray | None, n_classes: int) -> np.ndarray:
+    """Index of the class with the largest summed weight, ties to the lowest index; shape (m,) int64."""
+    return np.argmax(class_sums(codes, weights, n_classes), axis=1).astype(np.int64)
+
+
+def weighted_average(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Mean (uniform) or weighted mean of the neighbours' values per output.
+
+    Parameters
+    ----------
+    values : ndarray of shape (m, k, n_outputs)
+    weights : ndarray of shape (m, k) or None
+
+    Returns
+    -------
+    ndarray of shape (m, n_outputs)
+    """
+    m, k, n_outputs = values.shape
+    if weights is None:
+        if n_outputs == 1:
+            # Contiguous, so the summation order is scikit-learn's for 1-D targets.
+            return np.mean(np.ascontiguousarray(values[:, :, 0]), axis=1)[:, None]
+        return np.mean(values, axis=1)
+    out = np.empty((m, n_outputs), dtype=np.float64)
+    total = np.sum(weights, axis=1)
+    for output in range(n_outputs):
+        out[:, output] = np.sum(values[:, :, output] * weights, axis=1) / total
+    return out

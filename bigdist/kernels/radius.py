@@ -1,0 +1,282 @@
+"""Radius neighbours on blocks: the tile kernel and the merge of ragged partial results (NumPy and numba).
+
+A partial result covers one query block and is a dict of CSR-style arrays:
+``counts`` (m,) int64 pairs per query row, ``indices`` (nnz,) int64 global
+train rows and ``keys`` (nnz,) float64, row after row, each row's entries in
+increasing train index; ``first_query`` is the global row of the block's
+first query. The float GEMM only proposes candidates (with the same error
+bound as the kNN scan); every candidate's key is recomputed exactly in
+float64, so inclusion at the boundary is that of a float64 brute force.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+from bigdist.errors import TooManyNeighborsError
+from bigdist.kernels.metrics import gemm_dtype, key_beta, keys_to_values, margin, prepare, train_center
+from bigdist.kernels.scan import metric_code, pair_key
+
+# Relative slack on the candidate bound, so a key whose reported value is
+# exactly at the radius (sqrt of a rounded square) is never filtered out early.
+_SLACK = 16 * np.finfo(np.float64).eps
+
+
+def radius_key(metric: str, radius: float) -> float:
+    """The largest key (smaller is better) a pair within ``radius`` can have, with a little slack."""
+    if metric == "euclidean":
+        bound = radius * radius
+    elif metric == "inner_product":
+        bound = -radius  # neighbours are the rows whose inner product is at least the radius
+    else:
+        bound = radius
+    return bound + abs(bound) * _SLACK + np.finfo(np.float64).tiny
+
+
+# How the compiled loop tests inclusion of an exact key (see ``within``).
+_SQRT_AT_MOST, _AT_MOST, _NEGATED_AT_LEAST = 0, 1, 2
+# Scores checked at once against a row's threshold before looking at any one of them.
+_CHUNK = 64
+
+
+def _inclusion_code(metric: str) -> int:
+    return {"euclidean": _SQRT_AT_MOST, "inner_product": _NEGATED_AT_LEAST}.get(metric, _AT_MOST)
+
+
+@numba.njit(cache=True, nogil=True)
+def _inside(key: float, inclusion: int, radius: float) -> bool:
+    if inclusion == _SQRT_AT_MOST:
+        return np.sqrt(max(key, 0.0)) <= radius
+    if inclusion == _NEGATED_AT_LEAST:
+        return -key >= radius
+    return key <= radius
+
+
+@numba.njit(cache=True, nogil=True)
+def collect_pairs(
+    scores: np.ndarray,
+    queries: np.ndarray,
+    train: np.ndarray,
+    threshold: np.ndarray,
+    code: int,
+    query_norms: np.ndarray,
+    train_norms: np.ndarray,
+    inclusion: int,
+    radius: float,
+    self_offset: int,
+    out_rows: np.ndarray,
+    out_columns: np.ndarray,
+    out_keys: np.ndarray,
+) -> int:
+    """Append the pairs of one sub-tile within the radius to the output buffers; return their number.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (r, w), the GEMM's scores (larger is better)
+    queries, train : ndarray of shape (r, d) and (w, d), the original rows
+    threshold : ndarray of shape (r,), in the scores' dtype: lower scores cannot be within the radius
+    code : int, from ``metric_code``; query_norms, train_norms : float64 norms (cosine only)
+    inclusion : int, from ``_inclusion_code``; radius : float
+    self_offset : int, skip the pairs with ``column - row == self_offset`` (self-join), or a value out of range
+    out_rows, out_columns, out_keys : ndarray, buffers of equal length
+
+    Returns
+    -------
+    int, pairs written, or -1 when the buffers are too small (then nothing is meaningful; retry larger)
+    """
+    rows, width = scores.shape
+    full = width - width % _CHUNK
+    count = 0
+    for i in range(rows):
+        bound = threshold[i]
+        for start in range(0, full, _CHUNK):
+            # A fixed-length count the compiler vectorises; most chunks have nothing to offer.
+            passing = 0
+            for offset in range(_CHUNK):
+                if scores[i, start + offset] >= bound:
+                    passing += 1
+            if passing:
+                count = _append(scores, queries, train, i, start, start + _CHUNK, bound, code, query_norms,
+                                train_norms, inclusion, radius, self_offset, out_rows, out_columns, out_keys, count)  # fmt: skip # noqa: E501
+                if count < 0:
+                    return -1
+        if full < width:
+            count = _append(scores, queries, train, i, full, width, bound, code, query_norms, train_norms, inclusion,
+                            radius, self_offset, out_rows, out_columns, out_keys, count)  # fmt: skip
+            if count < 0:
+                return -1
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
+def _append(scores, queries, train, i, start, stop, bound, code, query_norms, train_norms, inclusion, radius, self_offset, out_rows, out_columns, out_keys, count):  # type: ignore[no-untyped-def] # fmt: skip # noqa: E501
+    """Re-check the passing scores of row ``i`` in [start, stop); the new count, or -1 when the buffers are full."""
+    for j in range(start, stop):
+        if scores[i, j] >= bound and j - i != self_offset:
+            key = pair_key(queries[i], train[j], code, query_norms[i], train_norms[j])
+            if _inside(key, inclusion, radius):
+                if count == len(out_rows):
+                    return -1
+                out_rows[count] = i
+                out_columns[count] = j
+                out_keys[count] = key
+                count += 1
+    return count
+
+
+def _score_floor(bound: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``bound`` in the scores' dtype, rounded down, so no borderline score is dropped."""
+    lowest = -np.finfo(dtype).max
+    rounded = np.maximum(bound, lowest).astype(dtype)
+    too_high = rounded.astype(np.float64) > bound
+    rounded[too_high] = np.nextafter(rounded[too_high], dtype.type(-np.inf))
+    return np.maximum(rounded, dtype.type(lowest))
+
+
+def empty_partial(n_rows: int, first_query: int) -> dict[str, Any]:
+    """A partial result with no pairs."""
+    return {
+        "counts": np.zeros(n_rows, dtype=np.int64),
+        "indices": np.empty(0, dtype=np.int64),
+        "keys": np.empty(0),
+        "first_query": first_query,
+    }
+
+
+def check_cap(counts: np.ndarray, first_query: int, max_neighbors: int) -> None:
+    """Raise TooManyNeighborsError when a query row has more than ``max_neighbors`` pairs."""
+    over = np.flatnonzero(counts > max_neighbors)
+    if len(over):
+        row = int(over[0])
+        raise TooManyNeighborsError(
+            f"query {first_query + row} has at least {int(counts[row])} neighbours within the radius, more than "
+            f"the cap of {max_neighbors} per query ({len(over)} queries of its block are over it); use a smaller "
+            f"radius, or raise the cap with max_neighbors= or the bigdist.radius.max-neighbors config "
+            f"(memory grows with it)"
+        )
+
+
+def radius_chunk(
+    queries: np.ndarray,
+    train: np.ndarray,
+    first_query: int,
+    first_train: int,
+    *,
+    radius: float,
+    metric: str,
+    exclude_self: bool,
+    max_neighbors: int,
+    tile_query_rows: int,
+    tile_train_rows: int,
+) -> dict[str, Any]:
+    """Every pair of a query block and a train block within the radius.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (m, d)
+    train : ndarray of shape (n, d)
+    first_query, first_train : int, global rows of ``queries[0]`` and ``train[0]``
+    radius : float
+    metric : str, one of ``GEMM_METRICS``
+    exclude_self : bool, skip pairs whose global rows are equal (self-join)
+    max_neighbors : int, cap on the pairs of one query row
+    tile_query_rows, tile_train_rows : int, sub-tile shape (the scores of one sub-tile are all that is held)
+
+    Returns
+    -------
+    dict, a partial result (see the module docstring)
+    """
+    m, d = queries.shape
+    n = train.shape[0]
+    if m == 0 or n == 0:
+        return empty_partial(m, first_query)
+    dtype = gemm_dtype(queries.dtype, train.dtype)
+    center = train_center(metric, train, dtype)
+    prepared_queries = prepare(queries, metric, center, dtype, "query")
+    beta = key_beta(metric)
+    code = metric_code(metric)
+    limit = radius_key(metric, radius)
+    query_norms, train_norms = (
+        (np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64)) for rows in (queries, train))
+        if metric == "cosine"
+        else (np.empty(m), np.empty(n))
+    )
+    inclusion = _inclusion_code(metric)
+    found_rows, found_indices, found_keys = [], [], []
+    capacity = 4 * min(tile_query_rows, m) + 1024
+    buffers = (np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity))
+    # Reused by every sub-tile: a fresh allocation this large would be page-faulted in each time.
+    scores_buffer = np.empty(min(tile_query_rows, m) * min(tile_train_rows, n), dtype=dtype)
+    for x_start in range(0, n, tile_train_rows):
+        x_stop = min(x_start + tile_train_rows, n)
+        prepared_train = prepare(train[x_start:x_stop], metric, center, dtype, "train")
+        bounds = margin(metric, dtype, d, prepared_queries.norms, float(prepared_train.norms.max()))
+        for q_start in range(0, m, tile_query_rows):
+            q_stop = min(q_start + tile_query_rows, m)
+            scores = scores_buffer[: (q_stop - q_start) * (x_stop - x_start)].reshape(
+                q_stop - q_start, x_stop - x_start
+            )
+            np.matmul(prepared_queries.rows[q_start:q_stop], prepared_train.rows.T, out=scores)
+            threshold = _score_floor(
+                (prepared_queries.alpha[q_start:q_stop] - (limit + bounds[q_start:q_stop])) / beta, dtype
+            )
+            # The pair of a row with itself has column - row == this offset within the sub-tile.
+            self_offset = first_query + q_start - first_train - x_start if exclude_self else -(2**62)
+            while True:
+                count = collect_pairs(
+                    scores, queries[q_start:q_stop], train[x_start:x_stop], threshold, code,
+                    query_norms[q_start:q_stop], train_norms[x_start:x_stop], inclusion, radius, self_offset, *buffers,
+                )  # fmt: skip
+                if count >= 0:
+                    break
+                capacity *= 2
+                buffers = (np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity))
+            found_rows.append(buffers[0][:count] + q_start)
+            found_indices.append(buffers[1][:count] + x_start + first_train)
+            found_keys.append(buffers[2][:count].copy())
+    rows = np.concatenate(found_rows)
+    order = np.lexsort((np.concatenate(found_indices), rows))
+    counts = np.bincount(rows, minlength=m).astype(np.int64)
+    check_cap(counts, first_query, max_neighbors)
+    return {
+        "counts": counts,
+        "indices": np.concatenate(found_indices)[order],
+        "keys": np.concatenate(found_keys)[order],
+        "first_query": first_query,
+    }
+
+
+def radius_combine(partials: list[dict[str, Any]], *, max_neighbors: int) -> dict[str, Any]:
+    """Merge partial results of one query block, given in increasing train order."""
+    if len(partials) == 1:
+        return partials[0]
+    counts = np.sum([part["counts"] for part in partials], axis=0)
+    first_query = partials[0]["first_query"]
+    check_cap(counts, first_query, max_neighbors)
+    rows = np.concatenate([np.repeat(np.arange(len(part["counts"])), part["counts"]) for part in partials])
+    # Stable: within a row, earlier train blocks (lower indices) stay first.
+    order = np.argsort(rows, kind="stable")
+    return {
+        "counts": counts.astype(np.int64),
+        "indices": np.concatenate([part["indices"] for part in partials])[order],
+        "keys": np.concatenate([part["keys"] for part in partials])[order],
+        "first_query": first_query,
+    }
+
+
+def radius_finish(partial: dict[str, Any], *, metric: str, sort_results: bool, dtype: np.dtype) -> dict[str, Any]:
+    """Turn keys into reported values; with ``sort_results`` order each row nearest first (ties by index).
+
+    Returns
+    -------
+    dict with ``counts`` (m,) int64, ``indices`` (nnz,) int64, ``distances`` (nnz,) of ``dtype``
+    """
+    counts, indices, keys = partial["counts"], partial["indices"], partial["keys"]
+    if sort_results and len(keys):
+        rows = np.repeat(np.arange(len(counts)), counts)
+        order = np.lexsort((indices, keys, rows))
+        indices, keys = indices[order], keys[order]
+    return {"counts": counts, "indices": indices, "distances": keys_to_values(metric, keys).astype(dtype)}

@@ -1,0 +1,243 @@
+"""Exact radius neighbours of a query set within a train set, both out of core, with ragged results."""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.delayed import Delayed
+
+from bigdist import config
+from bigdist.errors import ParameterError
+from bigdist.io import as_array, check_features, check_int, write_group
+from bigdist.io.store import _normalise, _prepare_output
+from bigdist.kernels.metrics import GEMM_METRICS
+from bigdist.knn import _even_blocks, check_metric
+from bigdist.reductions import radius_pairs
+
+logger = logging.getLogger(__name__)
+
+
+def _object_rows(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Split a flat array into an object array of per-row arrays (scikit-learn's ragged format)."""
+    out = np.empty(len(counts), dtype=object)
+    out[:] = np.split(values, np.cumsum(counts)[:-1]) if len(counts) else []
+    return out
+
+
+def _block_objects(block: dict[str, Any], key: str) -> np.ndarray:
+    return _object_rows(block[key], block["counts"])
+
+
+@dataclass
+class RadiusResult:
+    """Lazy result of :func:`radius_neighbors`: one Delayed per query block.
+
+    Attributes
+    ----------
+    blocks : list of Delayed
+        Each computes a dict with ``counts`` (rows of the block,) int64,
+        ``indices`` (nnz,) int64 global train rows and ``distances`` (nnz,).
+    block_rows : tuple of int
+        Query rows of each block.
+    """
+
+    blocks: list[Delayed]
+    block_rows: tuple[int, ...]
+    radius: float
+    metric: str
+    n_queries: int
+    n_train: int
+    dtype: np.dtype
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts(self) -> da.Array:
+        """Lazy neighbour count of each query, shape (n_queries,) int64."""
+        parts = [
+            da.from_delayed(dask.delayed(operator.getitem)(block, "counts"), shape=(rows,), dtype=np.int64)
+            for block, rows in zip(self.blocks, self.block_rows, strict=True)
+        ]
+        return da.concatenate(parts)
+
+    def to_dask(self) -> tuple[da.Array, da.Array]:
+        """Lazy (distances, indices), each a dask array of shape (n_queries,) of dtype object (one array per query)."""
+        out = []
+        for key in ("distances", "indices"):
+            parts = [
+                da.from_delayed(
+                    dask.delayed(_block_objects)(block, key),
+                    shape=(rows,),
+                    dtype=object,
+                    meta=np.empty(0, dtype=object),
+                )
+                for block, rows in zip(self.blocks, self.block_rows, strict=True)
+            ]
+            out.append(da.concatenate(parts))
+        return out[0], out[1]
+
+    def compute(self, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, indices) as NumPy object arrays of shape (n_queries,), as scikit-learn returns them."""
+        indptr, indices, distances = self.to_csr(**kwargs)
+        counts = np.diff(indptr)
+        return _object_rows(distances, counts), _object_rows(indices, counts)
+
+    def to_csr(self, **kwargs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(indptr (n_queries + 1,) int64, indices (nnz,) int64, distances (nnz,)) in memory."""
+        blocks = dask.compute(*self.blocks, **kwargs)
+        counts = np.concatenate([block["counts"] for block in blocks])
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        indices = np.concatenate([block["indices"] for block in blocks]).astype(np.int64)
+        distances = np.concatenate([block["distances"] for block in blocks]).astype(self.dtype)
+        return indptr, indices, distances
+
+    def to_zarr(self, path: str, *, overwrite: bool = False, attrs: dict[str, Any] | None = None) -> str:
+        """Write the CSR arrays ``indptr``, ``indices`` and ``distances`` to a Zarr group.
+
+        The pairs are computed once and held in the cluster's memory (each
+        query's at most ``max_neighbors``) until their sizes are known, then
+        written block by block; the group is marked complete only after its
+        last block. Query ``i``'s neighbours are ``indices[indptr[i]:indptr[i + 1]]``.
+        """
+        _prepare_output(_normalise(path), overwrite, "result")
+        blocks = dask.persist(*self.blocks)
+        counts = dask.compute(*(dask.delayed(operator.getitem)(block, "counts") for block in blocks))
+        sizes = [int(block_counts.sum()) for block_counts in counts]
+        indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+        arrays: dict[str, Any] = {"indptr": da.from_array(indptr, chunks=max(1, max(self.block_rows)))}
+        for key, dtype in (("indices", np.int64), ("distances", self.dtype)):
+            parts = [
+                da.from_delayed(dask.delayed(operator.getitem)(block, key), shape=(size,), dtype=dtype)
+                for block, size in zip(blocks, sizes, strict=True)
+            ]
+            arrays[key] = da.concatenate(parts)
+        return str(
+            write_group(path, arrays, attrs={"radius_neighbors": self.params, **(attrs or {})}, overwrite=overwrite)
+        )
+
+
+def _check_radius(radius: Any, metric: str) -> float:
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not math.isfinite(radius):
+        raise ParameterError(f"radius must be a finite number, got radius={radius!r}")
+    if metric != "inner_product" and radius < 0:
+        raise ParameterError(
+            f"radius must be >= 0 for the distance metric {metric!r}, got radius={radius!r}; no pair is closer than 0"
+        )
+    return float(radius)
+
+
+def radius_neighbors(
+    queries: Any,
+    train: Any = None,
+    radius: float = 1.0,
+    metric: str = "euclidean",
+    *,
+    sort_results: bool = False,
+    max_neighbors: int | None = None,
+    split_every: int | None = None,
+) -> RadiusResult:
+    """Every train row within ``radius`` of each query row, exactly.
+
+    Each task reduces one (query block, train block) tile to the pairs within
+    the radius; a float GEMM proposes candidates and each is re-checked in
+    float64, so the boundary (distance equal to the radius, included) is
+    decided as a float64 brute force decides it. The per-block results are
+    merged across train blocks by a tree (``split_every``).
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, n_features)
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+    train : array-like of shape (n_train, n_features) or None
+        None means the self-join within ``queries``, each row excluding itself.
+    radius : float
+        Distances <= radius are neighbours. For ``inner_product`` the
+        neighbours are the rows whose inner product is >= radius.
+    metric : {"euclidean", "sqeuclidean", "cosine", "inner_product"}
+    sort_results : bool, default=False
+        Each query's neighbours nearest first (ties by index); otherwise in
+        increasing train index.
+    max_neighbors : int, optional
+        Cap on the neighbours of one query (default: the
+        ``bigdist.radius.max-neighbors`` config). A query with more raises
+        :class:`bigdist.errors.TooManyNeighborsError` naming the query, its
+        count and the fix, so a dense region cannot exhaust memory.
+    split_every : int, optional
+        Fan-in of the merge across train blocks (default from config).
+
+    Returns
+    -------
+    RadiusResult
+        Lazy; ``.compute()`` gives (distances, indices) as object arrays of
+        shape (n_queries,) like scikit-learn, ``.to_csr()`` the CSR arrays,
+        ``.to_zarr(path)`` writes them, ``.counts`` is lazy.
+    """
+    metric = check_metric(metric)
+    if metric not in GEMM_METRICS:
+        raise ParameterError(
+            f"radius neighbours support the metrics {', '.join(GEMM_METRICS)}, got metric={metric!r}; use "
+            f"bigdist.knn for the others"
+        )
+    radius = _check_radius(radius, metric)
+    self_join = train is None
+    train_array = as_array(queries if self_join else train, name="queries" if self_join else "train")
+    query_array = train_array if self_join else as_array(queries, name="queries")
+    check_features(query_array, train_array)
+    if max_neighbors is None:
+        max_neighbors = config.get("radius.max-neighbors")
+    max_neighbors = check_int("max_neighbors", max_neighbors)
+    if split_every is None:
+        split_every = config.get("split-every")
+    split_every = check_int("split_every", split_every, minimum=2)
+    query_array = query_array.rechunk({0: _even_blocks(query_array.shape[0], config.get("knn.query-block-rows"))})
+    out_dtype = np.result_type(query_array.dtype, train_array.dtype)
+    blocks = radius_pairs(
+        query_array,
+        train_array,
+        radius=radius,
+        metric=metric,
+        exclude_self=self_join,
+        split_every=split_every,
+        max_neighbors=max_neighbors,
+        sort_results=bool(sort_results),
+        out_dtype=out_dtype,
+        tile_query_rows=config.get("knn.tile-query-rows"),
+        tile_train_rows=config.get("knn.tile-train-rows"),
+    )
+    logger.info(
+        "radius_neighbors: %d queries x %d train rows, radius=%g, metric=%s, %d x %d blocks",
+        query_array.shape[0],
+        train_array.shape[0],
+        radius,
+        metric,
+        query_array.numblocks[0],
+        train_array.numblocks[0],
+    )
+    params = {
+        "radius": radius,
+        "metric": metric,
+        "self_join": self_join,
+        "sort_results": bool(sort_results),
+        "max_neighbors": max_neighbors,
+        "split_every": split_every,
+    }
+    return RadiusResult(
+        blocks=blocks,
+        block_rows=tuple(int(rows) for rows in query_array.chunks[0]),
+        radius=radius,
+        metric=metric,
+        n_queries=int(query_array.shape[0]),
+        n_train=int(train_array.shape[0]),
+        dtype=np.dtype(out_dtype),
+        params=params,
+    )
+
+
+__all__ = ["RadiusResult", "radius_neighbors"]
