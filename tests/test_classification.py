@@ -7,10 +7,10 @@ from dask.array.utils import assert_eq
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier as SkClassifier
 from sklearn.neighbors import KNeighborsRegressor as SkRegressor
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import bigdist as bd
 from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError, ParameterError
+from tests.estimator_checks import estimator_checks
 from tests.oracle import knn_oracle
 
 
@@ -232,6 +232,6 @@ def test_bad_inputs_name_the_value_and_the_fix(digits, tmp_path):
         bd.KNeighborsClassifier(weights=np.zeros_like).fit(train, labels).predict(train[:1])
 
 
-@parametrize_with_checks([bd.KNeighborsClassifier(), bd.KNeighborsRegressor()])
+@estimator_checks([bd.KNeighborsClassifier(), bd.KNeighborsRegressor()])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)

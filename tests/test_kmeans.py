@@ -7,6 +7,7 @@ from sklearn.datasets import load_digits, make_blobs
 
 import bigdist as bd
 from bigdist.errors import InputShapeError, ParameterError
+from tests.estimator_checks import estimator_checks
 
 pytestmark = pytest.mark.usefixtures("synchronous")
 
@@ -164,3 +165,8 @@ def test_fewer_distinct_points_than_clusters_warns():
     X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]]), 10, axis=0)
     with pytest.warns(RuntimeWarning, match="only 2 distinct clusters"):
         bd.kmeans(X, 3, init="random", random_state=0)
+
+
+@estimator_checks([bd.KMeans(n_clusters=3, random_state=0)])
+def test_scikit_learn_estimator_checks(estimator, check):
+    check(estimator)

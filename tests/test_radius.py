@@ -6,10 +6,10 @@ import zarr
 from scipy.spatial.distance import cdist
 from sklearn.datasets import load_digits
 from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import bigdist as bd
 from bigdist.errors import OutputExistsError, ParameterError, TooManyNeighborsError
+from tests.estimator_checks import estimator_checks
 from tests.oracle import knn_keys
 
 
@@ -155,7 +155,7 @@ def test_bad_parameters():
         bd.NearestNeighbors().fit(points).radius_neighbors(points, return_distance=False, sort_results=True)
 
 
-@parametrize_with_checks([bd.NearestNeighbors()])
+@estimator_checks([bd.NearestNeighbors()])
 def test_nearest_neighbors_estimator_checks(estimator, check):
     check(estimator)
 
