@@ -9,6 +9,12 @@ from bigdist.io import open_array
 from bigdist.kmeans import KMeansResult, kmeans
 from bigdist.knn import KNNResult, knn
 from bigdist.neighbors import NearestNeighbors
+from bigdist.pairwise import (
+    cosine_similarity,
+    euclidean_distances,
+    pairwise_distances,
+    pairwise_distances_argmin_min,
+)
 
 __version__ = "0.1.0"
 
@@ -20,7 +26,11 @@ __all__ = [
     "NearestNeighbors",
     "__version__",
     "config",
+    "cosine_similarity",
+    "euclidean_distances",
     "kmeans",
     "knn",
     "open_array",
+    "pairwise_distances",
+    "pairwise_distances_argmin_min",
 ]

@@ -46,3 +46,7 @@ class IncompleteOutputError(BigdistError, ValueError):
 
 class SchedulerUnreachableError(BigdistError, ConnectionError):
     """The Dask scheduler named by an address or scheduler file cannot be reached."""
+
+
+class InputValueError(BigdistError, ValueError):
+    """An input holds values the chosen metric is not defined for (negative for chi2, non-boolean for jaccard)."""
