@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from functools import partial
 from typing import Any
 
 import dask.array as da
 import numpy as np
+from dask.array import PerformanceWarning
 from dask.base import tokenize
 
 from bigdist import config
@@ -43,6 +45,13 @@ def _blocked(query_array: da.Array, train_array: da.Array, dtype: np.dtype) -> t
     rows, cols = block_shape(query_array.shape[0], train_array.shape[0], dtype.itemsize, config.get("chunk-bytes"))
     # Regular blocks: each output block is one Zarr chunk, written by one task.
     return query_array.rechunk({0: rows}), train_array.rechunk({0: cols})
+
+
+def _outer(*args: Any, **kwargs: Any) -> da.Array:
+    with warnings.catch_warnings():
+        # Many more output blocks than input blocks is what a distance matrix is.
+        warnings.simplefilter("ignore", PerformanceWarning)
+        return da.blockwise(*args, **kwargs)
 
 
 def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean", **params: Any) -> da.Array:
@@ -101,7 +110,7 @@ def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean
         query_array.chunks[0][0],
         train_array.chunks[0][0],
     )
-    return da.blockwise(
+    return _outer(
         partial(pairwise_chunk, metric=resolved.name, p=resolved.p, gemm=resolved.gemm, self_join=self_join),
         "ij",
         query_array,
@@ -158,7 +167,7 @@ def cosine_similarity(queries: Any, train: Any = None, *, eps: float = 1e-8) -> 
     query_array, train_array, _ = _inputs(queries, train)
     dtype = out_dtype(query_array.dtype, train_array.dtype)
     query_array, train_array = _blocked(query_array, train_array, dtype)
-    return da.blockwise(
+    return _outer(
         partial(cosine_similarity_chunk, eps=float(eps)),
         "ij",
         query_array,

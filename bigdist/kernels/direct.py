@@ -62,7 +62,7 @@ def check_values(block: np.ndarray, metric: str, name: str, first_row: int) -> N
     if bad.any():
         row, col = (int(v[0]) for v in np.nonzero(bad))
         raise InputValueError(
-            f"metric {metric!r} needs {need}; {name} holds {block[row, col]!r} at row {first_row + row}, "
+            f"metric {metric!r} needs {need}; {name} holds {block[row, col].item()!r} at row {first_row + row}, "
             f"column {col}: {fix}"
         )
 
