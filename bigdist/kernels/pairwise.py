@@ -59,28 +59,41 @@ def _finish(block, alpha, bias, code, first_query, first_train, zero_self, queri
     A distance whose approximate key (squared distance, or 1 - cosine) is
     within ``RECHECK`` times the row's rounding bound is recomputed exactly
     in float64 from the rows: near-duplicates get their true small distance
-    instead of the square root of rounding noise.
+    instead of the square root of rounding noise. The first loop has no
+    branch the compiler cannot vectorise; the rare rows with such a pair get
+    a second look.
     """
     rows, cols = block.shape
     for i in range(rows):
-        limit = RECHECK * bounds[i] if code != SIMILARITY else -1.0
-        for j in range(cols):
-            score = np.float64(block[i, j])
-            if code == SQEUCLIDEAN or code == EUCLIDEAN:
-                value = alpha[i] + bias[j] - 2.0 * score
-                if value < limit:
-                    value = pair_key(queries[i], train[j], L2, 0.0, 0.0)
+        if code == SIMILARITY:
+            for j in range(cols):
+                block[i, j] = min(max(np.float64(block[i, j]), -1.0), 1.0)
+            continue
+        limit = RECHECK * bounds[i]
+        suspects = 0
+        if code == COSINE_DISTANCE:
+            for j in range(cols):
+                value = 1.0 - np.float64(block[i, j])
+                suspects += value < limit
+                block[i, j] = min(max(value, 0.0), 2.0)
+        else:
+            for j in range(cols):
+                value = alpha[i] + bias[j] - 2.0 * np.float64(block[i, j])
+                suspects += value < limit
                 value = max(value, 0.0)
-                if code == EUCLIDEAN:
-                    value = np.sqrt(value)
-            elif code == COSINE_DISTANCE:
-                value = 1.0 - score
-                if value < limit:
-                    value = pair_key(queries[i], train[j], COSINE, query_norms[i], train_norms[j])
-                value = min(max(value, 0.0), 2.0)
-            else:
-                value = min(max(score, -1.0), 1.0)
-            block[i, j] = value
+                block[i, j] = np.sqrt(value) if code == EUCLIDEAN else value
+        if suspects:
+            # Stored values are monotone in the keys: a slightly larger cut re-finds every suspect.
+            cut = (np.sqrt(limit) if code == EUCLIDEAN else limit) * 1.001
+            for j in range(cols):
+                if block[i, j] < cut:
+                    if code == COSINE_DISTANCE:
+                        value = pair_key(queries[i], train[j], COSINE, query_norms[i], train_norms[j])
+                    else:
+                        value = max(pair_key(queries[i], train[j], L2, 0.0, 0.0), 0.0)
+                        if code == EUCLIDEAN:
+                            value = np.sqrt(value)
+                    block[i, j] = value
         if zero_self:
             own = first_query + i - first_train
             if 0 <= own < cols:
