@@ -135,7 +135,7 @@ def test_tiny_norms_are_guarded_by_eps():
     np.testing.assert_allclose(bd.cosine_similarity(data, eps=1e-20).compute()[0, 1], 1.0)
 
 
-def test_digits_matrix_written_to_zarr_and_read_back(tmp_path, small_blocks):
+def test_digits_matrix_written_to_zarr_and_read_back(tmp_path):
     digits = load_digits().data
     with dask.config.set({"bigdist.chunk-bytes": 1 << 20}):
         matrix = bd.pairwise_distances(digits, metric="manhattan")
@@ -145,7 +145,8 @@ def test_digits_matrix_written_to_zarr_and_read_back(tmp_path, small_blocks):
     assert zarr.open_array(str(tmp_path / "d.zarr" / "distances")).chunks == tuple(c[0] for c in matrix.chunks)
     np.testing.assert_array_equal(stored.compute(), distances(digits, digits, "manhattan"))
     euclid = tmp_path / "e.zarr"
-    bd.pairwise_distances(digits.astype(np.float32)).to_zarr(str(euclid))
+    with dask.config.set({"bigdist.chunk-bytes": 1 << 20}):
+        bd.pairwise_distances(digits.astype(np.float32)).to_zarr(str(euclid))
     back = zarr.open_array(str(euclid))[:]
     assert back.dtype == np.float32
     np.testing.assert_allclose(back, distances(digits, digits, "euclidean"), rtol=1e-5, atol=1e-4)

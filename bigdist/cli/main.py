@@ -17,7 +17,7 @@ from click.core import ParameterSource
 
 from bigdist import config
 from bigdist.errors import BigdistError, ConfigError
-from bigdist.kernels.registry import metric_names
+from bigdist.kernels.registry import get_metric, metric_names
 
 logger = logging.getLogger("bigdist")
 
@@ -256,6 +256,7 @@ def knn(generate: Any = None, **options: Any) -> None:
     from bigdist.io import update_attrs
 
     _require(options, "train", "out")
+    get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
         train = os.path.expanduser(options["train"])
@@ -383,6 +384,7 @@ def pairwise(generate: Any = None, **options: Any) -> None:
     from bigdist.io import update_attrs, write_group
 
     _require(options, "train", "out")
+    get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
         train = os.path.expanduser(options["train"])
