@@ -197,3 +197,19 @@ def test_blocks_follow_chunk_bytes():
     assert any(name.startswith("bigdist-pairwise-euclidean") for name in matrix.dask.layers)
     # Every block matches its declared chunks and dtype.
     da.utils.assert_eq(matrix, distances(data, data, "euclidean").astype(np.float32), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
+def test_float32_gemm_keys_within_the_documented_bound(metric, small_blocks):
+    # Tight clusters far from the origin and from each other: many pairs are far
+    # closer than the rows' spread, where a plain float32 expansion loses every digit.
+    rng = np.random.default_rng(7)
+    centres = rng.standard_normal((6, 24)) * 100 + 1000
+    data = (centres[rng.integers(0, 6, 400)] + rng.standard_normal((400, 24)) * 1e-3).astype(np.float32)
+    result = bd.pairwise_distances(data[:150], data, metric=metric).compute().astype(np.float64)
+    expected = distances(data[:150], data, metric)
+    # Each key is exact (re-checked) or within 1/16 of itself, plus the float32 rounding of the output.
+    np.testing.assert_array_less(np.abs(result - expected), expected / 16 + 1e-6 * np.maximum(expected, 1e-30) + 1e-12)
+    close = expected < np.median(expected) / 1e6  # within-cluster pairs: re-checked, so float32-accurate
+    assert close.sum() > 1000
+    np.testing.assert_allclose(result[close], expected[close], rtol=1e-6, atol=0 if metric == "sqeuclidean" else 1e-7)

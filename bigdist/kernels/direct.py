@@ -92,8 +92,21 @@ def _row_distances(query: np.ndarray, xt: np.ndarray, w: int, code: int, p: floa
                 acc[j] = max(acc[j], abs(q - xt[f, j]))
     elif code == MINKOWSKI:
         power = int(p)
-        if power == p and power <= 8:
-            # Small integer orders by multiplication, which vectorises (pow does not).
+        if power == 3:
+            # The commonest integer orders by multiplication, which vectorises (pow does not).
+            for f in range(d):
+                q = np.float64(query[f])
+                for j in range(w):
+                    base = abs(q - xt[f, j])
+                    acc[j] += base * base * base
+        elif power == 4:
+            for f in range(d):
+                q = np.float64(query[f])
+                for j in range(w):
+                    base = q - xt[f, j]
+                    square = base * base
+                    acc[j] += square * square
+        elif power == p and power <= 8:
             for f in range(d):
                 q = np.float64(query[f])
                 for j in range(w):
