@@ -91,7 +91,7 @@ def _row_distances(query: np.ndarray, xt: np.ndarray, w: int, code: int, p: floa
             for j in range(w):
                 acc[j] = max(acc[j], abs(q - xt[f, j]))
     elif code == MINKOWSKI:
-        power = int(p)
+        power = int(p) if p <= 8 and p == int(p) else -1
         if power == 3:
             # The commonest integer orders by multiplication, which vectorises (pow does not).
             for f in range(d):
@@ -106,7 +106,7 @@ def _row_distances(query: np.ndarray, xt: np.ndarray, w: int, code: int, p: floa
                     base = q - xt[f, j]
                     square = base * base
                     acc[j] += square * square
-        elif power == p and power <= 8:
+        elif 0 < power <= 8:
             for f in range(d):
                 q = np.float64(query[f])
                 for j in range(w):

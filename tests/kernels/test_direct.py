@@ -35,7 +35,7 @@ def test_direct_block_equals_cdist(metric, kind, dtype):
     np.testing.assert_allclose(out, expected, rtol=1e-13, atol=0)
 
 
-@pytest.mark.parametrize("p", [3.0, 0.5, 1.7, 8.0])
+@pytest.mark.parametrize("p", [3.0, 3.5, 4.0, 0.5, 1.7, 5.0, 8.0, 9.0])
 def test_minkowski_orders(p):
     rng = np.random.default_rng(1)
     queries, train = rng.standard_normal((20, 7)), rng.standard_normal((40, 7))
