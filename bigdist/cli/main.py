@@ -281,7 +281,7 @@ def knn(generate: Any = None, **options: Any) -> None:
     click.echo(
         f"knn: {result.n_queries:,} queries x {result.n_train:,} train rows x {result.n_features} features, "
         f"k={result.k}, {result.metric}: {seconds:.1f} s, {result.n_queries / seconds:,.0f} queries/s, "
-        f"{gflops:.1f} GFLOP/s\noutput: {out} (distances, indices)"
+        f"{_knn_rate(result, seconds)}\noutput: {out} (distances, indices)"
     )
 
 
@@ -362,6 +362,13 @@ def info(path: str, verbose: int) -> None:
     except BigdistError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
+
+
+def _knn_rate(result: Any, seconds: float) -> str:
+    """GFLOP/s for the GEMM family; the direct metrics have no GEMM, so pairs per second."""
+    if get_metric(result.metric).gemm:
+        return f"{result.flops / seconds / 1e9:.1f} GFLOP/s"
+    return f"{result.n_queries * result.n_train / seconds / 1e6:,.0f} million pairs/s"
 
 
 def _metric_params(options: dict[str, Any]) -> dict[str, Any]:
