@@ -20,6 +20,7 @@ import numba
 import numpy as np
 
 from bigdist.errors import InputValueError
+from bigdist.kernels.registry import METRICS
 from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk
 
 MANHATTAN, CHEBYSHEV, MINKOWSKI, CANBERRA, BRAYCURTIS, CHI2, HAMMING, JACCARD = range(8)
@@ -46,14 +47,15 @@ def direct_code(metric: str) -> int:
 def check_values(block: np.ndarray, metric: str, name: str, first_row: int) -> None:
     """Raise InputValueError when ``block`` holds values ``metric`` is not defined for.
 
-    ``chi2`` needs values >= 0; ``jaccard`` needs boolean data (0/1 or
-    False/True). ``first_row`` is the global row of ``block[0]``, for the message.
+    The registry says which values a metric takes: ``chi2`` needs values >= 0,
+    ``jaccard`` boolean data (0/1 or False/True). ``first_row`` is the global row of ``block[0]``, for the message.
     """
-    if metric == "chi2":
+    values = METRICS[metric].values
+    if values == "nonnegative":
         bad = block < 0
-        need = "non-negative values (chi2 divides by a + b)"
+        need = f"non-negative values ({metric} divides by a + b)"
         fix = "shift or rescale the data to be non-negative (e.g. histograms, counts), or use another metric"
-    elif metric == "jaccard":
+    elif values == "boolean":
         bad = (block != 0) & (block != 1)
         need = "boolean data (0/1 or False/True)"
         fix = "binarise it first, e.g. X > 0, or use hamming for data with other values"
