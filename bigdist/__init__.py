@@ -10,6 +10,12 @@ from bigdist.io import open_array
 from bigdist.kmeans import KMeansResult, kmeans
 from bigdist.knn import KNNResult, knn
 from bigdist.neighbors import NearestNeighbors
+from bigdist.pairwise import (
+    cosine_similarity,
+    euclidean_distances,
+    pairwise_distances,
+    pairwise_distances_argmin_min,
+)
 from bigdist.radius import RadiusResult, radius_neighbors
 
 __version__ = "0.1.0"
@@ -25,8 +31,12 @@ __all__ = [
     "RadiusResult",
     "__version__",
     "config",
+    "cosine_similarity",
+    "euclidean_distances",
     "kmeans",
     "knn",
     "open_array",
+    "pairwise_distances",
+    "pairwise_distances_argmin_min",
     "radius_neighbors",
 ]

@@ -50,3 +50,7 @@ class SchedulerUnreachableError(BigdistError, ConnectionError):
 
 class TooManyNeighborsError(BigdistError, ValueError):
     """A query has more neighbours within the radius than the configured cap allows."""
+
+
+class InputValueError(BigdistError, ValueError):
+    """An input holds values the chosen metric is not defined for (negative for chi2, non-boolean for jaccard)."""

@@ -13,7 +13,7 @@ import numpy as np
 from bigdist import config
 from bigdist.errors import ParameterError
 from bigdist.io import as_array, check_features, check_int, write_group
-from bigdist.kernels.metrics import GEMM_METRICS
+from bigdist.kernels.registry import get_metric
 from bigdist.reductions import knn_topk
 
 logger = logging.getLogger(__name__)
@@ -88,11 +88,12 @@ def _even_blocks(n_rows: int, max_rows: int) -> tuple[int, ...]:
     return (base + 1,) * extra + (base,) * (n_blocks - extra)
 
 
-def check_metric(metric: Any) -> str:
-    """Return the metric name, or raise ParameterError listing the valid ones."""
-    if metric not in GEMM_METRICS:
-        raise ParameterError(f"unknown metric {metric!r}; valid metrics are {', '.join(GEMM_METRICS)}")
-    return str(metric)
+def check_metric(metric: Any, **params: Any) -> str:
+    """The canonical name of a metric or alias from the registry; ParameterError lists the valid ones.
+
+    ``params`` are the metric's parameters (``p`` for ``minkowski``), checked too.
+    """
+    return get_metric(metric, **params).name
 
 
 def knn(
@@ -102,6 +103,7 @@ def knn(
     metric: str = "euclidean",
     *,
     split_every: int | None = None,
+    **params: Any,
 ) -> KNNResult:
     """Exact k nearest neighbours of every query row among the train rows.
 
@@ -121,19 +123,29 @@ def knn(
         exact duplicate is still found, at distance 0).
     k : int
         Number of neighbours, 1 <= k <= n_train (n_train - 1 for the self-join).
-    metric : {"euclidean", "sqeuclidean", "cosine", "inner_product"}
-        ``cosine`` is 1 - cosine similarity (a zero row has similarity 0);
-        ``inner_product`` ranks by largest inner product and reports it.
+    metric : str
+        Any name of ``bigdist.kernels.registry.metric_names()``. The GEMM
+        family (``euclidean``/``l2``, ``sqeuclidean``, ``cosine``,
+        ``correlation``, ``inner_product``/``dot``) is scored by a GEMM and
+        re-checked exactly; the direct metrics (``manhattan``/``cityblock``/``l1``,
+        ``chebyshev``, ``minkowski``, ``canberra``, ``braycurtis``, ``chi2``,
+        ``hamming``, ``jaccard``) by a compiled float64 loop. ``cosine`` is
+        1 - cosine similarity (a zero row has similarity 0; ``correlation``
+        is the cosine of mean-centred rows); ``inner_product`` ranks by
+        largest inner product and reports it.
     split_every : int, optional
         Fan-in of the reduction across train blocks; default from the
         ``bigdist.split-every`` config.
+    **params
+        Parameters of the metric: ``p`` (> 0) for ``minkowski``.
 
     Returns
     -------
     KNNResult
         Lazy ``distances`` and ``indices``, each of shape (n_queries, k).
     """
-    metric = check_metric(metric)
+    resolved = get_metric(metric, **params)
+    metric = resolved.name
     self_join = train is None
     train_array = as_array(queries if self_join else train, name="queries" if self_join else "train")
     query_array = train_array if self_join else as_array(queries, name="queries")
@@ -149,6 +161,7 @@ def knn(
         train_array,
         k=k,
         metric=metric,
+        p=resolved.p,
         exclude_self=self_join,
         split_every=split_every,
         tile_query_rows=config.get("knn.tile-query-rows"),
@@ -157,7 +170,7 @@ def knn(
     out_dtype = np.result_type(query_array.dtype, train_array.dtype)
     distances = result["distance"].astype(out_dtype)
     indices = result["index"]
-    params = {"k": k, "metric": metric, "self_join": self_join, "split_every": split_every}
+    params = {"k": k, "metric": metric, **resolved.params, "self_join": self_join, "split_every": split_every}
     logger.info(
         "knn: %d queries x %d train rows x %d features, k=%d, metric=%s, %d x %d blocks",
         query_array.shape[0],

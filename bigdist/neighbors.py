@@ -29,7 +29,12 @@ class NearestNeighbors(BaseEstimator):
         Neighbours returned by :meth:`kneighbors` when it is not given one.
     radius : float, default=1.0
         Radius of :meth:`radius_neighbors` when it is not given one.
-    metric : {"euclidean", "sqeuclidean", "cosine", "inner_product"}, default="euclidean"
+    metric : str, default="euclidean"
+        Any metric of :func:`bigdist.knn` (names and aliases of ``bigdist.kernels.registry``).
+    p : float, default=2
+        Order of the ``minkowski`` metric (ignored by the others, as in scikit-learn).
+    metric_params : dict, optional
+        Other keyword parameters of the metric.
     split_every : int, optional
         Fan-in of the reduction across train blocks (default from config).
 
@@ -40,12 +45,27 @@ class NearestNeighbors(BaseEstimator):
     """
 
     def __init__(
-        self, n_neighbors: int = 5, *, radius: float = 1.0, metric: str = "euclidean", split_every: int | None = None
+        self,
+        n_neighbors: int = 5,
+        *,
+        radius: float = 1.0,
+        metric: str = "euclidean",
+        p: float = 2,
+        metric_params: dict[str, Any] | None = None,
+        split_every: int | None = None,
     ) -> None:
         self.n_neighbors = n_neighbors
         self.radius = radius
         self.metric = metric
+        self.p = p
+        self.metric_params = metric_params
         self.split_every = split_every
+
+    def _metric_params(self) -> dict[str, Any]:
+        params = dict(self.metric_params or {})
+        if self.metric == "minkowski":
+            params.setdefault("p", self.p)
+        return params
 
     def fit(self, X: Any, y: Any = None) -> NearestNeighbors:
         """Record the train set.
@@ -56,7 +76,7 @@ class NearestNeighbors(BaseEstimator):
             NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
         y : ignored
         """
-        check_metric(self.metric)
+        check_metric(self.metric, **self._metric_params())
         self._fit_X = as_array(X, name="X")
         self._fit_in_memory = in_memory(X)
         self.n_samples_fit_, self.n_features_in_ = self._fit_X.shape
@@ -82,10 +102,10 @@ class NearestNeighbors(BaseEstimator):
         check_is_fitted(self, "_fit_X")
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         if X is None:
-            result = knn(self._fit_X, None, k, self.metric, split_every=self.split_every)
+            result = knn(self._fit_X, None, k, self.metric, split_every=self.split_every, **self._metric_params())
             numpy_out = self._fit_in_memory
         else:
-            result = knn(X, self._fit_X, k, self.metric, split_every=self.split_every)
+            result = knn(X, self._fit_X, k, self.metric, split_every=self.split_every, **self._metric_params())
             numpy_out = in_memory(X) and self._fit_in_memory
         if numpy_out:
             distances, indices = result.compute()

@@ -35,6 +35,7 @@ def knn_topk(
     metric: str,
     exclude_self: bool,
     split_every: int,
+    p: float = 2.0,
     tile_query_rows: int,
     tile_train_rows: int,
 ) -> da.Array:
@@ -45,11 +46,13 @@ def knn_topk(
     queries : dask array of shape (m, d), rows chunked, features in one chunk
     train : dask array of shape (n, d), rows chunked, features in one chunk
     k : int
-    metric : str, one of ``bigdist.kernels.metrics.GEMM_METRICS``
+    metric : str, a canonical name of ``bigdist.kernels.registry.METRICS``
     exclude_self : bool
         The self-join: skip the pair of a row with itself (same global index).
     split_every : int
         Fan-in of the tree reduction across train blocks.
+    p : float
+        The Minkowski order (other metrics ignore it).
     tile_query_rows, tile_train_rows : int
         Sub-tile shape inside each task.
 
@@ -60,12 +63,13 @@ def knn_topk(
     """
     query_index = da.arange(queries.shape[0], chunks=(queries.chunks[0],), dtype=np.int64)
     train_index = da.arange(train.shape[0], chunks=(train.chunks[0],), dtype=np.int64)
-    token = tokenize(queries, train, k, metric, exclude_self, tile_query_rows, tile_train_rows)
+    token = tokenize(queries, train, k, metric, p, exclude_self, tile_query_rows, tile_train_rows)
     tiles = da.blockwise(
         partial(
             knn_chunk,
             k=k,
             metric=metric,
+            p=p,
             exclude_self=exclude_self,
             tile_query_rows=tile_query_rows,
             tile_train_rows=tile_train_rows,

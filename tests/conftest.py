@@ -1,7 +1,8 @@
 import dask
 import pytest
 
-# Loads bigdist's config defaults before distributed.utils_test snapshots dask.config (and resets to it).
+# Loads bigdist's config defaults before any test module imports distributed.utils_test,
+# whose cleanup restores the config it saw at import (without them, tests run alone fail).
 import bigdist  # noqa: F401
 
 

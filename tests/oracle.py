@@ -8,32 +8,59 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
+_SCIPY_NAMES = {"manhattan": "cityblock", "l1": "cityblock", "cityblock": "cityblock", "l2": "euclidean"}
 
-def knn_keys(queries: np.ndarray, train: np.ndarray, metric: str) -> np.ndarray:
-    """All (m, n) keys in float64, smaller is better."""
+
+def _cosine_distance(q: np.ndarray, x: np.ndarray) -> np.ndarray:
+    qn = np.linalg.norm(q, axis=1)
+    xn = np.linalg.norm(x, axis=1)
+    # A zero row has cosine similarity 0 with everything (scikit-learn's convention).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sim = (q @ x.T) / np.outer(qn, xn)
+    sim[~np.isfinite(sim)] = 0.0
+    return np.clip(1.0 - sim, 0.0, 2.0)
+
+
+def distances(queries: np.ndarray, train: np.ndarray, metric: str, **params) -> np.ndarray:
+    """The (m, n) distance matrix in float64, with bigdist's documented values where cdist gives NaN.
+
+    ``inner_product`` gives the inner products; ``chi2`` is 0.5 * sum((a - b)**2 / (a + b)) over a + b > 0.
+    """
     q = np.asarray(queries, dtype=np.float64)
     x = np.asarray(train, dtype=np.float64)
-    if metric in ("euclidean", "sqeuclidean"):
-        return cdist(q, x, "sqeuclidean")
-    if metric == "inner_product":
-        return -(q @ x.T)
+    if metric in ("inner_product", "dot"):
+        return q @ x.T
     if metric == "cosine":
-        qn = np.linalg.norm(q, axis=1)
-        xn = np.linalg.norm(x, axis=1)
-        # A zero row has cosine similarity 0 with everything (scikit-learn's convention).
+        return _cosine_distance(q, x)
+    if metric == "correlation":
+        return _cosine_distance(q - q.mean(axis=1, keepdims=True), x - x.mean(axis=1, keepdims=True))
+    if metric == "chi2":
+        total = q[:, None, :] + x[None, :, :]
         with np.errstate(invalid="ignore", divide="ignore"):
-            sim = (q @ x.T) / np.outer(qn, xn)
-        sim[~np.isfinite(sim)] = 0.0
-        return np.clip(1.0 - sim, 0.0, 2.0)
-    raise ValueError(metric)
+            terms = (q[:, None, :] - x[None, :, :]) ** 2 / total
+        return 0.5 * np.where(total > 0, terms, 0.0).sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = cdist(q, x, _SCIPY_NAMES.get(metric, metric), **params)
+    if metric == "braycurtis":
+        out[np.isnan(out)] = 0.0  # two zero rows
+    return out
+
+
+def knn_keys(queries: np.ndarray, train: np.ndarray, metric: str, **params) -> np.ndarray:
+    """All (m, n) keys in float64, smaller is better."""
+    if metric in ("euclidean", "sqeuclidean"):
+        return cdist(np.asarray(queries, dtype=np.float64), np.asarray(train, dtype=np.float64), "sqeuclidean")
+    if metric == "inner_product":
+        return -distances(queries, train, metric)
+    return distances(queries, train, metric, **params)
 
 
 def knn_oracle(
-    queries: np.ndarray, train: np.ndarray | None, k: int, metric: str = "euclidean"
+    queries: np.ndarray, train: np.ndarray | None, k: int, metric: str = "euclidean", **params
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours, ties by the lower index; ``train=None`` is the self-join."""
     self_join = train is None
-    keys = knn_keys(queries, queries if self_join else train, metric)
+    keys = knn_keys(queries, queries if self_join else train, metric, **params)
     if self_join:
         np.fill_diagonal(keys, np.inf)
     order = np.argsort(keys, axis=1, kind="stable")[:, :k]

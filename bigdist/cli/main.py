@@ -17,6 +17,7 @@ from click.core import ParameterSource
 
 from bigdist import config
 from bigdist.errors import BigdistError, ConfigError
+from bigdist.kernels.registry import get_metric, metric_names
 
 logger = logging.getLogger("bigdist")
 
@@ -244,12 +245,8 @@ def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -
 )
 @click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows.")
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
-@click.option(
-    "--metric",
-    type=click.Choice(["euclidean", "sqeuclidean", "cosine", "inner_product"]),
-    default="euclidean",
-    show_default=True,
-)
+@click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
+@click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the top-k tree reduction.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (distances, indices).")
 @run_options(sections=(GENERATE_SECTION, DASK_SECTION))
@@ -259,6 +256,7 @@ def knn(generate: Any = None, **options: Any) -> None:
     from bigdist.io import update_attrs
 
     _require(options, "train", "out")
+    get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
         train = os.path.expanduser(options["train"])
@@ -270,6 +268,7 @@ def knn(generate: Any = None, **options: Any) -> None:
             k=options["k"],
             metric=options["metric"],
             split_every=options["split_every"],
+            **_metric_params(options),
         )
         start = time.perf_counter()
         _wait(
@@ -282,7 +281,7 @@ def knn(generate: Any = None, **options: Any) -> None:
     click.echo(
         f"knn: {result.n_queries:,} queries x {result.n_train:,} train rows x {result.n_features} features, "
         f"k={result.k}, {result.metric}: {seconds:.1f} s, {result.n_queries / seconds:,.0f} queries/s, "
-        f"{gflops:.1f} GFLOP/s\noutput: {out} (distances, indices)"
+        f"{_knn_rate(result, seconds)}\noutput: {out} (distances, indices)"
     )
 
 
@@ -473,3 +472,62 @@ def info(path: str, verbose: int) -> None:
     except BigdistError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
+
+
+def _knn_rate(result: Any, seconds: float) -> str:
+    """GFLOP/s for the GEMM family; the direct metrics have no GEMM, so pairs per second."""
+    if get_metric(result.metric).gemm:
+        return f"{result.flops / seconds / 1e9:.1f} GFLOP/s"
+    return f"{result.n_queries * result.n_train / seconds / 1e6:,.0f} million pairs/s"
+
+
+def _metric_params(options: dict[str, Any]) -> dict[str, Any]:
+    """The metric's parameters given on the command line (only those given, so others keep their defaults)."""
+    return {"p": options["p"]} if options.get("p") is not None else {}
+
+
+@main.command()
+@click.option(
+    "--queries", type=str, default=None, help="Zarr array or .npy of query rows; omit for the matrix within --train."
+)
+@click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows (the columns).")
+@click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
+@click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
+@click.option("--out", type=click.Path(), required=False, help="Zarr group to write (array 'distances').")
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+def pairwise(generate: Any = None, **options: Any) -> None:
+    """The full distance matrix of query rows x train rows, streamed block by block to a Zarr group."""
+    import bigdist
+    from bigdist.io import update_attrs, write_group
+
+    _require(options, "train", "out")
+    get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
+    with _runtime(options) as client:
+        _started(client, generate, {"train": options["train"], "queries": options["queries"]})
+        train = os.path.expanduser(options["train"])
+        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
+        out = os.path.expanduser(options["out"])
+        matrix = bigdist.pairwise_distances(
+            queries if queries else train, train if queries else None, options["metric"], **_metric_params(options)
+        )
+        params = {"metric": options["metric"], **_metric_params(options), "self_join": queries is None}
+        start = time.perf_counter()
+        _wait(
+            client,
+            write_group(
+                out,
+                {"distances": matrix},
+                attrs={"pairwise": params, "run": _run_attrs(options)},
+                overwrite=options["overwrite"],
+                compute=False,
+            ),
+        )
+        seconds = time.perf_counter() - start
+    n_queries, n_train = matrix.shape
+    gigabytes = matrix.nbytes / 1e9
+    update_attrs(out, timings={"seconds": seconds, "gigabytes_per_second": gigabytes / seconds})
+    click.echo(
+        f"pairwise: {n_queries:,} x {n_train:,} {options['metric']} matrix ({gigabytes:.2f} GB, {matrix.dtype}, "
+        f"blocks of {matrix.chunks[0][0]:,} x {matrix.chunks[1][0]:,}): {seconds:.1f} s, "
+        f"{gigabytes / seconds:.2f} GB/s\noutput: {out} (distances)"
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bigdist.kernels.direct import DIRECT_METRICS, direct_topk
 from bigdist.kernels.metrics import (
     gemm_dtype,
     key_beta,
@@ -20,6 +21,7 @@ from bigdist.kernels.metrics import (
     prepare,
     train_center,
 )
+from bigdist.kernels.pairwise import centre_rows
 from bigdist.kernels.scan import metric_code, scan_tile
 from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, topk_merge
 
@@ -37,6 +39,7 @@ def knn_chunk(
     exclude_self: bool,
     tile_query_rows: int,
     tile_train_rows: int,
+    p: float = 2.0,
 ) -> np.ndarray:
     """Exact top-k of every query row within one train block.
 
@@ -47,30 +50,37 @@ def knn_chunk(
     query_index : ndarray of shape (m,), int64, global rows of the queries (consecutive)
     train_index : ndarray of shape (n,), int64, global rows of the train block (consecutive)
     k : int
-    metric : str, one of ``GEMM_METRICS``
+    metric : str, a canonical name of ``bigdist.kernels.registry.METRICS``
+        Direct metrics go to ``bigdist.kernels.direct.direct_topk``;
+        ``correlation`` is ``cosine`` of rows centred (in float64) on their means.
     exclude_self : bool
         Skip pairs whose global indices are equal (self-join).
     tile_query_rows, tile_train_rows : int
         Sub-tile shape; the scores of one sub-tile are all that is held.
+    p : float
+        The Minkowski order (other metrics ignore it).
 
     Returns
     -------
     structured ndarray of shape (m, k), dtype TOPK_DTYPE, sorted by (key, index)
     """
+    if metric in DIRECT_METRICS:
+        return direct_topk(queries, train, query_index, train_index, k=k, metric=metric, p=p, exclude_self=exclude_self)
     m, d = queries.shape
     n = train.shape[0]
     if m == 0 or n == 0:
         return empty_topk(m, k)
     dtype = gemm_dtype(queries.dtype, train.dtype)
+    centred = metric == "correlation"
+    if centred:
+        # The GEMM rows are the float64-centred rows rounded once; the re-check uses them unrounded.
+        queries = centre_rows(queries)
+        metric = "cosine"
     center = train_center(metric, train, dtype)
     prepared_queries = prepare(queries, metric, center, dtype, "query")
     beta = key_beta(metric)
     code = metric_code(metric)
-    query_norms, train_norms = (
-        (np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64)) for rows in (queries, train))
-        if metric == "cosine"
-        else (np.empty(m), np.empty(n))
-    )
+    query_norms = _norms(queries) if metric == "cosine" else np.empty(m)
     best_keys = np.full((m, k), np.inf)
     best_indices = np.full((m, k), PAD_INDEX, dtype=np.int64)
     first_query, first_train = int(query_index[0]), int(train_index[0])
@@ -81,7 +91,9 @@ def knn_chunk(
     # cache while every query sub-block is scored against it.
     for x_start in range(0, n, tile_train_rows):
         x_stop = min(x_start + tile_train_rows, n)
-        prepared_train = prepare(train[x_start:x_stop], metric, center, dtype, "train")
+        train_rows = centre_rows(train[x_start:x_stop]) if centred else train[x_start:x_stop]
+        train_norms = _norms(train_rows) if metric == "cosine" else np.empty(x_stop - x_start)
+        prepared_train = prepare(train_rows, metric, center, dtype, "train")
         bounds = margin(metric, dtype, d, prepared_queries.norms, float(prepared_train.norms.max()))
         for q_start in range(0, m, tile_query_rows):
             q_stop = min(q_start + tile_query_rows, m)
@@ -92,14 +104,14 @@ def knn_chunk(
             scan_tile(
                 scores,
                 queries[q_start:q_stop],
-                train[x_start:x_stop],
+                train_rows,
                 first_query + q_start,
                 first_train + x_start,
                 prepared_queries.alpha[q_start:q_stop],
                 beta,
                 bounds[q_start:q_stop],
                 query_norms[q_start:q_stop],
-                train_norms[x_start:x_stop],
+                train_norms,
                 code,
                 exclude_self,
                 best_keys[q_start:q_stop],
@@ -109,6 +121,10 @@ def knn_chunk(
     best["key"] = best_keys
     best["index"] = best_indices
     return best
+
+
+def _norms(rows: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
 
 
 def knn_combine(partials: np.ndarray, *, k: int) -> np.ndarray:

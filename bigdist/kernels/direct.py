@@ -1,0 +1,281 @@
+"""Metrics without a GEMM form: compiled loops over coordinates (numba; no dask).
+
+The train rows of a sub-tile are transposed into a float64 buffer of shape
+(d, w); each query row then runs over the coordinates in the outer loop and
+over the w train rows in the inner loop, which the compiler vectorises
+without reordering any sum. Every pair is thus summed coordinate by
+coordinate in float64, in the same order as SciPy's ``cdist``, so the values
+equal its values (to an ulp for Minkowski p = 3, 4, where a product replaces
+``pow``), and float32 inputs are computed in float64, as ``cdist`` does.
+
+Values where ``cdist`` gives NaN (see ``bigdist.kernels.registry``):
+``braycurtis`` of two zero rows is 0; ``jaccard`` of two all-false rows is 0
+(as SciPy). ``chi2`` is ``0.5 * sum((a - b)**2 / (a + b))`` over the
+coordinates with ``a + b > 0``.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from bigdist.errors import InputValueError
+from bigdist.kernels.registry import METRICS
+from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk
+
+MANHATTAN, CHEBYSHEV, MINKOWSKI, CANBERRA, BRAYCURTIS, CHI2, HAMMING, JACCARD = range(8)
+_CODES = {
+    "manhattan": MANHATTAN,
+    "chebyshev": CHEBYSHEV,
+    "minkowski": MINKOWSKI,
+    "canberra": CANBERRA,
+    "braycurtis": BRAYCURTIS,
+    "chi2": CHI2,
+    "hamming": HAMMING,
+    "jaccard": JACCARD,
+}
+DIRECT_METRICS = tuple(_CODES)
+# Train rows transposed at once: (d, TILE) float64 stays in L2 cache at d up to a few hundred.
+TILE = 256
+
+
+def direct_code(metric: str) -> int:
+    """The integer the compiled loops know a direct metric by."""
+    return _CODES[metric]
+
+
+def check_values(block: np.ndarray, metric: str, name: str, first_row: int) -> None:
+    """Raise InputValueError when ``block`` holds values ``metric`` is not defined for.
+
+    The registry says which values a metric takes: ``chi2`` needs values >= 0,
+    ``jaccard`` boolean data (0/1 or False/True). ``first_row`` is the global row of ``block[0]``, for the message.
+    """
+    values = METRICS[metric].values
+    if values == "nonnegative":
+        bad = block < 0
+        need = f"non-negative values ({metric} divides by a + b)"
+        fix = "shift or rescale the data to be non-negative (e.g. histograms, counts), or use another metric"
+    elif values == "boolean":
+        bad = (block != 0) & (block != 1)
+        need = "boolean data (0/1 or False/True)"
+        fix = "binarise it first, e.g. X > 0, or use hamming for data with other values"
+    else:
+        return
+    if bad.any():
+        row, col = (int(v[0]) for v in np.nonzero(bad))
+        raise InputValueError(
+            f"metric {metric!r} needs {need}; {name} holds {block[row, col].item()!r} at row {first_row + row}, "
+            f"column {col}: {fix}"
+        )
+
+
+@numba.njit(cache=True, nogil=True)
+def _transpose(train: np.ndarray, out: np.ndarray) -> None:
+    """``out[:, :w] = train.T`` in float64."""
+    for j in range(train.shape[0]):
+        for f in range(train.shape[1]):
+            out[f, j] = train[j, f]
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_distances(query: np.ndarray, xt: np.ndarray, w: int, code: int, p: float, acc: np.ndarray, aux: np.ndarray):  # type: ignore[no-untyped-def]  # noqa: E501
+    """Distances of one query row to the first ``w`` columns of ``xt`` (d, TILE), into ``acc[:w]``."""
+    d = xt.shape[0]
+    acc[:w] = 0.0
+    if code == MANHATTAN:
+        for f in range(d):
+            q = np.float64(query[f])
+            for j in range(w):
+                acc[j] += abs(q - xt[f, j])
+    elif code == CHEBYSHEV:
+        for f in range(d):
+            q = np.float64(query[f])
+            for j in range(w):
+                acc[j] = max(acc[j], abs(q - xt[f, j]))
+    elif code == MINKOWSKI:
+        power = int(p) if p <= 8 and p == int(p) else -1
+        if power == 3:
+            # The commonest integer orders by multiplication, which vectorises (pow does not).
+            for f in range(d):
+                q = np.float64(query[f])
+                for j in range(w):
+                    base = abs(q - xt[f, j])
+                    acc[j] += base * base * base
+        elif power == 4:
+            for f in range(d):
+                q = np.float64(query[f])
+                for j in range(w):
+                    base = q - xt[f, j]
+                    square = base * base
+                    acc[j] += square * square
+        elif 0 < power <= 8:
+            for f in range(d):
+                q = np.float64(query[f])
+                for j in range(w):
+                    base = abs(q - xt[f, j])
+                    term = base
+                    for _ in range(power - 1):
+                        term *= base
+                    acc[j] += term
+        else:
+            for f in range(d):
+                q = np.float64(query[f])
+                for j in range(w):
+                    acc[j] += abs(q - xt[f, j]) ** p
+        for j in range(w):
+            acc[j] = acc[j] ** (1.0 / p)
+    elif code == CANBERRA:
+        for f in range(d):
+            q = np.float64(query[f])
+            for j in range(w):
+                x = xt[f, j]
+                denom = abs(q) + abs(x)
+                acc[j] += abs(q - x) / denom if denom > 0 else 0.0
+    elif code == BRAYCURTIS:
+        aux[:w] = 0.0
+        for f in range(d):
+            q = np.float64(query[f])
+            for j in range(w):
+                acc[j] += abs(q - xt[f, j])
+                aux[j] += abs(q + xt[f, j])
+        for j in range(w):
+            if aux[j] > 0:
+                acc[j] = acc[j] / aux[j]
+            elif acc[j] > 0:
+                acc[j] = np.inf
+    elif code == CHI2:
+        for f in range(d):
+            q = np.float64(query[f])
+            for j in range(w):
+                x = xt[f, j]
+                total = q + x
+                diff = q - x
+                acc[j] += diff * diff / total if total > 0 else 0.0
+        for j in range(w):
+            acc[j] *= 0.5
+    elif code == HAMMING:
+        for f in range(d):
+            q = np.float64(query[f])
+            for j in range(w):
+                acc[j] += 1.0 if q != xt[f, j] else 0.0
+        for j in range(w):
+            acc[j] /= d
+    else:  # JACCARD
+        aux[:w] = 0.0
+        for f in range(d):
+            q = np.float64(query[f])
+            for j in range(w):
+                x = xt[f, j]
+                either = 1.0 if (q != 0) or (x != 0) else 0.0
+                acc[j] += either if q != x else 0.0
+                aux[j] += either
+        for j in range(w):
+            acc[j] = acc[j] / aux[j] if aux[j] > 0 else 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def direct_block(queries: np.ndarray, train: np.ndarray, code: int, p: float, out: np.ndarray) -> None:
+    """All distances between two blocks, ``out[i, j] = dist(queries[i], train[j])``.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (m, d), any real dtype
+    train : ndarray of shape (n, d), any real dtype
+    code : int, from ``direct_code``
+    p : float, the Minkowski order (other metrics ignore it)
+    out : ndarray of shape (m, n), float32 or float64; computed in float64, rounded once
+    """
+    m, d = queries.shape
+    n = train.shape[0]
+    xt = np.empty((d, TILE))
+    acc = np.empty(TILE)
+    aux = np.empty(TILE)
+    for start in range(0, n, TILE):
+        w = min(TILE, n - start)
+        _transpose(train[start : start + w], xt)
+        for i in range(m):
+            _row_distances(queries[i], xt, w, code, p, acc, aux)
+            for j in range(w):
+                out[i, start + j] = acc[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _direct_topk(
+    queries: np.ndarray,
+    train: np.ndarray,
+    code: int,
+    p: float,
+    first_query: int,
+    first_train: int,
+    exclude_self: bool,
+    best_keys: np.ndarray,
+    best_indices: np.ndarray,
+) -> None:
+    m, d = queries.shape
+    n = train.shape[0]
+    last = best_keys.shape[1] - 1
+    xt = np.empty((d, TILE))
+    acc = np.empty(TILE)
+    aux = np.empty(TILE)
+    for start in range(0, n, TILE):
+        w = min(TILE, n - start)
+        _transpose(train[start : start + w], xt)
+        for i in range(m):
+            _row_distances(queries[i], xt, w, code, p, acc, aux)
+            own = first_query + i - first_train - start if exclude_self else -1
+            for j in range(w):
+                # Train indices arrive in increasing order: an equal key never displaces (ties by lower index).
+                key = acc[j]
+                # A pad slot (inf, PAD_INDEX) takes even an infinite distance (braycurtis with u = -v).
+                if (key < best_keys[i, last] or (key == np.inf and best_indices[i, last] == PAD_INDEX)) and j != own:
+                    pos = last
+                    while pos > 0 and best_keys[i, pos - 1] > key:
+                        best_keys[i, pos] = best_keys[i, pos - 1]
+                        best_indices[i, pos] = best_indices[i, pos - 1]
+                        pos -= 1
+                    best_keys[i, pos] = key
+                    best_indices[i, pos] = first_train + start + j
+
+
+def direct_topk(
+    queries: np.ndarray,
+    train: np.ndarray,
+    query_index: np.ndarray,
+    train_index: np.ndarray,
+    *,
+    k: int,
+    metric: str,
+    p: float,
+    exclude_self: bool,
+) -> np.ndarray:
+    """Exact top-k of every query row within one train block, for a direct metric.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (m, d)
+    train : ndarray of shape (n, d)
+    query_index, train_index : ndarray of shape (m,) and (n,), int64, consecutive global rows
+    k : int
+    metric : str, one of ``DIRECT_METRICS``
+    p : float, the Minkowski order
+    exclude_self : bool, skip the pair of a row with its own global index
+
+    Returns
+    -------
+    structured ndarray of shape (m, k), dtype TOPK_DTYPE, sorted by (distance, index)
+    """
+    m, n = queries.shape[0], train.shape[0]
+    if m == 0 or n == 0:
+        return empty_topk(m, k)
+    first_query, first_train = int(query_index[0]), int(train_index[0])
+    check_values(queries, metric, "queries", first_query)
+    check_values(train, metric, "train", first_train)
+    best_keys = np.full((m, k), np.inf)
+    best_indices = np.full((m, k), PAD_INDEX, dtype=np.int64)
+    _direct_topk(
+        queries, train, direct_code(metric), p, first_query, first_train, exclude_self, best_keys, best_indices
+    )
+    best = np.empty((m, k), dtype=TOPK_DTYPE)
+    best["key"] = best_keys
+    best["index"] = best_indices
+    return best

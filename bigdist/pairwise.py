@@ -1,0 +1,230 @@
+"""Distance and similarity matrices as lazy dask arrays, streamed block by block."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from functools import partial
+from typing import Any
+
+import dask.array as da
+import numpy as np
+from dask.array import PerformanceWarning
+from dask.base import tokenize
+
+from bigdist import config
+from bigdist.errors import ParameterError
+from bigdist.io import as_array, check_features
+from bigdist.kernels.pairwise import cosine_similarity_chunk, out_dtype, pairwise_chunk
+from bigdist.kernels.registry import get_metric
+from bigdist.knn import knn
+
+logger = logging.getLogger(__name__)
+
+
+def block_shape(n_queries: int, n_train: int, itemsize: int, block_bytes: int) -> tuple[int, int]:
+    """Rows and columns of one output block of at most about ``block_bytes``, square unless one side is short.
+
+    Each side is split evenly (e.g. 50,000 rows in 13 blocks of 3,847 rather
+    than 12 of 4,096 and one of 848), since Zarr stores edge chunks at full size.
+    """
+    elements = max(1, block_bytes // itemsize)
+    side = max(1, math.isqrt(elements))
+    rows = min(n_queries, side)
+    cols = min(n_train, max(side, elements // rows))
+    rows = min(n_queries, max(rows, elements // cols))
+    return _even(n_queries, rows), _even(n_train, cols)
+
+
+def _even(total: int, largest: int) -> int:
+    blocks = -(-total // largest)
+    return -(-total // blocks)
+
+
+def _inputs(queries: Any, train: Any) -> tuple[da.Array, da.Array, bool]:
+    self_join = train is None
+    train_array = as_array(queries if self_join else train, name="X" if self_join else "train")
+    query_array = train_array if self_join else as_array(queries, name="queries")
+    check_features(query_array, train_array)
+    return query_array, train_array, self_join
+
+
+def _blocked(query_array: da.Array, train_array: da.Array, dtype: np.dtype) -> tuple[da.Array, da.Array]:
+    rows, cols = block_shape(query_array.shape[0], train_array.shape[0], dtype.itemsize, config.get("chunk-bytes"))
+    # Regular blocks: each output block is one Zarr chunk, written by one task.
+    return query_array.rechunk({0: rows}), train_array.rechunk({0: cols})
+
+
+def _outer(*args: Any, **kwargs: Any) -> da.Array:
+    with warnings.catch_warnings():
+        # Many more output blocks than input blocks is what a distance matrix is.
+        warnings.simplefilter("ignore", PerformanceWarning)
+        return da.blockwise(*args, **kwargs)
+
+
+def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean", **params: Any) -> da.Array:
+    """The full (n_queries, n_train) distance matrix, lazily, in blocks that stream to Zarr.
+
+    Each task computes one block of about ``bigdist.chunk-bytes`` from one
+    query block and one train block, so a matrix far bigger than RAM can be
+    written with ``D.to_zarr(path)`` (or ``bigdist pairwise``) while memory
+    holds a few blocks per worker.
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, n_features)
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+    train : array-like of shape (n_train, n_features) or None
+        None means the distances within ``queries`` (the diagonal is exactly 0).
+    metric : str
+        Any name of :func:`bigdist.kernels.registry.metric_names`: the GEMM
+        family ``euclidean`` (``l2``), ``sqeuclidean``, ``cosine``,
+        ``correlation``, ``inner_product`` (``dot``; the inner products
+        themselves), or the direct metrics ``manhattan`` (``cityblock``,
+        ``l1``), ``chebyshev``, ``minkowski``, ``canberra``, ``braycurtis``,
+        ``chi2``, ``hamming``, ``jaccard``. Values equal SciPy's ``cdist``
+        where it is defined; a zero row (constant row for ``correlation``) has
+        cosine distance 1, two zero rows have ``braycurtis`` distance 0.
+    **params
+        Parameters of the metric: ``p`` (> 0) for ``minkowski``.
+
+    Returns
+    -------
+    dask array of shape (n_queries, n_train)
+        float32 when both inputs are float32 (GEMM family: a float32 GEMM on
+        rows centred on the train block's mean; see
+        ``bigdist.kernels.pairwise`` for its error bound), else float64.
+        Regular chunks of about ``bigdist.chunk-bytes``.
+
+    Raises
+    ------
+    ParameterError
+        Unknown metric or parameter, ``p`` <= 0.
+    InputValueError
+        (on compute) negative values for ``chi2``, non-boolean values for ``jaccard``.
+    """
+    resolved = get_metric(metric, **params)
+    query_array, train_array, self_join = _inputs(queries, train)
+    dtype = out_dtype(query_array.dtype, train_array.dtype)
+    query_array, train_array = _blocked(query_array, train_array, dtype)
+    query_index = da.arange(query_array.shape[0], chunks=(query_array.chunks[0],), dtype=np.int64)
+    train_index = da.arange(train_array.shape[0], chunks=(train_array.chunks[0],), dtype=np.int64)
+    token = tokenize(query_array, train_array, resolved.name, resolved.p, self_join)
+    logger.info(
+        "pairwise: %d x %d matrix, %s, blocks of %d x %d",
+        query_array.shape[0],
+        train_array.shape[0],
+        resolved.name,
+        query_array.chunks[0][0],
+        train_array.chunks[0][0],
+    )
+    return _outer(
+        partial(pairwise_chunk, metric=resolved.name, p=resolved.p, gemm=resolved.gemm, self_join=self_join),
+        "ij",
+        query_array,
+        "if",
+        train_array,
+        "jf",
+        query_index,
+        "i",
+        train_index,
+        "j",
+        concatenate=True,
+        dtype=dtype,
+        meta=np.empty((0, 0), dtype=dtype),
+        name=f"bigdist-pairwise-{resolved.name}-{token}",
+    )
+
+
+def euclidean_distances(queries: Any, train: Any = None, *, squared: bool = False) -> da.Array:
+    """Euclidean (or squared Euclidean) distance matrix; ``pairwise_distances`` with that metric.
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, n_features)
+    train : array-like of shape (n_train, n_features) or None (distances within ``queries``)
+    squared : bool, default=False
+
+    Returns
+    -------
+    dask array of shape (n_queries, n_train)
+    """
+    return pairwise_distances(queries, train, "sqeuclidean" if squared else "euclidean")
+
+
+def cosine_similarity(queries: Any, train: Any = None, *, eps: float = 1e-8) -> da.Array:
+    """Cosine-similarity matrix through one normalised GEMM per block.
+
+    Rows are divided by ``max(norm, eps)``, so a zero row has similarity 0
+    with everything (the ``eps`` guard of the usual one-matmul recipe);
+    values are clipped to [-1, 1].
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, n_features)
+    train : array-like of shape (n_train, n_features) or None (similarities within ``queries``)
+    eps : float, default=1e-8
+        Smallest norm divided by; must be > 0.
+
+    Returns
+    -------
+    dask array of shape (n_queries, n_train), float32 when both inputs are float32, else float64
+    """
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ParameterError(f"eps must be a number > 0 (it guards the division by zero rows' norms), got eps={eps!r}")
+    query_array, train_array, _ = _inputs(queries, train)
+    dtype = out_dtype(query_array.dtype, train_array.dtype)
+    query_array, train_array = _blocked(query_array, train_array, dtype)
+    return _outer(
+        partial(cosine_similarity_chunk, eps=float(eps)),
+        "ij",
+        query_array,
+        "if",
+        train_array,
+        "jf",
+        concatenate=True,
+        dtype=dtype,
+        meta=np.empty((0, 0), dtype=dtype),
+        name=f"bigdist-cosine-similarity-{tokenize(query_array, train_array, eps)}",
+    )
+
+
+def pairwise_distances_argmin_min(
+    queries: Any, train: Any, metric: str = "euclidean", *, split_every: int | None = None, **params: Any
+) -> tuple[da.Array, da.Array]:
+    """For each query row, the closest train row and its distance, without building the matrix.
+
+    This is :func:`bigdist.knn` with ``k=1``: each tile is reduced as it is
+    computed, and ties go to the lower index.
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, n_features)
+    train : array-like of shape (n_train, n_features)
+    metric : str, any metric of :func:`pairwise_distances`
+        For ``inner_product`` the row with the largest inner product, and that product.
+    split_every : int, optional
+        Fan-in of the reduction across train blocks (default from config).
+    **params
+        Parameters of the metric (``p`` for ``minkowski``).
+
+    Returns
+    -------
+    argmin : dask array of shape (n_queries,), int64
+        As scikit-learn's ``pairwise_distances_argmin_min``: indices first.
+    distances : dask array of shape (n_queries,)
+    """
+    if train is None:
+        raise ParameterError("pairwise_distances_argmin_min needs train rows; for neighbours within one set use knn")
+    result = knn(queries, train, k=1, metric=metric, split_every=split_every, **params)
+    return result.indices[:, 0], result.distances[:, 0]
+
+
+__all__ = [
+    "block_shape",
+    "cosine_similarity",
+    "euclidean_distances",
+    "pairwise_distances",
+    "pairwise_distances_argmin_min",
+]
