@@ -33,11 +33,14 @@ def _split(digits):
 
 
 @pytest.mark.parametrize("weights", ["uniform", "distance"])
-@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
-def test_classifier_matches_scikit_learn(digits, weights, metric):
+@pytest.mark.parametrize(
+    ("metric", "p"), [("euclidean", None), ("cosine", None), ("manhattan", None), ("minkowski", 3), ("chebyshev", None)]
+)
+def test_classifier_matches_scikit_learn(digits, weights, metric, p):
     queries, train, labels, truth = _split(digits)
-    ours = bd.KNeighborsClassifier(n_neighbors=9, weights=weights, metric=metric).fit(train, labels)
-    theirs = SkClassifier(n_neighbors=9, weights=weights, metric=metric, algorithm="brute").fit(train, labels)
+    ours = bd.KNeighborsClassifier(n_neighbors=9, weights=weights, metric=metric, p=p).fit(train, labels)
+    theirs = SkClassifier(n_neighbors=9, weights=weights, metric=metric, p=p or 2, algorithm="brute")
+    theirs.fit(train, labels)
     predicted = ours.predict(queries)
     assert isinstance(predicted, np.ndarray) and predicted.dtype == theirs.predict(queries).dtype
     np.testing.assert_array_equal(predicted, theirs.predict(queries))
