@@ -1,0 +1,299 @@
+"""Mean shift on blocks: kernel-weighted partial sums of a row block for a set of seeds. NumPy + numba only.
+
+One mean-shift pass maps ``meanshift_chunk`` over the row blocks, merges the
+partial states with ``meanshift_combine`` and turns the merged state into the
+seeds' new positions with ``meanshift_agg``. The state is a small dict::
+
+    {"sums": (s, d) float64, sum of w * x over the rows,
+     "weights": (s,) float64, sum of w,
+     "counts": (s,) int64, rows within the bandwidth (d <= bandwidth)}
+
+With few features (``DIRECT_MAX_FEATURES``) a compiled loop computes the
+exact float64 distances and the weighted sums in one sweep. With more,
+squared distances come from one GEMM of centred rows and seeds (the
+expansion trick, in the data's dtype so float32 keeps its speed). Where that
+is not exact enough they are recomputed from the original values in float64:
+pairs whose GEMM distance is within its error bound of the bandwidth (so the
+flat kernel and the counts use exactly scikit-learn's ``d <= bandwidth``
+rule), and, for float32 data, every pair near enough for its Gaussian weight
+to matter (the weights then have float64 relative accuracy).
+
+The bin-seeding count reduction (``bin_chunk`` / ``bin_combine``) is here too.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from bigdist.kernels.metrics import gemm_dtype, margin
+
+KERNELS = ("gaussian", "flat")
+ROW_STEP = 4096
+SEED_STEP = 512
+# Up to this many features a compiled loop of exact float64 differences is
+# faster than the GEMM, whose inner dimension is then too short for BLAS
+# (d=8: 1.3 ns per pair against 9 ns for the GEMM alone).
+DIRECT_MAX_FEATURES = 16
+# exp() of less than this underflows to 0 in float64.
+_EXP_UNDERFLOW = -745.2
+# Gaussian weights of pairs farther than this many bandwidths are below
+# exp(-36) = 2e-16 of a pair at distance 0: float32 GEMM distances (a few
+# parts in 1e6 of error on such weights) cannot move a float64 total there.
+NEAR_BANDWIDTHS = 8.5
+
+
+@numba.njit(cache=True, nogil=True)
+def _weigh(
+    products: np.ndarray,
+    seed_norms2: np.ndarray,
+    row_norms2: np.ndarray,
+    bounds: np.ndarray,
+    seeds: np.ndarray,
+    rows: np.ndarray,
+    bandwidth2: float,
+    near2: float,
+    gaussian: bool,
+    weights: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """Kernel weights of one (seed step, row step) tile, in place, and the counts within the bandwidth.
+
+    Parameters
+    ----------
+    products : ndarray of shape (s, r), GEMM of the centred seeds and rows
+    seed_norms2 : ndarray of shape (s,), float64, squared norms of the centred seeds
+    row_norms2 : ndarray of shape (r,), float64, squared norms of the centred rows
+    bounds : ndarray of shape (s,), float64, error bound of each seed's GEMM squared distances
+    seeds : ndarray of shape (s, d), float64, the seeds
+    rows : ndarray of shape (r, d), the original rows
+    bandwidth2 : float, squared bandwidth
+    near2 : float, squared distance below which distances are recomputed exactly (0: never)
+    gaussian : bool, Gaussian weights exp(-d² / (2 bandwidth²)), else flat (1 within the bandwidth)
+    weights : ndarray of shape (s, r), float64, output
+    counts : ndarray of shape (s,), int64, incremented by the rows within the bandwidth
+    """
+    n_seeds, n_rows = products.shape
+    n_features = rows.shape[1]
+    scale = -0.5 / bandwidth2
+    for s in range(n_seeds):
+        bound = bounds[s]
+        within = 0
+        for j in range(n_rows):
+            d2 = seed_norms2[s] + row_norms2[j] - 2.0 * products[s, j]
+            if abs(d2 - bandwidth2) <= bound or d2 <= near2 + bound:
+                d2 = 0.0
+                for f in range(n_features):
+                    diff = np.float64(rows[j, f]) - seeds[s, f]
+                    d2 += diff * diff
+            elif d2 < 0.0:
+                d2 = 0.0
+            inside = d2 <= bandwidth2
+            within += inside
+            if gaussian:
+                exponent = d2 * scale
+                weights[s, j] = np.exp(exponent) if exponent > _EXP_UNDERFLOW else 0.0
+            else:
+                weights[s, j] = 1.0 if inside else 0.0
+        counts[s] += within
+
+
+@numba.njit(cache=True, nogil=True)
+def _accumulate_direct(
+    seeds: np.ndarray,
+    rows: np.ndarray,
+    bandwidth2: float,
+    gaussian: bool,
+    sums: np.ndarray,
+    totals: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """Exact float64 distances, weights and weighted sums of rows for every seed, in place (few features).
+
+    Parameters
+    ----------
+    seeds : ndarray of shape (s, d), float64
+    rows : ndarray of shape (r, d)
+    bandwidth2 : float, squared bandwidth
+    gaussian : bool, Gaussian weights, else flat
+    sums : ndarray of shape (s, d), float64; totals : ndarray of shape (s,), float64;
+    counts : ndarray of shape (s,), int64, rows within the bandwidth
+    """
+    n_seeds, n_features = seeds.shape
+    scale = -0.5 / bandwidth2
+    for s in range(n_seeds):
+        total = 0.0
+        within = 0
+        for j in range(rows.shape[0]):
+            d2 = 0.0
+            for f in range(n_features):
+                diff = np.float64(rows[j, f]) - seeds[s, f]
+                d2 += diff * diff
+            inside = d2 <= bandwidth2
+            within += inside
+            if gaussian:
+                exponent = d2 * scale
+                if exponent <= _EXP_UNDERFLOW:
+                    continue
+                weight = np.exp(exponent)
+            elif inside:
+                weight = 1.0
+            else:
+                continue
+            total += weight
+            for f in range(n_features):
+                sums[s, f] += weight * np.float64(rows[j, f])
+        totals[s] += total
+        counts[s] += within
+
+
+def shift_sums(block: np.ndarray, seeds: np.ndarray, bandwidth: float, kernel: str) -> dict[str, np.ndarray]:
+    """Kernel-weighted sums of the rows of one block, for every seed.
+
+    Parameters
+    ----------
+    block : ndarray of shape (n, d), float32 or float64
+    seeds : ndarray of shape (s, d), float64, current positions of the seeds
+    bandwidth : float, > 0
+    kernel : {"gaussian", "flat"}
+
+    Returns
+    -------
+    dict with ``sums`` (s, d) float64, ``weights`` (s,) float64, ``counts`` (s,) int64
+    """
+    n, d = block.shape
+    n_seeds = seeds.shape[0]
+    sums = np.zeros((n_seeds, d))
+    totals = np.zeros(n_seeds)
+    counts = np.zeros(n_seeds, dtype=np.int64)
+    if n == 0 or n_seeds == 0:
+        return {"sums": sums, "weights": totals, "counts": counts}
+    seeds = np.ascontiguousarray(seeds, dtype=np.float64)
+    dtype = gemm_dtype(block.dtype)
+    bandwidth2 = float(bandwidth) ** 2
+    gaussian = kernel == "gaussian"
+    if d <= DIRECT_MAX_FEATURES:
+        for start in range(0, n, ROW_STEP):
+            _accumulate_direct(seeds, block[start : start + ROW_STEP], bandwidth2, gaussian, sums, totals, counts)
+        return {"sums": sums, "weights": totals, "counts": counts}
+    # float64 GEMM distances are accurate to ~1e-16 of the squared spread; float32 ones are not.
+    near2 = (NEAR_BANDWIDTHS**2) * bandwidth2 if gaussian and dtype == np.float32 else 0.0
+    # Any shift leaves distances unchanged; the block's mean keeps the centred values small.
+    centre = block.mean(axis=0, dtype=np.float64)
+    centred_seeds = (seeds - centre).astype(dtype)
+    seed_norms2 = np.einsum("ij,ij->i", centred_seeds, centred_seeds, dtype=np.float64)
+    centre_cast = centre.astype(dtype)
+    tile = np.empty((min(SEED_STEP, n_seeds), min(ROW_STEP, n)), dtype=dtype)
+    weights = np.empty(tile.shape)
+    for start in range(0, n, ROW_STEP):
+        rows = block[start : start + ROW_STEP]
+        centred_rows = np.subtract(rows, centre_cast, dtype=dtype)
+        row_norms2 = np.einsum("ij,ij->i", centred_rows, centred_rows, dtype=np.float64)
+        rows64 = rows.astype(np.float64)
+        max_row_norm = float(np.sqrt(row_norms2.max()))
+        for first in range(0, n_seeds, SEED_STEP):
+            last = min(first + SEED_STEP, n_seeds)
+            products = tile[: last - first, : len(rows)]
+            np.matmul(centred_seeds[first:last], centred_rows.T, out=products)
+            bounds = margin("sqeuclidean", dtype, d, np.sqrt(seed_norms2[first:last]), max_row_norm)
+            step_weights = weights[: last - first, : len(rows)]
+            _weigh(
+                products, seed_norms2[first:last], row_norms2, bounds, seeds[first:last], rows,
+                bandwidth2, near2, gaussian, step_weights, counts[first:last],
+            )  # fmt: skip
+            sums[first:last] += step_weights @ rows64
+            totals[first:last] += step_weights.sum(axis=1)
+    return {"sums": sums, "weights": totals, "counts": counts}
+
+
+def meanshift_chunk(
+    block: np.ndarray, first_row: int, seeds: np.ndarray, *, bandwidth: float, kernel: str
+) -> dict[str, np.ndarray]:
+    """Partial mean-shift state of one row block (``first_row`` is unused: sums do not need row indices)."""
+    return shift_sums(block, seeds, bandwidth, kernel)
+
+
+def meanshift_combine(partials: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Merge partial mean-shift states (sums of sums)."""
+    return {key: sum(p[key] for p in partials) for key in partials[0]}
+
+
+def meanshift_agg(state: dict[str, np.ndarray], seeds: np.ndarray) -> dict[str, np.ndarray]:
+    """New seed positions from a merged state.
+
+    Seeds with zero total weight (no row within the flat kernel's bandwidth,
+    or Gaussian weights that all underflow) keep their position.
+
+    Returns
+    -------
+    dict with ``means`` (s, d) float64, ``weights`` (s,), ``counts`` (s,)
+    """
+    weights = state["weights"]
+    positive = weights > 0
+    means = np.array(seeds, dtype=np.float64, copy=True)
+    means[positive] = state["sums"][positive] / weights[positive, None]
+    return {"means": means, "weights": weights, "counts": state["counts"]}
+
+
+def bin_chunk(block: np.ndarray, first_row: int, *, bin_size: float) -> dict[str, np.ndarray]:
+    """Grid bins of the rows of one block: their integer coordinates, row counts and first rows.
+
+    A row's bin is ``round(x / bin_size)`` computed in the block's dtype, as
+    scikit-learn's ``get_bin_seeds`` does.
+
+    Returns
+    -------
+    dict with ``bins`` (u, d) float64, ``counts`` (u,) int64, ``first`` (u,) int64 (global row of
+    the bin's first row)
+    """
+    # + 0.0 turns -0.0 into 0.0, one bin as in scikit-learn's dict of tuples.
+    bins = np.round(block / block.dtype.type(bin_size)).astype(np.float64) + 0.0
+    unique, first, counts = np.unique(bins, axis=0, return_index=True, return_counts=True)
+    return {"bins": unique, "counts": counts.astype(np.int64), "first": first.astype(np.int64) + first_row}
+
+
+def bin_combine(partials: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Merge bin counts of several blocks (counts add, the first row is the earliest)."""
+    bins = np.concatenate([p["bins"] for p in partials])
+    unique, inverse = np.unique(bins, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    counts = np.zeros(len(unique), dtype=np.int64)
+    np.add.at(counts, inverse, np.concatenate([p["counts"] for p in partials]))
+    first = np.full(len(unique), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, inverse, np.concatenate([p["first"] for p in partials]))
+    return {"bins": unique, "counts": counts, "first": first}
+
+
+def merge_modes(positions: np.ndarray, intensities: np.ndarray, bandwidth: float) -> tuple[np.ndarray, np.ndarray]:
+    """Merge converged seeds into modes as scikit-learn does.
+
+    Seeds with zero intensity are dropped; equal positions count once (the
+    last seed's intensity, as in a dict keyed by position); the rest are
+    sorted by (intensity, position) descending, and each kept position
+    suppresses the later ones within ``bandwidth`` (``d <= bandwidth``).
+
+    Parameters
+    ----------
+    positions : ndarray of shape (s, d), float64
+    intensities : ndarray of shape (s,), int64, rows within the bandwidth of each seed's last position
+    bandwidth : float
+
+    Returns
+    -------
+    modes : ndarray of shape (c, d), float64
+    mode_intensities : ndarray of shape (c,), int64
+    """
+    by_position: dict[tuple[float, ...], int] = {}
+    for position, intensity in zip(map(tuple, positions.tolist()), intensities.tolist(), strict=True):
+        if intensity:
+            by_position[position] = intensity
+    ranked = sorted(by_position.items(), key=lambda item: (item[1], item[0]), reverse=True)
+    centres = np.array([position for position, _ in ranked], dtype=np.float64).reshape(-1, positions.shape[1])
+    ranks = np.array([intensity for _, intensity in ranked], dtype=np.int64)
+    keep = np.ones(len(centres), dtype=bool)
+    bandwidth2 = float(bandwidth) ** 2
+    for i in range(len(centres)):
+        if keep[i]:
+            diff = centres[i + 1 :] - centres[i]
+            keep[i + 1 :] &= np.einsum("ij,ij->i", diff, diff) > bandwidth2
+    return centres[keep], ranks[keep]
