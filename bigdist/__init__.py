@@ -8,6 +8,7 @@ from bigdist.errors import BigdistError
 from bigdist.io import open_array
 from bigdist.kmeans import KMeansResult, kmeans
 from bigdist.knn import KNNResult, knn
+from bigdist.meanshift import MeanShiftResult, estimate_bandwidth, meanshift
 from bigdist.neighbors import NearestNeighbors
 
 __version__ = "0.1.0"
@@ -17,10 +18,13 @@ __all__ = [
     "KMeans",
     "KMeansResult",
     "KNNResult",
+    "MeanShiftResult",
     "NearestNeighbors",
     "__version__",
     "config",
+    "estimate_bandwidth",
     "kmeans",
     "knn",
+    "meanshift",
     "open_array",
 ]
