@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bigdist import config as config
-from bigdist.cluster import KMeans
+from bigdist.cluster import KMeans, MeanShift
 from bigdist.errors import BigdistError
 from bigdist.io import open_array
 from bigdist.kmeans import KMeansResult, kmeans
@@ -18,6 +18,7 @@ __all__ = [
     "KMeans",
     "KMeansResult",
     "KNNResult",
+    "MeanShift",
     "MeanShiftResult",
     "NearestNeighbors",
     "__version__",
