@@ -378,11 +378,7 @@ def _shift(
     while len(moving):
         began = time.perf_counter()
         current = final[moving]
-        state = block_tree_reduce(
-            X, partial(meanshift_chunk, bandwidth=bandwidth, kernel=kernel), meanshift_combine,
-            split_every=split_every, name="bigdist-meanshift-pass", extra=(current,),
-        ).compute()  # fmt: skip
-        result = meanshift_agg(state, current)
+        result = meanshift_agg(_pass(X, current, bandwidth, kernel, split_every), current)
         shifts = np.sqrt(((result["means"] - current) ** 2).sum(axis=1))
         intensities[moving] = result["counts"]
         empty = result["weights"] <= 0 if kernel == "gaussian" else result["counts"] == 0
@@ -400,6 +396,29 @@ def _shift(
         )  # fmt: skip
         moving = moving[~done]
     return final, intensities, int(completed.max(initial=0)), stats
+
+
+def _pass(X: da.Array, seeds: np.ndarray, bandwidth: float, kernel: str, split_every: int) -> dict[str, np.ndarray]:
+    """Merged mean-shift state of every seed: one reduction per block of seeds, all in one compute.
+
+    The reductions share the data blocks' keys, so each block is read once per
+    pass however many seed blocks use it; seed blocks make tasks for the
+    workers to share when the data is a single block.
+    """
+    rows = config.get("meanshift.seed-block-rows")
+    reductions = [
+        block_tree_reduce(
+            X,
+            partial(meanshift_chunk, bandwidth=bandwidth, kernel=kernel),
+            meanshift_combine,
+            split_every=split_every,
+            name="bigdist-meanshift-pass",
+            extra=(seeds[start : start + rows],),
+        )  # fmt: skip
+        for start in range(0, len(seeds), rows)
+    ]
+    states = dask.compute(*reductions)
+    return {key: np.concatenate([state[key] for state in states]) for key in states[0]}
 
 
 def _labels(X: da.Array, modes: np.ndarray, bandwidth: float, cluster_all: bool, split_every: int) -> da.Array:

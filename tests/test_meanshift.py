@@ -91,10 +91,11 @@ def test_estimate_bandwidth_equals_scikit_learn_out_of_core(blobs, quantile, n_s
 
 
 @pytest.mark.parametrize("kernel", ["gaussian", "flat"])
-def test_chunking_and_split_every_do_not_matter(blobs, kernel):
+def test_chunking_split_every_and_seed_blocks_do_not_matter(blobs, kernel):
     reference = bd.meanshift(blobs, 1.2, kernel=kernel, bin_seeding=True)
     chunked = da.from_array(blobs, chunks=((100, 1, 299, 250, 150), 3))
-    other = bd.meanshift(chunked, 1.2, kernel=kernel, bin_seeding=True, split_every=2)
+    with dask.config.set({"bigdist.meanshift.seed-block-rows": 7}):
+        other = bd.meanshift(chunked, 1.2, kernel=kernel, bin_seeding=True, split_every=2)
     assert other.n_iter == reference.n_iter
     np.testing.assert_allclose(other.cluster_centers, reference.cluster_centers, rtol=1e-12)
     np.testing.assert_array_equal(other.intensities, reference.intensities)
