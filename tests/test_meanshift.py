@@ -82,11 +82,18 @@ def test_bandwidth_none_uses_scikit_learns_estimate(blobs):
     _compare_with_scikit_learn(ours, SkMeanShift(bin_seeding=True).fit(blobs))
 
 
-@pytest.mark.parametrize(("quantile", "n_samples", "random_state"), [(0.1, None, 0), (0.5, 200, 4), (1.0, 50, 0)])
+# k = 80, 100 and 50 use bd.knn; k = 240 and 800 the partition reduction.
+@pytest.mark.parametrize(
+    ("quantile", "n_samples", "random_state"),
+    [(0.1, None, 0), (0.5, 200, 4), (1.0, 50, 0), (0.3, None, 0), (1.0, None, 0)],
+)
 def test_estimate_bandwidth_equals_scikit_learn_out_of_core(blobs, quantile, n_samples, random_state):
     expected = sk_estimate_bandwidth(blobs, quantile=quantile, n_samples=n_samples, random_state=random_state)
     chunked = da.from_array(blobs, chunks=((300, 1, 499), 3))
-    got = bd.estimate_bandwidth(chunked, quantile=quantile, n_samples=n_samples, random_state=random_state)
+    with dask.config.set({"bigdist.chunk-bytes": 14_000_000}):  # several query blocks for the partition reduction
+        got = bd.estimate_bandwidth(
+            chunked, quantile=quantile, n_samples=n_samples, random_state=random_state, split_every=2
+        )
     assert got == pytest.approx(expected, rel=1e-12)
 
 

@@ -333,3 +333,46 @@ def merge_modes(positions: np.ndarray, intensities: np.ndarray, bandwidth: float
             diff = centres[i + 1 :] - centres[i]
             keep[i + 1 :] &= np.einsum("ij,ij->i", diff, diff) > bandwidth2
     return centres[keep], ranks[keep]
+
+
+def kth_chunk(queries: np.ndarray, train: np.ndarray, *, k: int, tile_rows: int = 8192) -> np.ndarray:
+    """The k smallest squared distances of each query row within one train block (unsorted).
+
+    For the large k of ``estimate_bandwidth`` (a fraction of the rows), where
+    a running partition costs O(rows) per query and a sorted top-k list
+    O(k) per insertion. float64 expansion trick on rows centred on the train
+    block's mean.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (m, d)
+    train : ndarray of shape (n, d)
+    k : int
+    tile_rows : int, train rows scored at a time
+
+    Returns
+    -------
+    ndarray of shape (m, min(k, n)), float64
+    """
+    centre = train.mean(axis=0, dtype=np.float64)
+    centred_queries = queries.astype(np.float64) - centre
+    query_norms2 = np.einsum("ij,ij->i", centred_queries, centred_queries)
+    best = np.empty((len(queries), 0))
+    for start in range(0, len(train), tile_rows):
+        rows = train[start : start + tile_rows].astype(np.float64) - centre
+        d2 = query_norms2[:, None] + np.einsum("ij,ij->i", rows, rows)[None, :] - 2.0 * (centred_queries @ rows.T)
+        np.maximum(d2, 0.0, out=d2)
+        best = kth_combine(np.concatenate([best, d2], axis=1), k=k)
+    return best
+
+
+def kth_combine(partials: np.ndarray, *, k: int) -> np.ndarray:
+    """Keep the k smallest of each row, shape (m, w) -> (m, min(k, w))."""
+    if partials.shape[1] <= k:
+        return partials
+    return np.partition(partials, k - 1, axis=1)[:, :k]
+
+
+def kth_agg(partials: np.ndarray, *, k: int) -> np.ndarray:
+    """Distance to the k-th nearest train row of each query, shape (m, w) -> (m, 1)."""
+    return np.sqrt(kth_combine(partials, k=k).max(axis=1, keepdims=True))

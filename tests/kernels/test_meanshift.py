@@ -7,6 +7,9 @@ from bigdist.kernels.meanshift import (
     DIRECT_MAX_FEATURES,
     bin_chunk,
     bin_combine,
+    kth_agg,
+    kth_chunk,
+    kth_combine,
     meanshift_agg,
     meanshift_chunk,
     meanshift_combine,
@@ -94,3 +97,15 @@ def test_merge_modes_suppresses_weaker_modes_within_one_bandwidth():
     # [0.5, 0] (20) suppresses [0, 0] (10) and [1, 0] (3, at exactly one bandwidth); [9, 9] has no rows.
     np.testing.assert_array_equal(modes, [[0.5, 0.0], [3.0, 0.0]])
     np.testing.assert_array_equal(ranks, [20, 5])
+
+
+def test_kth_distance_triplet_equals_sorted_brute_force():
+    rng = np.random.default_rng(3)
+    train = rng.standard_normal((900, 5)) * 2 + 1e3
+    queries = train[:40]
+    k = 120
+    parts = [kth_chunk(queries, train[a:b], k=k, tile_rows=64) for a, b in [(0, 100), (100, 101), (101, 900)]]
+    assert [p.shape[1] for p in parts] == [100, 1, 120]
+    merged = kth_agg(np.concatenate([kth_combine(np.concatenate(parts[:2], axis=1), k=k), parts[2]], axis=1), k=k)
+    expected = np.sort(cdist(queries, train), axis=1)[:, k - 1]
+    np.testing.assert_allclose(merged[:, 0], expected, rtol=1e-10)
