@@ -407,14 +407,27 @@ def _shift(
     return final, intensities, int(completed.max(initial=0)), stats
 
 
+def _threads() -> int:
+    """Threads of the ambient cluster (the machine's cores without a distributed client)."""
+    try:
+        from distributed import get_client
+
+        return max(1, sum(get_client().nthreads().values()))
+    except (ImportError, ValueError):
+        return os.cpu_count() or 1
+
+
 def _pass(X: da.Array, seeds: np.ndarray, bandwidth: float, kernel: str, split_every: int) -> dict[str, np.ndarray]:
     """Merged mean-shift state of every seed: one reduction per block of seeds, all in one compute.
 
     The reductions share the data blocks' keys, so each block is read once per
     pass however many seed blocks use it; seed blocks make tasks for the
-    workers to share when the data is a single block.
+    workers to share when the data has few blocks.
     """
-    rows = config.get("meanshift.seed-block-rows")
+    # At most seed-block-rows seeds per task, fewer when the data has too few
+    # blocks to give every thread of the cluster two tasks.
+    tasks_wanted = 2 * _threads()
+    rows = max(1, min(config.get("meanshift.seed-block-rows"), -(-len(seeds) * X.numblocks[0] // tasks_wanted)))
     reductions = [
         block_tree_reduce(
             X,
