@@ -14,6 +14,7 @@ number of passes, ``n_iter_ + 1``) and the peak RSS summed over all processes
 (client, scheduler, workers; scikit-learn's joblib workers) of each run.
 
     python scripts/bench_meanshift.py                       # 50,000 x 8, then 500,000 x 8
+    python scripts/bench_meanshift.py --chunk-bytes 2MiB    # the larger set in 8 blocks: memory flat in n
     python scripts/bench_meanshift.py --n-samples 5000 --scale 2   # smoke test
 
 Needs the ``bench`` extra (psutil). Data goes to --workdir.
@@ -83,6 +84,9 @@ def main() -> None:
     parser.add_argument("--bandwidth", type=float, default=4.0)
     parser.add_argument("--min-bin-freq", type=int, default=1)
     parser.add_argument("--scale", type=int, default=10, help="size of the bigdist-only run, in multiples")
+    parser.add_argument(
+        "--chunk-bytes", default=None, help="bigdist.chunk-bytes of the runs (e.g. 2MiB: the larger set in many blocks)"
+    )
     parser.add_argument("--workdir", default="/tmp/bigdist-bench")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
@@ -90,7 +94,10 @@ def main() -> None:
     n, d = args.n_samples, args.d
     cores = os.cpu_count() or 1
 
-    with dask.config.set({"bigdist.io.compressor": "none"}), runtime.start() as client:
+    settings = {"bigdist.io.compressor": "none"}
+    if args.chunk_bytes:
+        settings["bigdist.chunk-bytes"] = args.chunk_bytes
+    with dask.config.set(settings), runtime.start() as client:
         small = _blobs(args.workdir, n, d, args.centers)
         large = _blobs(args.workdir, n * args.scale, d, args.centers)
         data = bd.open_array(small).compute()
@@ -143,7 +150,8 @@ def main() -> None:
         f"{big.n_seeds} seeds, {len(big.cluster_centers)} modes; peak RSS above idle "
         f"{(small_run['peak'] - small_run['baseline']) / 2**20:.0f} MiB -> "
         f"{(large_run['peak'] - large_run['baseline']) / 2**20:.0f} MiB "
-        f"(data {data.nbytes / 2**20:.0f} MiB -> {data.nbytes * args.scale / 2**20:.0f} MiB)"
+        f"(data {data.nbytes / 2**20:.0f} MiB -> {data.nbytes * args.scale / 2**20:.0f} MiB, "
+        f"blocks of {dask.config.get('bigdist.chunk-bytes') if not args.chunk_bytes else args.chunk_bytes})"
     )
 
 
