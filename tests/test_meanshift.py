@@ -114,6 +114,7 @@ def test_sampled_seeds_for_big_data(blobs):
         result = bd.meanshift(blobs, 1.5, random_state=0)
         again = bd.meanshift(blobs, 1.5, random_state=0)
     assert result.n_seeds == 100
+    assert bd.meanshift(blobs, 1.5, n_seeds=40, random_state=1).n_seeds == 40
     np.testing.assert_array_equal(result.cluster_centers, again.cluster_centers)
     full = bd.meanshift(blobs, 1.5)
     assert full.n_seeds == len(blobs)
