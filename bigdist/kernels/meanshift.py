@@ -10,13 +10,15 @@ seeds' new positions with ``meanshift_agg``. The state is a small dict::
 
 With few features (``DIRECT_MAX_FEATURES``) compiled loops compute the
 exact float64 distances and the weighted sums (the Gaussian's exp by
-NumPy's vectorised one in between). With more, squared distances come from one GEMM of centred rows and seeds (the
-expansion trick, in the data's dtype so float32 keeps its speed). Where that
-is not exact enough they are recomputed from the original values in float64:
-pairs whose GEMM distance is within its error bound of the bandwidth (so the
-flat kernel and the counts use exactly scikit-learn's ``d <= bandwidth``
-rule), and, for float32 data, every pair near enough for its Gaussian weight
-to matter (the weights then have float64 relative accuracy).
+NumPy's vectorised one in between). With more, squared distances come from
+one GEMM of rows and seeds centred on the block's mean (the expansion
+trick); pairs whose GEMM distance is within its error bound of the
+bandwidth are recomputed from the original values in float64, so the flat
+kernel and the counts follow scikit-learn's ``d <= bandwidth`` exactly. The
+flat kernel's GEMM runs in the data's dtype (float32 keeps its speed: only
+the side of the bandwidth matters); the Gaussian's runs in float64, because
+its weights need relative accuracy at every distance (float32 would err by
+about 1e-7 x spread² / bandwidth² in the exponent).
 
 The bin-seeding count reduction (``bin_chunk`` / ``bin_combine``) is here too.
 """
@@ -35,10 +37,6 @@ SEED_STEP = 512
 # faster than the GEMM, whose inner dimension is then too short for BLAS
 # (d=8: 1.3 ns per pair against 9 ns for the GEMM alone).
 DIRECT_MAX_FEATURES = 16
-# Gaussian weights of pairs farther than this many bandwidths are below
-# exp(-36) = 2e-16 of a pair at distance 0: float32 GEMM distances (a few
-# parts in 1e6 of error on such weights) cannot move a float64 total there.
-NEAR_BANDWIDTHS = 8.5
 
 
 @numba.njit(cache=True, nogil=True)
@@ -50,14 +48,13 @@ def _checked_distances(
     seeds: np.ndarray,
     rows: np.ndarray,
     bandwidth2: float,
-    near2: float,
     out: np.ndarray,
     counts: np.ndarray,
 ) -> None:
-    """Squared distances of one (seed step, row step) tile from its GEMM, exact where it matters.
+    """Squared distances of one (seed step, row step) tile from its GEMM, exact near the bandwidth.
 
-    Pairs within the GEMM's error bound of the bandwidth, or nearer than
-    ``near2``, are recomputed from the original values in float64.
+    Pairs within the GEMM's error bound of the bandwidth are recomputed from
+    the original values in float64.
 
     Parameters
     ----------
@@ -68,7 +65,6 @@ def _checked_distances(
     seeds : ndarray of shape (s, d), float64, the seeds
     rows : ndarray of shape (r, d), the original rows
     bandwidth2 : float, squared bandwidth
-    near2 : float, squared distance below which distances are recomputed exactly (0: only at the bandwidth)
     out : ndarray of shape (s, r), float64, the squared distances
     counts : ndarray of shape (s,), int64, incremented by the rows within the bandwidth
     """
@@ -78,7 +74,7 @@ def _checked_distances(
         within = 0
         for j in range(n_rows):
             d2 = seed_norms2[s] + row_norms2[j] - 2.0 * products[s, j]
-            if abs(d2 - bandwidth2) <= bound or d2 <= near2 + bound:
+            if abs(d2 - bandwidth2) <= bound:
                 d2 = 0.0
                 for f in range(rows.shape[1]):
                     diff = np.float64(rows[j, f]) - seeds[s, f]
@@ -199,9 +195,7 @@ def shift_sums(block: np.ndarray, seeds: np.ndarray, bandwidth: float, kernel: s
             _flat_direct(seeds, block[start : start + ROW_STEP], bandwidth2, sums, totals, counts)
         return {"sums": sums, "weights": totals, "counts": counts}
 
-    dtype = gemm_dtype(block.dtype)
-    # float64 GEMM distances are accurate to ~1e-16 of the squared spread; float32 ones are not.
-    near2 = (NEAR_BANDWIDTHS**2) * bandwidth2 if gaussian and dtype == np.float32 else 0.0
+    dtype = np.dtype(np.float64) if gaussian else gemm_dtype(block.dtype)
     # Any shift leaves distances unchanged; the block's mean keeps the centred values small.
     centre = block.mean(axis=0, dtype=np.float64)
     centred_seeds = (seeds - centre).astype(dtype)
@@ -214,7 +208,6 @@ def shift_sums(block: np.ndarray, seeds: np.ndarray, bandwidth: float, kernel: s
         if not direct:
             centred_rows = np.subtract(rows, centre_cast, dtype=dtype)
             row_norms2 = np.einsum("ij,ij->i", centred_rows, centred_rows, dtype=np.float64)
-            rows64 = rows.astype(np.float64)
             max_row_norm = float(np.sqrt(row_norms2.max()))
         for first in range(0, n_seeds, SEED_STEP):
             last = min(first + SEED_STEP, n_seeds)
@@ -230,14 +223,18 @@ def shift_sums(block: np.ndarray, seeds: np.ndarray, bandwidth: float, kernel: s
             bounds = margin("sqeuclidean", dtype, d, np.sqrt(seed_norms2[first:last]), max_row_norm)
             _checked_distances(
                 products, seed_norms2[first:last], row_norms2, bounds, seeds[first:last], rows,
-                bandwidth2, near2, weights, counts[first:last],
+                bandwidth2, weights, counts[first:last],
             )  # fmt: skip
             if gaussian:
                 weights *= -0.5 / bandwidth2
                 np.exp(weights, out=weights)
             else:
                 np.less_equal(weights, bandwidth2, out=weights)
-            sums[first:last] += weights @ rows64
+                if np.count_nonzero(weights) < weights.size // 4:
+                    # Mostly zeros: the compiled loop skips them.
+                    _weighted_sums(weights, rows, sums[first:last], totals[first:last])
+                    continue
+            sums[first:last] += weights @ rows.astype(np.float64)
             totals[first:last] += weights.sum(axis=1)
     return {"sums": sums, "weights": totals, "counts": counts}
 

@@ -27,13 +27,16 @@ def _oracle(block, seeds, bandwidth, kernel):
 @pytest.mark.parametrize("n_features", [3, DIRECT_MAX_FEATURES + 8])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kernel", ["gaussian", "flat"])
-def test_sums_equal_float64_brute_force_far_from_the_origin(n_features, dtype, kernel):
+@pytest.mark.parametrize("bandwidth", [25.0, 250.0])  # few rows within the bandwidth, or most
+def test_sums_equal_float64_brute_force_far_from_the_origin(n_features, dtype, kernel, bandwidth):
     rng = np.random.default_rng(n_features)
-    # Offset 1e4 and spread 30 bandwidths: the expansion trick's cancellation is large.
+    # Offset 1e4 and a spread of 30 per feature: the expansion trick's cancellation is large.
     block = (rng.standard_normal((5000, n_features)) * 30 + 1e4).astype(dtype)
     seeds = block[rng.choice(5000, 600, replace=False)].astype(np.float64) + rng.standard_normal((600, n_features))
-    sums, weights, counts = _oracle(block, seeds, 25.0, kernel)
-    got = shift_sums(block, seeds, 25.0, kernel)
+    sums, weights, counts = _oracle(block, seeds, bandwidth, kernel)
+    if kernel == "flat" and bandwidth > 100:
+        assert counts.mean() > 5000 / 4
+    got = shift_sums(block, seeds, bandwidth, kernel)
     np.testing.assert_array_equal(got["counts"], counts)
     np.testing.assert_allclose(got["weights"], weights, rtol=1e-12)
     np.testing.assert_allclose(got["sums"], sums, rtol=1e-12)
