@@ -177,7 +177,7 @@ def _bin_seeds(X: da.Array, bandwidth: Any, min_bin_freq: int, split_every: int)
     None when there are as many such cells as rows (binning failed; scikit-learn then seeds with every row).
     """
     state = block_tree_reduce(
-        X, partial(bin_chunk, bin_size=float(bandwidth)), bin_combine, split_every=split_every,
+        X, partial(bin_chunk, bin_size=bandwidth), bin_combine, split_every=split_every,
         name="bigdist-meanshift-bins",
     ).compute()  # fmt: skip
     keep = state["counts"] >= min_bin_freq

@@ -271,8 +271,9 @@ def meanshift_agg(state: dict[str, np.ndarray], seeds: np.ndarray) -> dict[str, 
 def bin_chunk(block: np.ndarray, first_row: int, *, bin_size: float) -> dict[str, np.ndarray]:
     """Grid bins of the rows of one block: their integer coordinates, row counts and first rows.
 
-    A row's bin is ``round(x / bin_size)`` computed in the block's dtype, as
-    scikit-learn's ``get_bin_seeds`` does.
+    A row's bin is ``round(x / bin_size)`` with NumPy's promotion, as
+    scikit-learn's ``get_bin_seeds`` computes it: float32 rows divided by a
+    Python float stay float32, by a ``np.float64`` become float64.
 
     Returns
     -------
@@ -280,7 +281,7 @@ def bin_chunk(block: np.ndarray, first_row: int, *, bin_size: float) -> dict[str
     the bin's first row)
     """
     # + 0.0 turns -0.0 into 0.0, one bin as in scikit-learn's dict of tuples.
-    bins = np.round(block / block.dtype.type(bin_size)).astype(np.float64) + 0.0
+    bins = np.round(block / bin_size).astype(np.float64) + 0.0
     unique, first, counts = np.unique(bins, axis=0, return_index=True, return_counts=True)
     return {"bins": unique, "counts": counts.astype(np.int64), "first": first.astype(np.int64) + first_row}
 

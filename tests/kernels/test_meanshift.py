@@ -78,11 +78,11 @@ def test_agg_keeps_seeds_without_weight_in_place():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_bins_equal_scikit_learns_in_order(dtype):
+@pytest.mark.parametrize("bandwidth", [1.3, np.float64(1.3)])  # a NumPy float makes float32 rows float64
+def test_bins_equal_scikit_learns_in_order(dtype, bandwidth):
     rng = np.random.default_rng(2)
     data = (rng.standard_normal((2000, 2)) * 3).astype(dtype)
     data[5] = [-0.2, 0.1]  # rounds to -0.0: the same bin as 0.0
-    bandwidth = 1.3
     parts = [bin_chunk(data[a:b], a, bin_size=bandwidth) for a, b in [(0, 700), (700, 701), (701, 2000)]]
     state = bin_combine([bin_combine(parts[:2]), parts[2]])
     for min_bin_freq in (1, 5):
