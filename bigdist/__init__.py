@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from bigdist import config as config
 from bigdist.classification import KNeighborsClassifier, KNeighborsRegressor
-from bigdist.cluster import KMeans
+from bigdist.cluster import KMeans, MeanShift
 from bigdist.errors import BigdistError
 from bigdist.io import open_array
 from bigdist.kmeans import KMeansResult, kmeans
 from bigdist.knn import KNNResult, knn
+from bigdist.meanshift import MeanShiftResult, estimate_bandwidth, meanshift
 from bigdist.neighbors import NearestNeighbors
 from bigdist.pairwise import (
     cosine_similarity,
@@ -27,14 +28,18 @@ __all__ = [
     "KNeighborsClassifier",
     "KNeighborsRegressor",
     "KNNResult",
+    "MeanShift",
+    "MeanShiftResult",
     "NearestNeighbors",
     "RadiusResult",
     "__version__",
     "config",
     "cosine_similarity",
     "euclidean_distances",
+    "estimate_bandwidth",
     "kmeans",
     "knn",
+    "meanshift",
     "open_array",
     "pairwise_distances",
     "pairwise_distances_argmin_min",

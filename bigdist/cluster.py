@@ -1,19 +1,22 @@
-"""scikit-learn style clustering estimators on top of :func:`bigdist.kmeans`."""
+"""scikit-learn style clustering estimators on top of :func:`bigdist.kmeans` and :func:`bigdist.meanshift`."""
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
 import dask.array as da
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bigdist.errors import InputShapeError
 from bigdist.io import as_array, in_memory
 from bigdist.kernels.kmeans import assign
 from bigdist.kmeans import kmeans
+from bigdist.knn import knn
+from bigdist.meanshift import meanshift
 
 
 def _distances_chunk(block: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -144,3 +147,129 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             meta=np.empty((0,)),
         ).sum()
         return -float(inertia.compute())
+
+
+class MeanShift(ClusterMixin, BaseEstimator):
+    """Mean-shift clustering of data far bigger than RAM (see :func:`bigdist.meanshift`).
+
+    A drop-in for scikit-learn's ``MeanShift``: the default flat kernel gives
+    its modes and labels; ``kernel="gaussian"`` weights rows by
+    exp(-d² / (2·bandwidth²)).
+
+    Parameters
+    ----------
+    bandwidth : float, optional
+        None estimates it with :func:`bigdist.estimate_bandwidth`.
+    seeds : array-like of shape (n_seeds, n_features), optional
+    bin_seeding : bool, default=False
+    min_bin_freq : int, default=1
+    cluster_all : bool, default=True
+    max_iter : int, default=300
+    kernel : {"flat", "gaussian"}, default="flat"
+    tol : float, default=1e-3
+        Convergence threshold, relative to the bandwidth.
+    n_seeds : int, optional
+    random_state : int, optional
+    split_every : int, optional
+    persist : bool, optional
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    labels_ : ndarray (NumPy input) or dask array of shape (n_samples,)
+    n_iter_ : int
+    bandwidth_ : float, the bandwidth used
+    n_features_in_ : int
+    stats_ : list of dict, per-pass statistics
+    """
+
+    def __init__(
+        self,
+        *,
+        bandwidth: float | None = None,
+        seeds: Any = None,
+        bin_seeding: bool = False,
+        min_bin_freq: int = 1,
+        cluster_all: bool = True,
+        max_iter: int = 300,
+        kernel: str = "flat",
+        tol: float = 1e-3,
+        n_seeds: int | None = None,
+        random_state: int | None = None,
+        split_every: int | None = None,
+        persist: bool | None = None,
+    ) -> None:
+        self.bandwidth = bandwidth
+        self.seeds = seeds
+        self.bin_seeding = bin_seeding
+        self.min_bin_freq = min_bin_freq
+        self.cluster_all = cluster_all
+        self.max_iter = max_iter
+        self.kernel = kernel
+        self.tol = tol
+        self.n_seeds = n_seeds
+        self.random_state = random_state
+        self.split_every = split_every
+        self.persist = persist
+
+    def fit(self, X: Any, y: Any = None) -> MeanShift:
+        """Cluster the rows of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), dask array, or Zarr / .npy path
+        y : ignored
+        """
+        result = meanshift(
+            _values(X),
+            self.bandwidth,
+            kernel=self.kernel,
+            seeds=self.seeds,
+            bin_seeding=self.bin_seeding,
+            min_bin_freq=self.min_bin_freq,
+            n_seeds=self.n_seeds,
+            cluster_all=self.cluster_all,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=self.random_state,
+            split_every=self.split_every,
+            persist=self.persist,
+        )
+        _check_feature_names(self, X, reset=True)
+        self.cluster_centers_ = result.cluster_centers
+        self.labels_ = result.labels.compute() if _in_memory(X) else result.labels
+        self.n_iter_ = result.n_iter
+        self.bandwidth_ = result.bandwidth
+        self.stats_ = result.stats
+        self.n_features_in_ = result.cluster_centers.shape[1]
+        return self
+
+    def predict(self, X: Any) -> Any:
+        """Index of the nearest mode of each row, shape (n_samples,) (every row, as scikit-learn's predict)."""
+        check_is_fitted(self, "cluster_centers_")
+        array = as_array(_values(X), name="X")
+        if array.shape[1] != self.n_features_in_:
+            raise InputShapeError(
+                f"X has {array.shape[1]} features, but MeanShift is expecting {self.n_features_in_} features as input"
+            )
+        _check_feature_names(self, X, reset=False)
+        labels = knn(array, self.cluster_centers_, k=1, split_every=self.split_every).indices[:, 0]
+        return labels.compute() if _in_memory(X) else labels
+
+    def fit_predict(self, X: Any, y: Any = None) -> Any:
+        """Cluster X and return its labels."""
+        return self.fit(X).labels_
+
+
+def _check_feature_names(estimator: BaseEstimator, X: Any, *, reset: bool) -> None:
+    # Column names of a DataFrame are remembered and checked, as scikit-learn does (paths have none).
+    if not isinstance(X, (str, os.PathLike)):
+        validate_data(estimator, X, reset=reset, skip_check_array=True)
+
+
+def _values(X: Any) -> Any:
+    return X.to_numpy() if hasattr(X, "columns") and hasattr(X, "to_numpy") else X
+
+
+def _in_memory(X: Any) -> bool:
+    return in_memory(X) or hasattr(X, "columns")

@@ -18,6 +18,7 @@ from dask.delayed import Delayed
 
 from bigdist.kernels.knn import RESULT_DTYPE, knn_agg, knn_chunk, knn_combine
 from bigdist.kernels.labels import fmax_reduce, lookup_chunk
+from bigdist.kernels.meanshift import kth_agg, kth_chunk, kth_combine
 from bigdist.kernels.radius import radius_chunk, radius_combine, radius_finish
 from bigdist.kernels.topk import TOPK_DTYPE
 
@@ -299,3 +300,52 @@ def radius_pairs(
             depth += 1
         results.append(dask.delayed(finish, pure=True)(level[0], dask_key_name=(f"bigdist-radius-finish-{token}", i)))
     return results
+
+
+def kth_neighbour_distance(queries: da.Array, train: da.Array, *, k: int, split_every: int) -> da.Array:
+    """Distance of every query row to its k-th nearest train row (the row itself included), lazily.
+
+    For large k (``estimate_bandwidth``): each task keeps the k smallest
+    squared distances of its (query block, train block) tile; a tree
+    reduction across train blocks keeps the k smallest of those.
+
+    Parameters
+    ----------
+    queries : dask array of shape (m, d), rows chunked, features in one chunk
+    train : dask array of shape (n, d), rows chunked, features in one chunk
+    k : int, 1 <= k <= n
+    split_every : int
+
+    Returns
+    -------
+    dask array of shape (m,), float64, chunked like ``queries`` along rows
+    """
+    token = tokenize(queries, train, k)
+    tiles = da.blockwise(
+        partial(kth_chunk, k=k),
+        "ij",
+        queries,
+        "if",
+        train,
+        "jf",
+        adjust_chunks={"j": lambda rows: min(rows, k)},
+        concatenate=True,
+        dtype=np.float64,
+        meta=np.empty((0, 0)),
+        name=f"bigdist-kth-tile-{token}",
+    )
+    merged = da.reduction(
+        tiles,
+        chunk=partial(_ignore_reduction_kwargs, partial(kth_combine, k=k)),
+        combine=partial(_ignore_reduction_kwargs, partial(kth_combine, k=k)),
+        aggregate=partial(_ignore_reduction_kwargs, partial(kth_agg, k=k)),
+        axis=1,
+        keepdims=True,
+        output_size=1,
+        split_every={1: split_every},
+        dtype=np.float64,
+        meta=np.empty((0, 0)),
+        concatenate=True,
+        name="bigdist-kth-merge",
+    )
+    return merged[:, 0]

@@ -152,6 +152,9 @@ def main() -> None:
 @click.option("--centers", type=click.IntRange(min=1), default=8, show_default=True, help="blobs: number of centres.")
 @click.option("--cluster-std", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option(
+    "--center-box", type=(float, float), default=(-10.0, 10.0), show_default=True, help="blobs: box of the centres."
+)
+@click.option(
     "--distribution",
     type=click.Choice(["normal", "uniform"]),
     default="normal",
@@ -194,6 +197,7 @@ def _generate(kind: str, out: str, spec: dict[str, Any], *, overwrite: bool) -> 
             spec["n_features"],
             centers=spec.get("centers", 8),
             cluster_std=spec.get("cluster_std", 1.0),
+            center_box=tuple(spec.get("center_box", (-10.0, 10.0))),
             sample_seed=spec.get("sample_seed"),
             **common,
         )
@@ -219,6 +223,7 @@ def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -
             "n_features",
             "centers",
             "cluster_std",
+            "center_box",
             "distribution",
             "random_state",
             "sample_seed",
@@ -439,6 +444,58 @@ def radius(generate: Any = None, **options: Any) -> None:
         f"radius: {result.n_queries:,} queries x {result.n_train:,} train rows, radius {result.radius:g}, "
         f"{result.metric}: {pairs:,} pairs ({pairs / result.n_queries:.1f} per query), {seconds:.1f} s"
         f"\noutput: {out} (indptr, indices, distances)"
+    )
+
+
+@main.command()
+@click.option("--data", type=str, required=False, help="Zarr array or .npy of the rows to cluster.")
+@click.option("--bandwidth", type=click.FloatRange(min=0, min_open=True), default=None, help="Default: estimated.")
+@click.option("--kernel", type=click.Choice(["gaussian", "flat"]), default="gaussian", show_default=True)
+@click.option("--bin-seeding", is_flag=True, default=False, help="Seed at the cells of a grid of the bandwidth.")
+@click.option("--min-bin-freq", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--n-seeds", type=click.IntRange(min=1), default=None, help="Rows sampled as seeds (big data).")
+@click.option(
+    "--cluster-all/--no-cluster-all", default=True, show_default=True, help="Label far rows -1 with --no-cluster-all."
+)
+@click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--tol", type=click.FloatRange(min=0), default=1e-3, show_default=True, help="Relative to the bandwidth.")
+@click.option("--random-state", type=int, default=None)
+@click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
+@click.option("--out", type=click.Path(), required=False, help="Zarr group to write (cluster_centers, labels).")
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+def meanshift(generate: Any = None, **options: Any) -> None:
+    """Mean-shift clustering, one pass over the data per iteration, written to a Zarr group."""
+    import bigdist
+    from bigdist.io import update_attrs
+
+    _require(options, "data", "out")
+    with _runtime(options) as client:
+        _started(client, generate, {"data": options["data"]})
+        out = os.path.expanduser(options["out"])
+        start = time.perf_counter()
+        result = bigdist.meanshift(
+            os.path.expanduser(options["data"]),
+            options["bandwidth"],
+            kernel=options["kernel"],
+            bin_seeding=options["bin_seeding"],
+            min_bin_freq=options["min_bin_freq"],
+            n_seeds=options["n_seeds"],
+            cluster_all=options["cluster_all"],
+            max_iter=options["max_iter"],
+            tol=options["tol"],
+            random_state=options["random_state"],
+            split_every=options["split_every"],
+        )
+        _wait(
+            client,
+            result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": _run_attrs(options)}, compute=False),
+        )
+        seconds = time.perf_counter() - start
+    update_attrs(out, timings={"seconds": seconds})
+    click.echo(
+        f"meanshift: {result.labels.shape[0]:,} rows, {result.n_seeds:,} seeds, {len(result.cluster_centers)} modes, "
+        f"{len(result.stats)} passes, bandwidth {result.bandwidth:.6g}: {seconds:.1f} s\n"
+        f"output: {out} (cluster_centers, intensities, labels)"
     )
 
 

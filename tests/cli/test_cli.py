@@ -175,3 +175,38 @@ def test_kmeans_end_to_end(tmp_path, scheduler):
     assert group.attrs["kmeans"]["inertia"] <= 1.01 * best
     assert group["labels"].shape == (2000,) and group["centroids"].shape == (4, 3)
     assert group.attrs["kmeans"]["stats"][0]["iteration"] == 1
+
+
+def test_meanshift_end_to_end_equals_scikit_learn(tmp_path, scheduler):
+    from sklearn.cluster import MeanShift as SkMeanShift
+
+    data, out, run_file = tmp_path / "data.zarr", tmp_path / "ms.zarr", tmp_path / "ms.yaml"
+    run_file.write_text(
+        yaml.safe_dump(
+            {
+                "data": str(data),
+                "bandwidth": 1.5,
+                "kernel": "flat",
+                "bin-seeding": True,
+                "cluster-all": False,
+                "out": str(out),
+                "scheduler": scheduler,
+                "generate": {
+                    "data": {"n-samples": 1500, "n-features": 2, "centers": 4, "center-box": [-20, 20],
+                             "chunk-rows": 400, "dtype": "float64"}
+                },
+            }
+        )
+    )  # fmt: skip
+    code, output = _run("meanshift", "--config", run_file, "--split-every", 2)
+    assert code == 0, output
+    assert "modes" in output and str(out) in output
+    points = zarr.open_array(str(data), mode="r")[:]
+    assert np.ptp(points, axis=0).min() > 20  # the centre box reached the generator
+    theirs = SkMeanShift(bandwidth=1.5, bin_seeding=True, cluster_all=False).fit(points)
+    group = zarr.open_group(str(out), mode="r")
+    np.testing.assert_allclose(group["cluster_centers"][:], theirs.cluster_centers_, atol=1.5e-3)
+    np.testing.assert_array_equal(group["labels"][:], theirs.labels_)
+    stats = group.attrs["meanshift"]["stats"]
+    assert stats[0]["iteration"] == 1 and stats[-1]["still_moving"] == 0
+    assert group.attrs["bigdist"]["complete"] is True

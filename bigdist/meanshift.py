@@ -1,0 +1,454 @@
+"""Mean shift over data far bigger than RAM: one pass over the data per iteration, for every seed still moving."""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from bigdist import config
+from bigdist.errors import InputShapeError, ParameterError
+from bigdist.io import as_array, check_int, write_group
+from bigdist.kernels.meanshift import (
+    KERNELS,
+    bin_chunk,
+    bin_combine,
+    meanshift_agg,
+    meanshift_chunk,
+    meanshift_combine,
+    merge_modes,
+)
+from bigdist.knn import knn
+from bigdist.reductions import block_tree_reduce, kth_neighbour_distance
+
+logger = logging.getLogger(__name__)
+
+# Above this many rows, sampling rows for estimate_bandwidth uses NumPy's
+# Generator (O(n_samples) memory) instead of scikit-learn's permutation of all rows.
+_PERMUTATION_MAX_ROWS = 2**24
+# Up to this k the bandwidth comes from bd.knn's sorted top-k; beyond, from a
+# partition-based reduction that keeps only the k smallest distances unsorted
+# (bd.knn's sorted lists cost O(k) per insertion: 15x scikit-learn's time at k=3000).
+_KNN_MAX_K = 128
+_KTH_TILE_ROWS = 8192
+
+
+@dataclass
+class MeanShiftResult:
+    """Result of :func:`meanshift`.
+
+    Attributes
+    ----------
+    cluster_centers : ndarray of shape (n_clusters, n_features), float64
+        The modes, by decreasing intensity (rows within the bandwidth).
+    labels : dask array of shape (n_samples,), int64, lazy
+        Index of the nearest mode; -1 for rows farther than the bandwidth
+        from every mode when ``cluster_all=False``.
+    intensities : ndarray of shape (n_clusters,), int64
+    bandwidth : float
+    n_iter : int
+        Largest number of completed iterations of a seed, as scikit-learn's
+        ``n_iter_`` (a seed that stops after its first pass has 0).
+    n_seeds : int
+    stats : list of dict, one per pass over the data
+        ``iteration``, ``seconds``, ``seeds_moving`` (before the pass),
+        ``max_shift`` (largest seed shift), ``still_moving`` (after the pass).
+    """
+
+    cluster_centers: np.ndarray
+    labels: da.Array
+    intensities: np.ndarray
+    bandwidth: float
+    n_iter: int
+    n_seeds: int
+    stats: list[dict[str, float]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_zarr(
+        self, path: str, *, overwrite: bool = False, attrs: dict[str, Any] | None = None, compute: bool = True
+    ) -> Any:
+        """Write modes, intensities and labels (block by block) to a Zarr group; stats go in its attributes."""
+        arrays = {
+            "cluster_centers": da.from_array(self.cluster_centers, chunks=self.cluster_centers.shape),
+            "intensities": da.from_array(self.intensities, chunks=self.intensities.shape),
+            "labels": self.labels,
+        }
+        meta = {
+            "meanshift": {
+                **self.params, "bandwidth": self.bandwidth, "n_iter": self.n_iter, "n_seeds": self.n_seeds,
+                "n_clusters": len(self.cluster_centers), "stats": self.stats,
+            }
+        }  # fmt: skip
+        return write_group(path, arrays, attrs={**meta, **(attrs or {})}, overwrite=overwrite, compute=compute)
+
+
+def _check_bandwidth(bandwidth: Any) -> float:
+    if (
+        isinstance(bandwidth, bool)
+        or not isinstance(bandwidth, numbers.Real)
+        or not np.isfinite(bandwidth)
+        or bandwidth <= 0
+    ):
+        raise ParameterError(
+            f"bandwidth must be a finite number > 0, got bandwidth={bandwidth!r}; give a positive bandwidth "
+            f"or bandwidth=None to estimate it with bigdist.estimate_bandwidth"
+        )
+    return float(bandwidth)
+
+
+def _sample_rows(n: int, size: int, random_state: Any) -> np.ndarray:
+    """Sorted rows of a sample of ``size`` rows, those scikit-learn's ``estimate_bandwidth`` draws when it can."""
+    if n <= _PERMUTATION_MAX_ROWS and not isinstance(random_state, np.random.Generator):
+        from sklearn.utils import check_random_state
+
+        rows = check_random_state(random_state).permutation(n)[:size]
+    else:
+        rows = np.random.default_rng(random_state).choice(n, size=size, replace=False)
+    return np.sort(rows)
+
+
+def estimate_bandwidth(
+    X: Any,
+    quantile: float = 0.3,
+    n_samples: int | None = None,
+    random_state: Any = 0,
+    *,
+    split_every: int | None = None,
+) -> float:
+    """Bandwidth for mean shift: the mean distance of each row to its ``quantile``-th nearest row.
+
+    scikit-learn's definition (``sklearn.cluster.estimate_bandwidth``): with
+    ``k = max(1, int(m * quantile))`` over the m rows used, the mean over the
+    rows of the distance to the k-th nearest row, the row itself counted as
+    the first. The neighbours come from :func:`bigdist.knn` (for k > 128 from
+    a reduction that keeps each row's k smallest distances, unsorted), so the
+    rows need not fit in memory; the O(m²) work makes ``n_samples`` wise for big data.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+    quantile : float in (0, 1]
+    n_samples : int, optional
+        Use a random sample of this many rows (the rows scikit-learn samples,
+        for the same ``random_state``, up to 2**24 rows).
+    random_state : int, RandomState or None, default=0
+    split_every : int, optional
+        Fan-in of the kNN merges (default from config).
+
+    Returns
+    -------
+    float
+    """
+    array = as_array(X, name="X")
+    n = array.shape[0]
+    if isinstance(quantile, bool) or not isinstance(quantile, numbers.Real) or not 0 < quantile <= 1:
+        raise ParameterError(f"quantile must be a number in (0, 1], got quantile={quantile!r}")
+    if n_samples is not None:
+        size = check_int("n_samples", n_samples)
+        if size < n:
+            array = array[_sample_rows(n, size, random_state)]
+    m = array.shape[0]
+    k = max(1, int(m * quantile))
+    split_every = check_int("split_every", split_every or config.get("split-every"), minimum=2)
+    if k <= _KNN_MAX_K:
+        kth = knn(array, array, k=k, split_every=split_every).distances[:, -1].astype(np.float64)
+    else:
+        # Each task holds a (rows x (k + tile)) float64 tile: keep it near chunk-bytes.
+        rows = max(1, config.get("chunk-bytes") // (8 * (k + _KTH_TILE_ROWS)))
+        kth = kth_neighbour_distance(array.rechunk({0: rows}), array, k=k, split_every=split_every)
+    bandwidth = float(kth.sum().compute()) / m
+    logger.info("estimated bandwidth %.6g from %d rows (k=%d)", bandwidth, m, k)
+    return bandwidth
+
+
+def _bin_seeds(X: da.Array, bandwidth: Any, min_bin_freq: int, split_every: int) -> np.ndarray | None:
+    """Centres of the grid cells holding at least ``min_bin_freq`` rows, in order of their first row.
+
+    None when there are as many such cells as rows (binning failed; scikit-learn then seeds with every row).
+    """
+    state = block_tree_reduce(
+        X, partial(bin_chunk, bin_size=bandwidth), bin_combine, split_every=split_every,
+        name="bigdist-meanshift-bins",
+    ).compute()  # fmt: skip
+    keep = state["counts"] >= min_bin_freq
+    if not keep.any():
+        fullest = int(state["counts"].max())
+        raise ParameterError(
+            f"no bin of the bandwidth grid holds min_bin_freq={min_bin_freq} rows (the fullest holds {fullest}); "
+            f"use min_bin_freq <= {fullest}, a larger bandwidth, or bin_seeding=False"
+        )
+    if keep.sum() == X.shape[0]:
+        warnings.warn(
+            f"Binning data failed with provided bin_size={float(bandwidth):f}, using data points as seeds.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
+    order = np.argsort(state["first"][keep], kind="stable")
+    # A float32 grid times the bandwidth, as scikit-learn computes it, so the seeds match it bit for bit.
+    return np.asarray(state["bins"][keep][order].astype(np.float32) * bandwidth, dtype=np.float64)
+
+
+def _initial_seeds(
+    X: da.Array,
+    seeds: Any,
+    bin_seeding: bool,
+    bandwidth: Any,
+    min_bin_freq: int,
+    n_seeds: int | None,
+    random_state: Any,
+    split_every: int,
+) -> np.ndarray:
+    n, d = X.shape
+    if seeds is not None:
+        given = np.asarray(seeds, dtype=np.float64)
+        if given.ndim != 2 or given.shape[1] != d or given.shape[0] == 0:
+            raise InputShapeError(
+                f"seeds has shape {given.shape}, but X has {d} features; give an array of shape (n_seeds, {d})"
+            )
+        if not np.isfinite(given).all():
+            raise ParameterError("seeds holds NaN or infinity; give finite seed positions")
+        return given
+    if bin_seeding:
+        binned = _bin_seeds(X, bandwidth, min_bin_freq, split_every)
+        if binned is not None:
+            return binned
+    limit = n_seeds if n_seeds is not None else config.get("meanshift.max-seeds")
+    if n <= limit:
+        return X.compute().astype(np.float64)
+    rows = np.sort(np.random.default_rng(random_state).choice(n, size=limit, replace=False))
+    logger.info("mean shift: %d seeds sampled from the %d rows", limit, n)
+    return X[rows].compute().astype(np.float64)
+
+
+def _maybe_persist(X: da.Array, persist: bool | None) -> da.Array:
+    """Keep the data in the cluster's memory when it fits comfortably (or when told to)."""
+    if persist is None:
+        try:
+            from distributed import get_client
+
+            workers = get_client().scheduler_info()["workers"].values()
+            budget = 0.5 * sum(w.get("memory_limit", 0) or 0 for w in workers)
+        except (ImportError, ValueError):
+            budget = 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        persist = X.nbytes <= budget
+    if persist:
+        logger.info("mean shift: keeping the %.2f GB of data in memory", X.nbytes / 1e9)
+        return X.persist()
+    logger.info("mean shift: %.2f GB of data is re-read every iteration", X.nbytes / 1e9)
+    return X
+
+
+def meanshift(
+    X: Any,
+    bandwidth: float | None = None,
+    *,
+    kernel: str = "gaussian",
+    seeds: Any = None,
+    bin_seeding: bool = False,
+    min_bin_freq: int = 1,
+    n_seeds: int | None = None,
+    cluster_all: bool = True,
+    max_iter: int = 300,
+    tol: float = 1e-3,
+    random_state: int | None = None,
+    split_every: int | None = None,
+    persist: bool | None = None,
+) -> MeanShiftResult:
+    """Mean-shift clustering of data far bigger than RAM.
+
+    Every seed moves to the kernel-weighted mean of the rows around it until
+    it moves less than ``tol * bandwidth``. Each iteration is one pass over
+    the data for all the seeds still moving: every row block is reduced at
+    once to per-seed weighted sums, which a tree reduction merges; the seeds
+    travel in the graph, the data is never gathered. Converged seeds merge
+    into modes as in scikit-learn (by intensity, each mode suppressing the
+    others within one bandwidth), and rows are labelled by their nearest
+    mode with :func:`bigdist.knn`. With ``kernel="flat"`` the result is
+    scikit-learn's ``MeanShift``.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+    bandwidth : float, optional
+        Kernel scale: the flat kernel's radius, the Gaussian's standard
+        deviation. None estimates it with :func:`estimate_bandwidth` (on a
+        sample of ``bigdist.meanshift.bandwidth-samples`` rows for larger data).
+    kernel : {"gaussian", "flat"}
+        ``gaussian``: weights exp(-d² / (2·bandwidth²)); ``flat``: 1 for
+        rows with d <= bandwidth, else 0 (scikit-learn's kernel).
+    seeds : array-like of shape (n_seeds, n_features), optional
+        Initial positions; otherwise from ``bin_seeding`` or the rows.
+    bin_seeding : bool
+        Seed at the centres of the cells of a grid of step ``bandwidth``
+        holding at least ``min_bin_freq`` rows (counted by a reduction over the blocks).
+    min_bin_freq : int
+    n_seeds : int, optional
+        Without ``seeds`` or ``bin_seeding``: every row seeds when there are
+        at most this many rows (default ``bigdist.meanshift.max-seeds``),
+        else a random sample of this many rows.
+    cluster_all : bool
+        False labels -1 the rows farther than ``bandwidth`` from every mode.
+    max_iter : int
+        A seed stops after ``max_iter`` iterations (``max_iter + 1`` passes) at most.
+    tol : float
+        A seed has converged when it moves at most ``tol * bandwidth``.
+    random_state : int, optional
+        Seed of the row sample (``n_seeds``).
+    split_every : int, optional
+        Fan-in of the reductions (default from config).
+    persist : bool, optional
+        Keep the data in the cluster's memory between iterations; by default
+        when it takes at most half of the workers' memory.
+
+    Returns
+    -------
+    MeanShiftResult
+    """
+    array = as_array(X, name="X")
+    n, d = array.shape
+    if kernel not in KERNELS:
+        raise ParameterError(f"unknown kernel {kernel!r}; use one of {', '.join(KERNELS)}")
+    max_iter = check_int("max_iter", max_iter)
+    min_bin_freq = check_int("min_bin_freq", min_bin_freq)
+    if n_seeds is not None:
+        n_seeds = check_int("n_seeds", n_seeds)
+    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
+        raise ParameterError(f"tol must be a number >= 0, got tol={tol!r}")
+    split_every = check_int("split_every", split_every or config.get("split-every"), minimum=2)
+    if bandwidth is None:
+        cap = config.get("meanshift.bandwidth-samples")
+        bandwidth = np.float64(estimate_bandwidth(array, n_samples=cap if n > cap else None, split_every=split_every))
+        if not bandwidth > 0:
+            raise ParameterError(
+                f"the estimated bandwidth is {float(bandwidth)} (the rows are nearly all equal); give bandwidth > 0"
+            )
+    bandwidth_value = _check_bandwidth(bandwidth)
+    array = _maybe_persist(array, persist)
+    positions = _initial_seeds(array, seeds, bin_seeding, bandwidth, min_bin_freq, n_seeds, random_state, split_every)
+    logger.info(
+        "mean shift: %d rows x %d features, %d seeds, %s kernel, bandwidth %.6g",
+        n, d, len(positions), kernel, bandwidth_value,
+    )  # fmt: skip
+
+    final, intensities, n_iter, stats = _shift(array, positions, bandwidth_value, kernel, max_iter, tol, split_every)
+    modes, mode_intensities = merge_modes(final, intensities, bandwidth_value)
+    if len(modes) == 0:
+        raise ParameterError(
+            f"no row is within bandwidth={bandwidth_value:g} of any seed; give seeds nearer the data or a larger "
+            f"bandwidth"
+        )
+    logger.info("mean shift: %d modes from %d seeds after %d iterations", len(modes), len(positions), n_iter)
+    labels = _labels(array, modes, bandwidth_value, cluster_all, split_every)
+    return MeanShiftResult(
+        cluster_centers=modes,
+        labels=labels,
+        intensities=mode_intensities,
+        bandwidth=bandwidth_value,
+        n_iter=n_iter,
+        n_seeds=len(positions),
+        stats=stats,
+        params={
+            "kernel": kernel, "bin_seeding": bool(bin_seeding), "min_bin_freq": min_bin_freq,
+            "cluster_all": bool(cluster_all), "max_iter": max_iter, "tol": float(tol),
+            "seeds": "array" if seeds is not None else "bins" if bin_seeding else "rows",
+        },
+    )  # fmt: skip
+
+
+def _shift(
+    X: da.Array, positions: np.ndarray, bandwidth: float, kernel: str, max_iter: int, tol: float, split_every: int
+) -> tuple[np.ndarray, np.ndarray, int, list[dict[str, float]]]:
+    """Move every seed until it converges; return final positions, intensities, n_iter and per-pass stats.
+
+    A seed's life follows scikit-learn's: each pass moves it to the weighted
+    mean around it; it stops when that moved it at most ``tol * bandwidth``,
+    after ``max_iter`` completed iterations, or (flat kernel) when no row is
+    within the bandwidth (intensity 0, dropped at the merge). Its intensity
+    is the rows within the bandwidth of the position its last mean came from.
+    """
+    final = positions.copy()
+    intensities = np.zeros(len(positions), dtype=np.int64)
+    completed = np.zeros(len(positions), dtype=np.int64)
+    moving = np.arange(len(positions))
+    threshold = tol * bandwidth
+    stats: list[dict[str, float]] = []
+    while len(moving):
+        began = time.perf_counter()
+        current = final[moving]
+        result = meanshift_agg(_pass(X, current, bandwidth, kernel, split_every), current)
+        shifts = np.sqrt(((result["means"] - current) ** 2).sum(axis=1))
+        intensities[moving] = result["counts"]
+        empty = result["weights"] <= 0 if kernel == "gaussian" else result["counts"] == 0
+        final[moving[~empty]] = result["means"][~empty]
+        done = empty | (shifts <= threshold) | (completed[moving] == max_iter)
+        completed[moving[~done]] += 1
+        stats.append(
+            {"iteration": len(stats) + 1, "seconds": time.perf_counter() - began, "seeds_moving": int(len(moving)),
+             "max_shift": float(shifts[~empty].max()) if (~empty).any() else 0.0, "still_moving": int((~done).sum())}
+        )  # fmt: skip
+        logger.info(
+            "mean shift iteration %d: %d seeds, max shift %.3g (tol %.3g), %d still moving, %.2f s",
+            stats[-1]["iteration"], len(moving), stats[-1]["max_shift"], threshold, stats[-1]["still_moving"],
+            stats[-1]["seconds"],
+        )  # fmt: skip
+        moving = moving[~done]
+    return final, intensities, int(completed.max(initial=0)), stats
+
+
+def _threads() -> int:
+    """Threads of the ambient cluster (the machine's cores without a distributed client)."""
+    try:
+        from distributed import get_client
+
+        return max(1, sum(get_client().nthreads().values()))
+    except (ImportError, ValueError):
+        return os.cpu_count() or 1
+
+
+def _pass(X: da.Array, seeds: np.ndarray, bandwidth: float, kernel: str, split_every: int) -> dict[str, np.ndarray]:
+    """Merged mean-shift state of every seed: one reduction per block of seeds, all in one compute.
+
+    The reductions share the data blocks' keys, so each block is read once per
+    pass however many seed blocks use it; seed blocks make tasks for the
+    workers to share when the data has few blocks.
+    """
+    # At most seed-block-rows seeds per task, fewer when the data has too few
+    # blocks to give every thread of the cluster two tasks.
+    tasks_wanted = 2 * _threads()
+    rows = max(1, min(config.get("meanshift.seed-block-rows"), -(-len(seeds) * X.numblocks[0] // tasks_wanted)))
+    reductions = [
+        block_tree_reduce(
+            X,
+            partial(meanshift_chunk, bandwidth=bandwidth, kernel=kernel),
+            meanshift_combine,
+            split_every=split_every,
+            name="bigdist-meanshift-pass",
+            extra=(seeds[start : start + rows],),
+        )  # fmt: skip
+        for start in range(0, len(seeds), rows)
+    ]
+    states = dask.compute(*reductions)
+    return {key: np.concatenate([state[key] for state in states]) for key in states[0]}
+
+
+def _labels(X: da.Array, modes: np.ndarray, bandwidth: float, cluster_all: bool, split_every: int) -> da.Array:
+    nearest = knn(X, modes, k=1, split_every=split_every)
+    indices = nearest.indices[:, 0]
+    if cluster_all:
+        return indices
+    return da.where(nearest.distances[:, 0] <= bandwidth, indices, np.int64(-1))
+
+
+__all__ = ["MeanShiftResult", "estimate_bandwidth", "meanshift"]
