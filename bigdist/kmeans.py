@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from bigdist.kernels.kmeans import (
     update_centroids,
 )
 from bigdist.reductions import block_tree_reduce, block_tree_reduce_carry
+from bigdist.resources import maybe_persist, memory_budget
 
 logger = logging.getLogger(__name__)
 
@@ -106,23 +106,12 @@ def _bounded_pass(
     return reduced.compute(), after
 
 
-def _cluster_memory() -> float:
-    """Bytes of memory the data may take in the cluster: half the workers' limits (or a quarter of RAM)."""
-    try:
-        from distributed import get_client
-
-        workers = get_client().scheduler_info()["workers"].values()
-        return 0.5 * sum(w.get("memory_limit", 0) or 0 for w in workers)
-    except (ImportError, ValueError):
-        return 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
 def _use_bounds(X: da.Array) -> bool:
     setting = config.get("kmeans.bounds")
     if setting != "auto":
         return setting == "always"
     # 16 bytes per row stay in the cluster between passes.
-    return X.shape[0] * BOUNDS_DTYPE.itemsize <= 0.25 * _cluster_memory()
+    return X.shape[0] * BOUNDS_DTYPE.itemsize <= 0.25 * memory_budget()
 
 
 def _row_uniforms(seed: int, stream: int, rows: np.ndarray) -> np.ndarray:
@@ -209,17 +198,6 @@ def _initial_centroids(X: da.Array, k: int, init: Any, seed: int, split_every: i
         sample = X[np.sort(rng.choice(n, size=size, replace=False))].compute().astype(np.float64)
         return kmeans_plusplus(sample, k, random_state=seed)[0]
     return _init_kmeans_parallel(X, k, seed, split_every)
-
-
-def _maybe_persist(X: da.Array, persist: bool | None) -> da.Array:
-    """Keep the data in the cluster's memory when it fits comfortably (or when told to)."""
-    if persist is None:
-        persist = X.nbytes <= _cluster_memory()
-    if persist:
-        logger.info("k-means: keeping the %.2f GB of data in memory", X.nbytes / 1e9)
-        return X.persist()
-    logger.info("k-means: %.2f GB of data is re-read every iteration", X.nbytes / 1e9)
-    return X
 
 
 def _load_checkpoint(path: str, k: int, d: int) -> dict[str, Any] | None:
@@ -309,7 +287,7 @@ def kmeans(
         raise ParameterError(f"checkpoint needs n_init=1 (got n_init={n_init}); run the inits one by one")
     split_every = check_int("split_every", split_every or config.get("split-every"), minimum=2)
     seeds = np.random.SeedSequence(random_state).generate_state(n_init)
-    array = _maybe_persist(array, persist)
+    array = maybe_persist(array, persist, "k-means")
 
     best: KMeansResult | None = None
     for run, seed in enumerate(seeds):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import numbers
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from bigdist.kernels.meanshift import (
 )
 from bigdist.knn import knn
 from bigdist.reductions import block_tree_reduce, kth_neighbour_distance
+from bigdist.resources import maybe_persist, threads
 
 logger = logging.getLogger(__name__)
 
@@ -231,24 +231,6 @@ def _initial_seeds(
     return X[rows].compute().astype(np.float64)
 
 
-def _maybe_persist(X: da.Array, persist: bool | None) -> da.Array:
-    """Keep the data in the cluster's memory when it fits comfortably (or when told to)."""
-    if persist is None:
-        try:
-            from distributed import get_client
-
-            workers = get_client().scheduler_info()["workers"].values()
-            budget = 0.5 * sum(w.get("memory_limit", 0) or 0 for w in workers)
-        except (ImportError, ValueError):
-            budget = 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        persist = X.nbytes <= budget
-    if persist:
-        logger.info("mean shift: keeping the %.2f GB of data in memory", X.nbytes / 1e9)
-        return X.persist()
-    logger.info("mean shift: %.2f GB of data is re-read every iteration", X.nbytes / 1e9)
-    return X
-
-
 def meanshift(
     X: Any,
     bandwidth: float | None = None,
@@ -335,7 +317,7 @@ def meanshift(
                 f"the estimated bandwidth is {float(bandwidth)} (the rows are nearly all equal); give bandwidth > 0"
             )
     bandwidth_value = _check_bandwidth(bandwidth)
-    array = _maybe_persist(array, persist)
+    array = maybe_persist(array, persist, "mean shift")
     positions = _initial_seeds(array, seeds, bin_seeding, bandwidth, min_bin_freq, n_seeds, random_state, split_every)
     logger.info(
         "mean shift: %d rows x %d features, %d seeds, %s kernel, bandwidth %.6g",
@@ -407,16 +389,6 @@ def _shift(
     return final, intensities, int(completed.max(initial=0)), stats
 
 
-def _threads() -> int:
-    """Threads of the ambient cluster (the machine's cores without a distributed client)."""
-    try:
-        from distributed import get_client
-
-        return max(1, sum(get_client().nthreads().values()))
-    except (ImportError, ValueError):
-        return os.cpu_count() or 1
-
-
 def _pass(X: da.Array, seeds: np.ndarray, bandwidth: float, kernel: str, split_every: int) -> dict[str, np.ndarray]:
     """Merged mean-shift state of every seed: one reduction per block of seeds, all in one compute.
 
@@ -426,7 +398,7 @@ def _pass(X: da.Array, seeds: np.ndarray, bandwidth: float, kernel: str, split_e
     """
     # At most seed-block-rows seeds per task, fewer when the data has too few
     # blocks to give every thread of the cluster two tasks.
-    tasks_wanted = 2 * _threads()
+    tasks_wanted = 2 * threads()
     rows = max(1, min(config.get("meanshift.seed-block-rows"), -(-len(seeds) * X.numblocks[0] // tasks_wanted)))
     reductions = [
         block_tree_reduce(
