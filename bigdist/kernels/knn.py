@@ -86,6 +86,7 @@ def knn_chunk(
     first_query, first_train = int(query_index[0]), int(train_index[0])
     # Flat, so that every sub-tile's view is C-contiguous for the compiled scan.
     scores_buffer = np.empty(min(tile_query_rows, m) * min(tile_train_rows, n), dtype=dtype)
+    train_buffer = np.empty((min(tile_train_rows, n), d + 1), dtype=dtype)
 
     # Train sub-tiles outside: each is prepared once, small enough to stay in
     # cache while every query sub-block is scored against it.
@@ -93,7 +94,7 @@ def knn_chunk(
         x_stop = min(x_start + tile_train_rows, n)
         train_rows = centre_rows(train[x_start:x_stop]) if centred else train[x_start:x_stop]
         train_norms = _norms(train_rows) if metric == "cosine" else np.empty(x_stop - x_start)
-        prepared_train = prepare(train_rows, metric, center, dtype, "train")
+        prepared_train = prepare(train_rows, metric, center, dtype, "train", buffer=train_buffer)
         bounds = margin(metric, dtype, d, prepared_queries.norms, float(prepared_train.norms.max()))
         for q_start in range(0, m, tile_query_rows):
             q_stop = min(q_start + tile_query_rows, m)

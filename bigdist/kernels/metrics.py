@@ -61,7 +61,14 @@ def train_center(metric: str, train: np.ndarray, dtype: np.dtype) -> np.ndarray 
     return None
 
 
-def prepare(block: np.ndarray, metric: str, center: np.ndarray | None, dtype: np.dtype, side: str) -> Prepared:
+def prepare(
+    block: np.ndarray,
+    metric: str,
+    center: np.ndarray | None,
+    dtype: np.dtype,
+    side: str,
+    buffer: np.ndarray | None = None,
+) -> Prepared:
     """Prepare a query block (``side="query"``) or a train block (``side="train"``).
 
     Parameters
@@ -71,9 +78,12 @@ def prepare(block: np.ndarray, metric: str, center: np.ndarray | None, dtype: np
     center : ndarray of shape (d,) or None, from ``train_center``
     dtype : float32 or float64, the GEMM dtype
     side : {"query", "train"}
+    buffer : ndarray of shape (at least n, d + 1) and dtype ``dtype``, optional
+        Memory for the prepared rows, reused across sub-tiles: a fresh
+        allocation per sub-tile costs page faults under Dask's malloc settings.
     """
     n, d = block.shape
-    out = np.empty((n, d + 1), dtype=dtype)
+    out = np.empty((n, d + 1), dtype=dtype) if buffer is None else buffer[:n]
     rows = out[:, :-1]
     if center is not None:
         np.subtract(block, center, out=rows, casting="unsafe")
