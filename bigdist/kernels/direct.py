@@ -200,6 +200,60 @@ def direct_block(queries: np.ndarray, train: np.ndarray, code: int, p: float, ou
 
 
 @numba.njit(cache=True, nogil=True)
+def direct_within(
+    queries: np.ndarray,
+    train: np.ndarray,
+    code: int,
+    p: float,
+    radius: float,
+    self_offset: int,
+    out_rows: np.ndarray,
+    out_columns: np.ndarray,
+    out_distances: np.ndarray,
+) -> int:
+    """Append the pairs of two blocks at distance <= ``radius`` to the output buffers; return their number.
+
+    The distances are those of :func:`direct_block` (float64, as SciPy's
+    ``cdist``), so inclusion at the boundary is decided as ``cdist`` decides it.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (m, d), any real dtype
+    train : ndarray of shape (n, d), any real dtype
+    code : int, from ``direct_code``; p : float, the Minkowski order (other metrics ignore it)
+    radius : float
+    self_offset : int, skip the pairs with ``column - row == self_offset`` (self-join), or a value out of range
+    out_rows, out_columns : ndarray of int64; out_distances : ndarray of float64; buffers of equal length
+
+    Returns
+    -------
+    int, pairs written (row, column and distance within the blocks, by column then row),
+    or -1 when the buffers are too small (then nothing is meaningful; retry larger)
+    """
+    m, d = queries.shape
+    n = train.shape[0]
+    xt = np.empty((d, TILE))
+    acc = np.empty(TILE)
+    aux = np.empty(TILE)
+    count = 0
+    for start in range(0, n, TILE):
+        w = min(TILE, n - start)
+        _transpose(train[start : start + w], xt)
+        for i in range(m):
+            _row_distances(queries[i], xt, w, code, p, acc, aux)
+            own = self_offset + i - start
+            for j in range(w):
+                if acc[j] <= radius and j != own:
+                    if count == len(out_rows):
+                        return -1
+                    out_rows[count] = i
+                    out_columns[count] = start + j
+                    out_distances[count] = acc[j]
+                    count += 1
+    return count
+
+
+@numba.njit(cache=True, nogil=True)
 def _direct_topk(
     queries: np.ndarray,
     train: np.ndarray,
