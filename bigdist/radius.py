@@ -18,7 +18,7 @@ from bigdist import config
 from bigdist.errors import ParameterError
 from bigdist.io import as_array, check_features, check_int, write_group
 from bigdist.io.store import normalise_path, prepare_output
-from bigdist.kernels.registry import get_metric
+from bigdist.kernels.registry import ResolvedMetric, get_metric
 from bigdist.planning import query_blocks
 from bigdist.reductions import radius_pairs
 
@@ -123,12 +123,13 @@ class RadiusResult:
         )
 
 
-def _check_radius(radius: Any, metric: str) -> float:
+def _check_radius(radius: Any, metric: ResolvedMetric) -> float:
     if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not math.isfinite(radius):
         raise ParameterError(f"radius must be a finite number, got radius={radius!r}")
-    if metric != "inner_product" and radius < 0:
+    if not metric.metric.similarity and radius < 0:
         raise ParameterError(
-            f"radius must be >= 0 for the distance metric {metric!r}, got radius={radius!r}; no pair is closer than 0"
+            f"radius must be >= 0 for the distance metric {metric.name!r}, got radius={radius!r}; no pair is "
+            f"closer than 0"
         )
     return float(radius)
 
@@ -199,7 +200,7 @@ def radius_neighbors(
     """
     resolved = get_metric(metric, **params)
     metric = resolved.name
-    radius = _check_radius(radius, metric)
+    radius = _check_radius(radius, resolved)
     self_join = train is None
     train_array = as_array(queries if self_join else train, name="queries" if self_join else "train")
     query_array = train_array if self_join else as_array(queries, name="queries")
