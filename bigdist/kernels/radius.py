@@ -86,7 +86,7 @@ def collect_pairs(
     Parameters
     ----------
     scores : ndarray of shape (r, w), the GEMM's scores (larger is better)
-    queries, train : ndarray of shape (r, d) and (w, d), the original rows
+    queries, train : ndarray of shape (r, d) and (w, d), the rows the exact keys come from (correlation: centred)
     threshold : ndarray of shape (r,), in the scores' dtype: lower scores cannot be within the radius
     code : int, from ``metric_code``; query_norms, train_norms : float64 norms (cosine only)
     inclusion : int, from ``_inclusion_code``; radius : float
