@@ -14,6 +14,7 @@ from bigdist import config
 from bigdist.errors import ParameterError
 from bigdist.io import as_array, check_features, check_int, write_group
 from bigdist.kernels.registry import get_metric
+from bigdist.planning import query_blocks
 from bigdist.reductions import knn_topk
 
 logger = logging.getLogger(__name__)
@@ -79,13 +80,6 @@ def _check_k(k: Any, n_train: int, self_join: bool) -> int:
         )
         raise ParameterError(f"k={k} exceeds the {available} neighbours available in {where}; use k <= {available}")
     return k
-
-
-def _even_blocks(n_rows: int, max_rows: int) -> tuple[int, ...]:
-    # Equal blocks, so no small remainder block leaves a worker idle at the end.
-    n_blocks = -(-n_rows // max_rows)
-    base, extra = divmod(n_rows, n_blocks)
-    return (base + 1,) * extra + (base,) * (n_blocks - extra)
 
 
 def check_metric(metric: Any, **params: Any) -> str:
@@ -155,7 +149,7 @@ def knn(
         split_every = config.get("split-every")
     split_every = check_int("split_every", split_every, minimum=2)
 
-    query_array = query_array.rechunk({0: _even_blocks(query_array.shape[0], config.get("knn.query-block-rows"))})
+    query_array = query_blocks(query_array)
     result = knn_topk(
         query_array,
         train_array,

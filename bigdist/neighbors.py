@@ -138,14 +138,10 @@ class NearestNeighbors(BaseEstimator):
     def _radius_result(self, X: Any, radius: float | None, sort_results: bool) -> tuple[RadiusResult, bool]:
         check_is_fitted(self, "_fit_X")
         radius = self.radius if radius is None else radius
+        options = {"sort_results": sort_results, "split_every": self.split_every, **self._metric_params()}
         if X is None:
-            result = radius_neighbors(
-                self._fit_X, None, radius, self.metric, sort_results=sort_results, split_every=self.split_every
-            )
-            return result, self._fit_in_memory
-        result = radius_neighbors(
-            X, self._fit_X, radius, self.metric, sort_results=sort_results, split_every=self.split_every
-        )
+            return radius_neighbors(self._fit_X, None, radius, self.metric, **options), self._fit_in_memory
+        result = radius_neighbors(X, self._fit_X, radius, self.metric, **options)
         return result, in_memory(X) and self._fit_in_memory
 
     def radius_neighbors(

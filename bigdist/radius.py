@@ -17,9 +17,9 @@ from dask.delayed import Delayed
 from bigdist import config
 from bigdist.errors import ParameterError
 from bigdist.io import as_array, check_features, check_int, write_group
-from bigdist.io.store import _normalise, _prepare_output
-from bigdist.kernels.metrics import GEMM_METRICS
-from bigdist.knn import _even_blocks, check_metric
+from bigdist.io.store import normalise_path, prepare_output
+from bigdist.kernels.registry import ResolvedMetric, get_metric
+from bigdist.planning import query_blocks
 from bigdist.reductions import radius_pairs
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class RadiusResult:
         written block by block; the group is marked complete only after its
         last block. Query ``i``'s neighbours are ``indices[indptr[i]:indptr[i + 1]]``.
         """
-        _prepare_output(_normalise(path), overwrite, "result")
+        prepare_output(normalise_path(path), overwrite, "result")
         blocks = dask.persist(*self.blocks)
         counts = dask.compute(*(dask.delayed(operator.getitem)(block, "counts") for block in blocks))
         sizes = [int(block_counts.sum()) for block_counts in counts]
@@ -123,12 +123,13 @@ class RadiusResult:
         )
 
 
-def _check_radius(radius: Any, metric: str) -> float:
+def _check_radius(radius: Any, metric: ResolvedMetric) -> float:
     if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not math.isfinite(radius):
         raise ParameterError(f"radius must be a finite number, got radius={radius!r}")
-    if metric != "inner_product" and radius < 0:
+    if not metric.metric.similarity and radius < 0:
         raise ParameterError(
-            f"radius must be >= 0 for the distance metric {metric!r}, got radius={radius!r}; no pair is closer than 0"
+            f"radius must be >= 0 for the distance metric {metric.name!r}, got radius={radius!r}; no pair is "
+            f"closer than 0"
         )
     return float(radius)
 
@@ -142,14 +143,17 @@ def radius_neighbors(
     sort_results: bool = False,
     max_neighbors: int | None = None,
     split_every: int | None = None,
+    **params: Any,
 ) -> RadiusResult:
     """Every train row within ``radius`` of each query row, exactly.
 
     Each task reduces one (query block, train block) tile to the pairs within
-    the radius; a float GEMM proposes candidates and each is re-checked in
-    float64, so the boundary (distance equal to the radius, included) is
-    decided as a float64 brute force decides it. The per-block results are
-    merged across train blocks by a tree (``split_every``).
+    the radius, deciding each on an exact float64 value, so the boundary
+    (distance equal to the radius, included) is decided as a float64 brute
+    force (SciPy's ``cdist``) decides it. For the GEMM family a float GEMM
+    proposes candidates and each is re-checked in float64; the direct
+    metrics compute every distance in float64 in a compiled loop. The
+    per-block results are merged across train blocks by a tree (``split_every``).
 
     Parameters
     ----------
@@ -160,7 +164,13 @@ def radius_neighbors(
     radius : float
         Distances <= radius are neighbours. For ``inner_product`` the
         neighbours are the rows whose inner product is >= radius.
-    metric : {"euclidean", "sqeuclidean", "cosine", "inner_product"}
+    metric : str
+        Any name of ``bigdist.kernels.registry.metric_names()``, as for
+        :func:`bigdist.knn`: the GEMM family (``euclidean``/``l2``,
+        ``sqeuclidean``, ``cosine``, ``correlation``, ``inner_product``/``dot``)
+        and the direct metrics (``manhattan``/``cityblock``/``l1``,
+        ``chebyshev``, ``minkowski``, ``canberra``, ``braycurtis``, ``chi2``,
+        ``hamming``, ``jaccard``).
     sort_results : bool, default=False
         Each query's neighbours nearest first (ties by index); otherwise in
         increasing train index.
@@ -171,6 +181,8 @@ def radius_neighbors(
         count and the fix, so a dense region cannot exhaust memory.
     split_every : int, optional
         Fan-in of the merge across train blocks (default from config).
+    **params
+        Parameters of the metric: ``p`` (> 0) for ``minkowski``.
 
     Returns
     -------
@@ -178,14 +190,17 @@ def radius_neighbors(
         Lazy; ``.compute()`` gives (distances, indices) as object arrays of
         shape (n_queries,) like scikit-learn, ``.to_csr()`` the CSR arrays,
         ``.to_zarr(path)`` writes them, ``.counts`` is lazy.
+
+    Raises
+    ------
+    ParameterError
+        Unknown metric or metric parameter, a bad radius, ``max_neighbors`` or ``split_every``.
+    InputValueError
+        When computed: values the metric is not defined for (``chi2``: negative; ``jaccard``: not boolean).
     """
-    metric = check_metric(metric)
-    if metric not in GEMM_METRICS:
-        raise ParameterError(
-            f"radius neighbours support the metrics {', '.join(GEMM_METRICS)}, got metric={metric!r}; use "
-            f"bigdist.knn for the others"
-        )
-    radius = _check_radius(radius, metric)
+    resolved = get_metric(metric, **params)
+    metric = resolved.name
+    radius = _check_radius(radius, resolved)
     self_join = train is None
     train_array = as_array(queries if self_join else train, name="queries" if self_join else "train")
     query_array = train_array if self_join else as_array(queries, name="queries")
@@ -196,7 +211,7 @@ def radius_neighbors(
     if split_every is None:
         split_every = config.get("split-every")
     split_every = check_int("split_every", split_every, minimum=2)
-    query_array = query_array.rechunk({0: _even_blocks(query_array.shape[0], config.get("knn.query-block-rows"))})
+    query_array = query_blocks(query_array)
     out_dtype = np.result_type(query_array.dtype, train_array.dtype)
     blocks = radius_pairs(
         query_array,
@@ -210,6 +225,7 @@ def radius_neighbors(
         out_dtype=out_dtype,
         tile_query_rows=config.get("knn.tile-query-rows"),
         tile_train_rows=config.get("knn.tile-train-rows"),
+        p=resolved.p,
     )
     logger.info(
         "radius_neighbors: %d queries x %d train rows, radius=%g, metric=%s, %d x %d blocks",
@@ -223,6 +239,7 @@ def radius_neighbors(
     params = {
         "radius": radius,
         "metric": metric,
+        **resolved.params,
         "self_join": self_join,
         "sort_results": bool(sort_results),
         "max_neighbors": max_neighbors,

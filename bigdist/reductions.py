@@ -248,12 +248,14 @@ def radius_pairs(
     out_dtype: np.dtype,
     tile_query_rows: int,
     tile_train_rows: int,
+    p: float = 2.0,
 ) -> list[Delayed]:
     """Radius neighbours of each query block: tile tasks merged by a tree across train blocks.
 
     Ragged results do not fit a dask array, so each query block ends in one
     Delayed (layers ``bigdist-radius-tile``, ``bigdist-radius-merge``,
-    ``bigdist-radius-finish``).
+    ``bigdist-radius-finish``). ``metric`` is a canonical name of
+    ``bigdist.kernels.registry.METRICS``, ``p`` the Minkowski order.
 
     Returns
     -------
@@ -262,11 +264,12 @@ def radius_pairs(
     of ``out_dtype``; rows in order, each row's pairs by increasing train
     index, or nearest first with ``sort_results``.
     """
-    token = tokenize(queries, train, radius, metric, exclude_self, split_every, max_neighbors, sort_results)
+    token = tokenize(queries, train, radius, metric, p, exclude_self, split_every, max_neighbors, sort_results)
     tile = partial(
         radius_chunk,
         radius=radius,
         metric=metric,
+        p=p,
         exclude_self=exclude_self,
         max_neighbors=max_neighbors,
         tile_query_rows=tile_query_rows,

@@ -36,3 +36,19 @@ def test_classifier_and_radius_on_a_cluster(tmp_path):
     np.testing.assert_array_equal(stored["indices"].compute(), indices)
     np.testing.assert_array_equal(stored["distances"].compute(), distances)
     assert indptr[-1] > 1000
+
+
+def test_radius_with_a_direct_metric_on_a_cluster():
+    # The compiled direct tiles release the GIL: two worker threads run them at once.
+    queries, train, _ = _data()
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+    with cluster, Client(cluster), dask.config.set({"bigdist.knn.query-block-rows": 60}):
+        result = bd.radius_neighbors(
+            queries, da.from_array(train, chunks=(300, 6)), 2.0, "minkowski", p=3, sort_results=True, split_every=2
+        )
+        on_cluster = result.to_csr()
+    with dask.config.set(scheduler="synchronous"):
+        expected = bd.radius_neighbors(queries, train, 2.0, "minkowski", p=3, sort_results=True).to_csr()
+    for left, right in zip(on_cluster, expected, strict=True):
+        np.testing.assert_array_equal(left, right)
+    assert on_cluster[0][-1] > 1000

@@ -404,12 +404,8 @@ def classify(generate: Any = None, **options: Any) -> None:
 )
 @click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows.")
 @click.option("--radius", type=float, required=False, help="Neighbours are the rows at distance <= radius.")
-@click.option(
-    "--metric",
-    type=click.Choice(["euclidean", "sqeuclidean", "cosine", "inner_product"]),
-    default="euclidean",
-    show_default=True,
-)
+@click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
+@click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
 @click.option("--sort-results", is_flag=True, default=False, help="Each query's neighbours nearest first.")
 @click.option("--max-neighbors", type=click.IntRange(min=1), default=None, help="Cap per query (default from config).")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the merge across blocks.")
@@ -421,6 +417,7 @@ def radius(generate: Any = None, **options: Any) -> None:
     from bigdist.io import update_attrs
 
     _require(options, "train", "radius", "out")
+    get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
         train = os.path.expanduser(options["train"])
@@ -434,6 +431,7 @@ def radius(generate: Any = None, **options: Any) -> None:
             sort_results=options["sort_results"],
             max_neighbors=options["max_neighbors"],
             split_every=options["split_every"],
+            **_metric_params(options),
         )
         start = time.perf_counter()
         result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": _run_attrs(options)})

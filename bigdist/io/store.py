@@ -73,7 +73,8 @@ def _compressors() -> Any:
     return zarr.codecs.BloscCodec(cname="lz4", shuffle=zarr.codecs.BloscShuffle.shuffle)
 
 
-def _normalise(path: str | os.PathLike[str]) -> str:
+def normalise_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as a string, ``~`` expanded for local paths; URLs (``scheme://...``) unchanged."""
     text = os.fspath(path)
     return text if "://" in text else os.path.expanduser(text)
 
@@ -104,8 +105,25 @@ def _state(path: str) -> State:
     return "complete" if meta["complete"] is True else "incomplete"
 
 
-def _prepare_output(path: str, overwrite: bool, what: str) -> None:
-    """Raise unless ``path`` may be (re)written; never replaces data bigdist did not write unless asked."""
+def prepare_output(path: str, overwrite: bool, what: str) -> None:
+    """Raise unless ``path`` may be (re)written; never replaces data bigdist did not write unless asked.
+
+    :func:`write_group` calls it; a writer that must compute something
+    before it can create the group (e.g. ragged sizes) calls it first too,
+    so a refusal comes before the work.
+
+    Parameters
+    ----------
+    path : str, from :func:`normalise_path`
+    overwrite : bool, replace a finished output or foreign Zarr data
+    what : str, what is written, for the message (e.g. "result")
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` holds a finished output or foreign data and ``overwrite`` is False,
+        or ``path`` is an existing file or directory that is not a Zarr store.
+    """
     state = _state(path)
     if state == "complete" and not overwrite:
         raise OutputExistsError(
@@ -195,11 +213,11 @@ def write_group(
         ``path`` holds a finished output or foreign data and ``overwrite`` is False,
         or ``path`` is an existing file or directory that is not a Zarr store.
     """
-    path = _normalise(path)
+    path = normalise_path(path)
     for key in arrays:
         if not isinstance(key, str) or not key or "/" in key or key.startswith("."):
             raise ParameterError(f"array names must be non-empty strings without '/', got {key!r}")
-    _prepare_output(path, overwrite, "result")
+    prepare_output(path, overwrite, "result")
     attrs = dict(attrs or {})
     meta = {**dict(attrs.pop("bigdist", None) or {}), "complete": False, "arrays": list(arrays), "started_at": _now()}
     group = zarr.open_group(store=path, mode="w", zarr_format=3)
@@ -241,7 +259,7 @@ def read_group(path: str | os.PathLike[str]) -> dict[str, da.Array]:
     IncompleteOutputError
         The run that wrote it did not finish, or bigdist did not write it.
     """
-    path = _normalise(path)
+    path = normalise_path(path)
     node = _open_node(path)
     if node is None:
         raise StoreNotFoundError(f"no Zarr group at {path!r}; check the path")
@@ -267,7 +285,7 @@ def update_attrs(path: str | os.PathLike[str], **attrs: Any) -> None:
     after a run; the ``"bigdist"`` entry is merged key by key so its
     completeness flag is kept.
     """
-    path = _normalise(path)
+    path = normalise_path(path)
     try:
         node = zarr.open(store=path, mode="r+")
     except FileNotFoundError:
@@ -314,7 +332,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         array node) to its ``shape``, ``dtype``, ``chunks``, ``shards``,
         ``compressors`` and ``nbytes``; ``attrs``.
     """
-    path = _normalise(path)
+    path = normalise_path(path)
     node = _open_node(path)
     if node is None:
         raise StoreNotFoundError(f"no Zarr array or group at {path!r}; check the path")

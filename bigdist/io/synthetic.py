@@ -27,7 +27,7 @@ import zarr
 
 from bigdist.errors import ParameterError
 from bigdist.io.arrays import _rows_per_block, check_int
-from bigdist.io.store import _compressors, _normalise, _now, _prepare_output, versions
+from bigdist.io.store import _compressors, _now, normalise_path, prepare_output, versions
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def _blocks(
 def _write(outputs: list[tuple[str, da.Array, dict[str, Any]]], overwrite: bool, compute: bool) -> Any:
     """Store each (path, array, generator attrs) as a Zarr array, marked complete after every block of all."""
     for path, _, _ in outputs:
-        _prepare_output(path, overwrite, "generated array")
+        prepare_output(path, overwrite, "generated array")
     targets = []
     for path, array, params in outputs:
         target = zarr.create_array(
@@ -269,7 +269,7 @@ def make_blobs(
     seed = random_state if sample_seed is None else _seed("sample_seed", sample_seed)
     dtype = _output_dtype(dtype)
     rows = _rows_chunk(chunk_rows, n_features, dtype)
-    path = _normalise(path)
+    path = normalise_path(path)
     params = {
         "kind": "blobs",
         "n_samples": n_samples,
@@ -281,7 +281,7 @@ def make_blobs(
         "sample_seed": seed,
         "chunk_rows": rows,
         "dtype": dtype,
-        "labels_path": None if labels_path is None else _normalise(labels_path),
+        "labels_path": None if labels_path is None else normalise_path(labels_path),
     }
     index = da.arange(n_samples, chunks=rows)
     points = _blocks(
@@ -292,7 +292,7 @@ def make_blobs(
     outputs = [(path, points, params)]
     if labels_path is not None:
         labels = _blocks(index, _blob_labels_block, "blob-labels", "int64", None, n_centers=n_centers, sample_seed=seed)
-        outputs.append((_normalise(labels_path), labels, {**params, "labels_of": path}))
+        outputs.append((normalise_path(labels_path), labels, {**params, "labels_of": path}))
     return _write(outputs, overwrite, compute)
 
 
@@ -339,7 +339,7 @@ def make_random(
     random_state = _seed("random_state", random_state)
     dtype = _output_dtype(dtype)
     rows = _rows_chunk(chunk_rows, n_features, dtype)
-    path = _normalise(path)
+    path = normalise_path(path)
     params = {
         "kind": "random",
         "n_samples": n_samples,

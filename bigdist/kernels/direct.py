@@ -37,6 +37,10 @@ _CODES = {
 DIRECT_METRICS = tuple(_CODES)
 # Train rows transposed at once: (d, TILE) float64 stays in L2 cache at d up to a few hundred.
 TILE = 256
+# Relative distance from the radius, in ulps plus one per feature, within which a Minkowski distance is
+# recomputed by pow: the products of p <= 8 err by at most p - 1 roundings per term, the d roundings of
+# the sum may then fall differently, and the p-th root divides it all by p.
+_POW_RECHECK = 16.0
 
 
 def direct_code(metric: str) -> int:
@@ -75,6 +79,15 @@ def _transpose(train: np.ndarray, out: np.ndarray) -> None:
     for j in range(train.shape[0]):
         for f in range(train.shape[1]):
             out[f, j] = train[j, f]
+
+
+@numba.njit(cache=True, nogil=True)
+def _pow_sums(query: np.ndarray, xt: np.ndarray, w: int, p: float, acc: np.ndarray) -> None:
+    """``acc[j] += sum_f |query[f] - xt[f, j]| ** p`` for j < w, by ``pow`` as SciPy's cdist computes Minkowski."""
+    for f in range(xt.shape[0]):
+        q = np.float64(query[f])
+        for j in range(w):
+            acc[j] += abs(q - xt[f, j]) ** p
 
 
 @numba.njit(cache=True, nogil=True)
@@ -118,10 +131,7 @@ def _row_distances(query: np.ndarray, xt: np.ndarray, w: int, code: int, p: floa
                         term *= base
                     acc[j] += term
         else:
-            for f in range(d):
-                q = np.float64(query[f])
-                for j in range(w):
-                    acc[j] += abs(q - xt[f, j]) ** p
+            _pow_sums(query, xt, w, p, acc)
         for j in range(w):
             acc[j] = acc[j] ** (1.0 / p)
     elif code == CANBERRA:
@@ -197,6 +207,71 @@ def direct_block(queries: np.ndarray, train: np.ndarray, code: int, p: float, ou
             _row_distances(queries[i], xt, w, code, p, acc, aux)
             for j in range(w):
                 out[i, start + j] = acc[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def direct_within(
+    queries: np.ndarray,
+    train: np.ndarray,
+    code: int,
+    p: float,
+    radius: float,
+    self_offset: int,
+    out_rows: np.ndarray,
+    out_columns: np.ndarray,
+    out_distances: np.ndarray,
+) -> int:
+    """Append the pairs of two blocks at distance <= ``radius`` to the output buffers; return their number.
+
+    The distances are those of :func:`direct_block` (float64, as SciPy's
+    ``cdist``), and a Minkowski distance near the radius is recomputed by
+    ``pow`` as ``cdist`` computes it, so inclusion at the boundary is decided
+    as ``cdist`` decides it.
+
+    Parameters
+    ----------
+    queries : ndarray of shape (m, d), any real dtype
+    train : ndarray of shape (n, d), any real dtype
+    code : int, from ``direct_code``; p : float, the Minkowski order (other metrics ignore it)
+    radius : float
+    self_offset : int, skip the pairs with ``column - row == self_offset`` (self-join), or a value out of range
+    out_rows, out_columns : ndarray of int64; out_distances : ndarray of float64; buffers of equal length
+
+    Returns
+    -------
+    int, pairs written (row, column and distance within the blocks, by column then row),
+    or -1 when the buffers are too small (then nothing is meaningful; retry larger)
+    """
+    m, d = queries.shape
+    n = train.shape[0]
+    xt = np.empty((d, TILE))
+    acc = np.empty(TILE)
+    aux = np.empty(TILE)
+    exact = np.empty(1)
+    # Minkowski's integer orders multiply instead of pow (within a few ulps of cdist): pairs this close
+    # to the radius are recomputed by pow, so that they are decided on cdist's own value.
+    slack = (_POW_RECHECK + d) * np.finfo(np.float64).eps * radius if code == MINKOWSKI else -1.0
+    count = 0
+    for start in range(0, n, TILE):
+        w = min(TILE, n - start)
+        _transpose(train[start : start + w], xt)
+        for i in range(m):
+            _row_distances(queries[i], xt, w, code, p, acc, aux)
+            own = self_offset + i - start
+            for j in range(w):
+                value = acc[j]
+                if abs(value - radius) <= slack:
+                    exact[0] = 0.0
+                    _pow_sums(queries[i], xt[:, j : j + 1], 1, p, exact)
+                    value = exact[0] ** (1.0 / p)
+                if value <= radius and j != own:
+                    if count == len(out_rows):
+                        return -1
+                    out_rows[count] = i
+                    out_columns[count] = start + j
+                    out_distances[count] = value
+                    count += 1
+    return count
 
 
 @numba.njit(cache=True, nogil=True)

@@ -4,20 +4,30 @@ A partial result covers one query block and is a dict of CSR-style arrays:
 ``counts`` (m,) int64 pairs per query row, ``indices`` (nnz,) int64 global
 train rows and ``keys`` (nnz,) float64, row after row, each row's entries in
 increasing train index; ``first_query`` is the global row of the block's
-first query. The float GEMM only proposes candidates (with the same error
-bound as the kNN scan); every candidate's key is recomputed exactly in
-float64, so inclusion at the boundary is that of a float64 brute force.
+first query.
+
+Every metric of the registry decides inclusion on an exact float64 value,
+as a float64 brute force does. GEMM family: the float GEMM only proposes
+candidates (with the same error bound as the kNN scan) and every candidate's
+key is recomputed exactly in float64; ``correlation`` is ``cosine`` of rows
+centred in float64. Direct metrics: every distance of the tile is computed
+in float64 by the compiled loops of ``bigdist.kernels.direct`` (SciPy
+``cdist``'s values) and compared with the radius as it is made.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numba
 import numpy as np
 
 from bigdist.errors import TooManyNeighborsError
+from bigdist.kernels.direct import DIRECT_METRICS, check_values, direct_code, direct_within
 from bigdist.kernels.metrics import gemm_dtype, key_beta, keys_to_values, margin, prepare, train_center
+from bigdist.kernels.pairwise import centre_rows
 from bigdist.kernels.scan import metric_code, pair_key
 
 # Relative slack on the candidate bound, so a key whose reported value is
@@ -76,7 +86,7 @@ def collect_pairs(
     Parameters
     ----------
     scores : ndarray of shape (r, w), the GEMM's scores (larger is better)
-    queries, train : ndarray of shape (r, d) and (w, d), the original rows
+    queries, train : ndarray of shape (r, d) and (w, d), the rows the exact keys come from (correlation: centred)
     threshold : ndarray of shape (r,), in the scores' dtype: lower scores cannot be within the radius
     code : int, from ``metric_code``; query_norms, train_norms : float64 norms (cosine only)
     inclusion : int, from ``_inclusion_code``; radius : float
@@ -159,6 +169,47 @@ def check_cap(counts: np.ndarray, first_query: int, max_neighbors: int) -> None:
         )
 
 
+class _Pairs:
+    """The pairs a tile task finds, and the growable buffers its compiled collectors write into."""
+
+    def __init__(self, capacity: int) -> None:
+        self._allocate(capacity)
+        self._rows: list[np.ndarray] = []
+        self._indices: list[np.ndarray] = []
+        self._keys: list[np.ndarray] = []
+
+    def _allocate(self, capacity: int) -> None:
+        self._buffers = (np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity))
+
+    def collect(self, fill: Callable[..., int], row_offset: int, index_offset: int) -> None:
+        """Keep the pairs ``fill(rows, columns, keys)`` writes (their number, or -1: buffers too small).
+
+        The buffers double until ``fill`` succeeds and stay large for the
+        next sub-tiles, so a task recomputes at most a few sub-tiles however
+        dense its pairs are.
+        """
+        while (count := fill(*self._buffers)) < 0:
+            self._allocate(2 * len(self._buffers[0]))
+        rows, columns, keys = self._buffers
+        self._rows.append(rows[:count] + row_offset)
+        self._indices.append(columns[:count] + index_offset)
+        self._keys.append(keys[:count].copy())
+
+    def partial(self, n_rows: int, first_query: int, max_neighbors: int) -> dict[str, Any]:
+        """The partial result (rows in order, each row's pairs by increasing train index)."""
+        rows = np.concatenate(self._rows)
+        indices = np.concatenate(self._indices)
+        order = np.lexsort((indices, rows))
+        counts = np.bincount(rows, minlength=n_rows).astype(np.int64)
+        check_cap(counts, first_query, max_neighbors)
+        return {
+            "counts": counts,
+            "indices": indices[order],
+            "keys": np.concatenate(self._keys)[order],
+            "first_query": first_query,
+        }
+
+
 def radius_chunk(
     queries: np.ndarray,
     train: np.ndarray,
@@ -171,6 +222,7 @@ def radius_chunk(
     max_neighbors: int,
     tile_query_rows: int,
     tile_train_rows: int,
+    p: float = 2.0,
 ) -> dict[str, Any]:
     """Every pair of a query block and a train block within the radius.
 
@@ -180,39 +232,80 @@ def radius_chunk(
     train : ndarray of shape (n, d)
     first_query, first_train : int, global rows of ``queries[0]`` and ``train[0]``
     radius : float
-    metric : str, one of ``GEMM_METRICS``
+    metric : str, a canonical name of ``bigdist.kernels.registry.METRICS``
+        The GEMM family proposes candidates by a GEMM and re-checks them in
+        float64 (``correlation`` is ``cosine`` of rows centred in float64);
+        the direct metrics compute every distance in float64
+        (``bigdist.kernels.direct.direct_within``).
     exclude_self : bool, skip pairs whose global rows are equal (self-join)
     max_neighbors : int, cap on the pairs of one query row
     tile_query_rows, tile_train_rows : int, sub-tile shape (the scores of one sub-tile are all that is held)
+    p : float, the Minkowski order (other metrics ignore it)
 
     Returns
     -------
     dict, a partial result (see the module docstring)
+
+    Raises
+    ------
+    InputValueError
+        Values the metric is not defined for (``chi2``: negative; ``jaccard``: not boolean).
+    TooManyNeighborsError
+        A query row with more than ``max_neighbors`` pairs.
     """
-    m, d = queries.shape
-    n = train.shape[0]
+    m, n = queries.shape[0], train.shape[0]
     if m == 0 or n == 0:
         return empty_partial(m, first_query)
+    pairs = _Pairs(4 * min(tile_query_rows, m) + 1024)
+    if metric in DIRECT_METRICS:
+        check_values(queries, metric, "queries", first_query)
+        check_values(train, metric, "train", first_train)
+        code = direct_code(metric)
+        for x_start in range(0, n, tile_train_rows):
+            x_stop = min(x_start + tile_train_rows, n)
+            for q_start in range(0, m, tile_query_rows):
+                q_stop = min(q_start + tile_query_rows, m)
+                self_offset = _self_offset(exclude_self, first_query + q_start, first_train + x_start)
+                fill = partial(
+                    direct_within, queries[q_start:q_stop], train[x_start:x_stop], code, p, radius, self_offset
+                )
+                pairs.collect(fill, q_start, first_train + x_start)
+    else:
+        _gemm_pairs(pairs, queries, train, first_query, first_train, radius, metric, exclude_self,
+                    tile_query_rows, tile_train_rows)  # fmt: skip
+    return pairs.partial(m, first_query, max_neighbors)
+
+
+def _self_offset(exclude_self: bool, first_query: int, first_train: int) -> int:
+    """The ``column - row`` of a row's pair with itself within a sub-tile, or a value no pair has."""
+    return first_query - first_train if exclude_self else -(2**62)
+
+
+def _gemm_pairs(pairs, queries, train, first_query, first_train, radius, metric, exclude_self, tile_query_rows, tile_train_rows):  # type: ignore[no-untyped-def]  # fmt: skip # noqa: E501
+    """Collect the pairs of a GEMM-family metric: GEMM candidates, each re-checked exactly in float64."""
+    m, d = queries.shape
+    n = train.shape[0]
     dtype = gemm_dtype(queries.dtype, train.dtype)
+    centred = metric == "correlation"
+    if centred:
+        # The GEMM rows are the float64-centred rows rounded once; the re-check uses them unrounded.
+        queries = centre_rows(queries)
+        metric = "cosine"
     center = train_center(metric, train, dtype)
     prepared_queries = prepare(queries, metric, center, dtype, "query")
     beta = key_beta(metric)
     code = metric_code(metric)
     limit = radius_key(metric, radius)
-    query_norms, train_norms = (
-        (np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64)) for rows in (queries, train))
-        if metric == "cosine"
-        else (np.empty(m), np.empty(n))
-    )
+    cosine = metric == "cosine"
+    query_norms = _norms(queries) if cosine else np.empty(m)
     inclusion = _inclusion_code(metric)
-    found_rows, found_indices, found_keys = [], [], []
-    capacity = 4 * min(tile_query_rows, m) + 1024
-    buffers = (np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity))
     # Reused by every sub-tile: a fresh allocation this large would be page-faulted in each time.
     scores_buffer = np.empty(min(tile_query_rows, m) * min(tile_train_rows, n), dtype=dtype)
     for x_start in range(0, n, tile_train_rows):
         x_stop = min(x_start + tile_train_rows, n)
-        prepared_train = prepare(train[x_start:x_stop], metric, center, dtype, "train")
+        train_rows = centre_rows(train[x_start:x_stop]) if centred else train[x_start:x_stop]
+        train_norms = _norms(train_rows) if cosine else np.empty(x_stop - x_start)
+        prepared_train = prepare(train_rows, metric, center, dtype, "train")
         bounds = margin(metric, dtype, d, prepared_queries.norms, float(prepared_train.norms.max()))
         for q_start in range(0, m, tile_query_rows):
             q_stop = min(q_start + tile_query_rows, m)
@@ -223,30 +316,16 @@ def radius_chunk(
             threshold = _score_floor(
                 (prepared_queries.alpha[q_start:q_stop] - (limit + bounds[q_start:q_stop])) / beta, dtype
             )
-            # The pair of a row with itself has column - row == this offset within the sub-tile.
-            self_offset = first_query + q_start - first_train - x_start if exclude_self else -(2**62)
-            while True:
-                count = collect_pairs(
-                    scores, queries[q_start:q_stop], train[x_start:x_stop], threshold, code,
-                    query_norms[q_start:q_stop], train_norms[x_start:x_stop], inclusion, radius, self_offset, *buffers,
-                )  # fmt: skip
-                if count >= 0:
-                    break
-                capacity *= 2
-                buffers = (np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity))
-            found_rows.append(buffers[0][:count] + q_start)
-            found_indices.append(buffers[1][:count] + x_start + first_train)
-            found_keys.append(buffers[2][:count].copy())
-    rows = np.concatenate(found_rows)
-    order = np.lexsort((np.concatenate(found_indices), rows))
-    counts = np.bincount(rows, minlength=m).astype(np.int64)
-    check_cap(counts, first_query, max_neighbors)
-    return {
-        "counts": counts,
-        "indices": np.concatenate(found_indices)[order],
-        "keys": np.concatenate(found_keys)[order],
-        "first_query": first_query,
-    }
+            fill = partial(
+                collect_pairs, scores, queries[q_start:q_stop], train_rows, threshold, code,
+                query_norms[q_start:q_stop], train_norms, inclusion, radius,
+                _self_offset(exclude_self, first_query + q_start, first_train + x_start),
+            )  # fmt: skip
+            pairs.collect(fill, q_start, first_train + x_start)
+
+
+def _norms(rows: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
 
 
 def radius_combine(partials: list[dict[str, Any]], *, max_neighbors: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from sklearn.neighbors import KNeighborsClassifier as SkClassifier
 
 from bigdist.cli.main import main
 from bigdist.io import read_group
+from tests.oracle import distances as oracle_distances
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +97,28 @@ def test_radius_writes_csr_equal_to_the_oracle(tmp_path, scheduler, digits_store
         "--out", tmp_path / "capped.zarr", "--scheduler", scheduler,
     )  # fmt: skip
     assert code == 1 and "more than the cap of 1 per query" in output
+
+
+def test_radius_takes_every_metric_and_p(tmp_path, scheduler, digits_stores):
+    train, _, queries = digits_stores["arrays"]
+    expected = oracle_distances(queries, train, "minkowski", p=3) <= 14.0
+    out = tmp_path / "minkowski.zarr"
+    code, output = _run(
+        "radius", "--train", digits_stores["train"], "--queries", digits_stores["queries"], "--radius", 14.0,
+        "--metric", "minkowski", "--p", 3, "--split-every", 2, "--out", out, "--scheduler", scheduler,
+    )  # fmt: skip
+    assert code == 0, output
+    assert "minkowski" in output
+    stored = {name: array.compute() for name, array in read_group(out).items()}
+    indptr = stored["indptr"]
+    assert indptr[-1] == expected.sum() > 300
+    for row in range(len(queries)):
+        np.testing.assert_array_equal(
+            np.sort(stored["indices"][indptr[row] : indptr[row + 1]]), np.flatnonzero(expected[row])
+        )
+    assert zarr.open_group(str(out), mode="r").attrs["radius_neighbors"]["p"] == 3.0
+    code, output = _run(
+        "radius", "--train", digits_stores["train"], "--radius", 1.0, "--metric", "minkowski", "--p", 0,
+        "--out", tmp_path / "bad.zarr",
+    )  # fmt: skip
+    assert code == 1 and "minkowski needs a real p > 0" in output

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
+from scipy.spatial.distance import cdist
 
 from bigdist.errors import TooManyNeighborsError
+from bigdist.kernels.direct import direct_code, direct_within
 from bigdist.kernels.radius import radius_chunk, radius_combine, radius_finish
 
 
@@ -50,3 +52,70 @@ def test_many_pairs_per_sub_tile_grow_the_buffers():
     np.testing.assert_array_equal(out["indices"], np.tile(np.arange(3000), 50))
     expected = ((queries[:, None, :] - train[None, :, :]) ** 2).sum(axis=2).ravel()
     np.testing.assert_allclose(out["keys"], expected, rtol=1e-12)
+
+
+def test_direct_within_reports_full_buffers_then_every_pair():
+    rng = np.random.default_rng(1)
+    queries, train = rng.random((5, 3)), rng.random((300, 3))
+    expected = cdist(queries, train, "cityblock")
+    small = (np.empty(10, np.int64), np.empty(10, np.int64), np.empty(10))
+    assert direct_within(queries, train, direct_code("manhattan"), 2.0, 10.0, -(2**62), *small) == -1
+    buffers = (np.empty(1500, np.int64), np.empty(1500, np.int64), np.empty(1500))
+    # Skip the pairs with column - row == 2.
+    count = direct_within(queries, train, direct_code("manhattan"), 2.0, 0.9, 2, *buffers)
+    rows, columns, distances = (buffer[:count] for buffer in buffers)
+    inside = expected <= 0.9
+    for row in range(5):
+        inside[row, row + 2] = False
+    assert count == inside.sum()
+    np.testing.assert_array_equal(sorted(zip(rows, columns, strict=True)), np.argwhere(inside))
+    np.testing.assert_array_equal(distances, expected[rows, columns])
+
+
+@pytest.mark.parametrize(
+    ("metric", "scipy_metric", "p"), [("chebyshev", "chebyshev", 2.0), ("minkowski", "minkowski", 3.0)]
+)
+def test_direct_chunk_grows_its_buffers_and_excludes_self(metric, scipy_metric, p):
+    rng = np.random.default_rng(2)
+    points = rng.random((60, 4))
+    out = radius_chunk(
+        points[:40], points, 0, 0, radius=10.0, metric=metric, p=p, exclude_self=True, max_neighbors=100,
+        tile_query_rows=40, tile_train_rows=60,
+    )  # fmt: skip
+    # Every pair but the row with itself, far beyond the first buffers (4 * 40 + 1024 pairs).
+    np.testing.assert_array_equal(out["counts"], np.full(40, 59))
+    expected = cdist(points[:40], points, scipy_metric, **({"p": p} if metric == "minkowski" else {}))
+    columns = np.array([[j for j in range(60) if j != i] for i in range(40)])
+    np.testing.assert_array_equal(out["indices"], columns.ravel())
+    np.testing.assert_allclose(out["keys"], np.take_along_axis(expected, columns, axis=1).ravel(), rtol=1e-15)
+
+
+def test_correlation_is_cosine_of_centred_rows_and_rejects_no_pair():
+    rng = np.random.default_rng(3)
+    queries, train = rng.random((30, 6)), rng.random((200, 6)) + 100.0
+    expected = cdist(queries, train, "correlation")
+    radius = float(np.quantile(expected, 0.2))
+    out = radius_chunk(
+        queries.astype(np.float32), train.astype(np.float32), 0, 0, radius=radius, metric="correlation",
+        exclude_self=False, max_neighbors=1000, tile_query_rows=7, tile_train_rows=50,
+    )  # fmt: skip
+    expected = cdist(queries.astype(np.float32).astype(np.float64), train.astype(np.float32).astype(np.float64),
+                     "correlation")  # fmt: skip
+    rows = np.repeat(np.arange(30), out["counts"])
+    np.testing.assert_array_equal(np.argwhere(expected <= radius), np.column_stack([rows, out["indices"]]))
+    np.testing.assert_allclose(out["keys"], expected[rows, out["indices"]], rtol=1e-12)
+
+
+def test_minkowski_integer_orders_are_decided_on_cdist_values():
+    # p = 3 multiplies instead of pow: within an ulp or two of cdist, so a radius equal to a cdist value
+    # would often exclude its own pair without the exact re-check near the radius.
+    rng = np.random.default_rng(4)
+    queries, train = rng.random((4, 9)), rng.random((100, 9))
+    expected = cdist(queries, train, "minkowski", p=3.0)
+    buffers = (np.empty(500, np.int64), np.empty(500, np.int64), np.empty(500))
+    for radius in expected.ravel():
+        count = direct_within(queries, train, direct_code("minkowski"), 3.0, radius, -(2**62), *buffers)
+        rows, columns = buffers[0][:count], buffers[1][:count]
+        np.testing.assert_array_equal(sorted(zip(rows, columns, strict=True)), np.argwhere(expected <= radius))
+        at_radius = buffers[2][:count][expected[rows, columns] == radius]
+        np.testing.assert_array_equal(at_radius, radius)
