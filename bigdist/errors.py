@@ -44,5 +44,21 @@ class IncompleteOutputError(BigdistError, ValueError):
     """An output was not finished (its run stopped before the last block)."""
 
 
+class DataIntegrityError(BigdistError, OSError):
+    """Stored data is missing or damaged: a chunk file was deleted, truncated or changed on disk."""
+
+
+class MissingChunkError(DataIntegrityError):
+    """A chunk of a stored array is missing, so reading it would silently give the fill value."""
+
+
+class CorruptChunkError(DataIntegrityError):
+    """A stored chunk fails its checksum or cannot be decoded."""
+
+
+class ClusterError(BigdistError, RuntimeError):
+    """The Dask cluster cannot run the computation (no workers left, workers lost too often)."""
+
+
 class SchedulerUnreachableError(BigdistError, ConnectionError):
     """The Dask scheduler named by an address or scheduler file cannot be reached."""

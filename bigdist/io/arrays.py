@@ -24,6 +24,7 @@ from dask.base import tokenize
 
 from bigdist import config
 from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError, ParameterError, StoreNotFoundError
+from bigdist.io.integrity import ZarrSource
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,10 @@ def _coerce(data: Any, name: str) -> Any:
         raise InputDtypeError(
             f"{name} is a sparse matrix, and sparse input is not supported; convert it with {name}.toarray()"
         )
-    if isinstance(data, (da.Array, zarr.Array, _NpyFile, np.ndarray)):
+    if isinstance(data, zarr.Array):
+        # Read through the checks: a missing chunk raises instead of reading as the fill value.
+        array = ZarrSource(data, name)
+    elif isinstance(data, (da.Array, ZarrSource, _NpyFile, np.ndarray)):
         array = data
     elif hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__"):
         array = data  # another lazy array (h5py, xarray's backends): read block by block like Zarr
