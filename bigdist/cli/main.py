@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -23,6 +24,7 @@ logger = logging.getLogger("bigdist")
 # Sections of a run file that are not options of the command.
 GENERATE_SECTION = "generate"
 DASK_SECTION = "dask"
+SECURITY_SECTION = "security"
 
 
 def _setup_logging(verbose: int) -> None:
@@ -94,9 +96,14 @@ def run_options(sections: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]]
                     ctx.params.update(options)
                     extra = _load_run_file(config_file, ctx, sections)
                     options = {name: ctx.params[name] for name in options}
-                with dask.config.set(_dask_overrides(extra.pop(DASK_SECTION, None))):
+                overrides = {
+                    **_dask_overrides(extra.pop(DASK_SECTION, None)),
+                    **_security_overrides(extra.pop(SECURITY_SECTION, None)),
+                }
+                with dask.config.set(overrides):
                     config.validate()
-                    command(**options, **extra)
+                    with _cluster_errors():
+                        command(**options, **extra)
             except BigdistError as error:
                 if verbose >= 2:
                     raise
@@ -108,14 +115,68 @@ def run_options(sections: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]]
     return decorate
 
 
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        flat.update(_flatten(value, name) if isinstance(value, dict) and value else {name: value})
+    return flat
+
+
+def _check_dask_key(key: str) -> None:
+    """Refuse a key of a known Dask namespace that Dask does not have (a typo would otherwise do nothing)."""
+    import distributed  # noqa: F401  (loads distributed's defaults into dask.config)
+
+    parts = key.replace("_", "-").split(".")
+    missing = object()
+    if parts[0] == "bigdist" or dask.config.get(parts[0], missing) is missing:
+        return  # bigdist's keys are checked by config.validate(); other namespaces may belong to plugins
+    for depth in range(len(parts), 0, -1):
+        ancestor = dask.config.get(".".join(parts[:depth]), missing)
+        if ancestor is missing:
+            continue
+        # A free-form mapping (empty by default, e.g. worker resources) takes any key below it.
+        if depth == len(parts) or (isinstance(ancestor, dict) and not ancestor):
+            return
+        parent = ".".join(parts[:depth])
+        valid = ", ".join(sorted(ancestor)) if isinstance(ancestor, dict) else "none (it is a value)"
+        raise ConfigError(
+            f"unknown dask config key {key!r} in the run file's 'dask' section; keys under {parent!r} are {valid}"
+        )
+
+
 def _dask_overrides(section: Any) -> dict[str, Any]:
+    """The run file's ``dask`` section as dotted keys (a nested mapping would replace whole subtrees)."""
     if section is None:
         return {}
     if not isinstance(section, dict):
         raise ConfigError(
             f"the run file's 'dask' section must be a mapping of dask config keys to values, got {section!r}"
         )
-    return section
+    flat = _flatten(section)
+    for key in flat:
+        _check_dask_key(key)
+    return flat
+
+
+def _security_overrides(section: Any) -> dict[str, Any]:
+    """The run file's ``security`` section as ``bigdist.runtime.security`` keys (checked by config.validate)."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"the run file's 'security' section must be a mapping (tls-ca-file, tls-client-cert, tls-client-key, "
+            f"require-encryption), got {section!r}"
+        )
+    return {f"bigdist.runtime.security.{str(key).replace('_', '-')}": value for key, value in section.items()}
+
+
+@contextlib.contextmanager
+def _cluster_errors() -> Any:
+    from bigdist.runtime import cluster_errors
+
+    with cluster_errors():
+        yield
 
 
 def _runtime(options: dict[str, Any]) -> Any:
@@ -164,7 +225,7 @@ def main() -> None:
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows per stored chunk.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="Zarr array to write.")
-@run_options()
+@run_options(sections=(DASK_SECTION, SECURITY_SECTION))
 def generate(**options: Any) -> None:
     """Write synthetic data to a Zarr array, block by block (any size)."""
     with _runtime(options) as client:
@@ -252,7 +313,7 @@ def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -
 )
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the top-k tree reduction.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (distances, indices).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
 def knn(generate: Any = None, **options: Any) -> None:
     """Exact k nearest neighbours of every query row, written to a Zarr group."""
     import bigdist
@@ -299,7 +360,7 @@ def knn(generate: Any = None, **options: Any) -> None:
 )
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (centroids, labels).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
 def kmeans(generate: Any = None, **options: Any) -> None:
     """K-means clustering, one pass over the data per iteration, written to a Zarr group."""
     import bigdist

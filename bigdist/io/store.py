@@ -194,6 +194,12 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return "; ".join(shown) + (f"; and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
+def _stored_fingerprint(path: str) -> str | None:
+    node = _open_node(path)
+    meta = _meta(node) if node is not None else None
+    return None if meta is None else meta.get("fingerprint")
+
+
 def _done_blocks(group: zarr.Group, name: str, numblocks: tuple[int, ...]) -> np.ndarray:
     try:
         markers = group[f"{PROGRESS_GROUP}/{name}"]
@@ -288,7 +294,8 @@ def write_group(
         ``"bigdist"`` entry is merged into bigdist's own bookkeeping.
     overwrite : bool
         Replace a finished output, an unfinished output of a different run,
-        or a Zarr node bigdist did not write, at ``path``.
+        or a Zarr node bigdist did not write, at ``path`` (an unfinished
+        output of the same run is resumed all the same).
     compute : bool
         Write now. With False, create (or reopen) the unfinished group and
         return a dask Delayed whose computation writes the missing blocks
@@ -316,7 +323,9 @@ def write_group(
         for name, value in arrays.items()
     }
     fingerprint = _fingerprint(sources)
-    if _state(path) == "incomplete" and not overwrite:
+    state = _state(path)
+    # The same run resumes even with overwrite: its blocks would be written again byte for byte.
+    if state == "incomplete" and (not overwrite or _stored_fingerprint(path) == fingerprint):
         group, done = _resume_group(path, sources, fingerprint, attrs)
     else:
         _prepare_output(path, overwrite, "result")
