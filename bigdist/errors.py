@@ -24,6 +24,10 @@ class NonFiniteError(BigdistError, ValueError):
     """An input holds NaN or infinity."""
 
 
+class ValueRangeError(BigdistError, ValueError):
+    """An input's values are so large that their squares exceed the floating-point range of the result."""
+
+
 class ParameterError(BigdistError, ValueError):
     """A parameter is out of range or unknown."""
 

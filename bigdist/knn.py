@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
 
 from bigdist import config
-from bigdist.errors import ParameterError
+from bigdist.errors import ParameterError, ValueRangeError
 from bigdist.io import as_array, check_features, check_int, write_group
 from bigdist.kernels.metrics import GEMM_METRICS
 from bigdist.reductions import knn_topk
@@ -88,6 +90,23 @@ def _even_blocks(n_rows: int, max_rows: int) -> tuple[int, ...]:
     return (base + 1,) * extra + (base,) * (n_blocks - extra)
 
 
+def _cast_distances(distances: np.ndarray, dtype: np.dtype, metric: str) -> np.ndarray:
+    """Distances in the output dtype; ValueRangeError rather than infinity when float32 cannot hold them."""
+    with np.errstate(over="ignore"):
+        out = distances.astype(dtype)
+    if out.dtype != distances.dtype and not np.isfinite(out).all():
+        overflow = np.isfinite(distances) & ~np.isfinite(out)
+        if overflow.any():
+            what = "inner products" if metric == "inner_product" else "distances"
+            other = " or metric='euclidean' (square roots of these)" if metric == "sqeuclidean" else ""
+            raise ValueRangeError(
+                f"kNN with metric={metric!r}: {what} up to {np.abs(distances[overflow]).max():.3g} do not fit the "
+                f"float32 output of float32 inputs (largest {np.finfo(np.float32).max:.3g}); pass float64 inputs "
+                f"(X.astype('float64')){other}"
+            )
+    return out
+
+
 def check_metric(metric: Any) -> str:
     """Return the metric name, or raise ParameterError listing the valid ones."""
     if metric not in GEMM_METRICS:
@@ -155,7 +174,12 @@ def knn(
         tile_train_rows=config.get("knn.tile-train-rows"),
     )
     out_dtype = np.result_type(query_array.dtype, train_array.dtype)
-    distances = result["distance"].astype(out_dtype)
+    distances = result["distance"].map_blocks(
+        partial(_cast_distances, dtype=out_dtype, metric=metric),
+        dtype=out_dtype,
+        meta=np.empty((0, 0), dtype=out_dtype),
+        name=f"bigdist-knn-distances-{tokenize(result, out_dtype)}",
+    )
     indices = result["index"]
     params = {"k": k, "metric": metric, "self_join": self_join, "split_every": split_every}
     logger.info(

@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from bigdist.errors import ValueRangeError
 from bigdist.kernels.assign import assign_accumulate
 from bigdist.kernels.metrics import margin
+from bigdist.kernels.scaling import largest_magnitude, power_of_two_exponent
 
 STEP_ROWS = 4096
 
@@ -31,6 +33,15 @@ def _pass(block: np.ndarray, centroids: np.ndarray, with_moments: bool = False) 
     k = centroids.shape[0]
     dtype = np.result_type(block.dtype, np.float32)
     centroids = centroids.astype(np.float64)
+    amax = largest_magnitude(block, centroids)
+    if dtype == np.float32 and power_of_two_exponent(amax, dtype, d):
+        # Squares beyond (or below) float32's range: the GEMM runs in float64 instead, as exact.
+        dtype = np.dtype(np.float64)
+    if power_of_two_exponent(amax, np.dtype(np.float64), d) and amax > 1.0:
+        raise ValueRangeError(
+            f"k-means: values up to {amax:.3g} have squared distances beyond the float64 range (1.8e308); "
+            f"rescale the data first, e.g. X / 1e150 (the clustering does not change, centroids scale with it)"
+        )
     shift = centroids.mean(axis=0).astype(dtype)
     centres = (centroids - shift).astype(dtype)
     half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres).astype(np.float64)
