@@ -130,6 +130,13 @@ def _open_path(path: str | os.PathLike[str], storage_options: dict[str, Any] | N
         raise StoreNotFoundError(
             f"cannot open {text!r}: {error}; install the fsspec backend for this protocol (e.g. s3fs, gcsfs)"
         ) from None
+    except ValueError as error:
+        if "protocol" not in str(error).lower():
+            raise
+        raise StoreNotFoundError(
+            f"cannot open {text!r}: {error}; use a local path or a URL whose protocol fsspec knows "
+            f"(file://, memory://, s3://, gs://, ...)"
+        ) from None
     if isinstance(node, zarr.Group):
         arrays = _array_paths(node)
         example = f"{text.rstrip('/')}/{arrays[0] if arrays else 'NAME'}"
@@ -188,7 +195,13 @@ def _coerce(data: Any, name: str) -> Any:
     elif hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__"):
         array = data  # another lazy array (h5py, xarray's backends): read block by block like Zarr
     else:
-        array = np.asarray(data)
+        try:
+            array = np.asarray(data)
+        except ValueError as error:
+            raise InputShapeError(
+                f"{name} cannot be made into an array ({error}); give rows of equal length, as a 2-D array "
+                f"(n_samples, n_features)"
+            ) from None
     if isinstance(array, np.ndarray) and array.dtype == object:
         # scikit-learn's convention: object arrays of numbers are accepted.
         try:
