@@ -124,7 +124,7 @@ def _prepare_output(path: str, overwrite: bool, what: str) -> None:
                 f"pass --overwrite (overwrite=True) to replace it, or choose another output path"
             )
     if state == "incomplete":
-        logger.warning("replacing the unfinished output at %s, as overwriting was asked for", path)
+        logger.warning("replacing the unfinished output at %s", path)
 
 
 def _regular_chunks(array: da.Array) -> tuple[da.Array, tuple[int, ...]]:
@@ -435,6 +435,17 @@ def _describe_array(array: zarr.Array) -> dict[str, Any]:
     }
 
 
+def _progress(group: zarr.Group) -> dict[str, str]:
+    """Blocks written so far by an unfinished run, per array."""
+    if PROGRESS_GROUP not in group:
+        return {}
+    markers = group[PROGRESS_GROUP]
+    return {
+        name: f"{int(np.asarray(array[...]).astype(bool).sum())} of {array.size} blocks written"
+        for name, array in markers.arrays()
+    }
+
+
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Arrays (shape, dtype, chunks, codecs), attributes and completeness of a Zarr group or array.
 
@@ -450,14 +461,19 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         for bigdist outputs, None for data bigdist did not write);
         ``status`` in words; ``arrays`` mapping each array path ("" for an
         array node) to its ``shape``, ``dtype``, ``chunks``, ``shards``,
-        ``compressors`` and ``nbytes``; ``attrs``.
+        ``compressors`` and ``nbytes``; ``attrs``; for an unfinished output,
+        ``progress``: the blocks written so far per array.
     """
     path = _normalise(path)
     node = _open_node(path)
     if node is None:
         raise StoreNotFoundError(f"no Zarr array or group at {path!r}; check the path")
     if isinstance(node, zarr.Group):
-        members = {name: item for name, item in node.members(max_depth=None) if isinstance(item, zarr.Array)}
+        members = {
+            name: item
+            for name, item in node.members(max_depth=None)
+            if isinstance(item, zarr.Array) and not name.startswith(f"{PROGRESS_GROUP}/")
+        }
     else:
         members = {"": node}
     meta = _meta(node)
@@ -469,5 +485,6 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         "complete": complete,
         "status": status[complete],
         "arrays": {name: _describe_array(array) for name, array in sorted(members.items())},
+        **({"progress": _progress(node)} if complete is False and isinstance(node, zarr.Group) else {}),
         "attrs": dict(node.attrs),
     }

@@ -109,6 +109,8 @@ def test_interrupted_write_is_resumed_block_by_block(tmp_path):
     with pytest.raises(IncompleteOutputError, match="unfinished"):
         read_group(path)
     written = np.asarray(zarr.open_array(f"{path}/bigdist_progress/x", mode="r")[:]).astype(bool)
+    assert describe(path)["progress"] == {"x": f"{written.sum()} of 5 blocks written"}
+    assert list(describe(path)["arrays"]) == ["x"]
     assert 0 < written.sum() < 5 and not written[2]
 
     # Another run's data is refused, naming what differs, and kept.
