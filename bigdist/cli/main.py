@@ -80,7 +80,12 @@ def run_options(sections: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]]
         @click.option(
             "--scheduler-file", type=click.Path(dir_okay=False), help="Scheduler file of an existing Dask cluster."
         )
-        @click.option("--overwrite", is_flag=True, default=False, help="Replace a finished output.")
+        @click.option(
+            "--overwrite",
+            is_flag=True,
+            default=False,
+            help="Replace a finished output, or an unfinished one of another run (one of the same run is resumed).",
+        )
         @click.option(
             "--performance-report", type=click.Path(dir_okay=False), help="Write Dask's HTML performance report here."
         )

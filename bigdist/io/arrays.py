@@ -74,7 +74,7 @@ class _NpyFile:
 
     def __init__(self, path: pathlib.Path) -> None:
         try:
-            array = np.load(path, mmap_mode="r")
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as error:
             if "object" in str(error).lower() or "python objects" in str(error).lower():
                 raise InputDtypeError(
@@ -93,7 +93,7 @@ class _NpyFile:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         # np.array copies: the block owns its memory once read.
-        return np.array(np.load(self.path, mmap_mode="r")[key])
+        return np.array(np.load(self.path, mmap_mode="r", allow_pickle=False)[key])
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         return ("bigdist-npy", *self._token)

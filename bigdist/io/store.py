@@ -212,8 +212,8 @@ def _done_blocks(group: zarr.Group, name: str, numblocks: tuple[int, ...]) -> np
 
 def _resume_group(
     path: str, sources: Mapping[str, da.Array], fingerprint: str, attrs: Mapping[str, Any]
-) -> tuple[zarr.Group, dict[str, np.ndarray]]:
-    """Open an unfinished output of the same run for resuming, or refuse one of another run."""
+) -> tuple[zarr.Group, dict[str, np.ndarray]] | None:
+    """Open an unfinished output of the same run for resuming (None: nothing to resume), or refuse another run's."""
     group = zarr.open_group(store=path, mode="r+")
     meta = _meta(group) or {}
     if meta.get("fingerprint") != fingerprint:
@@ -223,6 +223,9 @@ def _resume_group(
             f"{differences or 'same parameters, but other input data, chunking or random seed'}); rerun with the "
             f"arguments of that run to resume it, or pass --overwrite (overwrite=True) to replace it"
         )
+    if not all(name in group and f"{PROGRESS_GROUP}/{name}" in group for name in sources):
+        # Killed while the arrays were being created, before any block was computed: start afresh.
+        return None
     done = {}
     for name, source in sources.items():
         done[name] = _done_blocks(group, name, source.numblocks)
@@ -325,8 +328,11 @@ def write_group(
     fingerprint = _fingerprint(sources)
     state = _state(path)
     # The same run resumes even with overwrite: its blocks would be written again byte for byte.
+    resumed = None
     if state == "incomplete" and (not overwrite or _stored_fingerprint(path) == fingerprint):
-        group, done = _resume_group(path, sources, fingerprint, attrs)
+        resumed = _resume_group(path, sources, fingerprint, attrs)
+    if resumed is not None:
+        group, done = resumed
     else:
         _prepare_output(path, overwrite, "result")
         group, done = _create_group(path, sources, fingerprint, attrs)

@@ -221,3 +221,14 @@ def test_describe_and_read_group_errors(tmp_path):
             function(tmp_path / "missing.zarr")
     with pytest.raises(StoreNotFoundError, match="missing.zarr"):
         update_attrs(tmp_path / "missing.zarr", a=1)
+
+
+def test_run_killed_while_creating_its_arrays_starts_afresh(tmp_path, fault_on_third_block):
+    path = str(tmp_path / "out.zarr")
+    with pytest.raises(RuntimeError, match="killed"):
+        write_group(path, {"x": _data()})
+    # As if killed after the attributes were written but before the progress markers were created.
+    del zarr.open_group(path, mode="r+")["bigdist_progress"]
+    FAULT["block"] = None
+    write_group(path, {"x": _data()})
+    np.testing.assert_array_equal(read_group(path)["x"].compute(), np.arange(100).reshape(50, 2))
