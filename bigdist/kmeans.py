@@ -19,7 +19,7 @@ from dask.base import tokenize
 
 from bigdist import config
 from bigdist.errors import InputShapeError, ParameterError
-from bigdist.io import as_array, check_int, write_group
+from bigdist.io import as_array, check_int, check_number, write_group
 from bigdist.io.integrity import ZarrSource, output_codecs
 from bigdist.kernels.kmeans import assign, kmeans_chunk, kmeans_combine, update_centroids
 from bigdist.reductions import block_tree_reduce
@@ -276,8 +276,7 @@ def kmeans(
     n_init = check_int("n_init", n_init)
     if isinstance(init, str) and init not in INITS:
         raise ParameterError(f"unknown init {init!r}; use one of {', '.join(INITS)} or an array of shape ({k}, {d})")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ParameterError(f"tol must be a number >= 0, got tol={tol!r}")
+    tol = check_number("tol", tol, minimum=0)
     if checkpoint is not None and n_init != 1:
         raise ParameterError(f"checkpoint needs n_init=1 (got n_init={n_init}); run the inits one by one")
     split_every = check_int("split_every", split_every or config.get("split-every"), minimum=2)

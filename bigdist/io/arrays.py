@@ -401,6 +401,25 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_number(
+    name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None, open_minimum: bool = False
+) -> float:
+    """Return ``value`` as a float, or raise ParameterError naming it when it is not a finite number in range.
+
+    For parameters such as ``tol`` (``minimum=0``), ``bandwidth`` or ``radius``
+    (``minimum=0, open_minimum=True``), a quantile (``minimum=0, maximum=1``).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)):
+        raise ParameterError(f"{name} must be a finite number, got {name}={value!r}")
+    number = float(value)
+    if minimum is not None and (number < minimum or (open_minimum and number == minimum)):
+        bound = f"> {minimum:g}" if open_minimum else f">= {minimum:g}"
+        raise ParameterError(f"{name} must be {bound}, got {name}={value!r}")
+    if maximum is not None and number > maximum:
+        raise ParameterError(f"{name} must be <= {maximum:g}, got {name}={value!r}")
+    return number
+
+
 def check_features(queries: Any, train: Any, *, names: tuple[str, str] = ("queries", "train")) -> None:
     """Raise InputShapeError when ``queries`` and ``train`` have different feature counts.
 
