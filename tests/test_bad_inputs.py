@@ -19,9 +19,11 @@ from click.testing import CliRunner
 from sklearn.exceptions import NotFittedError
 
 import bigdist as bd
+import bigdist.io
 from bigdist.cli.main import main
 from bigdist.errors import (
     BigdistError,
+    IncompleteOutputError,
     InputDtypeError,
     InputShapeError,
     MissingChunkError,
@@ -56,6 +58,14 @@ def _zarr(tmp: pathlib.Path, name: str, data: np.ndarray, **options) -> str:
 def _deleted_chunk(tmp: pathlib.Path) -> str:
     path = _zarr(tmp, "holey.zarr", X, chunks=(5, 3))
     (pathlib.Path(path) / "c" / "2" / "0").unlink()
+    return path
+
+
+def _unfinished(tmp: pathlib.Path) -> str:
+    path = str(tmp / "generated.zarr")
+    bd.io.make_random(path, 10, 2)
+    array = zarr.open_array(path, mode="r+")
+    array.attrs["bigdist"] = {**array.attrs["bigdist"], "complete": False}  # as a killed generate leaves it
     return path
 
 
@@ -149,6 +159,8 @@ CASES = [
     ("open-protocol", lambda t: bd.open_array("nope://bucket/x.zarr"), StoreNotFoundError, "protocol fsspec knows"),
     ("open-deleted-chunk", lambda t: bd.open_array(_deleted_chunk(t)).compute(), MissingChunkError,
      "chunk 'c/2/0' (rows 10-14) is missing"),
+    ("open-unfinished", lambda t: bd.open_array(_unfinished(t)), IncompleteOutputError,
+     "stopped before its last block"),
     ("write-over-input", lambda t: bd.knn(X, X, k=1).to_zarr(_zarr(t, "train.zarr", X)), OutputExistsError,
      "Zarr data that bigdist did not write"),
 ]  # fmt: skip

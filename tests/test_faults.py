@@ -321,3 +321,21 @@ def test_tls_scheduler_needs_the_security_section(tmp_path):
         run_file.write_text(yaml.safe_dump({"security": {"tls-ca-file": "/nope.pem"}, "train": str(train), "out": "x"}))
         result = CliRunner().invoke(main, ["knn", "--config", str(run_file), "--scheduler", address])
         assert result.exit_code == 1 and "'/nope.pem' is not an existing file" in result.output
+
+
+def test_input_left_unfinished_by_a_killed_generate_is_made_again(tmp_path, threaded_scheduler):
+    train, out = str(tmp_path / "train.zarr"), str(tmp_path / "nn.zarr")
+    make_random(train, 60, 3, chunk_rows=20, random_state=9)
+    expected = zarr.open_array(train, mode="r")[:]
+    # What a killed generate leaves: the flag still false, a chunk never written.
+    array = zarr.open_array(train, mode="r+")
+    array.attrs["bigdist"] = {**array.attrs["bigdist"], "complete": False}
+    (pathlib.Path(train) / "c" / "2" / "0").unlink()
+    spec = {"kind": "random", "n-samples": 60, "n-features": 3, "chunk-rows": 20, "random-state": 9}
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump({"train": train, "k": 2, "out": out, "generate": {"train": spec}}))
+    result = CliRunner().invoke(main, ["knn", "--config", str(run_file), "--scheduler", threaded_scheduler])
+    assert result.exit_code == 0, result.output
+    assert "generated train" in result.output
+    np.testing.assert_array_equal(zarr.open_array(train, mode="r")[:], expected)
+    np.testing.assert_array_equal(read_group(out)["indices"].compute(), knn_oracle(expected, None, 2)[1])

@@ -267,15 +267,27 @@ def _generate(kind: str, out: str, spec: dict[str, Any], *, overwrite: bool) -> 
     )
 
 
+def _finished_input(path: str) -> bool:
+    """Whether ``path`` exists and is not an input a killed ``generate`` left unfinished (which is made again)."""
+    if not os.path.exists(path):
+        return False
+    from bigdist.io import describe
+
+    try:
+        return describe(path)["complete"] is not False
+    except BigdistError:
+        return True  # not Zarr: opening it will say what is wrong
+
+
 def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -> None:
-    """Make the inputs a run file's ``generate`` section describes, when they do not exist yet."""
+    """Make the inputs a run file's ``generate`` section describes, when they do not exist yet (or are unfinished)."""
     if section is None:
         return
     if not isinstance(section, dict) or set(section) - set(paths):
         raise ConfigError(f"the run file's 'generate' section may only describe {', '.join(paths)}; got {section!r}")
     for role, raw_spec in section.items():
         path = paths[role]
-        if path is None or os.path.exists(os.path.expanduser(path)):
+        if path is None or _finished_input(os.path.expanduser(path)):
             continue
         spec = {str(key).replace("-", "_"): value for key, value in (raw_spec or {}).items()}
         kind = spec.pop("kind", "blobs")

@@ -23,7 +23,14 @@ import zarr
 from dask.base import tokenize
 
 from bigdist import config
-from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError, ParameterError, StoreNotFoundError
+from bigdist.errors import (
+    IncompleteOutputError,
+    InputDtypeError,
+    InputShapeError,
+    NonFiniteError,
+    ParameterError,
+    StoreNotFoundError,
+)
 from bigdist.io.integrity import ZarrSource
 
 logger = logging.getLogger(__name__)
@@ -143,6 +150,12 @@ def _open_path(path: str | os.PathLike[str], storage_options: dict[str, Any] | N
         raise InputShapeError(
             f"{text!r} is a Zarr group, not an array; name one of its arrays as path/to/group/arrayname, "
             f"e.g. {example!r} (arrays inside: {', '.join(arrays) or 'none'})"
+        )
+    meta = dict(node.attrs).get("bigdist")
+    if isinstance(meta, dict) and meta.get("complete") is False:
+        raise IncompleteOutputError(
+            f"{text!r} is unfinished: the run that wrote it stopped before its last block (started at "
+            f"{meta.get('started_at', 'an unknown time')}); write it again (e.g. bigdist generate ... --out {text})"
         )
     return node
 
