@@ -339,3 +339,22 @@ def test_input_left_unfinished_by_a_killed_generate_is_made_again(tmp_path, thre
     assert "generated train" in result.output
     np.testing.assert_array_equal(zarr.open_array(train, mode="r")[:], expected)
     np.testing.assert_array_equal(read_group(out)["indices"].compute(), knn_oracle(expected, None, 2)[1])
+
+
+def test_cli_on_a_scheduler_without_workers_stops_with_a_clear_error(tmp_path):
+    train, out = tmp_path / "train.npy", tmp_path / "nn.zarr"
+    np.save(train, np.arange(30.0).reshape(10, 3))
+    with dask.config.set({"distributed.scheduler.no-workers-timeout": "1s"}):
+        with LocalCluster(
+            n_workers=0, processes=False, protocol="tcp://", host="127.0.0.1", dashboard_address=None
+        ) as cluster:
+            began = time.monotonic()
+            result = CliRunner().invoke(
+                main,
+                ["knn", "--train", str(train), "--k", "2", "--out", str(out), "--scheduler", cluster.scheduler_address],
+            )
+    assert result.exit_code == 1
+    assert "error: no Dask worker was running for 1 s" in result.output and "Traceback" not in result.output
+    assert time.monotonic() - began < 20
+    # Nothing is taken for finished: the output says it is not.
+    assert zarr.open_group(str(out), mode="r").attrs["bigdist"]["complete"] is False
