@@ -200,16 +200,6 @@ def _stored_fingerprint(path: str) -> str | None:
     return None if meta is None else meta.get("fingerprint")
 
 
-def _done_blocks(group: zarr.Group, name: str, numblocks: tuple[int, ...]) -> np.ndarray:
-    try:
-        markers = group[f"{PROGRESS_GROUP}/{name}"]
-    except KeyError:
-        return np.zeros(numblocks, dtype=bool)
-    if tuple(markers.shape) != numblocks:
-        return np.zeros(numblocks, dtype=bool)
-    return np.asarray(markers[...]).astype(bool)
-
-
 def _resume_group(
     path: str, sources: Mapping[str, da.Array], fingerprint: str, attrs: Mapping[str, Any]
 ) -> tuple[zarr.Group, dict[str, np.ndarray]] | None:
@@ -226,9 +216,7 @@ def _resume_group(
     if not all(name in group and f"{PROGRESS_GROUP}/{name}" in group for name in sources):
         # Killed while the arrays were being created, before any block was computed: start afresh.
         return None
-    done = {}
-    for name, source in sources.items():
-        done[name] = _done_blocks(group, name, source.numblocks)
+    done = {name: np.asarray(group[f"{PROGRESS_GROUP}/{name}"][...]).astype(bool) for name in sources}
     finished, total = sum(int(d.sum()) for d in done.values()), sum(d.size for d in done.values())
     meta["resumed_at"] = [*meta.get("resumed_at", []), _now()]
     group.attrs["bigdist"] = meta
