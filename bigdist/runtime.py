@@ -7,6 +7,7 @@ ambient one.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import socket
@@ -91,10 +92,14 @@ def _connect(address: str | None, scheduler_file: str | None) -> distributed.Cli
             if str(target).startswith("tls://") or tls is not None
             else ""
         )
-        raise SchedulerUnreachableError(
+        failure = SchedulerUnreachableError(
             f"could not reach the Dask scheduler at {target!r} within {timeout} s ({error}); "
             f"check the address and that the scheduler is running{hint}"
-        ) from None
+        )
+    # The Client that failed is collected now: collected later, inside the start of another Client, its
+    # __del__ closes its event loop runner while that start holds the runner's lock, and both wait forever.
+    gc.collect()
+    raise failure
 
 
 @contextlib.contextmanager

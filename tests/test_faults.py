@@ -136,11 +136,12 @@ def test_cli_kmeans_killed_then_resumed_from_checkpoint(tmp_path, threaded_sched
         bd.kmeans(data, 12, init="random", max_iter=40, tol=0, random_state=4, checkpoint=checkpoint)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def process_cluster():
-    """Two worker processes under nannies, which restart a killed worker."""
+    """Two worker processes under nannies, which restart a killed worker (a fresh cluster per test)."""
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=60)
             yield client
 
 
@@ -167,7 +168,6 @@ def _kill_a_worker_when_busy(client: Client, prefix: str, timeout: float = 60) -
 
 def test_worker_killed_mid_knn_gives_the_identical_result(process_cluster):
     client = process_cluster
-    client.wait_for_workers(2)
     rng = np.random.default_rng(5)
     train = (rng.standard_normal((12000, 16)) + 100).astype(np.float32)
     queries = (rng.standard_normal((1000, 16)) + 100).astype(np.float32)
@@ -189,7 +189,6 @@ def test_worker_killed_mid_knn_gives_the_identical_result(process_cluster):
 
 def test_worker_killed_mid_kmeans_gives_the_identical_result(process_cluster):
     client = process_cluster
-    client.wait_for_workers(2)
     rng = np.random.default_rng(6)
     data = da.from_array(rng.uniform(size=(20000, 16)), chunks=1000)
     options = {"init": "k-means||", "max_iter": 15, "tol": 0, "random_state": 1, "split_every": 2}
