@@ -102,6 +102,26 @@ def _connect(address: str | None, scheduler_file: str | None) -> distributed.Cli
     raise failure
 
 
+def _no_workers_timeout(dask_scheduler: Any) -> float | None:
+    return dask_scheduler.no_workers_timeout
+
+
+def _warn_without_no_workers_timeout(client: distributed.Client, target: str | None) -> None:
+    """Say so when a remote scheduler would wait forever once every worker is gone (bigdist cannot change that)."""
+    try:
+        timeout = client.run_on_scheduler(_no_workers_timeout)
+    except Exception as error:  # noqa: BLE001  (a scheduler may refuse to run functions; then nothing is known)
+        logger.debug("could not read the no-workers-timeout of the scheduler at %s: %s", target, error)
+        return
+    if timeout is None:
+        logger.warning(
+            "the Dask scheduler at %s has no distributed.scheduler.no-workers-timeout: if all its workers die, "
+            "the run waits for new ones forever; start the scheduler with "
+            "DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT=60s to make it fail instead",
+            target,
+        )
+
+
 @contextlib.contextmanager
 def cluster_errors() -> Iterator[None]:
     """Turn Dask's cluster failures into ClusterError messages that say what happened and what to do."""
@@ -168,6 +188,7 @@ def start(
     with contextlib.ExitStack() as stack:
         if scheduler or scheduler_file:
             client = stack.enter_context(_connect(scheduler, scheduler_file))
+            _warn_without_no_workers_timeout(client, scheduler or scheduler_file)
         else:
             n_workers = n_workers or config.get("runtime.n-workers") or os.cpu_count() or 1
             stack.enter_context(dask.config.set(_scheduler_settings()))

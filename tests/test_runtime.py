@@ -2,6 +2,7 @@ import time
 
 import dask
 import pytest
+from distributed import LocalCluster
 from distributed.scheduler import KilledWorker, NoValidWorkerError, NoWorkerError
 
 from bigdist import runtime
@@ -67,3 +68,15 @@ def test_no_workers_timeout_reaches_the_local_scheduler():
         with runtime.start(n_workers=1, dashboard_address="127.0.0.1:0") as client:
             timeout = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.no_workers_timeout)
     assert timeout == 7
+
+
+def test_remote_scheduler_without_no_workers_timeout_is_reported(caplog):
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        with runtime.start(scheduler=cluster.scheduler_address):
+            pass
+        assert "has no distributed.scheduler.no-workers-timeout" in caplog.text
+        caplog.clear()
+        cluster.scheduler.no_workers_timeout = 30.0
+        with runtime.start(scheduler=cluster.scheduler_address):
+            pass
+        assert "no-workers-timeout" not in caplog.text
