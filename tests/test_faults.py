@@ -357,3 +357,21 @@ def test_cli_on_a_scheduler_without_workers_stops_with_a_clear_error(tmp_path):
     assert time.monotonic() - began < 20
     # Nothing is taken for finished: the output says it is not.
     assert zarr.open_group(str(out), mode="r").attrs["bigdist"]["complete"] is False
+
+
+def _die(block):
+    if block.size:  # dask calls the function on an empty block to learn its output type
+        os._exit(1)  # what the kernel's OOM killer does to a worker whose task needs too much memory
+    return block
+
+
+def test_task_that_keeps_killing_its_worker_becomes_a_cluster_error():
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            with Client(cluster):
+                data = da.ones((10, 2), chunks=5).map_blocks(
+                    _die, dtype=float, meta=np.empty((0, 0)), name="bigdist-test-crash"
+                )
+                with pytest.raises(ClusterError, match=r"bigdist-test-crash.*died 1 times \(last: tcp://127.0.0.1"):
+                    with runtime.cluster_errors():
+                        data.compute()
