@@ -143,8 +143,9 @@ def cluster_errors() -> Iterator[None]:
             f"{error.resource_restrictions}); add workers that satisfy them"
         ) from None
     except KilledWorker as error:
+        deaths = error.allowed_failures + 1
         raise ClusterError(
-            f"task {error.task!r} was running on Dask workers that died {error.allowed_failures + 1} times "
+            f"task {error.task!r} was running on Dask workers that died {deaths} time{'s' if deaths > 1 else ''} "
             f"(last: {getattr(error.last_worker, 'address', error.last_worker)}); it probably needs more memory than "
             f"a worker has: give the workers more memory (bigdist config runtime.memory-limit) or use smaller "
             f"blocks (bigdist config chunk-bytes, knn.query-block-rows), then run again (unfinished outputs resume)"

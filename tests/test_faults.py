@@ -372,6 +372,6 @@ def test_task_that_keeps_killing_its_worker_becomes_a_cluster_error():
                 data = da.ones((10, 2), chunks=5).map_blocks(
                     _die, dtype=float, meta=np.empty((0, 0)), name="bigdist-test-crash"
                 )
-                with pytest.raises(ClusterError, match=r"bigdist-test-crash.*died 1 times \(last: tcp://127.0.0.1"):
+                with pytest.raises(ClusterError, match=r"bigdist-test-crash.*died 1 time \(last: tcp://127.0.0.1"):
                     with runtime.cluster_errors():
                         data.compute()
