@@ -191,3 +191,55 @@ class ZarrSource:
     def read_all(self) -> np.ndarray:
         """The whole array, checked."""
         return self[tuple(slice(None) for _ in self.shape)]
+
+
+def verify(path: str, *, max_problems: int = 20) -> dict[str, Any]:
+    """Read every stored chunk of a Zarr array or group, and report the missing and damaged ones.
+
+    Parameters
+    ----------
+    path : str
+        Local path or URL of a Zarr array or group (e.g. a bigdist output or input).
+    max_problems : int
+        Stop listing after this many problems (the counts stay exact).
+
+    Returns
+    -------
+    dict
+        ``path``; ``arrays`` (how many), ``chunks`` (files read, a shard counting once);
+        ``missing`` and ``damaged`` counts; ``problems``: messages naming each
+        array, chunk and rows; ``ok`` when nothing is wrong.
+    """
+    node = zarr.open(store=path, mode="r")
+    if isinstance(node, zarr.Group):
+        arrays = {
+            name: array
+            for name, array in node.members(max_depth=None)
+            if isinstance(array, zarr.Array) and not name.startswith("bigdist_progress/")
+        }
+    else:
+        arrays = {"": node}
+    report: dict[str, Any] = {"path": path, "arrays": len(arrays), "chunks": 0, "missing": 0, "damaged": 0}
+    problems: list[str] = []
+    for name, array in sorted(arrays.items()):
+        source = ZarrSource(array, f"{path.rstrip('/')}/{name}" if name else path, missing="error")
+        if not source.ndim:
+            continue
+        grid = source._grid
+        for coords in source._units([(0, size) for size in source.shape], grid):
+            region = tuple(
+                slice(c * step, min(size, (c + 1) * step))
+                for c, step, size in zip(coords, grid, source.shape, strict=True)
+            )
+            report["chunks"] += 1
+            try:
+                source[region]
+            except MissingChunkError as error:
+                report["missing"] += 1
+                problems.append(str(error))
+            except CorruptChunkError as error:
+                report["damaged"] += 1
+                problems.append(str(error))
+    report["problems"] = problems[:max_problems]
+    report["ok"] = not problems
+    return report

@@ -97,3 +97,25 @@ def test_generated_data_is_checksummed(tmp_path):
     ):
         bd.knn(path, None, k=3).compute()
     assert issubclass(CorruptChunkError, (DataIntegrityError, OSError))
+
+
+def test_verify_lists_every_missing_and_damaged_chunk(tmp_path):
+    from click.testing import CliRunner
+
+    from bigdist.cli.main import main
+    from bigdist.io.integrity import verify
+
+    path = _output(tmp_path)
+    assert verify(path) == {
+        "path": path, "arrays": 1, "chunks": 4, "missing": 0, "damaged": 0, "problems": [], "ok": True,
+    }  # fmt: skip
+    (pathlib.Path(path) / "x" / "c" / "0" / "0").unlink()
+    _flip_byte(pathlib.Path(path) / "x" / "c" / "3" / "0")
+    report = verify(path)
+    assert (report["missing"], report["damaged"], report["ok"]) == (1, 1, False)
+    assert "chunk 'x/c/0/0' (rows 0-9) is missing" in report["problems"][0]
+    assert "chunk 'x/c/3/0' (rows 30-39)" in report["problems"][1] and "damaged" in report["problems"][1]
+    result = CliRunner().invoke(main, ["verify", path])
+    assert result.exit_code == 1
+    assert "4 chunk files in 1 array(s) read, 1 missing, 1 damaged" in result.output
+    assert "x/c/0/0" in result.output and "Traceback" not in result.output
