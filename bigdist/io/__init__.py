@@ -1,6 +1,7 @@
 """Inputs and outputs: Zarr, NumPy, .npy and generated data as row-chunked dask arrays."""
 
 from bigdist.io.arrays import as_array, check_features, check_int, check_number, in_memory, open_array
+from bigdist.io.integrity import verify
 from bigdist.io.store import describe, read_group, update_attrs, versions, write_group
 from bigdist.io.synthetic import blob_centers, make_blobs, make_random
 
@@ -17,6 +18,7 @@ __all__ = [
     "open_array",
     "read_group",
     "update_attrs",
+    "verify",
     "versions",
     "write_group",
 ]
