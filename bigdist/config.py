@@ -8,6 +8,7 @@ such as ``DASK_BIGDIST__SPLIT_EVERY=4`` work as Dask users expect.
 
 from __future__ import annotations
 
+import os
 import pathlib
 from collections.abc import Mapping
 from typing import Any
@@ -60,6 +61,20 @@ def _check_value(path: str, value: Any, rule: Mapping[str, Any]) -> Any:
     elif kind == "str":
         if not isinstance(value, str):
             raise ConfigError(f"bigdist config {path!r} = {value!r} must be a string")
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"bigdist config {path!r} = {value!r} must be true or false")
+    elif kind == "timedelta":
+        try:
+            value = dask.utils.parse_timedelta(value, default="seconds")
+        except (ValueError, TypeError, KeyError):
+            raise ConfigError(
+                f"bigdist config {path!r} = {value!r} is not a duration; use seconds or a string like '90s'"
+            ) from None
+    elif kind == "file":
+        if not isinstance(value, str) or not os.path.isfile(os.path.expanduser(value)):
+            raise ConfigError(f"bigdist config {path!r} = {value!r} is not an existing file; give the path of the file")
+        value = os.path.expanduser(value)
     if "min" in rule and value < rule["min"]:
         raise ConfigError(f"bigdist config {path!r} = {value!r} must be at least {rule['min']}")
     if "choices" in rule and value not in rule["choices"]:

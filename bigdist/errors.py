@@ -24,6 +24,10 @@ class NonFiniteError(BigdistError, ValueError):
     """An input holds NaN or infinity."""
 
 
+class ValueRangeError(BigdistError, ValueError):
+    """An input's values are so large that their squares exceed the floating-point range of the result."""
+
+
 class ParameterError(BigdistError, ValueError):
     """A parameter is out of range or unknown."""
 
@@ -42,6 +46,22 @@ class OutputExistsError(BigdistError, FileExistsError):
 
 class IncompleteOutputError(BigdistError, ValueError):
     """An output was not finished (its run stopped before the last block)."""
+
+
+class DataIntegrityError(BigdistError, OSError):
+    """Stored data is missing or damaged: a chunk file was deleted, truncated or changed on disk."""
+
+
+class MissingChunkError(DataIntegrityError):
+    """A chunk of a stored array is missing, so reading it would silently give the fill value."""
+
+
+class CorruptChunkError(DataIntegrityError):
+    """A stored chunk fails its checksum or cannot be decoded."""
+
+
+class ClusterError(BigdistError, RuntimeError):
+    """The Dask cluster cannot run the computation (no workers left, workers lost too often)."""
 
 
 class SchedulerUnreachableError(BigdistError, ConnectionError):

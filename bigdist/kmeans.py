@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -13,10 +14,12 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
+from dask.base import tokenize
 
 from bigdist import config
 from bigdist.errors import InputShapeError, ParameterError
-from bigdist.io import as_array, check_int, write_group
+from bigdist.io import as_array, check_int, check_number, write_group
+from bigdist.io.integrity import ZarrSource, output_codecs
 from bigdist.kernels.kmeans import (
     BOUNDS_DTYPE,
     assign,
@@ -200,27 +203,41 @@ def _initial_centroids(X: da.Array, k: int, init: Any, seed: int, split_every: i
     return _init_kmeans_parallel(X, k, seed, split_every)
 
 
-def _load_checkpoint(path: str, k: int, d: int) -> dict[str, Any] | None:
+def _load_checkpoint(path: str, k: int, d: int, fingerprint: str) -> dict[str, Any] | None:
     try:
         group = zarr.open_group(store=path, mode="r")
     except FileNotFoundError:
         return None
     state = dict(group.attrs.get("bigdist_checkpoint", {}))
-    if not state or group["centroids"].shape != (k, d):
+    if not state:
+        return None  # created, but killed before the first iteration was saved
+    if state.get("fingerprint") != fingerprint:
         raise ParameterError(
-            f"the checkpoint at {path!r} belongs to another run (centroids {group['centroids'].shape}, "
-            f"expected {(k, d)}); give another checkpoint path or delete it"
+            f"the checkpoint at {path!r} belongs to another run (other data, n_clusters, init, random_state or "
+            f"tol than this one, which expects centroids of shape {(k, d)}); give another checkpoint path, "
+            f"rerun with the arguments of that run, or delete it"
         )
-    state["centroids"] = group["centroids"][:]
+    source = ZarrSource(group[state["array"]], f"the checkpoint {path}")
+    state["centroids"] = source.read_all()
     return state
 
 
 def _save_checkpoint(path: str, centroids: np.ndarray, state: dict[str, Any]) -> None:
+    """Save the centroids of an iteration, never overwriting those the attributes point to.
+
+    The two arrays alternate and the attributes (one file, written atomically
+    on local stores) are updated last, so a run killed at any moment leaves a
+    checkpoint whose attributes describe centroids fully stored.
+    """
     group = zarr.open_group(store=path, mode="a")
-    array = group.require_array("centroids", shape=centroids.shape, dtype=centroids.dtype, chunks=centroids.shape)
+    name = f"centroids_{state['n_iter'] % 2}"
+    if name in group:
+        del group[name]
+    array = group.create_array(
+        name, shape=centroids.shape, dtype=centroids.dtype, chunks=centroids.shape, compressors=output_codecs("none")
+    )
     array[...] = centroids
-    # Written after the centroids: a checkpoint's attributes always describe centroids already stored.
-    group.attrs["bigdist_checkpoint"] = state
+    group.attrs["bigdist_checkpoint"] = {**state, "array": name}
 
 
 def kmeans(
@@ -281,17 +298,20 @@ def kmeans(
     n_init = check_int("n_init", n_init)
     if isinstance(init, str) and init not in INITS:
         raise ParameterError(f"unknown init {init!r}; use one of {', '.join(INITS)} or an array of shape ({k}, {d})")
-    if not (isinstance(tol, (int, float)) and tol >= 0):
-        raise ParameterError(f"tol must be a number >= 0, got tol={tol!r}")
+    tol = check_number("tol", tol, minimum=0)
     if checkpoint is not None and n_init != 1:
         raise ParameterError(f"checkpoint needs n_init=1 (got n_init={n_init}); run the inits one by one")
     split_every = check_int("split_every", split_every or config.get("split-every"), minimum=2)
+    if random_state is not None and (isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral)):
+        raise ParameterError(f"random_state must be None or an integer seed, got random_state={random_state!r}")
     seeds = np.random.SeedSequence(random_state).generate_state(n_init)
+    # What a checkpoint must match to be resumed: the data (its dask name) and the arguments that shape the run.
+    fingerprint = tokenize(array.name, k, init, random_state, tol)
     array = maybe_persist(array, persist, "k-means")
 
     best: KMeansResult | None = None
     for run, seed in enumerate(seeds):
-        result = _lloyd(array, k, init, int(seed), max_iter, tol, split_every, checkpoint)
+        result = _lloyd(array, k, init, int(seed), max_iter, tol, split_every, checkpoint, fingerprint)
         logger.info(
             "k-means run %d/%d: inertia %.6g after %d iterations", run + 1, n_init, result.inertia, result.n_iter
         )
@@ -314,10 +334,18 @@ def kmeans(
 
 
 def _lloyd(
-    X: da.Array, k: int, init: Any, seed: int, max_iter: int, tol: float, split_every: int, checkpoint: str | None
+    X: da.Array,
+    k: int,
+    init: Any,
+    seed: int,
+    max_iter: int,
+    tol: float,
+    split_every: int,
+    checkpoint: str | None,
+    fingerprint: str,
 ) -> KMeansResult:
     n, d = X.shape
-    saved = _load_checkpoint(checkpoint, k, d) if checkpoint else None
+    saved = _load_checkpoint(checkpoint, k, d, fingerprint) if checkpoint else None
     if saved:
         centroids, start, stats, tol_abs = saved["centroids"], saved["n_iter"], saved["stats"], saved["tol_abs"]
         logger.info("k-means: resuming from %s after %d iterations", checkpoint, start)
@@ -355,7 +383,8 @@ def _lloyd(
         if checkpoint:
             _save_checkpoint(
                 checkpoint, centroids,
-                {"n_iter": iteration + 1, "stats": stats, "tol_abs": tol_abs, "converged": converged},
+                {"n_iter": iteration + 1, "stats": stats, "tol_abs": tol_abs, "converged": converged,
+                 "fingerprint": fingerprint},
             )  # fmt: skip
         if converged:
             break

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
 
 from bigdist import config
-from bigdist.errors import ParameterError
+from bigdist.errors import ParameterError, ValueRangeError
 from bigdist.io import as_array, check_features, check_int, write_group
 from bigdist.kernels.registry import get_metric
 from bigdist.planning import query_blocks
@@ -90,6 +92,23 @@ def check_metric(metric: Any, **params: Any) -> str:
     return get_metric(metric, **params).name
 
 
+def _cast_distances(distances: np.ndarray, dtype: np.dtype, metric: str) -> np.ndarray:
+    """Distances in the output dtype; ValueRangeError rather than infinity when float32 cannot hold them."""
+    with np.errstate(over="ignore"):
+        out = distances.astype(dtype)
+    if out.dtype != distances.dtype and not np.isfinite(out).all():
+        overflow = np.isfinite(distances) & ~np.isfinite(out)
+        if overflow.any():
+            what = "inner products" if metric == "inner_product" else "distances"
+            other = " or metric='euclidean' (square roots of these)" if metric == "sqeuclidean" else ""
+            raise ValueRangeError(
+                f"kNN with metric={metric!r}: {what} up to {np.abs(distances[overflow]).max():.3g} do not fit the "
+                f"float32 output of float32 inputs (largest {np.finfo(np.float32).max:.3g}); pass float64 inputs "
+                f"(X.astype('float64')){other}"
+            )
+    return out
+
+
 def knn(
     queries: Any,
     train: Any = None,
@@ -162,7 +181,12 @@ def knn(
         tile_train_rows=config.get("knn.tile-train-rows"),
     )
     out_dtype = np.result_type(query_array.dtype, train_array.dtype)
-    distances = result["distance"].astype(out_dtype)
+    distances = result["distance"].map_blocks(
+        partial(_cast_distances, dtype=out_dtype, metric=metric),
+        dtype=out_dtype,
+        meta=np.empty((0, 0), dtype=out_dtype),
+        name=f"bigdist-knn-distances-{tokenize(result, out_dtype)}",
+    )
     indices = result["index"]
     params = {"k": k, "metric": metric, **resolved.params, "self_join": self_join, "split_every": split_every}
     logger.info(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -24,6 +25,7 @@ logger = logging.getLogger("bigdist")
 # Sections of a run file that are not options of the command.
 GENERATE_SECTION = "generate"
 DASK_SECTION = "dask"
+SECURITY_SECTION = "security"
 
 
 def _setup_logging(verbose: int) -> None:
@@ -79,7 +81,12 @@ def run_options(sections: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]]
         @click.option(
             "--scheduler-file", type=click.Path(dir_okay=False), help="Scheduler file of an existing Dask cluster."
         )
-        @click.option("--overwrite", is_flag=True, default=False, help="Replace a finished output.")
+        @click.option(
+            "--overwrite",
+            is_flag=True,
+            default=False,
+            help="Replace a finished output, or an unfinished one of another run (one of the same run is resumed).",
+        )
         @click.option(
             "--performance-report", type=click.Path(dir_okay=False), help="Write Dask's HTML performance report here."
         )
@@ -95,9 +102,14 @@ def run_options(sections: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]]
                     ctx.params.update(options)
                     extra = _load_run_file(config_file, ctx, sections)
                     options = {name: ctx.params[name] for name in options}
-                with dask.config.set(_dask_overrides(extra.pop(DASK_SECTION, None))):
+                overrides = {
+                    **_dask_overrides(extra.pop(DASK_SECTION, None)),
+                    **_security_overrides(extra.pop(SECURITY_SECTION, None)),
+                }
+                with dask.config.set(overrides):
                     config.validate()
-                    command(**options, **extra)
+                    with _cluster_errors():
+                        command(**options, **extra)
             except BigdistError as error:
                 if verbose >= 2:
                     raise
@@ -109,14 +121,68 @@ def run_options(sections: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]]
     return decorate
 
 
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        flat.update(_flatten(value, name) if isinstance(value, dict) and value else {name: value})
+    return flat
+
+
+def _check_dask_key(key: str) -> None:
+    """Refuse a key of a known Dask namespace that Dask does not have (a typo would otherwise do nothing)."""
+    import distributed  # noqa: F401  (loads distributed's defaults into dask.config)
+
+    parts = key.replace("_", "-").split(".")
+    missing = object()
+    if parts[0] == "bigdist" or dask.config.get(parts[0], missing) is missing:
+        return  # bigdist's keys are checked by config.validate(); other namespaces may belong to plugins
+    for depth in range(len(parts), 0, -1):
+        ancestor = dask.config.get(".".join(parts[:depth]), missing)
+        if ancestor is missing:
+            continue
+        # A free-form mapping (empty by default, e.g. worker resources) takes any key below it.
+        if depth == len(parts) or (isinstance(ancestor, dict) and not ancestor):
+            return
+        parent = ".".join(parts[:depth])
+        valid = ", ".join(sorted(ancestor)) if isinstance(ancestor, dict) else "none (it is a value)"
+        raise ConfigError(
+            f"unknown dask config key {key!r} in the run file's 'dask' section; keys under {parent!r} are {valid}"
+        )
+
+
 def _dask_overrides(section: Any) -> dict[str, Any]:
+    """The run file's ``dask`` section as dotted keys (a nested mapping would replace whole subtrees)."""
     if section is None:
         return {}
     if not isinstance(section, dict):
         raise ConfigError(
             f"the run file's 'dask' section must be a mapping of dask config keys to values, got {section!r}"
         )
-    return section
+    flat = _flatten(section)
+    for key in flat:
+        _check_dask_key(key)
+    return flat
+
+
+def _security_overrides(section: Any) -> dict[str, Any]:
+    """The run file's ``security`` section as ``bigdist.runtime.security`` keys (checked by config.validate)."""
+    if section is None:
+        return {}
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"the run file's 'security' section must be a mapping (tls-ca-file, tls-client-cert, tls-client-key, "
+            f"require-encryption), got {section!r}"
+        )
+    return {f"bigdist.runtime.security.{str(key).replace('_', '-')}": value for key, value in section.items()}
+
+
+@contextlib.contextmanager
+def _cluster_errors() -> Any:
+    from bigdist.runtime import cluster_errors
+
+    with cluster_errors():
+        yield
 
 
 def _runtime(options: dict[str, Any]) -> Any:
@@ -168,7 +234,7 @@ def main() -> None:
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows per stored chunk.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="Zarr array to write.")
-@run_options()
+@run_options(sections=(DASK_SECTION, SECURITY_SECTION))
 def generate(**options: Any) -> None:
     """Write synthetic data to a Zarr array, block by block (any size)."""
     with _runtime(options) as client:
@@ -206,15 +272,27 @@ def _generate(kind: str, out: str, spec: dict[str, Any], *, overwrite: bool) -> 
     )
 
 
+def _finished_input(path: str) -> bool:
+    """Whether ``path`` exists and is not an input a killed ``generate`` left unfinished (which is made again)."""
+    if not os.path.exists(path):
+        return False
+    from bigdist.io import describe
+
+    try:
+        return describe(path)["complete"] is not False
+    except BigdistError:
+        return True  # not Zarr: opening it will say what is wrong
+
+
 def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -> None:
-    """Make the inputs a run file's ``generate`` section describes, when they do not exist yet."""
+    """Make the inputs a run file's ``generate`` section describes, when they do not exist yet (or are unfinished)."""
     if section is None:
         return
     if not isinstance(section, dict) or set(section) - set(paths):
         raise ConfigError(f"the run file's 'generate' section may only describe {', '.join(paths)}; got {section!r}")
     for role, raw_spec in section.items():
         path = paths[role]
-        if path is None or os.path.exists(os.path.expanduser(path)):
+        if path is None or _finished_input(os.path.expanduser(path)):
             continue
         spec = {str(key).replace("-", "_"): value for key, value in (raw_spec or {}).items()}
         kind = spec.pop("kind", "blobs")
@@ -254,7 +332,7 @@ def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -
 @click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the top-k tree reduction.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (distances, indices).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
 def knn(generate: Any = None, **options: Any) -> None:
     """Exact k nearest neighbours of every query row, written to a Zarr group."""
     import bigdist
@@ -303,7 +381,7 @@ def knn(generate: Any = None, **options: Any) -> None:
 )
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (centroids, labels).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
 def kmeans(generate: Any = None, **options: Any) -> None:
     """K-means clustering, one pass over the data per iteration, written to a Zarr group."""
     import bigdist
@@ -349,7 +427,7 @@ def kmeans(generate: Any = None, **options: Any) -> None:
 @click.option("--proba/--no-proba", default=True, show_default=True, help="Also write the class probabilities.")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (predictions, probabilities).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
 def classify(generate: Any = None, **options: Any) -> None:
     """Predict the class of every query row by a vote of its k nearest train rows, written to a Zarr group.
 
@@ -410,7 +488,7 @@ def classify(generate: Any = None, **options: Any) -> None:
 @click.option("--max-neighbors", type=click.IntRange(min=1), default=None, help="Cap per query (default from config).")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the merge across blocks.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (indptr, indices, distances).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
 def radius(generate: Any = None, **options: Any) -> None:
     """Every train row within --radius of each query row, written to a Zarr group as CSR arrays."""
     import bigdist
@@ -460,7 +538,7 @@ def radius(generate: Any = None, **options: Any) -> None:
 @click.option("--random-state", type=int, default=None)
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (cluster_centers, labels).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
 def meanshift(generate: Any = None, **options: Any) -> None:
     """Mean-shift clustering, one pass over the data per iteration, written to a Zarr group."""
     import bigdist
@@ -549,7 +627,7 @@ def _metric_params(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
 @click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (array 'distances').")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION))
+@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
 def pairwise(generate: Any = None, **options: Any) -> None:
     """The full distance matrix of query rows x train rows, streamed block by block to a Zarr group."""
     import bigdist
@@ -586,3 +664,26 @@ def pairwise(generate: Any = None, **options: Any) -> None:
         f"blocks of {matrix.chunks[0][0]:,} x {matrix.chunks[1][0]:,}): {seconds:.1f} s, "
         f"{gigabytes / seconds:.2f} GB/s\noutput: {out} (distances)"
     )
+
+
+@main.command()
+@click.argument("path", type=str)
+@click.option("-v", "--verbose", count=True)
+def verify(path: str, verbose: int) -> None:
+    """Read every chunk of a Zarr array or group; list missing and damaged chunks (exit 1 if any)."""
+    from bigdist.io.integrity import verify as verify_store
+
+    _setup_logging(verbose)
+    try:
+        report = verify_store(os.path.expanduser(path))
+    except FileNotFoundError:
+        click.echo(f"error: no Zarr array or group at {path!r}; check the path", err=True)
+        sys.exit(1)
+    for problem in report["problems"]:
+        click.echo(f"error: {problem}", err=True)
+    click.echo(
+        f"{path}: {report['chunks']} chunk files in {report['arrays']} array(s) read, "
+        f"{report['missing']} missing, {report['damaged']} damaged"
+    )
+    if not report["ok"]:
+        sys.exit(1)

@@ -1,6 +1,7 @@
 """Inputs and outputs: Zarr, NumPy, .npy and generated data as row-chunked dask arrays."""
 
-from bigdist.io.arrays import as_array, check_features, check_int, in_memory, open_array
+from bigdist.io.arrays import as_array, check_features, check_int, check_number, in_memory, open_array
+from bigdist.io.integrity import verify
 from bigdist.io.labels import as_labels
 from bigdist.io.store import describe, read_group, update_attrs, versions, write_group
 from bigdist.io.synthetic import blob_centers, make_blobs, make_random
@@ -11,6 +12,7 @@ __all__ = [
     "blob_centers",
     "check_features",
     "check_int",
+    "check_number",
     "describe",
     "in_memory",
     "make_blobs",
@@ -18,6 +20,7 @@ __all__ = [
     "open_array",
     "read_group",
     "update_attrs",
+    "verify",
     "versions",
     "write_group",
 ]

@@ -23,7 +23,15 @@ import zarr
 from dask.base import tokenize
 
 from bigdist import config
-from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError, ParameterError, StoreNotFoundError
+from bigdist.errors import (
+    IncompleteOutputError,
+    InputDtypeError,
+    InputShapeError,
+    NonFiniteError,
+    ParameterError,
+    StoreNotFoundError,
+)
+from bigdist.io.integrity import ZarrSource
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +81,7 @@ class _NpyFile:
 
     def __init__(self, path: pathlib.Path) -> None:
         try:
-            array = np.load(path, mmap_mode="r")
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as error:
             if "object" in str(error).lower() or "python objects" in str(error).lower():
                 raise InputDtypeError(
@@ -92,7 +100,7 @@ class _NpyFile:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         # np.array copies: the block owns its memory once read.
-        return np.array(np.load(self.path, mmap_mode="r")[key])
+        return np.array(np.load(self.path, mmap_mode="r", allow_pickle=False)[key])
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         return ("bigdist-npy", *self._token)
@@ -129,12 +137,25 @@ def _open_path(path: str | os.PathLike[str], storage_options: dict[str, Any] | N
         raise StoreNotFoundError(
             f"cannot open {text!r}: {error}; install the fsspec backend for this protocol (e.g. s3fs, gcsfs)"
         ) from None
+    except ValueError as error:
+        if "protocol" not in str(error).lower():
+            raise
+        raise StoreNotFoundError(
+            f"cannot open {text!r}: {error}; use a local path or a URL whose protocol fsspec knows "
+            f"(file://, memory://, s3://, gs://, ...)"
+        ) from None
     if isinstance(node, zarr.Group):
         arrays = _array_paths(node)
         example = f"{text.rstrip('/')}/{arrays[0] if arrays else 'NAME'}"
         raise InputShapeError(
             f"{text!r} is a Zarr group, not an array; name one of its arrays as path/to/group/arrayname, "
             f"e.g. {example!r} (arrays inside: {', '.join(arrays) or 'none'})"
+        )
+    meta = dict(node.attrs).get("bigdist")
+    if isinstance(meta, dict) and meta.get("complete") is False:
+        raise IncompleteOutputError(
+            f"{text!r} is unfinished: the run that wrote it stopped before its last block (started at "
+            f"{meta.get('started_at', 'an unknown time')}); write it again (e.g. bigdist generate ... --out {text})"
         )
     return node
 
@@ -179,12 +200,21 @@ def _coerce(data: Any, name: str) -> Any:
         raise InputDtypeError(
             f"{name} is a sparse matrix, and sparse input is not supported; convert it with {name}.toarray()"
         )
-    if isinstance(data, (da.Array, zarr.Array, _NpyFile, np.ndarray)):
+    if isinstance(data, zarr.Array):
+        # Read through the checks: a missing chunk raises instead of reading as the fill value.
+        array = ZarrSource(data, name)
+    elif isinstance(data, (da.Array, ZarrSource, _NpyFile, np.ndarray)):
         array = data
     elif hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__"):
         array = data  # another lazy array (h5py, xarray's backends): read block by block like Zarr
     else:
-        array = np.asarray(data)
+        try:
+            array = np.asarray(data)
+        except ValueError as error:
+            raise InputShapeError(
+                f"{name} cannot be made into an array ({error}); give rows of equal length, as a 2-D array "
+                f"(n_samples, n_features)"
+            ) from None
     if isinstance(array, np.ndarray) and array.dtype == object:
         # scikit-learn's convention: object arrays of numbers are accepted.
         try:
@@ -382,6 +412,25 @@ def check_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ParameterError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
     return int(value)
+
+
+def check_number(
+    name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None, open_minimum: bool = False
+) -> float:
+    """Return ``value`` as a float, or raise ParameterError naming it when it is not a finite number in range.
+
+    For parameters such as ``tol`` (``minimum=0``), ``bandwidth`` or ``radius``
+    (``minimum=0, open_minimum=True``), a quantile (``minimum=0, maximum=1``).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(float(value)):
+        raise ParameterError(f"{name} must be a finite number, got {name}={value!r}")
+    number = float(value)
+    if minimum is not None and (number < minimum or (open_minimum and number == minimum)):
+        bound = f"> {minimum:g}" if open_minimum else f">= {minimum:g}"
+        raise ParameterError(f"{name} must be {bound}, got {name}={value!r}")
+    if maximum is not None and number > maximum:
+        raise ParameterError(f"{name} must be <= {maximum:g}, got {name}={value!r}")
+    return number
 
 
 def check_features(queries: Any, train: Any, *, names: tuple[str, str] = ("queries", "train")) -> None:

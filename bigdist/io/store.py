@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import logging
 import os
 import pathlib
@@ -23,10 +24,11 @@ import dask
 import dask.array as da
 import numpy as np
 import zarr
-import zarr.codecs
+from dask.base import tokenize
 
 from bigdist import config
 from bigdist.errors import IncompleteOutputError, OutputExistsError, ParameterError, StoreNotFoundError
+from bigdist.io.integrity import ZarrSource, output_codecs
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +65,12 @@ def _now() -> str:
 
 
 def _compressors() -> Any:
-    """Codecs of written arrays from ``bigdist.io.compressor`` (None: stored raw)."""
-    codec = config.get("io.compressor")
-    if codec == "none":
-        return None
-    if codec == "zstd":
-        return zarr.codecs.ZstdCodec()
-    # "lz4" and "blosc-lz4": zarr v3 has no bare lz4 codec in its specification.
-    return zarr.codecs.BloscCodec(cname="lz4", shuffle=zarr.codecs.BloscShuffle.shuffle)
+    """Codecs of written arrays: ``bigdist.io.compressor``, then a crc32c checksum of every chunk."""
+    return output_codecs(config.get("io.compressor"))
+
+
+# Every chunk is stored, even one equal to the fill value: a missing chunk then always means damage.
+WRITE_CONFIG = {"write_empty_chunks": True}
 
 
 def normalise_path(path: str | os.PathLike[str]) -> str:
@@ -142,7 +142,7 @@ def prepare_output(path: str, overwrite: bool, what: str) -> None:
                 f"pass --overwrite (overwrite=True) to replace it, or choose another output path"
             )
     if state == "incomplete":
-        logger.warning("replacing the unfinished output at %s (its run stopped before the last block)", path)
+        logger.warning("replacing the unfinished output at %s", path)
 
 
 def _regular_chunks(array: da.Array) -> tuple[da.Array, tuple[int, ...]]:
@@ -157,14 +157,117 @@ def _regular_chunks(array: da.Array) -> tuple[da.Array, tuple[int, ...]]:
     return array, tuple(max(1, sizes[0]) if sizes else 1 for sizes in array.chunks)
 
 
+PROGRESS_GROUP = "bigdist_progress"
+
+
+def _store_block(
+    block: np.ndarray, target: zarr.Array, region: tuple[slice, ...], done: zarr.Array, index: tuple[int, ...]
+) -> int:
+    """Store one block, then mark it done: a marker always stands for a block already written."""
+    target[region] = block
+    done[index] = 1
+    return 1
+
+
 def _mark_complete(path: str, *_stored: Any) -> str:
-    """Flag the group finished; runs only after every store task it depends on."""
+    """Flag the group finished, then drop the per-block markers; runs only after every store task."""
     group = zarr.open_group(store=path, mode="r+")
     meta = dict(group.attrs.get("bigdist", {}))
     meta.update(complete=True, versions=versions(), finished_at=_now())
     group.attrs["bigdist"] = meta
+    # After the flag: if this is interrupted, the output is complete with stale markers, which is harmless.
+    if PROGRESS_GROUP in group:
+        del group[PROGRESS_GROUP]
     logger.info("wrote %s", path)
     return path
+
+
+def _fingerprint(sources: Mapping[str, da.Array]) -> str:
+    """Token of what is being written: dask names hash the inputs, parameters and chunking."""
+    return tokenize(sorted((name, a.name, a.shape, str(a.dtype), a.chunks) for name, a in sources.items()))
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, Mapping):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """The attributes that differ between two runs, as 'key: old -> new' (at most five)."""
+    before, after = (
+        _flatten(json.loads(json.dumps(old, default=str))),
+        _flatten(json.loads(json.dumps(new, default=str))),
+    )
+    before.pop("bigdist", None)
+    keys = sorted(
+        key
+        for key in set(before) | set(after)
+        if not key.startswith(("bigdist.", "timings.")) and before.get(key) != after.get(key)
+    )
+    shown = [f"{key}: {before.get(key)!r} -> {after.get(key)!r}" for key in keys[:5]]
+    return "; ".join(shown) + (f"; and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
+def _stored_fingerprint(path: str) -> str | None:
+    node = _open_node(path)
+    meta = _meta(node) if node is not None else None
+    return None if meta is None else meta.get("fingerprint")
+
+
+def _resume_group(
+    path: str, sources: Mapping[str, da.Array], fingerprint: str, attrs: Mapping[str, Any]
+) -> tuple[zarr.Group, dict[str, np.ndarray]] | None:
+    """Open an unfinished output of the same run for resuming (None: nothing to resume), or refuse another run's."""
+    group = zarr.open_group(store=path, mode="r+")
+    meta = _meta(group) or {}
+    if meta.get("fingerprint") != fingerprint:
+        differences = _differences(dict(group.attrs), attrs)
+        raise OutputExistsError(
+            f"{path!r} holds an unfinished output of a different run ("
+            f"{differences or 'same parameters, but other input data, chunking or random seed'}); rerun with the "
+            f"arguments of that run to resume it, or pass --overwrite (overwrite=True) to replace it"
+        )
+    if not all(name in group and f"{PROGRESS_GROUP}/{name}" in group for name in sources):
+        # Killed while the arrays were being created, before any block was computed: start afresh.
+        return None
+    done = {name: np.asarray(group[f"{PROGRESS_GROUP}/{name}"][...]).astype(bool) for name in sources}
+    finished, total = sum(int(d.sum()) for d in done.values()), sum(d.size for d in done.values())
+    meta["resumed_at"] = [*meta.get("resumed_at", []), _now()]
+    group.attrs["bigdist"] = meta
+    logger.warning(
+        "resuming the unfinished output at %s: %d of %d blocks already written are kept", path, finished, total
+    )
+    return group, done
+
+
+def _create_group(
+    path: str, sources: Mapping[str, da.Array], fingerprint: str, attrs: dict[str, Any]
+) -> tuple[zarr.Group, dict[str, np.ndarray]]:
+    meta = {
+        **dict(attrs.pop("bigdist", None) or {}),
+        "complete": False,
+        "arrays": list(sources),
+        "fingerprint": fingerprint,
+        "started_at": _now(),
+    }
+    group = zarr.open_group(store=path, mode="w", zarr_format=3)
+    # Written before any block: a crash from here on leaves an output that says it is unfinished.
+    group.attrs.update({**attrs, "bigdist": meta})
+    progress = group.require_group(PROGRESS_GROUP)
+    for name, source in sources.items():
+        chunks = tuple(max(1, sizes[0]) if sizes else 1 for sizes in source.chunks)
+        group.create_array(
+            name, shape=source.shape, dtype=source.dtype, chunks=chunks, compressors=_compressors(), config=WRITE_CONFIG
+        )
+        # One marker chunk per block: tasks never write the same file.
+        progress.create_array(
+            name, shape=source.numblocks, dtype="uint8", chunks=(1,) * source.ndim, fill_value=0, compressors=None
+        )
+    return group, {name: np.zeros(source.numblocks, dtype=bool) for name, source in sources.items()}
 
 
 def write_group(
@@ -175,13 +278,17 @@ def write_group(
     overwrite: bool = False,
     compute: bool = True,
 ) -> Any:
-    """Write dask arrays into a new Zarr v3 group, block by block, marked complete last.
+    """Write dask arrays into a Zarr v3 group, block by block, marked complete last; resume an unfinished one.
 
     The group's ``attrs["bigdist"]["complete"]`` is false until the last
     block is stored, so an interrupted run is never taken for a finished one.
-    Blocks are stored on the ambient scheduler (a ``dask.distributed``
-    Client if one is active); arrays are compressed with
-    ``bigdist.io.compressor``.
+    Each stored block is recorded by a marker; a later call that writes the
+    same arrays (same inputs, parameters and chunking, checked by a
+    fingerprint of their dask graphs) to an unfinished group skips the
+    blocks already written, so the finished arrays are byte-identical to
+    those of an uninterrupted run. Every chunk is stored, with a crc32c
+    checksum after ``bigdist.io.compressor``. Blocks are stored on the
+    ambient scheduler (a ``dask.distributed`` Client if one is active).
 
     Parameters
     ----------
@@ -195,12 +302,13 @@ def write_group(
         JSON-serialisable attributes of the run (parameters, config). A
         ``"bigdist"`` entry is merged into bigdist's own bookkeeping.
     overwrite : bool
-        Replace a finished output, or a Zarr node bigdist did not write, at
-        ``path``. An unfinished bigdist output is always replaced (with a warning).
+        Replace a finished output, an unfinished output of a different run,
+        or a Zarr node bigdist did not write, at ``path`` (an unfinished
+        output of the same run is resumed all the same).
     compute : bool
-        Write now. With False, create the (incomplete) group and return a
-        dask Delayed whose computation writes every block and then marks the
-        group complete.
+        Write now. With False, create (or reopen) the unfinished group and
+        return a dask Delayed whose computation writes the missing blocks
+        and then marks the group complete.
 
     Returns
     -------
@@ -210,32 +318,51 @@ def write_group(
     Raises
     ------
     OutputExistsError
-        ``path`` holds a finished output or foreign data and ``overwrite`` is False,
-        or ``path`` is an existing file or directory that is not a Zarr store.
+        ``path`` holds a finished output, an unfinished output of a different
+        run, or foreign data, and ``overwrite`` is False; or ``path`` is an
+        existing file or directory that is not a Zarr store.
     """
     path = normalise_path(path)
     for key in arrays:
-        if not isinstance(key, str) or not key or "/" in key or key.startswith("."):
+        if not isinstance(key, str) or not key or "/" in key or key.startswith(".") or key == PROGRESS_GROUP:
             raise ParameterError(f"array names must be non-empty strings without '/', got {key!r}")
-    prepare_output(path, overwrite, "result")
     attrs = dict(attrs or {})
-    meta = {**dict(attrs.pop("bigdist", None) or {}), "complete": False, "arrays": list(arrays), "started_at": _now()}
-    group = zarr.open_group(store=path, mode="w", zarr_format=3)
-    # Written before any block: a crash from here on leaves an output that says it is unfinished.
-    group.attrs.update({**attrs, "bigdist": meta})
-    sources, targets = [], []
-    for name, value in arrays.items():
-        array = value if isinstance(value, da.Array) else da.asarray(value)
-        array, chunks = _regular_chunks(array)
-        targets.append(
-            group.create_array(name, shape=array.shape, dtype=array.dtype, chunks=chunks, compressors=_compressors())
-        )
-        sources.append(array)
-    # Dask blocks match zarr chunks one to one, so no two tasks write one chunk and no lock is needed.
-    stored = da.store(sources, targets, lock=False, compute=False) if sources else None
-    finished = dask.delayed(_mark_complete, pure=False)(
-        path, stored, dask_key_name=f"bigdist-finish-output-{uuid.uuid4().hex}"
-    )
+    sources = {
+        name: _regular_chunks(value if isinstance(value, da.Array) else da.asarray(value))[0]
+        for name, value in arrays.items()
+    }
+    fingerprint = _fingerprint(sources)
+    state = _state(path)
+    # The same run resumes even with overwrite: its blocks would be written again byte for byte.
+    resumed = None
+    if state == "incomplete" and (not overwrite or _stored_fingerprint(path) == fingerprint):
+        resumed = _resume_group(path, sources, fingerprint, attrs)
+    if resumed is not None:
+        group, done = resumed
+    else:
+        prepare_output(path, overwrite, "result")
+        group, done = _create_group(path, sources, fingerprint, attrs)
+
+    # Optimised together, so blocks shared by several arrays (e.g. distances and indices) are computed once.
+    optimised = dask.optimize(*sources.values())
+    token = uuid.uuid4().hex
+    stored = []
+    for (name, source), array in zip(sources.items(), optimised, strict=True):
+        target, markers = group[name].with_config(WRITE_CONFIG), group[f"{PROGRESS_GROUP}/{name}"]
+        blocks = array.to_delayed(optimize_graph=False)
+        starts = [np.concatenate([[0], np.cumsum(sizes)]).astype(int) for sizes in source.chunks]
+        for index in np.ndindex(*source.numblocks):
+            if done[name][index]:
+                continue
+            region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index, strict=True))
+            # Dask blocks match zarr chunks one to one, so no two tasks write one chunk and no lock is needed.
+            stored.append(
+                dask.delayed(_store_block, pure=False)(
+                    blocks[index], target, region, markers, index,
+                    dask_key_name=(f"bigdist-store-{name}-{token}", *index),
+                )
+            )  # fmt: skip
+    finished = dask.delayed(_mark_complete, pure=False)(path, stored, dask_key_name=f"bigdist-finish-output-{token}")
     return finished.compute() if compute else finished
 
 
@@ -250,7 +377,9 @@ def read_group(path: str | os.PathLike[str]) -> dict[str, da.Array]:
     Returns
     -------
     dict of str to dask array
-        Its arrays, chunked like the stored chunks.
+        Its arrays, chunked like the stored chunks; reading a block raises
+        MissingChunkError or CorruptChunkError when its chunk file was
+        deleted, truncated or changed.
 
     Raises
     ------
@@ -273,9 +402,12 @@ def read_group(path: str | os.PathLike[str]) -> dict[str, da.Array]:
     if meta["complete"] is not True:
         raise IncompleteOutputError(
             f"{path!r} is unfinished (its run stopped before the last block, started at "
-            f"{meta.get('started_at', 'an unknown time')}); run it again to replace it"
+            f"{meta.get('started_at', 'an unknown time')}); run it again with the same arguments to finish it"
         )
-    return {name: da.from_zarr(array) for name, array in node.arrays()}
+    return {
+        name: da.from_array(ZarrSource(array, f"{path}/{name}"), chunks=array.chunks, asarray=True)
+        for name, array in node.arrays()
+    }
 
 
 def update_attrs(path: str | os.PathLike[str], **attrs: Any) -> None:
@@ -315,6 +447,17 @@ def _describe_array(array: zarr.Array) -> dict[str, Any]:
     }
 
 
+def _progress(group: zarr.Group) -> dict[str, str]:
+    """Blocks written so far by an unfinished run, per array."""
+    if PROGRESS_GROUP not in group:
+        return {}
+    markers = group[PROGRESS_GROUP]
+    return {
+        name: f"{int(np.asarray(array[...]).astype(bool).sum())} of {array.size} blocks written"
+        for name, array in markers.arrays()
+    }
+
+
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Arrays (shape, dtype, chunks, codecs), attributes and completeness of a Zarr group or array.
 
@@ -330,14 +473,19 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         for bigdist outputs, None for data bigdist did not write);
         ``status`` in words; ``arrays`` mapping each array path ("" for an
         array node) to its ``shape``, ``dtype``, ``chunks``, ``shards``,
-        ``compressors`` and ``nbytes``; ``attrs``.
+        ``compressors`` and ``nbytes``; ``attrs``; for an unfinished output,
+        ``progress``: the blocks written so far per array.
     """
     path = normalise_path(path)
     node = _open_node(path)
     if node is None:
         raise StoreNotFoundError(f"no Zarr array or group at {path!r}; check the path")
     if isinstance(node, zarr.Group):
-        members = {name: item for name, item in node.members(max_depth=None) if isinstance(item, zarr.Array)}
+        members = {
+            name: item
+            for name, item in node.members(max_depth=None)
+            if isinstance(item, zarr.Array) and not name.startswith(f"{PROGRESS_GROUP}/")
+        }
     else:
         members = {"": node}
     meta = _meta(node)
@@ -349,5 +497,6 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         "complete": complete,
         "status": status[complete],
         "arrays": {name: _describe_array(array) for name, array in sorted(members.items())},
+        **({"progress": _progress(node)} if complete is False and isinstance(node, zarr.Group) else {}),
         "attrs": dict(node.attrs),
     }

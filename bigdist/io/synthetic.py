@@ -27,7 +27,7 @@ import zarr
 
 from bigdist.errors import ParameterError
 from bigdist.io.arrays import _rows_per_block, check_int
-from bigdist.io.store import _compressors, _now, normalise_path, prepare_output, versions
+from bigdist.io.store import WRITE_CONFIG, _compressors, _now, normalise_path, prepare_output, versions
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +169,7 @@ def _write(outputs: list[tuple[str, da.Array, dict[str, Any]]], overwrite: bool,
             dtype=array.dtype,
             chunks=tuple(sizes[0] for sizes in array.chunks),
             compressors=_compressors(),
+            config=WRITE_CONFIG,
             overwrite=True,
             zarr_format=3,
         )

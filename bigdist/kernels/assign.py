@@ -1,10 +1,12 @@
-"""The compiled inner loop of a k-means pass: nearest centroid and partial sums in one sweep.
+"""The compiled inner loops of a k-means pass: nearest centroids, then partial sums.
 
-After one GEMM of a step of rows against the centroids, this loop finds each
-row's nearest centroid (ties to the lower index; rows whose best two are
-closer than the GEMM's error bound are settled exactly in float64) and adds
-the row to its centroid's float64 sum, count and inertia, touching each
-score and each value once. Compiled with numba (``cache=True``).
+After one GEMM of a step of rows against the centroids, ``assign_rows`` finds
+each row's nearest centroid (ties to the lower index; rows whose best two are
+closer than the GEMM's error bound are settled exactly in float64);
+``bounded_assign`` keeps the centroid of the rows Hamerly's bounds prove stay.
+``accumulate`` then adds every row of the block, in row order, to its
+centroid's float64 sum, count and inertia, so the partial state of a block is
+bitwise the same whichever rows were skipped. Compiled with numba (``cache=True``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def assign_accumulate(
+def assign_rows(
     products: np.ndarray,
     half_norms: np.ndarray,
     rows: np.ndarray,
@@ -22,15 +24,10 @@ def assign_accumulate(
     bounds: np.ndarray,
     centroids: np.ndarray,
     labels: np.ndarray,
-    distances: np.ndarray,
     lower: np.ndarray,
-    sums: np.ndarray,
-    counts: np.ndarray,
-    moments: np.ndarray,
-    with_moments: bool,
     with_lower: bool,
-) -> float:
-    """Label the rows of one step and fold them into the partial sums, in place.
+) -> None:
+    """Label the rows of one step, in place.
 
     Parameters
     ----------
@@ -40,44 +37,67 @@ def assign_accumulate(
     centred_norms2 : ndarray of shape (s,), float64, squared norms of the shifted rows
     bounds : ndarray of shape (s,), float64, error bound of each ``half_norms - products`` value per row
     centroids : ndarray of shape (k, d), float64, the original centroids
-    labels, distances : ndarray of shape (s,), outputs (int64; float64 squared distance, computed exactly)
+    labels : ndarray of shape (s,), int64, output
     lower : ndarray of shape (s,), output (when ``with_lower``): float64, a lower bound on the
         distance (not squared) of each row to every centroid but its own
-    sums : ndarray of shape (k, d), float64; counts : ndarray of shape (k,), int64
-    moments : ndarray of shape (2, d), float64, running sums of x and x**2 (when ``with_moments``)
-
-    Returns
-    -------
-    float, the inertia of the step
     """
-    n_rows, k = products.shape
-    n_features = rows.shape[1]
-    inertia = 0.0
-    for i in range(n_rows):
+    for i in range(products.shape[0]):
         best = _row_min(products[i], half_norms)
         slack = best + 2.0 * bounds[i]
         # Each value may err by the bound, a difference by twice it: more than
         # one value within that of the best is too close to call in the GEMM's precision.
         if _count_within(products[i], half_norms, slack) == 1:
             label = _first_at_most(products[i], half_norms, best)
-            distance = squared_distance(rows[i], centroids[label])
         else:
-            label, distance = _exact_nearest(products[i], half_norms, slack, rows[i], centroids)
+            label = _exact_nearest(products[i], half_norms, slack, rows[i], centroids)
         labels[i] = label
-        distances[i] = distance
         if with_lower:
             # Every value errs by at most the bound, and the row's squared norm by less than twice it.
             second = centred_norms2[i] + 2.0 * (_min_other(products[i], half_norms, label) - 2.0 * bounds[i])
             lower[i] = np.sqrt(max(second, 0.0))
-        inertia += distance
-        counts[label] += 1
-        for f in range(n_features):
-            sums[label, f] += rows[i, f]
-        if with_moments:
-            for f in range(n_features):
-                value = np.float64(rows[i, f])
-                moments[0, f] += value
-                moments[1, f] += value * value
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate(
+    rows: np.ndarray,
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    distances: np.ndarray,
+    sums: np.ndarray,
+    counts: np.ndarray,
+    moments: np.ndarray,
+    with_moments: bool,
+    step_rows: int,
+) -> float:
+    """Add every row to its centroid's sum and count, in row order; return the inertia.
+
+    Parameters
+    ----------
+    rows : ndarray of shape (n, d), the original rows of a block
+    centroids : ndarray of shape (k, d), float64
+    labels : ndarray of shape (n,), int64
+    distances : ndarray of shape (n,), float64, output: squared distance of each row to its centroid
+    sums : ndarray of shape (k, d), float64; counts : ndarray of shape (k,), int64
+    moments : ndarray of shape (2, d), float64, running sums of x and x**2 (when ``with_moments``)
+    step_rows : int, rows whose squared distances are summed before being added to the total
+    """
+    inertia = 0.0
+    for start in range(0, rows.shape[0], step_rows):
+        step_inertia = 0.0
+        for i in range(start, min(start + step_rows, rows.shape[0])):
+            label = labels[i]
+            distance = squared_distance(rows[i], centroids[label])
+            distances[i] = distance
+            step_inertia += distance
+            counts[label] += 1
+            for f in range(rows.shape[1]):
+                sums[label, f] += rows[i, f]
+            if with_moments:
+                for f in range(rows.shape[1]):
+                    value = np.float64(rows[i, f])
+                    moments[0, f] += value
+                    moments[1, f] += value * value
+        inertia += step_inertia
     return inertia
 
 
@@ -110,7 +130,7 @@ def _first_at_most(products: np.ndarray, half_norms: np.ndarray, limit: float) -
 @numba.njit(cache=True, nogil=True)
 def _exact_nearest(
     products: np.ndarray, half_norms: np.ndarray, limit: float, row: np.ndarray, centroids: np.ndarray
-) -> tuple[int, float]:
+) -> int:
     """Among the centroids within ``limit``, the exactly nearest (lowest index on ties)."""
     label = 0
     exact_best = np.inf
@@ -120,7 +140,7 @@ def _exact_nearest(
             if total < exact_best:
                 exact_best = total
                 label = c
-    return label, exact_best
+    return label
 
 
 # Reassociation lets the compiler vectorise the sum; float64 keeps it exact to ~1e-16 relative.
@@ -144,7 +164,7 @@ def _min_other(products: np.ndarray, half_norms: np.ndarray, label: int) -> floa
 
 
 @numba.njit(cache=True, nogil=True)
-def bounded_accumulate(
+def bounded_assign(
     rows: np.ndarray,
     centroids: np.ndarray,
     labels_before: np.ndarray,
@@ -152,12 +172,9 @@ def bounded_accumulate(
     drift_other: np.ndarray,
     half_gap: np.ndarray,
     labels: np.ndarray,
-    distances: np.ndarray,
     lower: np.ndarray,
-    sums: np.ndarray,
-    counts: np.ndarray,
     pending: np.ndarray,
-) -> tuple[float, int]:
+) -> int:
     """Keep the label of every row that provably has not changed (Hamerly's bounds), in place.
 
     A row keeps its centroid ``a`` when its exact distance ``u`` to ``a`` is
@@ -167,8 +184,7 @@ def bounded_accumulate(
     centroid (then no other centroid can be as near, by the triangle
     inequality). The comparison keeps a relative margin of 1e-9, far above
     the float64 rounding of the bounds, so a kept label is the exact nearest
-    centroid, never a tie. Kept rows are added to the sums; the others are
-    listed in ``pending`` for a full assignment.
+    centroid, never a tie. The other rows are listed in ``pending`` for a full assignment.
 
     Parameters
     ----------
@@ -177,15 +193,13 @@ def bounded_accumulate(
     labels_before, lower_before : ndarray of shape (s,), int64 and float64, from the last pass
     drift_other : ndarray of shape (k,), float64, for each centroid the largest move of any other one
     half_gap : ndarray of shape (k,), float64, half the distance of each centroid to its nearest other one
-    labels, distances, lower : ndarray of shape (s,), outputs for the kept rows
-    sums : ndarray of shape (k, d), float64; counts : ndarray of shape (k,), int64
+    labels, lower : ndarray of shape (s,), outputs for the kept rows
     pending : ndarray of shape (s,), int64, output: positions of the rows left to assign
 
     Returns
     -------
-    (float, int), the inertia of the kept rows and the number of pending rows
+    int, the number of pending rows
     """
-    inertia = 0.0
     n_pending = 0
     for i in range(rows.shape[0]):
         label = labels_before[i]
@@ -194,15 +208,10 @@ def bounded_accumulate(
         limit = max(moved_lower, half_gap[label]) * (1.0 - 1e-9)
         if limit > 0.0 and distance < limit * limit:
             labels[i] = label
-            distances[i] = distance
             # The triangle inequality bounds the other centroids by the gap too (less a rounding margin).
             gap_lower = 2.0 * half_gap[label] * (1.0 - 1e-12) - np.sqrt(distance)
             lower[i] = max(moved_lower, gap_lower, 0.0)
-            inertia += distance
-            counts[label] += 1
-            for f in range(rows.shape[1]):
-                sums[label, f] += rows[i, f]
         else:
             pending[n_pending] = i
             n_pending += 1
-    return inertia, n_pending
+    return n_pending

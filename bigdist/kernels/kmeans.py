@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from bigdist.kernels.assign import assign_accumulate, bounded_accumulate
+from bigdist.errors import ValueRangeError
+from bigdist.kernels.assign import accumulate, assign_rows, bounded_assign
 from bigdist.kernels.metrics import margin
+from bigdist.kernels.scaling import largest_magnitude, power_of_two_exponent
 
 STEP_ROWS = 4096
 
@@ -26,26 +28,30 @@ STEP_ROWS = 4096
 BOUNDS_DTYPE = np.dtype([("label", np.int64), ("lower", np.float64)])
 
 
-def _pass(
-    block: np.ndarray,
-    centroids: np.ndarray,
-    out: dict[str, Any],
-    with_moments: bool = False,
-    with_lower: bool = False,
+def _label(
+    block: np.ndarray, centroids: np.ndarray, labels: np.ndarray, lower: np.ndarray, with_lower: bool = False
 ) -> None:
-    """Label every row of ``block`` and add it to the partial sums in ``out``, step by step.
+    """Label every row of ``block`` with its nearest centroid (and, ``with_lower``, a bound on the others).
 
     One GEMM per step ranks the centroids (both sides shifted to the
     centroids' mean, which keeps the expansion's cancellation small for data
-    far from the origin); the compiled ``assign_accumulate`` does the rest.
-    ``out`` holds per-row outputs ``labels``, ``distances``, ``lower`` of
-    ``len(block)`` and the accumulators ``sums``, ``counts``, ``moments``,
-    ``inertia``.
+    far from the origin); the compiled ``assign_rows`` does the rest.
+    ``labels`` and ``lower`` have ``len(block)`` rows.
     """
     n, d = block.shape
     if n == 0:
         return
     dtype = np.result_type(block.dtype, np.float32)
+    centroids = centroids.astype(np.float64)
+    amax = largest_magnitude(block, centroids)
+    if dtype == np.float32 and power_of_two_exponent(amax, dtype, d):
+        # Squares beyond (or below) float32's range: the GEMM runs in float64 instead, as exact.
+        dtype = np.dtype(np.float64)
+    if power_of_two_exponent(amax, np.dtype(np.float64), d) and amax > 1.0:
+        raise ValueRangeError(
+            f"k-means: values up to {amax:.3g} have squared distances beyond the float64 range (1.8e308); "
+            f"rescale the data first, e.g. X / 1e150 (the clustering does not change, centroids scale with it)"
+        )
     shift = centroids.mean(axis=0).astype(dtype)
     centres = (centroids - shift).astype(dtype)
     half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres).astype(np.float64)
@@ -63,11 +69,7 @@ def _pass(
         norms2 = np.einsum("ij,ij->i", shifted, shifted).astype(np.float64)
         # Error bound of |c|^2/2 - x.c: half that of the squared distance.
         bounds = 0.5 * margin("sqeuclidean", dtype, d, np.sqrt(norms2), max_norm)
-        out["inertia"] += assign_accumulate(
-            step_products, half_norms, rows, norms2, bounds, centroids,
-            out["labels"][step], out["distances"][step], out["lower"][step],
-            out["sums"], out["counts"], out["moments"], with_moments, with_lower,
-        )  # fmt: skip
+        assign_rows(step_products, half_norms, rows, norms2, bounds, centroids, labels[step], lower[step], with_lower)
 
 
 def _empty_state(n: int, k: int, d: int) -> dict[str, Any]:
@@ -80,6 +82,14 @@ def _empty_state(n: int, k: int, d: int) -> dict[str, Any]:
         "moments": np.zeros((2, d)),
         "inertia": 0.0,
     }
+
+
+def _accumulate(block: np.ndarray, centroids: np.ndarray, result: dict[str, Any], with_moments: bool = False) -> None:
+    # One row-order pass for every path, so the partial sums are bitwise those of a full pass.
+    result["inertia"] = accumulate(
+        block, centroids, result["labels"], result["distances"], result["sums"], result["counts"],
+        result["moments"], with_moments, STEP_ROWS,
+    )  # fmt: skip
 
 
 def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +107,8 @@ def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.nda
     """
     centroids = np.asarray(centroids, dtype=np.float64)
     result = _empty_state(len(block), *centroids.shape)
-    _pass(block, centroids, result)
+    _label(block, centroids, result["labels"], result["lower"])
+    _accumulate(block, centroids, result)
     return result["labels"], result["distances"]
 
 
@@ -116,7 +127,8 @@ def kmeans_chunk(
     """
     centroids = np.asarray(centroids, dtype=np.float64)
     result = _empty_state(len(block), *centroids.shape)
-    _pass(block, centroids, result, with_moments)
+    _label(block, centroids, result["labels"], result["lower"])
+    _accumulate(block, centroids, result, with_moments)
     return _partial(result, block, first_row, n_far, len(block))
 
 
@@ -147,8 +159,8 @@ def kmeans_bounded_chunk(
     distance to every other centroid from the last pass. Rows whose exact
     distance to their centroid stays below that bound (less how far the
     other centroids moved) keep their label at the cost of one distance;
-    only the others go through the GEMM. The labels, sums and counts equal
-    those of :func:`kmeans_chunk`.
+    only the others go through the GEMM. The partial state is bitwise that
+    of :func:`kmeans_chunk`.
 
     Parameters
     ----------
@@ -174,21 +186,19 @@ def kmeans_bounded_chunk(
     result = _empty_state(len(block), *centroids.shape)
     if carried is None:
         n_pending = len(block)
-        _pass(block, centroids, result, with_moments, with_lower=True)
+        _label(block, centroids, result["labels"], result["lower"], with_lower=True)
     else:
         pending = np.empty(len(block), dtype=np.int64)
-        inertia, n_pending = bounded_accumulate(
+        n_pending = bounded_assign(
             block, centroids, carried["label"], carried["lower"], drift_other, half_gap,
-            result["labels"], result["distances"], result["lower"], result["sums"], result["counts"], pending,
+            result["labels"], result["lower"], pending,
         )  # fmt: skip
-        result["inertia"] = inertia
         pending = pending[:n_pending]
-        rest = {**result, "labels": np.empty(n_pending, dtype=np.int64), "distances": np.empty(n_pending)}
-        rest["lower"] = np.empty(n_pending)
-        _pass(block[pending], centroids, rest, with_lower=True)
-        result["inertia"] = rest["inertia"]
-        for key in ("labels", "distances", "lower"):
-            result[key][pending] = rest[key]
+        labels, lower = np.empty(n_pending, dtype=np.int64), np.empty(n_pending)
+        _label(block[pending], centroids, labels, lower, with_lower=True)
+        result["labels"][pending] = labels
+        result["lower"][pending] = lower
+    _accumulate(block, centroids, result, with_moments)
     carried_out = np.empty(len(block), dtype=BOUNDS_DTYPE)
     carried_out["label"] = result["labels"]
     carried_out["lower"] = result["lower"]

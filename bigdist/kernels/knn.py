@@ -22,6 +22,7 @@ from bigdist.kernels.metrics import (
     train_center,
 )
 from bigdist.kernels.pairwise import centre_rows
+from bigdist.kernels.scaling import largest_magnitude, power_of_two_exponent, scale_back
 from bigdist.kernels.scan import metric_code, scan_tile
 from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, topk_merge
 
@@ -71,6 +72,10 @@ def knn_chunk(
     if m == 0 or n == 0:
         return empty_topk(m, k)
     dtype = gemm_dtype(queries.dtype, train.dtype)
+    # Values whose squares leave the float range are scaled by a power of two (exact), keys scaled back below.
+    exponent = power_of_two_exponent(largest_magnitude(queries, train), dtype, d)
+    if exponent:
+        queries, train = np.ldexp(queries, -exponent), np.ldexp(train, -exponent)
     centred = metric == "correlation"
     if centred:
         # The GEMM rows are the float64-centred rows rounded once; the re-check uses them unrounded.
@@ -118,6 +123,8 @@ def knn_chunk(
                 best_keys[q_start:q_stop],
                 best_indices[q_start:q_stop],
             )
+    if metric != "cosine":  # cosine keys do not change with the scale
+        best_keys = scale_back(best_keys, exponent, f"kNN with metric={metric!r}")
     best = np.empty((m, k), dtype=TOPK_DTYPE)
     best["key"] = best_keys
     best["index"] = best_indices

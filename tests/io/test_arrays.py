@@ -1,4 +1,5 @@
 import pickle
+import re
 import uuid
 
 import dask
@@ -250,3 +251,22 @@ def test_check_features():
 
 def test_open_array_takes_arrays_too(data):
     np.testing.assert_array_equal(open_array(data).compute(), data)
+
+
+@pytest.mark.parametrize(
+    ("value", "options", "message"),
+    [
+        (0.0, {"minimum": 0, "open_minimum": True}, "bandwidth must be > 0, got bandwidth=0.0"),
+        (1.5, {"minimum": 0, "maximum": 1}, "bandwidth must be <= 1, got bandwidth=1.5"),
+        ("2", {}, "bandwidth must be a finite number, got bandwidth='2'"),
+        (float("inf"), {}, "must be a finite number"),
+        (True, {}, "got bandwidth=True"),
+    ],
+)
+def test_check_number_names_the_value(value, options, message):
+    from bigdist.errors import ParameterError
+    from bigdist.io import check_number
+
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        check_number("bandwidth", value, **options)
+    assert check_number("bandwidth", 0.5, minimum=0, maximum=1) == 0.5

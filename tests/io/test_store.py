@@ -1,3 +1,4 @@
+import pathlib
 import uuid
 
 import dask
@@ -51,7 +52,12 @@ def test_versions():
 
 
 @pytest.mark.parametrize(
-    ("codec", "expected"), [("none", ["none"]), ("zstd", ["ZstdCodec"]), ("lz4", ["BloscCodec(lz4)"])]
+    ("codec", "expected"),
+    [
+        ("none", ["Crc32cCodec"]),
+        ("zstd", ["ZstdCodec", "Crc32cCodec"]),
+        ("lz4", ["BloscCodec(lz4)", "Crc32cCodec"]),
+    ],
 )
 def test_compressor_comes_from_config(tmp_path, codec, expected):
     with dask.config.set({"bigdist.io.compressor": codec}):
@@ -59,23 +65,74 @@ def test_compressor_comes_from_config(tmp_path, codec, expected):
     assert describe(tmp_path / "out.zarr")["arrays"]["x"]["compressors"] == expected
 
 
-def _fails_on_third_block(block, block_info=None):
-    if block_info[0]["chunk-location"][0] == 2:
+COMPUTED_BLOCKS: list[int] = []
+# A transient fault: the block that fails while set (module state, so the graph's names do not change).
+FAULT = {"block": None}
+
+
+def _flaky(block, block_info=None):
+    index = block_info[0]["chunk-location"][0]
+    COMPUTED_BLOCKS.append(index)
+    if index == FAULT["block"]:
         raise RuntimeError("killed mid-write")
     return block
 
 
-def test_interrupted_write_is_never_taken_for_finished(tmp_path, caplog):
-    path = str(tmp_path / "out.zarr")
-    data = da.ones((50, 2), chunks=10).map_blocks(_fails_on_third_block, dtype=float, chunks=((10,) * 5, (2,)))
-    with pytest.raises(RuntimeError, match="killed"):
-        write_group(path, {"x": data})
+def _data():
+    values = np.arange(100, dtype=np.float64).reshape(50, 2)
+    return da.from_array(values, chunks=10).map_blocks(_flaky, dtype=float, chunks=((10,) * 5, (2,)))
+
+
+@pytest.fixture
+def fault_on_third_block():
+    FAULT["block"] = 2
+    yield
+    FAULT["block"] = None
+
+
+def _chunk_files(path):
+    root = pathlib.Path(path) / "x"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_interrupted_write_is_resumed_block_by_block(tmp_path):
+    clean, path = str(tmp_path / "clean.zarr"), str(tmp_path / "out.zarr")
+    write_group(clean, {"x": _data()}, attrs={"run": {"k": 3}})
+    FAULT["block"] = 2
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            write_group(path, {"x": _data()}, attrs={"run": {"k": 3}})
+    finally:
+        FAULT["block"] = None
     assert zarr.open_group(path, mode="r").attrs["bigdist"]["complete"] is False
     assert describe(path)["complete"] is False
     with pytest.raises(IncompleteOutputError, match="unfinished"):
         read_group(path)
-    # A re-run replaces the unfinished output without --overwrite, and says so.
-    write_group(path, {"x": da.ones((50, 2), chunks=10)})
+    written = np.asarray(zarr.open_array(f"{path}/bigdist_progress/x", mode="r")[:]).astype(bool)
+    assert describe(path)["progress"] == {"x": f"{written.sum()} of 5 blocks written"}
+    assert list(describe(path)["arrays"]) == ["x"]
+    assert 0 < written.sum() < 5 and not written[2]
+
+    # Another run's data is refused, naming what differs, and kept.
+    with pytest.raises(OutputExistsError, match=r"different run \(run.k: 3 -> 4\).*--overwrite"):
+        write_group(path, {"x": da.zeros((50, 2), chunks=10)}, attrs={"run": {"k": 4}})
+    assert describe(path)["complete"] is False
+
+    # The same run again computes only the blocks not yet written.
+    COMPUTED_BLOCKS.clear()
+    write_group(path, {"x": _data()}, attrs={"run": {"k": 3}})
+    assert sorted(COMPUTED_BLOCKS) == sorted(np.flatnonzero(~written).tolist())
+    assert describe(path)["complete"] is True
+    assert "bigdist_progress" not in zarr.open_group(path, mode="r")
+    assert _chunk_files(path) == _chunk_files(clean)
+    np.testing.assert_array_equal(read_group(path)["x"].compute(), np.arange(100).reshape(50, 2))
+
+
+def test_unfinished_output_of_another_run_replaced_with_overwrite(tmp_path, caplog, fault_on_third_block):
+    path = str(tmp_path / "out.zarr")
+    with pytest.raises(RuntimeError, match="killed"):
+        write_group(path, {"x": _data()})
+    write_group(path, {"x": da.ones((50, 2), chunks=10)}, overwrite=True)
     assert "replacing the unfinished output" in caplog.text
     assert read_group(path)["x"].sum().compute() == 100
 
@@ -164,3 +221,14 @@ def test_describe_and_read_group_errors(tmp_path):
             function(tmp_path / "missing.zarr")
     with pytest.raises(StoreNotFoundError, match="missing.zarr"):
         update_attrs(tmp_path / "missing.zarr", a=1)
+
+
+def test_run_killed_while_creating_its_arrays_starts_afresh(tmp_path, fault_on_third_block):
+    path = str(tmp_path / "out.zarr")
+    with pytest.raises(RuntimeError, match="killed"):
+        write_group(path, {"x": _data()})
+    # As if killed after the attributes were written but before the progress markers were created.
+    del zarr.open_group(path, mode="r+")["bigdist_progress"]
+    FAULT["block"] = None
+    write_group(path, {"x": _data()})
+    np.testing.assert_array_equal(read_group(path)["x"].compute(), np.arange(100).reshape(50, 2))

@@ -1,0 +1,245 @@
+"""Read Zarr arrays so that a missing or damaged chunk raises instead of reading as something else.
+
+Zarr returns the fill value (usually zeros) for a chunk that is not in the
+store, and decodes whatever bytes a chunk file holds. :class:`ZarrSource`
+wraps a ``zarr.Array`` for ``dask.array.from_array``: each read first checks
+that the stored chunks (or shards) it covers exist, then reads; a decoding
+failure (a crc32c checksum mismatch, a truncated file) is reported with the
+array, the chunk and the fix. Arrays bigdist writes carry a crc32c checksum
+per chunk (:func:`output_codecs`), so truncation and bit flips are caught.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.codecs
+from zarr.core.sync import sync
+
+from bigdist import config
+from bigdist.errors import CorruptChunkError, MissingChunkError
+
+# Zarr raises these for a chunk whose bytes cannot be decoded: a checksum
+# mismatch or a wrong size (ValueError), a broken compressed stream (RuntimeError).
+_DECODE_ERRORS = (ValueError, RuntimeError, TypeError)
+
+
+def output_codecs(compressor: str) -> list[Any]:
+    """Bytes-to-bytes codecs of arrays bigdist writes: the compressor (if any), then a crc32c checksum.
+
+    Parameters
+    ----------
+    compressor : {"none", "zstd", "lz4", "blosc-lz4"}
+    """
+    codecs: list[Any] = []
+    if compressor == "zstd":
+        codecs.append(zarr.codecs.ZstdCodec())
+    elif compressor in ("lz4", "blosc-lz4"):
+        # zarr v3 has no bare lz4 codec in its specification.
+        codecs.append(zarr.codecs.BloscCodec(cname="lz4", shuffle=zarr.codecs.BloscShuffle.shuffle))
+    # Last, so the checksum covers the bytes as stored: truncation and bit flips fail on read.
+    codecs.append(zarr.codecs.Crc32cCodec())
+    return codecs
+
+
+def _describe_store(array: zarr.Array) -> str:
+    store = str(array.store_path)
+    return store.removeprefix("file://")
+
+
+def _metadata_mtime(array: zarr.Array) -> int | None:
+    """Modification time of a local array's metadata (rewritten when the array is recreated)."""
+    root = getattr(array.store_path.store, "root", None)
+    if root is None:
+        return None
+    for name in ("zarr.json", ".zarray"):
+        try:
+            return os.stat(os.path.join(str(root), array.store_path.path, name)).st_mtime_ns
+        except OSError:
+            continue
+    return None
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+class ZarrSource:
+    """A ``zarr.Array`` that refuses to read missing chunks and names damaged ones.
+
+    Used as the source of ``dask.array.from_array``; every block read checks
+    the existence of the chunk (or shard) files it covers first, a handful of
+    concurrent ``exists`` calls per block, never a listing of the store.
+
+    Parameters
+    ----------
+    array : zarr.Array
+    label : str
+        How error messages call the array (its path, or "train", "queries").
+    missing : {"error", "fill"}, optional
+        What a missing chunk does: raise MissingChunkError, or read as the
+        fill value (for arrays written with ``write_empty_chunks=False`` on
+        purpose). Default from the ``bigdist.io.missing-chunks`` config.
+    """
+
+    def __init__(self, array: zarr.Array, label: str, missing: str | None = None) -> None:
+        self.array = array
+        self.label = label
+        self.missing = missing or config.get("io.missing-chunks")
+        self.shape: tuple[int, ...] = tuple(array.shape)
+        self.dtype: np.dtype = np.dtype(array.dtype)
+        self.ndim = array.ndim
+        self.chunks: tuple[int, ...] = tuple(array.chunks)
+        self.shards: tuple[int, ...] | None = tuple(array.shards) if array.shards else None
+        self._token = (_describe_store(array), self.shape, str(self.dtype), self.chunks, self.shards)
+        self._mtime = _metadata_mtime(array)
+
+    # The unit a file holds: a shard when the array is sharded, else a chunk.
+    @property
+    def _grid(self) -> tuple[int, ...]:
+        return self.shards or self.chunks
+
+    def __dask_tokenize__(self) -> tuple[Any, ...]:
+        return ("bigdist-zarr", *self._token, self._mtime, self.missing)
+
+    def __repr__(self) -> str:
+        return f"ZarrSource({self._token[0]!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def _ranges(self, key: Any) -> list[tuple[int, int]]:
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        ranges = []
+        for item, size in zip(key, self.shape, strict=True):
+            if isinstance(item, slice):
+                start, stop, _ = item.indices(size)
+            else:
+                start = int(item) % size if size else 0
+                stop = start + 1
+            ranges.append((start, max(start, stop)))
+        return ranges
+
+    def _units(self, ranges: Sequence[tuple[int, int]], grid: Sequence[int]) -> Iterator[tuple[int, ...]]:
+        axes = [range(start // step, (stop - 1) // step + 1) if stop > start else range(0) for (start, stop), step in
+                zip(ranges, grid, strict=True)]  # fmt: skip
+        return itertools.product(*axes)
+
+    def _store_key(self, coords: tuple[int, ...]) -> str:
+        key = self.array.metadata.encode_chunk_key(coords)
+        prefix = self.array.store_path.path
+        return f"{prefix}/{key}" if prefix else key
+
+    def _rows_of(self, coords: tuple[int, ...], grid: Sequence[int]) -> str:
+        first = coords[0] * grid[0]
+        last = min(self.shape[0], first + grid[0]) - 1
+        return f"rows {first}-{last}"
+
+    def check_present(self, key: Any) -> None:
+        """Raise MissingChunkError when a chunk (or shard) file covering ``key`` is not in the store."""
+        if self.missing == "fill" or not self.ndim:
+            return
+        grid = self._grid
+        coords = list(self._units(self._ranges(key), grid))
+        store = self.array.store_path.store
+        keys = [self._store_key(c) for c in coords]
+
+        async def exist() -> list[bool]:
+            return list(await asyncio.gather(*(store.exists(k) for k in keys)))
+
+        for found, key_name, coord in zip(sync(exist()), keys, coords, strict=True):
+            if not found:
+                unit = "shard" if self.shards else "chunk"
+                raise MissingChunkError(
+                    f"{self.label}: {unit} {key_name!r} ({self._rows_of(coord, grid)}) is missing from "
+                    f"{_describe_store(self.array)}, so zarr would silently read it as the fill value "
+                    f"{_plain(self.array.fill_value)!r}; the array is incomplete or damaged: write or copy it again. "
+                    f"If it was written with zarr's write_empty_chunks=False on purpose, set the bigdist config "
+                    f"io.missing-chunks: fill to read missing chunks as the fill value"
+                )
+
+    def _find_corrupt(self, ranges: Sequence[tuple[int, int]]) -> tuple[str, str, Exception] | None:
+        """The first stored chunk inside ``ranges`` that fails to decode (only looked for after a failure)."""
+        for coords in self._units(ranges, self.chunks):
+            bounds = zip(coords, self.chunks, self.shape, strict=True)
+            region = tuple(slice(c * step, min(size, (c + 1) * step)) for c, step, size in bounds)
+            try:
+                self.array[region]
+            except _DECODE_ERRORS as error:
+                shard = tuple(c * step // outer for c, step, outer in zip(coords, self.chunks, self._grid, strict=True))
+                return self._store_key(shard), self._rows_of(coords, self.chunks), error
+        return None
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        self.check_present(key)
+        try:
+            return np.asarray(self.array[key])
+        except _DECODE_ERRORS as error:
+            ranges = self._ranges(key)
+            found = self._find_corrupt(ranges)
+            key_name, rows, cause = found if found else ("?", f"rows {ranges[0][0]}-{ranges[0][1] - 1}", error)
+            raise CorruptChunkError(
+                f"{self.label}: the stored chunk {key_name!r} ({rows}) of {_describe_store(self.array)} is damaged "
+                f"and cannot be read ({type(cause).__name__}: {cause}); the file was truncated or changed on disk. "
+                f"Write or copy the array again (bigdist outputs: rerun with --overwrite)"
+            ) from None
+
+    def read_all(self) -> np.ndarray:
+        """The whole array, checked."""
+        return self[tuple(slice(None) for _ in self.shape)]
+
+
+def verify(path: str, *, max_problems: int = 20) -> dict[str, Any]:
+    """Read every stored chunk of a Zarr array or group, and report the missing and damaged ones.
+
+    Parameters
+    ----------
+    path : str
+        Local path or URL of a Zarr array or group (e.g. a bigdist output or input).
+    max_problems : int
+        Stop listing after this many problems (the counts stay exact).
+
+    Returns
+    -------
+    dict
+        ``path``; ``arrays`` (how many), ``chunks`` (files read, a shard counting once);
+        ``missing`` and ``damaged`` counts; ``problems``: messages naming each
+        array, chunk and rows; ``ok`` when nothing is wrong.
+    """
+    node = zarr.open(store=path, mode="r")
+    if isinstance(node, zarr.Group):
+        arrays = {
+            name: array
+            for name, array in node.members(max_depth=None)
+            if isinstance(array, zarr.Array) and not name.startswith("bigdist_progress/")
+        }
+    else:
+        arrays = {"": node}
+    report: dict[str, Any] = {"path": path, "arrays": len(arrays), "chunks": 0, "missing": 0, "damaged": 0}
+    problems: list[str] = []
+    for name, array in sorted(arrays.items()):
+        source = ZarrSource(array, f"{path.rstrip('/')}/{name}" if name else path, missing="error")
+        if not source.ndim:
+            continue
+        grid = source._grid
+        for coords in source._units([(0, size) for size in source.shape], grid):
+            region = tuple(
+                slice(c * step, min(size, (c + 1) * step))
+                for c, step, size in zip(coords, grid, source.shape, strict=True)
+            )
+            report["chunks"] += 1
+            try:
+                source[region]
+            except MissingChunkError as error:
+                report["missing"] += 1
+                problems.append(str(error))
+            except CorruptChunkError as error:
+                report["damaged"] += 1
+                problems.append(str(error))
+    report["problems"] = problems[:max_problems]
+    report["ok"] = not problems
+    return report
