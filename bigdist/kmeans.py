@@ -104,8 +104,9 @@ def _bounded_pass(
         partial(kmeans_combine, n_far=k), carried_dtype=BOUNDS_DTYPE, split_every=split_every,
         name="bigdist-kmeans-pass", extra=(centroids, drift_other, half_gap),
     )  # fmt: skip
-    # One graph: each block is read once, its new bounds stay in the cluster for the next pass.
-    reduced, after = dask.persist(reduced, after)
+    # One graph, unoptimised: fusing the bounds' getitem into its chunk task would give the chunk a second
+    # key, computed once more for the reduction. Each block is read once; its bounds stay in the cluster.
+    reduced, after = dask.persist(reduced, after, optimize_graph=False)
     return reduced.compute(), after
 
 
