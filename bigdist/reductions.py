@@ -7,6 +7,7 @@ story. The per-block maths is in ``bigdist.kernels``.
 
 from __future__ import annotations
 
+import operator
 from functools import partial
 from typing import Any
 
@@ -15,6 +16,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from bigdist.kernels.knn import RESULT_DTYPE, knn_agg, knn_chunk, knn_combine
 from bigdist.kernels.labels import fmax_reduce, lookup_chunk
@@ -120,12 +122,8 @@ def block_tree_reduce(
     dask Delayed of the merged state
     """
     token = tokenize(array, chunk, combine, split_every, extra)
-    extra_keys = [dask.delayed(value, pure=True) for value in extra]
-    level = [
-        dask.delayed(chunk, pure=True)(block, offset, *extra_keys, dask_key_name=(f"{name}-chunk-{token}", i))
-        for i, (block, offset) in enumerate(zip(array.to_delayed().ravel(), _offsets(array), strict=True))
-    ]
-    return _tree(level, combine, split_every, name, token)
+    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token)
+    return _tree(layers, dependencies, chunk_keys, combine, split_every, name, token)
 
 
 def block_tree_reduce_carry(
@@ -147,43 +145,75 @@ def block_tree_reduce_carry(
     Returns
     -------
     (dask Delayed of the merged state, dask array of shape (n_rows,) of the new carried state,
-    chunked like the rows of ``array``); compute or persist them together so each block is read once.
+    chunked like the rows of ``array``); persist them together, unoptimised, so each block is read once.
     """
     token = tokenize(array, carried, chunk, combine, split_every, extra)
-    extra_keys = [dask.delayed(value, pure=True) for value in extra]
-    carried_blocks = carried.to_delayed().ravel() if carried is not None else [None] * array.numblocks[0]
-    pairs = [
-        dask.delayed(chunk, pure=True, nout=2)(
-            block, offset, before, *extra_keys, dask_key_name=(f"{name}-chunk-{token}", i)
-        )
-        for i, (block, offset, before) in enumerate(
-            zip(array.to_delayed().ravel(), _offsets(array), carried_blocks, strict=True)
-        )
-    ]
-    after = da.concatenate(
-        [
-            da.from_delayed(pair[1], shape=(rows,), dtype=carried_dtype)
-            for pair, rows in zip(pairs, array.chunks[0], strict=True)
-        ]
-    )
-    return _tree([pair[0] for pair in pairs], combine, split_every, name, token), after
+    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=(carried,))
+    chunk_layer = chunk_keys[0][0]
+    carried_name = f"{name}-carried-{token}"
+    layers[carried_name] = {(carried_name, i): (operator.getitem, key, 1) for i, key in enumerate(chunk_keys)}
+    dependencies[carried_name] = {chunk_layer}
+    after = da.Array(HighLevelGraph(layers, dependencies), carried_name, chunks=(array.chunks[0],), dtype=carried_dtype)
+    partial_name = f"{name}-partial-{token}"
+    layers[partial_name] = {(partial_name, i): (operator.getitem, key, 0) for i, key in enumerate(chunk_keys)}
+    dependencies[partial_name] = {chunk_layer}
+    return _tree(layers, dependencies, list(layers[partial_name]), combine, split_every, name, token), after
+
+
+def _chunk_layer(
+    array: da.Array,
+    chunk: Any,
+    extra: tuple[Any, ...],
+    name: str,
+    token: str,
+    carried: tuple[da.Array | None, ...] = (),
+) -> tuple[dict[str, dict[Any, Any]], dict[str, set[str]], list[tuple[str, int]]]:
+    """The graph layers of ``chunk`` over the row blocks (built directly: a pass is rebuilt every iteration).
+
+    ``carried``: empty for ``chunk(block, first_row, *extra)``; ``(None,)`` or ``(array,)`` for
+    ``chunk(block, first_row, carried_block, *extra)``.
+    """
+    layer_name = f"{name}-chunk-{token}"
+    extra_keys = [(f"{name}-extra-{token}", j) for j in range(len(extra))]
+    tasks: dict[Any, Any] = dict(zip(extra_keys, extra, strict=True))
+    blocks = [row[0] for row in array.__dask_keys__()]
+    carried_arrays = [previous for previous in carried if previous is not None]
+    carried_keys = carried_arrays[0].__dask_keys__() if carried_arrays else [None] * len(blocks)
+    for i, (block, offset) in enumerate(zip(blocks, _offsets(array), strict=True)):
+        before = [carried_keys[i]] if carried else []
+        tasks[(layer_name, i)] = (chunk, block, offset, *before, *extra_keys)
+    collections = [array, *carried_arrays]
+    graph = HighLevelGraph.from_collections(layer_name, tasks, dependencies=collections)
+    return dict(graph.layers), dict(graph.dependencies), [(layer_name, i) for i in range(len(blocks))]
 
 
 def _offsets(array: da.Array) -> list[int]:
     return [int(offset) for offset in np.concatenate([[0], np.cumsum(array.chunks[0])[:-1]])]
 
 
-def _tree(level: list[Delayed], combine: Any, split_every: int, name: str, token: str) -> Delayed:
-    depth = 0
+def _tree(
+    layers: dict[str, dict[Any, Any]],
+    dependencies: dict[str, set[str]],
+    leaves: list[Any],
+    combine: Any,
+    split_every: int,
+    name: str,
+    token: str,
+) -> Delayed:
+    """Merge ``leaves`` with ``combine(list)``, ``split_every`` at a time, into one Delayed."""
+    merge_name = f"{name}-merge-{token}"
+    tasks: dict[Any, Any] = {}
+    level, depth = leaves, 0
     while depth == 0 or len(level) > 1:
-        level = [
-            dask.delayed(combine, pure=True)(
-                level[start : start + split_every], dask_key_name=(f"{name}-merge-{depth}-{token}", i)
-            )
-            for i, start in enumerate(range(0, len(level), split_every))
-        ]
-        depth += 1
-    return level[0]
+        level_keys = []
+        for i, start in enumerate(range(0, len(level), split_every)):
+            key = (merge_name, depth, i)
+            tasks[key] = (combine, list(level[start : start + split_every]))
+            level_keys.append(key)
+        level, depth = level_keys, depth + 1
+    layers[merge_name] = tasks
+    dependencies[merge_name] = {key[0] for key in leaves}
+    return Delayed(level[0], HighLevelGraph(layers, dependencies), layer=merge_name)
 
 
 def lookup_rows(indices: da.Array, values: da.Array, *, split_every: int) -> da.Array:
