@@ -26,7 +26,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from bigdist.errors import TooManyNeighborsError
+from bigdist.errors import TooManyNeighborsError, ValueRangeError
 from bigdist.kernels.direct import DIRECT_METRICS, check_values, direct_code, direct_within
 from bigdist.kernels.metrics import keys_to_values
 from bigdist.kernels.scaling import scale_back
@@ -354,10 +354,25 @@ def radius_finish(partial: dict[str, Any], *, metric: str, sort_results: bool, d
     Returns
     -------
     dict with ``counts`` (m,) int64, ``indices`` (nnz,) int64, ``distances`` (nnz,) of ``dtype``
+
+    Raises
+    ------
+    ValueRangeError
+        A value beyond the range of ``dtype`` (float32 output of float32 inputs).
     """
     counts, indices, keys = partial["counts"], partial["indices"], partial["keys"]
     if sort_results and len(keys):
         rows = np.repeat(np.arange(len(counts)), counts)
         order = np.lexsort((indices, keys, rows))
         indices, keys = indices[order], keys[order]
-    return {"counts": counts, "indices": indices, "distances": keys_to_values(metric, keys).astype(dtype)}
+    values = keys_to_values(metric, keys)
+    with np.errstate(over="ignore"):
+        distances = values.astype(dtype)
+    overflow = np.isfinite(values) & ~np.isfinite(distances)
+    if overflow.any():
+        what = "inner products" if metric == "inner_product" else "distances"
+        raise ValueRangeError(
+            f"radius neighbours with metric={metric!r}: {what} up to {np.abs(values[overflow]).max():.3g} do not "
+            f"fit the {dtype} output (largest {np.finfo(dtype).max:.3g}); pass float64 inputs (X.astype('float64'))"
+        )
+    return {"counts": counts, "indices": indices, "distances": distances}

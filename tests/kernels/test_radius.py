@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from bigdist.errors import TooManyNeighborsError
+from bigdist.errors import TooManyNeighborsError, ValueRangeError
 from bigdist.kernels.direct import direct_code, direct_within
 from bigdist.kernels.radius import radius_chunk, radius_combine, radius_finish
 from tests.oracle import distances as oracle_distances
@@ -140,3 +140,19 @@ def test_float32_values_beyond_the_range_of_their_squares(scale, metric):
     np.testing.assert_array_equal(np.argwhere(inside), np.column_stack([rows, out["indices"]]))
     finished = radius_finish(out, metric=metric, sort_results=False, dtype=np.dtype(np.float64))
     np.testing.assert_allclose(finished["distances"], values[rows, out["indices"]], rtol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
+def test_float32_output_that_cannot_hold_the_values_raises(metric):
+    data = (np.random.default_rng(7).standard_normal((40, 6)) * 1e20).astype(np.float32)
+    radius = -1e30 if metric == "inner_product" else 1e60
+    out = radius_chunk(
+        data[:5], data, 0, 0, radius=radius, metric=metric, exclude_self=False, max_neighbors=100,
+        tile_query_rows=5, tile_train_rows=40,
+    )  # fmt: skip
+    with pytest.raises(ValueRangeError, match=rf"metric=.{metric}.: .* up to [0-9.]+e\+4[01] do not fit.*float64"):
+        radius_finish(out, metric=metric, sort_results=False, dtype=np.dtype(np.float32))
+    finished = radius_finish(out, metric=metric, sort_results=False, dtype=np.dtype(np.float64))
+    rows = np.repeat(np.arange(5), out["counts"])
+    np.testing.assert_allclose(finished["distances"], oracle_distances(data[:5], data, metric)[rows, out["indices"]],
+                               rtol=1e-12)  # fmt: skip
