@@ -158,7 +158,7 @@ def gemm_pairwise(
     else:
         if metric == "correlation":
             queries, train = centre_rows(queries), centre_rows(train)
-        query_norms, train_norms = _norms(queries), _norms(train)
+        query_norms, train_norms = row_norms(queries), row_norms(train)
         q_rows, x_rows = unit_rows(queries, dtype), unit_rows(train, dtype)
         bounds = margin("cosine", dtype, d, np.ones(len(q_rows)), 1.0)
         alpha = bias = np.empty(0)
@@ -184,7 +184,8 @@ def _scale_back(block: np.ndarray, exponent: int, metric: str) -> np.ndarray:
     return block
 
 
-def _norms(rows: np.ndarray) -> np.ndarray:
+def row_norms(rows: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each row, in float64."""
     return np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bigdist.kernels.metrics import Prepared, gemm_dtype, key_beta, margin, prepare, train_center
-from bigdist.kernels.pairwise import centre_rows
+from bigdist.kernels.pairwise import centre_rows, row_norms
 from bigdist.kernels.scaling import largest_magnitude, power_of_two_exponent
 from bigdist.kernels.scan import metric_code
 
@@ -48,9 +48,11 @@ class GemmTiles:
     metric : str, the metric the GEMM computes (``correlation`` -> ``cosine``)
     exponent : int, the power-of-two scale (0: none)
     dtype : the GEMM dtype
+    center : ndarray of shape (d,) or None, the shift of both sides (``train_center``)
     prepared_queries : Prepared
     query_norms : ndarray of shape (m,), float64 norms of ``queries`` (cosine only, else uninitialised)
     beta : float, code : int, from ``key_beta`` and ``metric_code``
+    centred : bool, the metric was ``correlation`` (train sub-tiles are centred as they are taken)
     """
 
     queries: np.ndarray
@@ -86,7 +88,7 @@ class GemmTiles:
             dtype=dtype,
             center=center,
             prepared_queries=prepare(queries, metric, center, dtype, "query"),
-            query_norms=_norms(queries) if metric == "cosine" else np.empty(len(queries)),
+            query_norms=row_norms(queries) if metric == "cosine" else np.empty(len(queries)),
             beta=key_beta(metric),
             code=metric_code(metric),
             centred=centred,
@@ -95,13 +97,9 @@ class GemmTiles:
     def train_tile(self, start: int, stop: int, buffer: np.ndarray | None = None) -> TrainTile:
         """Train rows [start, stop) prepared (into ``buffer``, see ``prepare``), with the query rows' bounds."""
         rows = centre_rows(self.train[start:stop]) if self.centred else self.train[start:stop]
-        norms = _norms(rows) if self.metric == "cosine" else np.empty(stop - start)
+        norms = row_norms(rows) if self.metric == "cosine" else np.empty(stop - start)
         prepared = prepare(rows, self.metric, self.center, self.dtype, "train", buffer=buffer)
         bounds = margin(
             self.metric, self.dtype, rows.shape[1], self.prepared_queries.norms, float(prepared.norms.max())
         )
         return TrainTile(rows=rows, norms=norms, prepared=prepared, bounds=bounds)
-
-
-def _norms(rows: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
