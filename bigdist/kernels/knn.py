@@ -13,17 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from bigdist.kernels.direct import DIRECT_METRICS, direct_topk
-from bigdist.kernels.metrics import (
-    gemm_dtype,
-    key_beta,
-    keys_to_values,
-    margin,
-    prepare,
-    train_center,
-)
-from bigdist.kernels.pairwise import centre_rows
-from bigdist.kernels.scaling import largest_magnitude, power_of_two_exponent, scale_back
-from bigdist.kernels.scan import metric_code, scan_tile
+from bigdist.kernels.metrics import keys_to_values
+from bigdist.kernels.scaling import scale_back
+from bigdist.kernels.scan import scan_tile
+from bigdist.kernels.tiles import GemmTiles
 from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, topk_merge
 
 RESULT_DTYPE = np.dtype([("distance", np.float64), ("index", np.int64)])
@@ -71,21 +64,8 @@ def knn_chunk(
     n = train.shape[0]
     if m == 0 or n == 0:
         return empty_topk(m, k)
-    dtype = gemm_dtype(queries.dtype, train.dtype)
-    # Values whose squares leave the float range are scaled by a power of two (exact), keys scaled back below.
-    exponent = power_of_two_exponent(largest_magnitude(queries, train), dtype, d)
-    if exponent:
-        queries, train = np.ldexp(queries, -exponent), np.ldexp(train, -exponent)
-    centred = metric == "correlation"
-    if centred:
-        # The GEMM rows are the float64-centred rows rounded once; the re-check uses them unrounded.
-        queries = centre_rows(queries)
-        metric = "cosine"
-    center = train_center(metric, train, dtype)
-    prepared_queries = prepare(queries, metric, center, dtype, "query")
-    beta = key_beta(metric)
-    code = metric_code(metric)
-    query_norms = _norms(queries) if metric == "cosine" else np.empty(m)
+    tiles = GemmTiles.build(queries, train, metric)
+    queries, dtype = tiles.queries, tiles.dtype
     best_keys = np.full((m, k), np.inf)
     best_indices = np.full((m, k), PAD_INDEX, dtype=np.int64)
     first_query, first_train = int(query_index[0]), int(train_index[0])
@@ -97,42 +77,35 @@ def knn_chunk(
     # cache while every query sub-block is scored against it.
     for x_start in range(0, n, tile_train_rows):
         x_stop = min(x_start + tile_train_rows, n)
-        train_rows = centre_rows(train[x_start:x_stop]) if centred else train[x_start:x_stop]
-        train_norms = _norms(train_rows) if metric == "cosine" else np.empty(x_stop - x_start)
-        prepared_train = prepare(train_rows, metric, center, dtype, "train", buffer=train_buffer)
-        bounds = margin(metric, dtype, d, prepared_queries.norms, float(prepared_train.norms.max()))
+        tile = tiles.train_tile(x_start, x_stop, buffer=train_buffer)
         for q_start in range(0, m, tile_query_rows):
             q_stop = min(q_start + tile_query_rows, m)
             scores = scores_buffer[: (q_stop - q_start) * (x_stop - x_start)].reshape(
                 q_stop - q_start, x_stop - x_start
             )
-            np.matmul(prepared_queries.rows[q_start:q_stop], prepared_train.rows.T, out=scores)
+            np.matmul(tiles.prepared_queries.rows[q_start:q_stop], tile.prepared.rows.T, out=scores)
             scan_tile(
                 scores,
                 queries[q_start:q_stop],
-                train_rows,
+                tile.rows,
                 first_query + q_start,
                 first_train + x_start,
-                prepared_queries.alpha[q_start:q_stop],
-                beta,
-                bounds[q_start:q_stop],
-                query_norms[q_start:q_stop],
-                train_norms,
-                code,
+                tiles.prepared_queries.alpha[q_start:q_stop],
+                tiles.beta,
+                tile.bounds[q_start:q_stop],
+                tiles.query_norms[q_start:q_stop],
+                tile.norms,
+                tiles.code,
                 exclude_self,
                 best_keys[q_start:q_stop],
                 best_indices[q_start:q_stop],
             )
-    if metric != "cosine":  # cosine keys do not change with the scale
-        best_keys = scale_back(best_keys, exponent, f"kNN with metric={metric!r}")
+    if tiles.metric != "cosine":  # cosine keys do not change with the scale
+        best_keys = scale_back(best_keys, tiles.exponent, f"kNN with metric={metric!r}")
     best = np.empty((m, k), dtype=TOPK_DTYPE)
     best["key"] = best_keys
     best["index"] = best_indices
     return best
-
-
-def _norms(rows: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
 
 
 def knn_combine(partials: np.ndarray, *, k: int) -> np.ndarray:

@@ -29,6 +29,7 @@ import numba
 import numpy as np
 
 from bigdist.kernels.metrics import gemm_dtype, margin
+from bigdist.kernels.scaling import largest_magnitude, power_of_two_exponent
 
 KERNELS = ("gaussian", "flat")
 ROW_STEP = 4096
@@ -196,6 +197,9 @@ def shift_sums(block: np.ndarray, seeds: np.ndarray, bandwidth: float, kernel: s
         return {"sums": sums, "weights": totals, "counts": counts}
 
     dtype = np.dtype(np.float64) if gaussian else gemm_dtype(block.dtype)
+    if dtype == np.float32 and power_of_two_exponent(largest_magnitude(block, seeds), dtype, d):
+        # Squares beyond (or below) float32's range: the GEMM runs in float64 instead, as in k-means.
+        dtype = np.dtype(np.float64)
     # Any shift leaves distances unchanged; the block's mean keeps the centred values small.
     centre = block.mean(axis=0, dtype=np.float64)
     centred_seeds = (seeds - centre).astype(dtype)

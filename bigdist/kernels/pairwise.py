@@ -11,7 +11,9 @@ distance, 1 - cosine) is within ``RECHECK`` times its rounding bound is
 recomputed exactly in float64 from the rows. float32 inputs keep a float32
 GEMM: the other keys err by at most ``1 / RECHECK`` of themselves in the
 worst case (the bound is ``bigdist.kernels.metrics.margin``), typically by a
-few float32 roundings.
+few float32 roundings. Values whose squares leave the float range are
+scaled by a power of two before the GEMM and the block scaled back
+(``bigdist.kernels.scaling``), as in the kNN.
 
 Direct metrics: ``bigdist.kernels.direct``, float64 sums, rounded once.
 """
@@ -21,8 +23,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from bigdist.errors import ValueRangeError
 from bigdist.kernels.direct import check_values, direct_block, direct_code
 from bigdist.kernels.metrics import gemm_dtype, margin
+from bigdist.kernels.scaling import largest_magnitude, power_of_two_exponent
 from bigdist.kernels.scan import COSINE, L2, pair_key
 
 SQEUCLIDEAN, EUCLIDEAN, COSINE_DISTANCE, SIMILARITY = range(4)
@@ -122,11 +126,25 @@ def gemm_pairwise(
     Returns
     -------
     ndarray of shape (m, n), float32 when both inputs are float32, else float64
+
+    Raises
+    ------
+    ValueRangeError
+        Values so large that the block does not fit its dtype (float32: squared distances or inner products
+        beyond 3.4e38, pass float64; float64: beyond 1.8e308).
     """
     dtype = gemm_dtype(queries.dtype, train.dtype)
-    if metric == "inner_product":
-        return _gemm(queries.astype(dtype, copy=False), train.astype(dtype, copy=False), dtype)
     d = queries.shape[1]
+    # Values whose squares leave the float range are scaled by a power of two (exact), the block scaled back below;
+    # the cosine family needs none: its rows are divided by float64 norms before the GEMM.
+    exponent = 0
+    if metric not in ("cosine", "correlation"):
+        exponent = power_of_two_exponent(largest_magnitude(queries, train), dtype, d)
+    if exponent:
+        queries, train = np.ldexp(queries, -exponent), np.ldexp(train, -exponent)
+    if metric == "inner_product":
+        block = _gemm(queries.astype(dtype, copy=False), train.astype(dtype, copy=False), dtype)
+        return _scale_back(block, exponent, metric)
     if metric in ("euclidean", "sqeuclidean"):
         center = train.mean(axis=0, dtype=np.float64)
         # Centred in float64, rounded once: each element errs relative to |x - c|, not |x|.
@@ -140,17 +158,34 @@ def gemm_pairwise(
     else:
         if metric == "correlation":
             queries, train = centre_rows(queries), centre_rows(train)
-        query_norms, train_norms = _norms(queries), _norms(train)
+        query_norms, train_norms = row_norms(queries), row_norms(train)
         q_rows, x_rows = unit_rows(queries, dtype), unit_rows(train, dtype)
         bounds = margin("cosine", dtype, d, np.ones(len(q_rows)), 1.0)
         alpha = bias = np.empty(0)
         code = COSINE_DISTANCE
     block = _gemm(q_rows, x_rows, dtype)
     _finish(block, alpha, bias, code, first_query, first_train, self_join, queries, train, query_norms, train_norms, bounds)  # fmt: skip # noqa: E501
+    return _scale_back(block, exponent, metric)
+
+
+def _scale_back(block: np.ndarray, exponent: int, metric: str) -> np.ndarray:
+    """The block of rows scaled by ``2**-exponent``, scaled back in place; ValueRangeError rather than infinity."""
+    if exponent == 0:
+        return block
+    with np.errstate(over="ignore"):
+        np.ldexp(block, exponent if metric == "euclidean" else 2 * exponent, out=block)
+    if not np.isfinite(block).all():
+        what = "inner products" if metric == "inner_product" else "distances"
+        fix = "pass float64 inputs (X.astype('float64'))" if block.dtype == np.float32 else "rescale the data first"
+        raise ValueRangeError(
+            f"pairwise distances with metric={metric!r}: the values are so large (about 2**{exponent}) that their "
+            f"{what} exceed the {block.dtype} range ({np.finfo(block.dtype).max:.3g}); {fix}"
+        )
     return block
 
 
-def _norms(rows: np.ndarray) -> np.ndarray:
+def row_norms(rows: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each row, in float64."""
     return np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
 
 

@@ -10,9 +10,11 @@ Every metric of the registry decides inclusion on an exact float64 value,
 as a float64 brute force does. GEMM family: the float GEMM only proposes
 candidates (with the same error bound as the kNN scan) and every candidate's
 key is recomputed exactly in float64; ``correlation`` is ``cosine`` of rows
-centred in float64. Direct metrics: every distance of the tile is computed
-in float64 by the compiled loops of ``bigdist.kernels.direct`` (SciPy
-``cdist``'s values) and compared with the radius as it is made.
+centred in float64; values whose squares leave the float range are scaled
+by a power of two, as in the kNN (``bigdist.kernels.tiles.GemmTiles``).
+Direct metrics: every distance of the tile is computed in float64 by the
+compiled loops of ``bigdist.kernels.direct`` (SciPy ``cdist``'s values) and
+compared with the radius as it is made.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from typing import Any
 import numba
 import numpy as np
 
-from bigdist.errors import TooManyNeighborsError
+from bigdist.errors import TooManyNeighborsError, ValueRangeError
 from bigdist.kernels.direct import DIRECT_METRICS, check_values, direct_code, direct_within
-from bigdist.kernels.metrics import gemm_dtype, key_beta, keys_to_values, margin, prepare, train_center
-from bigdist.kernels.pairwise import centre_rows
-from bigdist.kernels.scan import metric_code, pair_key
+from bigdist.kernels.metrics import keys_to_values
+from bigdist.kernels.scaling import scale_back
+from bigdist.kernels.scan import pair_key
+from bigdist.kernels.tiles import GemmTiles
 
 # Relative slack on the candidate bound, so a key whose reported value is
 # exactly at the radius (sqrt of a rounded square) is never filtered out early.
@@ -252,6 +255,8 @@ def radius_chunk(
         Values the metric is not defined for (``chi2``: negative; ``jaccard``: not boolean).
     TooManyNeighborsError
         A query row with more than ``max_neighbors`` pairs.
+    ValueRangeError
+        Values so large that the squared distances found exceed the float64 range.
     """
     m, n = queries.shape[0], train.shape[0]
     if m == 0 or n == 0:
@@ -270,10 +275,12 @@ def radius_chunk(
                     direct_within, queries[q_start:q_stop], train[x_start:x_stop], code, p, radius, self_offset
                 )
                 pairs.collect(fill, q_start, first_train + x_start)
-    else:
-        _gemm_pairs(pairs, queries, train, first_query, first_train, radius, metric, exclude_self,
-                    tile_query_rows, tile_train_rows)  # fmt: skip
-    return pairs.partial(m, first_query, max_neighbors)
+        return pairs.partial(m, first_query, max_neighbors)
+    exponent = _gemm_pairs(pairs, queries, train, first_query, first_train, radius, metric, exclude_self,
+                           tile_query_rows, tile_train_rows)  # fmt: skip
+    found = pairs.partial(m, first_query, max_neighbors)
+    found["keys"] = scale_back(found["keys"], exponent, f"radius neighbours with metric={metric!r}")
+    return found
 
 
 def _self_offset(exclude_self: bool, first_query: int, first_train: int) -> int:
@@ -282,50 +289,45 @@ def _self_offset(exclude_self: bool, first_query: int, first_train: int) -> int:
 
 
 def _gemm_pairs(pairs, queries, train, first_query, first_train, radius, metric, exclude_self, tile_query_rows, tile_train_rows):  # type: ignore[no-untyped-def]  # fmt: skip # noqa: E501
-    """Collect the pairs of a GEMM-family metric: GEMM candidates, each re-checked exactly in float64."""
-    m, d = queries.shape
-    n = train.shape[0]
-    dtype = gemm_dtype(queries.dtype, train.dtype)
-    centred = metric == "correlation"
-    if centred:
-        # The GEMM rows are the float64-centred rows rounded once; the re-check uses them unrounded.
-        queries = centre_rows(queries)
-        metric = "cosine"
-    center = train_center(metric, train, dtype)
-    prepared_queries = prepare(queries, metric, center, dtype, "query")
-    beta = key_beta(metric)
-    code = metric_code(metric)
+    """Collect the pairs of a GEMM-family metric: GEMM candidates, each re-checked exactly in float64.
+
+    The keys are those of the scaled rows (see ``GemmTiles``); ``radius_chunk`` scales them back.
+    """
+    m, n = queries.shape[0], train.shape[0]
+    tiles = GemmTiles.build(queries, train, metric)
+    queries, metric, dtype = tiles.queries, tiles.metric, tiles.dtype
+    radius = scaled_radius(metric, radius, tiles.exponent)
     limit = radius_key(metric, radius)
-    cosine = metric == "cosine"
-    query_norms = _norms(queries) if cosine else np.empty(m)
     inclusion = _inclusion_code(metric)
     # Reused by every sub-tile: a fresh allocation this large would be page-faulted in each time.
     scores_buffer = np.empty(min(tile_query_rows, m) * min(tile_train_rows, n), dtype=dtype)
     for x_start in range(0, n, tile_train_rows):
         x_stop = min(x_start + tile_train_rows, n)
-        train_rows = centre_rows(train[x_start:x_stop]) if centred else train[x_start:x_stop]
-        train_norms = _norms(train_rows) if cosine else np.empty(x_stop - x_start)
-        prepared_train = prepare(train_rows, metric, center, dtype, "train")
-        bounds = margin(metric, dtype, d, prepared_queries.norms, float(prepared_train.norms.max()))
+        tile = tiles.train_tile(x_start, x_stop)
         for q_start in range(0, m, tile_query_rows):
             q_stop = min(q_start + tile_query_rows, m)
             scores = scores_buffer[: (q_stop - q_start) * (x_stop - x_start)].reshape(
                 q_stop - q_start, x_stop - x_start
             )
-            np.matmul(prepared_queries.rows[q_start:q_stop], prepared_train.rows.T, out=scores)
+            np.matmul(tiles.prepared_queries.rows[q_start:q_stop], tile.prepared.rows.T, out=scores)
             threshold = _score_floor(
-                (prepared_queries.alpha[q_start:q_stop] - (limit + bounds[q_start:q_stop])) / beta, dtype
+                (tiles.prepared_queries.alpha[q_start:q_stop] - (limit + tile.bounds[q_start:q_stop])) / tiles.beta,
+                dtype,
             )
             fill = partial(
-                collect_pairs, scores, queries[q_start:q_stop], train_rows, threshold, code,
-                query_norms[q_start:q_stop], train_norms, inclusion, radius,
+                collect_pairs, scores, queries[q_start:q_stop], tile.rows, threshold, tiles.code,
+                tiles.query_norms[q_start:q_stop], tile.norms, inclusion, radius,
                 _self_offset(exclude_self, first_query + q_start, first_train + x_start),
             )  # fmt: skip
             pairs.collect(fill, q_start, first_train + x_start)
+    return tiles.exponent if metric != "cosine" else 0
 
 
-def _norms(rows: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+def scaled_radius(metric: str, radius: float, exponent: int) -> float:
+    """The radius in the units of rows scaled by ``2**-exponent`` (exact: a power of two)."""
+    if metric == "cosine":
+        return radius
+    return float(np.ldexp(radius, -exponent if metric == "euclidean" else -2 * exponent))
 
 
 def radius_combine(partials: list[dict[str, Any]], *, max_neighbors: int) -> dict[str, Any]:
@@ -352,10 +354,25 @@ def radius_finish(partial: dict[str, Any], *, metric: str, sort_results: bool, d
     Returns
     -------
     dict with ``counts`` (m,) int64, ``indices`` (nnz,) int64, ``distances`` (nnz,) of ``dtype``
+
+    Raises
+    ------
+    ValueRangeError
+        A value beyond the range of ``dtype`` (float32 output of float32 inputs).
     """
     counts, indices, keys = partial["counts"], partial["indices"], partial["keys"]
     if sort_results and len(keys):
         rows = np.repeat(np.arange(len(counts)), counts)
         order = np.lexsort((indices, keys, rows))
         indices, keys = indices[order], keys[order]
-    return {"counts": counts, "indices": indices, "distances": keys_to_values(metric, keys).astype(dtype)}
+    values = keys_to_values(metric, keys)
+    with np.errstate(over="ignore"):
+        distances = values.astype(dtype)
+    overflow = np.isfinite(values) & ~np.isfinite(distances)
+    if overflow.any():
+        what = "inner products" if metric == "inner_product" else "distances"
+        raise ValueRangeError(
+            f"radius neighbours with metric={metric!r}: {what} up to {np.abs(values[overflow]).max():.3g} do not "
+            f"fit the {dtype} output (largest {np.finfo(dtype).max:.3g}); pass float64 inputs (X.astype('float64'))"
+        )
+    return {"counts": counts, "indices": indices, "distances": distances}

@@ -112,3 +112,18 @@ def test_kth_distance_triplet_equals_sorted_brute_force():
     merged = kth_agg(np.concatenate([kth_combine(np.concatenate(parts[:2], axis=1), k=k), parts[2]], axis=1), k=k)
     expected = np.sort(cdist(queries, train), axis=1)[:, k - 1]
     np.testing.assert_allclose(merged[:, 0], expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-25], ids=["1e20", "1e-25"])
+def test_flat_float32_gemm_of_values_beyond_the_range_of_their_squares(scale):
+    # Squares of 1e40 overflow float32 and of 1e-50 underflow it.
+    rng = np.random.default_rng(8)
+    block = (rng.standard_normal((300, DIRECT_MAX_FEATURES + 4)) * scale).astype(np.float32)
+    seeds = block[:12].astype(np.float64)
+    distances = np.sort(cdist(seeds, block.astype(np.float64)).ravel())
+    bandwidth = float(distances[1000] + distances[1001]) / 2  # halfway between two pairs: no pair at the boundary
+    out = shift_sums(block, seeds, bandwidth, "flat")
+    sums, weights, counts = _oracle(block, seeds, bandwidth, "flat")
+    np.testing.assert_array_equal(out["counts"], counts)
+    np.testing.assert_array_equal(out["weights"], weights)
+    np.testing.assert_allclose(out["sums"], sums, rtol=1e-12, atol=1e-12 * scale)

@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from bigdist.errors import TooManyNeighborsError
+from bigdist.errors import TooManyNeighborsError, ValueRangeError
 from bigdist.kernels.direct import direct_code, direct_within
 from bigdist.kernels.radius import radius_chunk, radius_combine, radius_finish
+from tests.oracle import distances as oracle_distances
 
 
 def _chunk(queries, train, first_train, **kwargs):
@@ -119,3 +120,39 @@ def test_minkowski_integer_orders_are_decided_on_cdist_values():
         np.testing.assert_array_equal(sorted(zip(rows, columns, strict=True)), np.argwhere(expected <= radius))
         at_radius = buffers[2][:count][expected[rows, columns] == radius]
         np.testing.assert_array_equal(at_radius, radius)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-25], ids=["1e20", "1e-25"])
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cosine", "correlation", "inner_product"])
+def test_float32_values_beyond_the_range_of_their_squares(scale, metric):
+    # Squares of 1e40 overflow float32 and of 1e-50 underflow it: the GEMM must run on scaled rows.
+    rng = np.random.default_rng(5)
+    data = (rng.standard_normal((150, 6)) * scale).astype(np.float32)
+    queries, train = data[:30], data[30:]
+    values = oracle_distances(queries, train, metric)
+    radius = float(np.quantile(values, 0.9 if metric == "inner_product" else 0.1))
+    inside = values >= radius if metric == "inner_product" else values <= radius
+    out = radius_chunk(
+        queries, train, 0, 0, radius=radius, metric=metric, exclude_self=False, max_neighbors=1000,
+        tile_query_rows=7, tile_train_rows=50,
+    )  # fmt: skip
+    rows = np.repeat(np.arange(30), out["counts"])
+    np.testing.assert_array_equal(np.argwhere(inside), np.column_stack([rows, out["indices"]]))
+    finished = radius_finish(out, metric=metric, sort_results=False, dtype=np.dtype(np.float64))
+    np.testing.assert_allclose(finished["distances"], values[rows, out["indices"]], rtol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "inner_product"])
+def test_float32_output_that_cannot_hold_the_values_raises(metric):
+    data = (np.random.default_rng(7).standard_normal((40, 6)) * 1e20).astype(np.float32)
+    radius = -1e30 if metric == "inner_product" else 1e60
+    out = radius_chunk(
+        data[:5], data, 0, 0, radius=radius, metric=metric, exclude_self=False, max_neighbors=100,
+        tile_query_rows=5, tile_train_rows=40,
+    )  # fmt: skip
+    with pytest.raises(ValueRangeError, match=rf"metric=.{metric}.: .* up to [0-9.]+e\+4[01] do not fit.*float64"):
+        radius_finish(out, metric=metric, sort_results=False, dtype=np.dtype(np.float32))
+    finished = radius_finish(out, metric=metric, sort_results=False, dtype=np.dtype(np.float64))
+    rows = np.repeat(np.arange(5), out["counts"])
+    np.testing.assert_allclose(finished["distances"], oracle_distances(data[:5], data, metric)[rows, out["indices"]],
+                               rtol=1e-12)  # fmt: skip
