@@ -62,7 +62,7 @@ class RadiusResult:
     def counts(self) -> da.Array:
         """Lazy neighbour count of each query, shape (n_queries,) int64."""
         parts = [
-            da.from_delayed(dask.delayed(operator.getitem)(block, "counts"), shape=(rows,), dtype=np.int64)
+            da.from_delayed(dask.delayed(operator.getitem, pure=True)(block, "counts"), shape=(rows,), dtype=np.int64)
             for block, rows in zip(self.blocks, self.block_rows, strict=True)
         ]
         return da.concatenate(parts)
@@ -73,7 +73,7 @@ class RadiusResult:
         for key in ("distances", "indices"):
             parts = [
                 da.from_delayed(
-                    dask.delayed(_block_objects)(block, key),
+                    dask.delayed(_block_objects, pure=True)(block, key),
                     shape=(rows,),
                     dtype=object,
                     meta=np.empty(0, dtype=object),
@@ -108,13 +108,13 @@ class RadiusResult:
         """
         prepare_output(normalise_path(path), overwrite, "result")
         blocks = dask.persist(*self.blocks)
-        counts = dask.compute(*(dask.delayed(operator.getitem)(block, "counts") for block in blocks))
+        counts = dask.compute(*(dask.delayed(operator.getitem, pure=True)(block, "counts") for block in blocks))
         sizes = [int(block_counts.sum()) for block_counts in counts]
         indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
         arrays: dict[str, Any] = {"indptr": da.from_array(indptr, chunks=max(1, max(self.block_rows)))}
         for key, dtype in (("indices", np.int64), ("distances", self.dtype)):
             parts = [
-                da.from_delayed(dask.delayed(operator.getitem)(block, key), shape=(size,), dtype=dtype)
+                da.from_delayed(dask.delayed(operator.getitem, pure=True)(block, key), shape=(size,), dtype=dtype)
                 for block, size in zip(blocks, sizes, strict=True)
             ]
             arrays[key] = da.concatenate(parts)
