@@ -15,7 +15,7 @@ from dask.base import tokenize
 
 from bigdist import config
 from bigdist.errors import ParameterError
-from bigdist.io import as_array, check_features
+from bigdist.io import as_array, check_features, check_number
 from bigdist.kernels.pairwise import cosine_similarity_chunk, out_dtype, pairwise_chunk
 from bigdist.kernels.registry import get_metric
 from bigdist.knn import knn
@@ -171,13 +171,12 @@ def cosine_similarity(queries: Any, train: Any = None, *, eps: float = 1e-8) -> 
     -------
     dask array of shape (n_queries, n_train), float32 when both inputs are float32, else float64
     """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        raise ParameterError(f"eps must be a number > 0 (it guards the division by zero rows' norms), got eps={eps!r}")
+    eps = check_number("eps", eps, minimum=0, open_minimum=True)
     query_array, train_array, _ = _inputs(queries, train)
     dtype = out_dtype(query_array.dtype, train_array.dtype)
     query_array, train_array = _blocked(query_array, train_array, dtype)
     return _outer(
-        partial(cosine_similarity_chunk, eps=float(eps)),
+        partial(cosine_similarity_chunk, eps=eps),
         "ij",
         query_array,
         "if",

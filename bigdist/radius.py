@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +14,7 @@ from dask.delayed import Delayed
 
 from bigdist import config
 from bigdist.errors import ParameterError
-from bigdist.io import as_array, check_features, check_int, write_group
+from bigdist.io import as_array, check_features, check_int, check_number, write_group
 from bigdist.io.store import normalise_path, prepare_output
 from bigdist.kernels.registry import ResolvedMetric, get_metric
 from bigdist.planning import query_blocks
@@ -124,14 +122,13 @@ class RadiusResult:
 
 
 def _check_radius(radius: Any, metric: ResolvedMetric) -> float:
-    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not math.isfinite(radius):
-        raise ParameterError(f"radius must be a finite number, got radius={radius!r}")
-    if not metric.metric.similarity and radius < 0:
+    value = check_number("radius", radius)
+    if not metric.metric.similarity and value < 0:
         raise ParameterError(
             f"radius must be >= 0 for the distance metric {metric.name!r}, got radius={radius!r}; no pair is "
             f"closer than 0"
         )
-    return float(radius)
+    return value
 
 
 def radius_neighbors(
