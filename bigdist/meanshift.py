@@ -152,7 +152,7 @@ def estimate_bandwidth(
             array = array[_sample_rows(n, size, random_state)]
     m = array.shape[0]
     k = max(1, int(m * quantile))
-    split_every = check_int("split_every", split_every or config.get("split-every"), minimum=2)
+    split_every = check_int("split_every", config.get("split-every") if split_every is None else split_every, minimum=2)
     if k <= _KNN_MAX_K:
         kth = knn(array, array, k=k, split_every=split_every).distances[:, -1].astype(np.float64)
     else:
@@ -300,7 +300,7 @@ def meanshift(
     if n_seeds is not None:
         n_seeds = check_int("n_seeds", n_seeds)
     tol = check_number("tol", tol, minimum=0)
-    split_every = check_int("split_every", split_every or config.get("split-every"), minimum=2)
+    split_every = check_int("split_every", config.get("split-every") if split_every is None else split_every, minimum=2)
     if bandwidth is None:
         cap = config.get("meanshift.bandwidth-samples")
         bandwidth = np.float64(estimate_bandwidth(array, n_samples=cap if n > cap else None, split_every=split_every))
