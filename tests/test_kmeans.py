@@ -1,6 +1,7 @@
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import load_digits, make_blobs
@@ -116,6 +117,22 @@ def test_estimator_matches_scikit_learn(blobs):
     np.testing.assert_array_equal(ours.predict(blobs[:100]), theirs.predict(blobs[:100]))
     np.testing.assert_allclose(ours.transform(blobs[:50]), theirs.transform(blobs[:50]), rtol=1e-9)
     assert ours.score(blobs) == pytest.approx(theirs.score(blobs), rel=1e-9)
+
+
+def test_dataframe_input_is_handled_as_scikit_learn_does(blobs):
+    frame = pd.DataFrame(blobs, columns=[f"f{i}" for i in range(blobs.shape[1])])
+    init = blobs[:7]
+    ours = bd.KMeans(7, init=init).fit(frame)
+    theirs = SkKMeans(7, init=init, n_init=1, algorithm="lloyd").fit(frame)
+    assert isinstance(ours.labels_, np.ndarray)
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+    np.testing.assert_array_equal(ours.feature_names_in_, theirs.feature_names_in_)
+    np.testing.assert_array_equal(ours.predict(frame[:100]), theirs.predict(frame[:100]))
+    np.testing.assert_allclose(ours.transform(frame[:50]), theirs.transform(frame[:50]), rtol=1e-9)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        ours.predict(blobs[:10])
+    with pytest.raises(ValueError, match="feature names"):
+        ours.predict(frame[:10].rename(columns={"f0": "other"}))
 
 
 def test_dask_input_gives_lazy_labels(blobs):
