@@ -290,37 +290,17 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
         for output, count in enumerate(n_classes):
             vote = partial(_vote_block, weights=self.weights, n_classes=n_classes, output=output, proba=proba)
             name = f"bigdist-knn-{'proba' if proba else 'vote'}-{dask.base.tokenize(distances, values, vote)}"
+            # Probabilities: one column per class; votes: one class code per query.
             if proba:
-                votes.append(
-                    da.blockwise(
-                        vote,
-                        "ic",
-                        distances,
-                        "ik",
-                        values,
-                        "iko",
-                        new_axes={"c": count},
-                        concatenate=True,
-                        dtype=np.float64,
-                        meta=np.empty((0, 0)),
-                        name=name,
-                    )
-                )
+                out_index, new_axes, meta = "ic", {"c": count}, np.empty((0, 0))
             else:
-                votes.append(
-                    da.blockwise(
-                        vote,
-                        "i",
-                        distances,
-                        "ik",
-                        values,
-                        "iko",
-                        concatenate=True,
-                        dtype=np.int64,
-                        meta=np.empty((0,), dtype=np.int64),
-                        name=name,
-                    )
+                out_index, new_axes, meta = "i", None, np.empty((0,), dtype=np.int64)
+            votes.append(
+                da.blockwise(
+                    vote, out_index, distances, "ik", values, "iko",
+                    new_axes=new_axes, concatenate=True, dtype=meta.dtype, meta=meta, name=name,
                 )
+            )  # fmt: skip
         return votes, numpy_out
 
     def predict(self, X: Any = None) -> Any:
@@ -449,23 +429,11 @@ class KNeighborsRegressor(RegressorMixin, _LabelledNeighbors):
         dtype = self._values.dtype if self.weights == "uniform" else np.dtype(np.float64)
         average = partial(_average_block, weights=self.weights, outputs_2d=self._outputs_2d)
         name = f"bigdist-knn-average-{dask.base.tokenize(distances, values, average)}"
-        if self._outputs_2d:
-            predicted = da.blockwise(
-                average, "io", distances, "ik", values, "iko", concatenate=True, dtype=dtype, name=name
-            )
-        else:
-            predicted = da.blockwise(
-                average,
-                "i",
-                distances,
-                "ik",
-                values,
-                "iko",
-                concatenate=True,
-                dtype=dtype,
-                meta=np.empty((0,), dtype=dtype),
-                name=name,
-            )
+        out_index = "io" if self._outputs_2d else "i"
+        predicted = da.blockwise(
+            average, out_index, distances, "ik", values, "iko",
+            concatenate=True, dtype=dtype, meta=np.empty((0,) * len(out_index), dtype=dtype), name=name,
+        )  # fmt: skip
         return predicted.compute() if numpy_out else predicted
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
