@@ -29,7 +29,7 @@ from bigdist.io import as_array, check_int, in_memory
 from bigdist.io.labels import as_labels
 from bigdist.kernels.labels import class_mode, class_proba, neighbour_weights, weighted_average
 from bigdist.knn import check_metric, knn
-from bigdist.neighbors import NearestNeighbors
+from bigdist.neighbors import NearestNeighbors, metric_kwargs
 from bigdist.reductions import lookup_rows
 
 _WEIGHTS = ("uniform", "distance")
@@ -102,14 +102,11 @@ class _LabelledNeighbors(MultiOutputMixin, BaseEstimator):
         self.split_every = split_every
 
     def _metric_kwargs(self) -> dict[str, Any]:
-        kwargs = dict(self.metric_params or {})
-        if self.p is not None:
-            kwargs["p"] = self.p
-        return kwargs
+        return metric_kwargs(self.metric, self.p, self.metric_params)
 
     def _fit_train(self, X: Any, y: Any) -> np.ndarray | da.Array:
         """Validate the parameters, record the train rows; return the labels (NumPy or dask)."""
-        check_metric(self.metric)
+        check_metric(self.metric, **self._metric_kwargs())
         if not (callable(self.weights) or (isinstance(self.weights, str) and self.weights in _WEIGHTS)):
             raise ParameterError(
                 f"weights must be 'uniform', 'distance' or a callable mapping distances to weights, "
@@ -212,7 +209,7 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
     metric : str, default="euclidean"
         Any metric :func:`bigdist.knn` accepts.
     p : float, optional
-        Power of the Minkowski metric, passed to :func:`bigdist.knn` when given.
+        Power of the ``minkowski`` metric (default 2; ignored by the other metrics, as in scikit-learn).
     metric_params : dict, optional
         Further keyword arguments of the metric, passed to :func:`bigdist.knn`.
     split_every : int, optional
