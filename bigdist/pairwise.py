@@ -19,6 +19,7 @@ from bigdist.io import as_array, check_features, check_number
 from bigdist.kernels.pairwise import cosine_similarity_chunk, out_dtype, pairwise_chunk
 from bigdist.kernels.registry import get_metric
 from bigdist.knn import knn
+from bigdist.planning import even_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,8 @@ def block_shape(n_queries: int, n_train: int, itemsize: int, block_bytes: int) -
     rows = min(n_queries, side)
     cols = min(n_train, max(side, elements // rows))
     rows = min(n_queries, max(rows, elements // cols))
-    return _even(n_queries, rows), _even(n_train, cols)
-
-
-def _even(total: int, largest: int) -> int:
-    blocks = -(-total // largest)
-    return -(-total // blocks)
+    # Zarr chunks are regular: the largest of the even blocks.
+    return even_blocks(n_queries, rows)[0], even_blocks(n_train, cols)[0]
 
 
 def _inputs(queries: Any, train: Any) -> tuple[da.Array, da.Array, bool]:
