@@ -164,6 +164,7 @@ def test_kmeans_on_a_distributed_cluster_equals_synchronous(blobs):
         ({"n_clusters": 3, "max_iter": 0}, ParameterError, "max_iter=0"),
         ({"n_clusters": 3, "tol": -1}, ParameterError, "tol=-1"),
         ({"n_clusters": 3, "split_every": 0}, ParameterError, "split_every=0"),
+        ({"n_clusters": 3, "random_state": -1}, ParameterError, "random_state=-1"),
     ],
 )
 def test_bad_input(kwargs, error, match):
