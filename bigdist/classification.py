@@ -29,7 +29,7 @@ from bigdist.io import as_array, check_int, in_memory
 from bigdist.io.labels import as_labels
 from bigdist.kernels.labels import class_mode, class_proba, neighbour_weights, weighted_average
 from bigdist.knn import check_metric, knn
-from bigdist.neighbors import NearestNeighbors
+from bigdist.neighbors import NearestNeighbors, metric_kwargs
 from bigdist.reductions import lookup_rows
 
 _WEIGHTS = ("uniform", "distance")
@@ -102,14 +102,11 @@ class _LabelledNeighbors(MultiOutputMixin, BaseEstimator):
         self.split_every = split_every
 
     def _metric_kwargs(self) -> dict[str, Any]:
-        kwargs = dict(self.metric_params or {})
-        if self.p is not None:
-            kwargs["p"] = self.p
-        return kwargs
+        return metric_kwargs(self.metric, self.p, self.metric_params)
 
     def _fit_train(self, X: Any, y: Any) -> np.ndarray | da.Array:
         """Validate the parameters, record the train rows; return the labels (NumPy or dask)."""
-        check_metric(self.metric)
+        check_metric(self.metric, **self._metric_kwargs())
         if not (callable(self.weights) or (isinstance(self.weights, str) and self.weights in _WEIGHTS)):
             raise ParameterError(
                 f"weights must be 'uniform', 'distance' or a callable mapping distances to weights, "
@@ -212,7 +209,7 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
     metric : str, default="euclidean"
         Any metric :func:`bigdist.knn` accepts.
     p : float, optional
-        Power of the Minkowski metric, passed to :func:`bigdist.knn` when given.
+        Power of the ``minkowski`` metric (default 2; ignored by the other metrics, as in scikit-learn).
     metric_params : dict, optional
         Further keyword arguments of the metric, passed to :func:`bigdist.knn`.
     split_every : int, optional
@@ -290,37 +287,17 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
         for output, count in enumerate(n_classes):
             vote = partial(_vote_block, weights=self.weights, n_classes=n_classes, output=output, proba=proba)
             name = f"bigdist-knn-{'proba' if proba else 'vote'}-{dask.base.tokenize(distances, values, vote)}"
+            # Probabilities: one column per class; votes: one class code per query.
             if proba:
-                votes.append(
-                    da.blockwise(
-                        vote,
-                        "ic",
-                        distances,
-                        "ik",
-                        values,
-                        "iko",
-                        new_axes={"c": count},
-                        concatenate=True,
-                        dtype=np.float64,
-                        meta=np.empty((0, 0)),
-                        name=name,
-                    )
-                )
+                out_index, new_axes, meta = "ic", {"c": count}, np.empty((0, 0))
             else:
-                votes.append(
-                    da.blockwise(
-                        vote,
-                        "i",
-                        distances,
-                        "ik",
-                        values,
-                        "iko",
-                        concatenate=True,
-                        dtype=np.int64,
-                        meta=np.empty((0,), dtype=np.int64),
-                        name=name,
-                    )
+                out_index, new_axes, meta = "i", None, np.empty((0,), dtype=np.int64)
+            votes.append(
+                da.blockwise(
+                    vote, out_index, distances, "ik", values, "iko",
+                    new_axes=new_axes, concatenate=True, dtype=meta.dtype, meta=meta, name=name,
                 )
+            )  # fmt: skip
         return votes, numpy_out
 
     def predict(self, X: Any = None) -> Any:
@@ -449,23 +426,11 @@ class KNeighborsRegressor(RegressorMixin, _LabelledNeighbors):
         dtype = self._values.dtype if self.weights == "uniform" else np.dtype(np.float64)
         average = partial(_average_block, weights=self.weights, outputs_2d=self._outputs_2d)
         name = f"bigdist-knn-average-{dask.base.tokenize(distances, values, average)}"
-        if self._outputs_2d:
-            predicted = da.blockwise(
-                average, "io", distances, "ik", values, "iko", concatenate=True, dtype=dtype, name=name
-            )
-        else:
-            predicted = da.blockwise(
-                average,
-                "i",
-                distances,
-                "ik",
-                values,
-                "iko",
-                concatenate=True,
-                dtype=dtype,
-                meta=np.empty((0,), dtype=dtype),
-                name=name,
-            )
+        out_index = "io" if self._outputs_2d else "i"
+        predicted = da.blockwise(
+            average, out_index, distances, "ik", values, "iko",
+            concatenate=True, dtype=dtype, meta=np.empty((0,) * len(out_index), dtype=dtype), name=name,
+        )  # fmt: skip
         return predicted.compute() if numpy_out else predicted
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:

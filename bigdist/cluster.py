@@ -82,7 +82,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         y : ignored
         """
         result = kmeans(
-            X,
+            _values(X),
             self.n_clusters,
             init=self.init,
             n_init=self.n_init,
@@ -93,33 +93,25 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             split_every=self.split_every,
             persist=self.persist,
         )
+        _check_feature_names(self, X, reset=True)
         self.cluster_centers_ = result.centroids
-        self.labels_ = result.labels.compute() if in_memory(X) else result.labels
+        self.labels_ = result.labels.compute() if _in_memory(X) else result.labels
         self.inertia_ = result.inertia
         self.n_iter_ = result.n_iter
         self.stats_ = result.stats
         self.n_features_in_ = result.centroids.shape[1]
         return self
 
-    def _check(self, X: Any) -> da.Array:
-        check_is_fitted(self, "cluster_centers_")
-        array = as_array(X, name="X")
-        if array.shape[1] != self.n_features_in_:
-            raise InputShapeError(
-                f"X has {array.shape[1]} features, but KMeans is expecting {self.n_features_in_} features as input"
-            )
-        return array
-
     def predict(self, X: Any) -> Any:
         """Index of the nearest centroid of each row, shape (n_samples,)."""
-        array = self._check(X)
+        array = _fitted_input(self, X)
         labels = array.map_blocks(
             lambda block: assign(block, self.cluster_centers_)[0],
             dtype=np.int64,
             drop_axis=1,
             meta=np.empty((0,), dtype=np.int64),
         )
-        return labels.compute() if in_memory(X) else labels
+        return labels.compute() if _in_memory(X) else labels
 
     def fit_predict(self, X: Any, y: Any = None) -> Any:
         """Cluster X and return its labels."""
@@ -127,18 +119,18 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> Any:
         """Euclidean distance of each row to every centroid, shape (n_samples, n_clusters)."""
-        array = self._check(X)
+        array = _fitted_input(self, X)
         distances = array.map_blocks(
             partial(_distances_chunk, centroids=self.cluster_centers_),
             dtype=np.float64,
             chunks=(array.chunks[0], (self.cluster_centers_.shape[0],)),
             meta=np.empty((0, 0)),
         )
-        return distances.compute() if in_memory(X) else distances
+        return distances.compute() if _in_memory(X) else distances
 
     def score(self, X: Any, y: Any = None) -> float:
         """Opposite of the inertia of X with respect to the centroids."""
-        array = self._check(X)
+        array = _fitted_input(self, X)
         inertia = array.map_blocks(
             lambda block: np.atleast_1d(assign(block, self.cluster_centers_)[1].sum()),
             dtype=np.float64,
@@ -246,19 +238,26 @@ class MeanShift(ClusterMixin, BaseEstimator):
 
     def predict(self, X: Any) -> Any:
         """Index of the nearest mode of each row, shape (n_samples,) (every row, as scikit-learn's predict)."""
-        check_is_fitted(self, "cluster_centers_")
-        array = as_array(_values(X), name="X")
-        if array.shape[1] != self.n_features_in_:
-            raise InputShapeError(
-                f"X has {array.shape[1]} features, but MeanShift is expecting {self.n_features_in_} features as input"
-            )
-        _check_feature_names(self, X, reset=False)
+        array = _fitted_input(self, X)
         labels = knn(array, self.cluster_centers_, k=1, split_every=self.split_every).indices[:, 0]
         return labels.compute() if _in_memory(X) else labels
 
     def fit_predict(self, X: Any, y: Any = None) -> Any:
         """Cluster X and return its labels."""
         return self.fit(X).labels_
+
+
+def _fitted_input(estimator: BaseEstimator, X: Any) -> da.Array:
+    """X as a dask array, checked against the fitted ``estimator`` (feature count, DataFrame column names)."""
+    check_is_fitted(estimator, "cluster_centers_")
+    array = as_array(_values(X), name="X")
+    if array.shape[1] != estimator.n_features_in_:
+        raise InputShapeError(
+            f"X has {array.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input"
+        )
+    _check_feature_names(estimator, X, reset=False)
+    return array
 
 
 def _check_feature_names(estimator: BaseEstimator, X: Any, *, reset: bool) -> None:
@@ -272,4 +271,5 @@ def _values(X: Any) -> Any:
 
 
 def _in_memory(X: Any) -> bool:
+    # DataFrames are in memory too: NumPy results, as scikit-learn gives.
     return in_memory(X) or hasattr(X, "columns")

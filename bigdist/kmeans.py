@@ -302,9 +302,12 @@ def kmeans(
     tol = check_number("tol", tol, minimum=0)
     if checkpoint is not None and n_init != 1:
         raise ParameterError(f"checkpoint needs n_init=1 (got n_init={n_init}); run the inits one by one")
-    split_every = check_int("split_every", split_every or config.get("split-every"), minimum=2)
-    if random_state is not None and (isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral)):
-        raise ParameterError(f"random_state must be None or an integer seed, got random_state={random_state!r}")
+    split_every = check_int("split_every", config.get("split-every") if split_every is None else split_every, minimum=2)
+    if random_state is not None and (
+        isinstance(random_state, bool) or not isinstance(random_state, numbers.Integral) or random_state < 0
+    ):
+        # SeedSequence takes non-negative integers only.
+        raise ParameterError(f"random_state must be None or an integer seed >= 0, got random_state={random_state!r}")
     seeds = np.random.SeedSequence(random_state).generate_state(n_init)
     # What a checkpoint must match to be resumed: the data (its dask name) and the arguments that shape the run.
     fingerprint = tokenize(array.name, k, init, random_state, tol)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import numbers
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ import numpy as np
 
 from bigdist import config
 from bigdist.errors import InputShapeError, ParameterError
-from bigdist.io import as_array, check_int, write_group
+from bigdist.io import as_array, check_int, check_number, write_group
 from bigdist.kernels.meanshift import (
     KERNELS,
     bin_chunk,
@@ -92,17 +91,12 @@ class MeanShiftResult:
 
 
 def _check_bandwidth(bandwidth: Any) -> float:
-    if (
-        isinstance(bandwidth, bool)
-        or not isinstance(bandwidth, numbers.Real)
-        or not np.isfinite(bandwidth)
-        or bandwidth <= 0
-    ):
+    try:
+        return check_number("bandwidth", bandwidth, minimum=0, open_minimum=True)
+    except ParameterError as error:
         raise ParameterError(
-            f"bandwidth must be a finite number > 0, got bandwidth={bandwidth!r}; give a positive bandwidth "
-            f"or bandwidth=None to estimate it with bigdist.estimate_bandwidth"
-        )
-    return float(bandwidth)
+            f"{error}; give a positive bandwidth or bandwidth=None to estimate it with bigdist.estimate_bandwidth"
+        ) from None
 
 
 def _sample_rows(n: int, size: int, random_state: Any) -> np.ndarray:
@@ -151,15 +145,14 @@ def estimate_bandwidth(
     """
     array = as_array(X, name="X")
     n = array.shape[0]
-    if isinstance(quantile, bool) or not isinstance(quantile, numbers.Real) or not 0 < quantile <= 1:
-        raise ParameterError(f"quantile must be a number in (0, 1], got quantile={quantile!r}")
+    quantile = check_number("quantile", quantile, minimum=0, open_minimum=True, maximum=1)
     if n_samples is not None:
         size = check_int("n_samples", n_samples)
         if size < n:
             array = array[_sample_rows(n, size, random_state)]
     m = array.shape[0]
     k = max(1, int(m * quantile))
-    split_every = check_int("split_every", split_every or config.get("split-every"), minimum=2)
+    split_every = check_int("split_every", config.get("split-every") if split_every is None else split_every, minimum=2)
     if k <= _KNN_MAX_K:
         kth = knn(array, array, k=k, split_every=split_every).distances[:, -1].astype(np.float64)
     else:
@@ -306,9 +299,8 @@ def meanshift(
     min_bin_freq = check_int("min_bin_freq", min_bin_freq)
     if n_seeds is not None:
         n_seeds = check_int("n_seeds", n_seeds)
-    if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0:
-        raise ParameterError(f"tol must be a number >= 0, got tol={tol!r}")
-    split_every = check_int("split_every", split_every or config.get("split-every"), minimum=2)
+    tol = check_number("tol", tol, minimum=0)
+    split_every = check_int("split_every", config.get("split-every") if split_every is None else split_every, minimum=2)
     if bandwidth is None:
         cap = config.get("meanshift.bandwidth-samples")
         bandwidth = np.float64(estimate_bandwidth(array, n_samples=cap if n > cap else None, split_every=split_every))

@@ -16,6 +16,17 @@ from bigdist.knn import check_metric, knn
 from bigdist.radius import RadiusResult, radius_neighbors
 
 
+def metric_kwargs(metric: str, p: float | None, metric_params: dict[str, Any] | None) -> dict[str, Any]:
+    """Keyword parameters of ``metric``: ``metric_params``, plus ``p`` for ``minkowski``.
+
+    The other metrics ignore ``p``, as in scikit-learn.
+    """
+    kwargs = dict(metric_params or {})
+    if metric == "minkowski" and p is not None:
+        kwargs.setdefault("p", p)
+    return kwargs
+
+
 class NearestNeighbors(BaseEstimator):
     """Exact nearest neighbours of data far bigger than RAM.
 
@@ -62,10 +73,7 @@ class NearestNeighbors(BaseEstimator):
         self.split_every = split_every
 
     def _metric_params(self) -> dict[str, Any]:
-        params = dict(self.metric_params or {})
-        if self.metric == "minkowski":
-            params.setdefault("p", self.p)
-        return params
+        return metric_kwargs(self.metric, self.p, self.metric_params)
 
     def fit(self, X: Any, y: Any = None) -> NearestNeighbors:
         """Record the train set.

@@ -15,10 +15,11 @@ from dask.base import tokenize
 
 from bigdist import config
 from bigdist.errors import ParameterError
-from bigdist.io import as_array, check_features
+from bigdist.io import as_array, check_features, check_number
 from bigdist.kernels.pairwise import cosine_similarity_chunk, out_dtype, pairwise_chunk
 from bigdist.kernels.registry import get_metric
 from bigdist.knn import knn
+from bigdist.planning import even_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -34,12 +35,8 @@ def block_shape(n_queries: int, n_train: int, itemsize: int, block_bytes: int) -
     rows = min(n_queries, side)
     cols = min(n_train, max(side, elements // rows))
     rows = min(n_queries, max(rows, elements // cols))
-    return _even(n_queries, rows), _even(n_train, cols)
-
-
-def _even(total: int, largest: int) -> int:
-    blocks = -(-total // largest)
-    return -(-total // blocks)
+    # Zarr chunks are regular: the largest of the even blocks.
+    return even_blocks(n_queries, rows)[0], even_blocks(n_train, cols)[0]
 
 
 def _inputs(queries: Any, train: Any) -> tuple[da.Array, da.Array, bool]:
@@ -171,13 +168,12 @@ def cosine_similarity(queries: Any, train: Any = None, *, eps: float = 1e-8) -> 
     -------
     dask array of shape (n_queries, n_train), float32 when both inputs are float32, else float64
     """
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
-        raise ParameterError(f"eps must be a number > 0 (it guards the division by zero rows' norms), got eps={eps!r}")
+    eps = check_number("eps", eps, minimum=0, open_minimum=True)
     query_array, train_array, _ = _inputs(queries, train)
     dtype = out_dtype(query_array.dtype, train_array.dtype)
     query_array, train_array = _blocked(query_array, train_array, dtype)
     return _outer(
-        partial(cosine_similarity_chunk, eps=float(eps)),
+        partial(cosine_similarity_chunk, eps=eps),
         "ij",
         query_array,
         "if",

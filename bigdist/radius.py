@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +14,7 @@ from dask.delayed import Delayed
 
 from bigdist import config
 from bigdist.errors import ParameterError
-from bigdist.io import as_array, check_features, check_int, write_group
+from bigdist.io import as_array, check_features, check_int, check_number, write_group
 from bigdist.io.store import normalise_path, prepare_output
 from bigdist.kernels.registry import ResolvedMetric, get_metric
 from bigdist.planning import query_blocks
@@ -62,7 +60,7 @@ class RadiusResult:
     def counts(self) -> da.Array:
         """Lazy neighbour count of each query, shape (n_queries,) int64."""
         parts = [
-            da.from_delayed(dask.delayed(operator.getitem)(block, "counts"), shape=(rows,), dtype=np.int64)
+            da.from_delayed(dask.delayed(operator.getitem, pure=True)(block, "counts"), shape=(rows,), dtype=np.int64)
             for block, rows in zip(self.blocks, self.block_rows, strict=True)
         ]
         return da.concatenate(parts)
@@ -73,7 +71,7 @@ class RadiusResult:
         for key in ("distances", "indices"):
             parts = [
                 da.from_delayed(
-                    dask.delayed(_block_objects)(block, key),
+                    dask.delayed(_block_objects, pure=True)(block, key),
                     shape=(rows,),
                     dtype=object,
                     meta=np.empty(0, dtype=object),
@@ -108,13 +106,13 @@ class RadiusResult:
         """
         prepare_output(normalise_path(path), overwrite, "result")
         blocks = dask.persist(*self.blocks)
-        counts = dask.compute(*(dask.delayed(operator.getitem)(block, "counts") for block in blocks))
+        counts = dask.compute(*(dask.delayed(operator.getitem, pure=True)(block, "counts") for block in blocks))
         sizes = [int(block_counts.sum()) for block_counts in counts]
         indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
         arrays: dict[str, Any] = {"indptr": da.from_array(indptr, chunks=max(1, max(self.block_rows)))}
         for key, dtype in (("indices", np.int64), ("distances", self.dtype)):
             parts = [
-                da.from_delayed(dask.delayed(operator.getitem)(block, key), shape=(size,), dtype=dtype)
+                da.from_delayed(dask.delayed(operator.getitem, pure=True)(block, key), shape=(size,), dtype=dtype)
                 for block, size in zip(blocks, sizes, strict=True)
             ]
             arrays[key] = da.concatenate(parts)
@@ -124,14 +122,13 @@ class RadiusResult:
 
 
 def _check_radius(radius: Any, metric: ResolvedMetric) -> float:
-    if isinstance(radius, bool) or not isinstance(radius, numbers.Real) or not math.isfinite(radius):
-        raise ParameterError(f"radius must be a finite number, got radius={radius!r}")
-    if not metric.metric.similarity and radius < 0:
+    value = check_number("radius", radius)
+    if not metric.metric.similarity and value < 0:
         raise ParameterError(
             f"radius must be >= 0 for the distance metric {metric.name!r}, got radius={radius!r}; no pair is "
             f"closer than 0"
         )
-    return float(radius)
+    return value
 
 
 def radius_neighbors(

@@ -50,6 +50,14 @@ def test_classifier_matches_scikit_learn(digits, weights, metric, p):
     assert ours.score(queries, truth) == theirs.score(queries, truth)
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
+def test_p_is_ignored_by_metrics_other_than_minkowski_as_in_scikit_learn(digits, metric):
+    queries, train, labels, _ = _split(digits)
+    ours = bd.KNeighborsRegressor(n_neighbors=4, metric=metric, p=3).fit(train, labels)
+    theirs = SkRegressor(n_neighbors=4, metric=metric, p=3, algorithm="brute").fit(train, labels)
+    np.testing.assert_allclose(ours.predict(queries[:100]), theirs.predict(queries[:100]), rtol=1e-12)
+
+
 @pytest.mark.parametrize("weights", ["uniform", "distance"])
 def test_regressor_matches_scikit_learn(digits, weights):
     queries, train, labels, truth = _split(digits)
@@ -223,6 +231,8 @@ def test_bad_inputs_name_the_value_and_the_fix(digits, tmp_path):
         bd.KNeighborsClassifier(weights="inverse").fit(train, labels)
     with pytest.raises(ParameterError, match=r"unknown metric 'nope'"):
         bd.KNeighborsRegressor(metric="nope").fit(train, labels)
+    with pytest.raises(ParameterError, match=r"minkowski needs a real p > 0.*p=-1"):
+        bd.KNeighborsClassifier(metric="minkowski", p=-1).fit(train, labels)
     with pytest.raises(ValueError, match=r"Unknown label type: continuous"):
         bd.KNeighborsClassifier().fit(train, labels + 0.5)
     with pytest.raises(ValueError, match=r"Unknown label type: continuous.*0.5"):

@@ -1,6 +1,7 @@
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import load_digits, make_blobs
@@ -118,6 +119,22 @@ def test_estimator_matches_scikit_learn(blobs):
     assert ours.score(blobs) == pytest.approx(theirs.score(blobs), rel=1e-9)
 
 
+def test_dataframe_input_is_handled_as_scikit_learn_does(blobs):
+    frame = pd.DataFrame(blobs, columns=[f"f{i}" for i in range(blobs.shape[1])])
+    init = blobs[:7]
+    ours = bd.KMeans(7, init=init).fit(frame)
+    theirs = SkKMeans(7, init=init, n_init=1, algorithm="lloyd").fit(frame)
+    assert isinstance(ours.labels_, np.ndarray)
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+    np.testing.assert_array_equal(ours.feature_names_in_, theirs.feature_names_in_)
+    np.testing.assert_array_equal(ours.predict(frame[:100]), theirs.predict(frame[:100]))
+    np.testing.assert_allclose(ours.transform(frame[:50]), theirs.transform(frame[:50]), rtol=1e-9)
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        ours.predict(blobs[:10])
+    with pytest.raises(ValueError, match="feature names"):
+        ours.predict(frame[:10].rename(columns={"f0": "other"}))
+
+
 def test_dask_input_gives_lazy_labels(blobs):
     model = bd.KMeans(3, random_state=0).fit(da.from_array(blobs, chunks=700))
     assert isinstance(model.labels_, da.Array)
@@ -146,6 +163,8 @@ def test_kmeans_on_a_distributed_cluster_equals_synchronous(blobs):
         ({"n_clusters": 3, "init": "kmeans"}, ParameterError, "unknown init"),
         ({"n_clusters": 3, "max_iter": 0}, ParameterError, "max_iter=0"),
         ({"n_clusters": 3, "tol": -1}, ParameterError, "tol=-1"),
+        ({"n_clusters": 3, "split_every": 0}, ParameterError, "split_every=0"),
+        ({"n_clusters": 3, "random_state": -1}, ParameterError, "random_state=-1"),
     ],
 )
 def test_bad_input(kwargs, error, match):

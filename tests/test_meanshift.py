@@ -171,6 +171,8 @@ def test_meanshift_on_a_distributed_cluster_equals_synchronous(blobs):
         ({"bandwidth": 1.0, "max_iter": 0}, ParameterError, "max_iter=0"),
         ({"bandwidth": 1.0, "tol": -1}, ParameterError, "tol=-1"),
         ({"bandwidth": 1.0, "min_bin_freq": 0}, ParameterError, "min_bin_freq=0"),
+        ({"bandwidth": 1.0, "split_every": 0}, ParameterError, "split_every=0"),
+        ({"bandwidth": None, "split_every": 0}, ParameterError, "split_every=0"),
         ({"bandwidth": 0.5, "bin_seeding": True, "min_bin_freq": 50}, ParameterError, r"min_bin_freq <= \d"),
         ({"bandwidth": 1.0, "seeds": np.full((1, 4), 100.0), "kernel": "flat"}, ParameterError, "no row is within"),
     ],
