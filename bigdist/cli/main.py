@@ -48,7 +48,8 @@ def _load_run_file(path: str, ctx: click.Context, sections: tuple[str, ...]) -> 
         raise ConfigError(f"the run file {path!r} is not valid YAML: {error}") from None
     if not isinstance(content, dict):
         raise ConfigError(f"the run file {path!r} must hold a mapping of option names to values")
-    params = {p.name: p for p in ctx.command.params if p.name not in ("config",)}
+    # A run file cannot name another run file.
+    params = {p.name: p for p in ctx.command.params if p.name != "config_file"}
     extra: dict[str, Any] = {}
     for raw_key, value in content.items():
         key = str(raw_key).replace("-", "_")

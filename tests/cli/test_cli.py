@@ -117,6 +117,7 @@ def test_run_file_with_generate_section_and_flag_winning(tmp_path, scheduler):
     ("content", "message"),
     [
         ({"trian": "x.zarr"}, "unknown key 'trian'"),
+        ({"config-file": "other.yaml", "train": "x", "out": "y"}, "unknown key 'config-file'"),
         ({"k": "many"}, "'k'"),
         ({"dask": {"bigdist.knn.nope": 1}, "train": "x", "out": "y"}, "bigdist.knn.nope"),
         ({"out": "y.zarr"}, "missing --train"),
