@@ -360,8 +360,10 @@ def knn(generate: Any = None, **options: Any) -> None:
             result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": _run_attrs(options)}, compute=False),
         )
         seconds = time.perf_counter() - start
-    gflops = result.flops / seconds / 1e9
-    update_attrs(out, timings={"seconds": seconds, "queries_per_second": result.n_queries / seconds, "gflops": gflops})
+    timings = {"seconds": seconds, "queries_per_second": result.n_queries / seconds}
+    if get_metric(result.metric).gemm:  # the direct metrics run no GEMM, so no GFLOP/s
+        timings["gflops"] = result.flops / seconds / 1e9
+    update_attrs(out, timings=timings)
     click.echo(
         f"knn: {result.n_queries:,} queries x {result.n_train:,} train rows x {result.n_features} features, "
         f"k={result.k}, {result.metric}: {seconds:.1f} s, {result.n_queries / seconds:,.0f} queries/s, "
