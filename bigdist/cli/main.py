@@ -214,8 +214,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("kind", type=click.Choice(["blobs", "random"]))
-@click.option("--n-samples", type=click.IntRange(min=1), required=True)
-@click.option("--n-features", type=click.IntRange(min=1), required=True)
+@click.option("--n-samples", type=click.IntRange(min=1), required=False)
+@click.option("--n-features", type=click.IntRange(min=1), required=False)
 @click.option("--centers", type=click.IntRange(min=1), default=8, show_default=True, help="blobs: number of centres.")
 @click.option("--cluster-std", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option(
@@ -234,10 +234,11 @@ def main() -> None:
 )
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows per stored chunk.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
-@click.option("--out", required=True, type=click.Path(), help="Zarr array to write.")
+@click.option("--out", type=click.Path(), required=False, help="Zarr array to write.")
 @run_options(sections=(DASK_SECTION, SECURITY_SECTION))
 def generate(**options: Any) -> None:
     """Write synthetic data to a Zarr array, block by block (any size)."""
+    _require(options, "n_samples", "n_features", "out")
     with _runtime(options) as client:
         start = time.perf_counter()
         _wait(client, _generate(options["kind"], options["out"], options, overwrite=options["overwrite"]))
@@ -581,7 +582,8 @@ def meanshift(generate: Any = None, **options: Any) -> None:
 def _require(options: dict[str, Any], *names: str) -> None:
     for name in names:
         if not options[name]:
-            raise ConfigError(f"missing --{name} (give it as a flag or as '{name}:' in the run file)")
+            flag = name.replace("_", "-")
+            raise ConfigError(f"missing --{flag} (give it as a flag or as '{flag}:' in the run file)")
 
 
 def _started(client: Any, generate: Any, inputs: dict[str, str | None]) -> None:

@@ -131,6 +131,21 @@ def test_bad_run_files_fail_clearly(tmp_path, content, message):
     assert message in output and "Traceback" not in output
 
 
+def test_generate_takes_its_options_from_a_run_file(tmp_path, scheduler):
+    out = tmp_path / "data.zarr"
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump({"n-samples": 50, "out": str(out), "scheduler": scheduler}))
+    code, output = _run("generate", "random", "--config", run_file)
+    assert code == 1 and "missing --n-features (give it as a flag or as 'n-features:' in the run file)" in output
+    sections = {"dask": {"bigdist.chunk-bytes": "1KiB"}, "security": {}}
+    run_file.write_text(
+        yaml.safe_dump({"n-samples": 300, "n-features": 2, "out": str(out), "scheduler": scheduler, **sections})
+    )
+    code, output = _run("generate", "random", "--config", run_file)
+    assert code == 0, output
+    assert zarr.open_array(str(out), mode="r").chunks == (1024 // (2 * 4), 2)
+
+
 def test_unreachable_scheduler_exits_non_zero(tmp_path):
     code, output = _run(
         "knn",
