@@ -68,8 +68,13 @@ def _load_run_file(path: str, ctx: click.Context, sections: tuple[str, ...]) -> 
     return extra
 
 
-def run_options(sections: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Options every run command shares, and the run-file merge (a flag wins over the file)."""
+def run_options(*, generate_section: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Options every run command shares, and the run-file merge (a flag wins over the file).
+
+    Every run file may carry ``dask:`` and ``security:`` sections; ``generate:`` only when the command has
+    inputs to make (its function then takes ``generate``).
+    """
+    sections = ((GENERATE_SECTION,) if generate_section else ()) + (DASK_SECTION, SECURITY_SECTION)
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @click.option(
@@ -235,7 +240,7 @@ def main() -> None:
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows per stored chunk.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--out", type=click.Path(), required=False, help="Zarr array to write.")
-@run_options(sections=(DASK_SECTION, SECURITY_SECTION))
+@run_options(generate_section=False)
 def generate(**options: Any) -> None:
     """Write synthetic data to a Zarr array, block by block (any size)."""
     _require(options, "n_samples", "n_features", "out")
@@ -334,7 +339,7 @@ def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -
 @click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the top-k tree reduction.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (distances, indices).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def knn(generate: Any = None, **options: Any) -> None:
     """Exact k nearest neighbours of every query row, written to a Zarr group."""
     import bigdist
@@ -385,7 +390,7 @@ def knn(generate: Any = None, **options: Any) -> None:
 )
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (centroids, labels).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def kmeans(generate: Any = None, **options: Any) -> None:
     """K-means clustering, one pass over the data per iteration, written to a Zarr group."""
     import bigdist
@@ -431,7 +436,7 @@ def kmeans(generate: Any = None, **options: Any) -> None:
 @click.option("--proba/--no-proba", default=True, show_default=True, help="Also write the class probabilities.")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (predictions, probabilities).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def classify(generate: Any = None, **options: Any) -> None:
     """Predict the class of every query row by a vote of its k nearest train rows, written to a Zarr group.
 
@@ -492,7 +497,7 @@ def classify(generate: Any = None, **options: Any) -> None:
 @click.option("--max-neighbors", type=click.IntRange(min=1), default=None, help="Cap per query (default from config).")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the merge across blocks.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (indptr, indices, distances).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def radius(generate: Any = None, **options: Any) -> None:
     """Every train row within --radius of each query row, written to a Zarr group as CSR arrays."""
     import bigdist
@@ -542,7 +547,7 @@ def radius(generate: Any = None, **options: Any) -> None:
 @click.option("--random-state", type=int, default=None)
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (cluster_centers, labels).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def meanshift(generate: Any = None, **options: Any) -> None:
     """Mean-shift clustering, one pass over the data per iteration, written to a Zarr group."""
     import bigdist
@@ -632,7 +637,7 @@ def _metric_params(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
 @click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (array 'distances').")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def pairwise(generate: Any = None, **options: Any) -> None:
     """The full distance matrix of query rows x train rows, streamed block by block to a Zarr group."""
     import bigdist

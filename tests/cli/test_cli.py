@@ -131,12 +131,15 @@ def test_bad_run_files_fail_clearly(tmp_path, content, message):
     assert message in output and "Traceback" not in output
 
 
-def test_generate_takes_its_options_from_a_run_file(tmp_path, scheduler):
+def test_generate_takes_its_options_and_dask_and_security_sections_from_a_run_file(tmp_path, scheduler):
     out = tmp_path / "data.zarr"
     run_file = tmp_path / "run.yaml"
     run_file.write_text(yaml.safe_dump({"n-samples": 50, "out": str(out), "scheduler": scheduler}))
     code, output = _run("generate", "random", "--config", run_file)
     assert code == 1 and "missing --n-features (give it as a flag or as 'n-features:' in the run file)" in output
+    run_file.write_text(yaml.safe_dump({"n-features": 2, "out": str(out), "generate": {"data": {"kind": "random"}}}))
+    code, output = _run("generate", "random", "--config", run_file)
+    assert code == 1 and "unknown key 'generate'" in output and "dask, security" in output
     sections = {"dask": {"bigdist.chunk-bytes": "1KiB"}, "security": {}}
     run_file.write_text(
         yaml.safe_dump({"n-samples": 300, "n-features": 2, "out": str(out), "scheduler": scheduler, **sections})
