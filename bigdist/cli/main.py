@@ -432,7 +432,8 @@ def kmeans(generate: Any = None, **options: Any) -> None:
 )
 @click.option("--k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours that vote.")
 @click.option("--weights", type=click.Choice(["uniform", "distance"]), default="uniform", show_default=True)
-@click.option("--metric", type=str, default="euclidean", show_default=True, help="Any metric bigdist.knn accepts.")
+@click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
+@click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
 @click.option("--proba/--no-proba", default=True, show_default=True, help="Also write the class probabilities.")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (predictions, probabilities).")
@@ -448,11 +449,16 @@ def classify(generate: Any = None, **options: Any) -> None:
     from bigdist.io import update_attrs, write_group
 
     _require(options, "train", "labels", "out")
+    get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
         out = os.path.expanduser(options["out"])
         model = bigdist.KNeighborsClassifier(
-            options["k"], weights=options["weights"], metric=options["metric"], split_every=options["split_every"]
+            options["k"],
+            weights=options["weights"],
+            metric=options["metric"],
+            p=options["p"],
+            split_every=options["split_every"],
         ).fit(os.path.expanduser(options["train"]), os.path.expanduser(options["labels"]))
         queries = os.path.expanduser(options["queries"]) if options["queries"] else None
         # Predictions and probabilities share one kNN pass: their graphs have the same keys up to the vote.
