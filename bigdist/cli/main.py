@@ -349,12 +349,9 @@ def knn(generate: Any = None, **options: Any) -> None:
     get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
-        train = os.path.expanduser(options["train"])
-        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
         out = os.path.expanduser(options["out"])
         result = bigdist.knn(
-            queries if queries else train,
-            train if queries else None,
+            *_queries_and_train(options),
             k=options["k"],
             metric=options["metric"],
             split_every=options["split_every"],
@@ -513,12 +510,9 @@ def radius(generate: Any = None, **options: Any) -> None:
     get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
-        train = os.path.expanduser(options["train"])
-        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
         out = os.path.expanduser(options["out"])
         result = bigdist.radius_neighbors(
-            queries if queries else train,
-            train if queries else None,
+            *_queries_and_train(options),
             options["radius"],
             options["metric"],
             sort_results=options["sort_results"],
@@ -604,6 +598,12 @@ def _started(client: Any, generate: Any, inputs: dict[str, str | None]) -> None:
     _generate_missing(client, generate, inputs)
 
 
+def _queries_and_train(options: dict[str, Any]) -> tuple[str, str | None]:
+    """The library's (queries, train) arguments: (--train, None), the self-join, when --queries is not given."""
+    train = os.path.expanduser(options["train"])
+    return (os.path.expanduser(options["queries"]), train) if options["queries"] else (train, None)
+
+
 def _run_attrs(options: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in options.items() if key != "verbose"}
 
@@ -653,13 +653,10 @@ def pairwise(generate: Any = None, **options: Any) -> None:
     get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
-        train = os.path.expanduser(options["train"])
-        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
         out = os.path.expanduser(options["out"])
-        matrix = bigdist.pairwise_distances(
-            queries if queries else train, train if queries else None, options["metric"], **_metric_params(options)
-        )
-        params = {"metric": options["metric"], **_metric_params(options), "self_join": queries is None}
+        queries, train = _queries_and_train(options)
+        matrix = bigdist.pairwise_distances(queries, train, options["metric"], **_metric_params(options))
+        params = {"metric": options["metric"], **_metric_params(options), "self_join": train is None}
         start = time.perf_counter()
         _wait(
             client,

@@ -52,6 +52,7 @@ def test_pairwise_writes_the_matrix_in_blocks(tmp_path, scheduler, inputs):
         "pairwise", "--train", train, "--metric", "cosine", "--out", out, "--overwrite", "--scheduler", scheduler
     )
     assert code == 0, output
+    assert zarr.open_group(str(out), mode="r").attrs["pairwise"]["self_join"] is True
     self_matrix = zarr.open_array(str(out / "distances"))[:]
     assert self_matrix.shape == (700, 700)
     np.testing.assert_array_equal(np.diag(self_matrix), 0.0)
