@@ -279,8 +279,8 @@ def _generate(kind: str, out: str, spec: dict[str, Any], *, overwrite: bool) -> 
     )
 
 
-def _finished_input(path: str) -> bool:
-    """Whether ``path`` exists and is not an input a killed ``generate`` left unfinished (which is made again)."""
+def _finished(path: str) -> bool:
+    """Whether ``path`` exists and is not something a killed run left unfinished (which is made again or resumed)."""
     if not os.path.exists(path):
         return False
     from bigdist.io import describe
@@ -299,7 +299,7 @@ def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -
         raise ConfigError(f"the run file's 'generate' section may only describe {', '.join(paths)}; got {section!r}")
     for role, raw_spec in section.items():
         path = paths[role]
-        if path is None or _finished_input(os.path.expanduser(path)):
+        if path is None or _finished(os.path.expanduser(path)):
             continue
         spec = {str(key).replace("-", "_"): value for key, value in (raw_spec or {}).items()}
         kind = spec.pop("kind", "blobs")
@@ -394,6 +394,7 @@ def kmeans(generate: Any = None, **options: Any) -> None:
     from bigdist.io import update_attrs
 
     _require(options, "data", "out")
+    _refuse_existing_output(options)
     with _runtime(options) as client:
         _started(client, generate, {"data": options["data"]})
         out = os.path.expanduser(options["out"])
@@ -554,6 +555,7 @@ def meanshift(generate: Any = None, **options: Any) -> None:
     from bigdist.io import update_attrs
 
     _require(options, "data", "out")
+    _refuse_existing_output(options)
     with _runtime(options) as client:
         _started(client, generate, {"data": options["data"]})
         out = os.path.expanduser(options["out"])
@@ -589,6 +591,18 @@ def _require(options: dict[str, Any], *names: str) -> None:
         if not options[name]:
             flag = name.replace("_", "-")
             raise ConfigError(f"missing --{flag} (give it as a flag or as '{flag}:' in the run file)")
+
+
+def _refuse_existing_output(options: dict[str, Any]) -> None:
+    """Refuse a finished or foreign --out before a fit that computes for long, rather than when writing after it.
+
+    An unfinished output is left to the write, which resumes it or says how its run differs.
+    """
+    out = os.path.expanduser(options["out"])
+    if _finished(out):
+        from bigdist.io.store import prepare_output
+
+        prepare_output(out, options["overwrite"], "result")
 
 
 def _started(client: Any, generate: Any, inputs: dict[str, str | None]) -> None:

@@ -177,7 +177,7 @@ def test_missing_input_names_the_path(tmp_path, scheduler):
     assert code == 1 and "missing.zarr" in output
 
 
-def test_kmeans_end_to_end(tmp_path, scheduler):
+def test_kmeans_end_to_end(tmp_path, scheduler, monkeypatch):
     from sklearn.cluster import KMeans as SkKMeans
 
     data, out = tmp_path / "data.zarr", tmp_path / "km.zarr"
@@ -194,9 +194,10 @@ def test_kmeans_end_to_end(tmp_path, scheduler):
     assert group.attrs["kmeans"]["inertia"] <= 1.01 * best
     assert group["labels"].shape == (2000,) and group["centroids"].shape == (4, 3)
     assert group.attrs["kmeans"]["stats"][0]["iteration"] == 1
+    _assert_refused_before_fitting(monkeypatch, "kmeans", "--data", data, "--out", out, "--scheduler", scheduler)
 
 
-def test_meanshift_end_to_end_equals_scikit_learn(tmp_path, scheduler):
+def test_meanshift_end_to_end_equals_scikit_learn(tmp_path, scheduler, monkeypatch):
     from sklearn.cluster import MeanShift as SkMeanShift
 
     data, out, run_file = tmp_path / "data.zarr", tmp_path / "ms.zarr", tmp_path / "ms.yaml"
@@ -229,3 +230,16 @@ def test_meanshift_end_to_end_equals_scikit_learn(tmp_path, scheduler):
     stats = group.attrs["meanshift"]["stats"]
     assert stats[0]["iteration"] == 1 and stats[-1]["still_moving"] == 0
     assert group.attrs["bigdist"]["complete"] is True
+    _assert_refused_before_fitting(monkeypatch, "meanshift", "--config", run_file)
+
+
+def _assert_refused_before_fitting(monkeypatch, command, *args):
+    """A finished output is refused before the fit's iterations run, not when writing after them."""
+    import bigdist
+
+    def fit(*_, **__):
+        raise AssertionError(f"{command} ran before refusing its finished output")
+
+    monkeypatch.setattr(bigdist, command, fit)
+    code, output = _run(command, *args)
+    assert code == 1 and "already holds a finished result" in output
