@@ -82,7 +82,9 @@ def _check_value(path: str, value: Any, rule: Mapping[str, Any]) -> Any:
     return value
 
 
-def _validate(tree: Mapping[str, Any], rules: Mapping[str, Any], prefix: str) -> None:
+def _validate(tree: Mapping[str, Any], rules: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The checked values of ``tree`` under their canonical names, or ConfigError naming a bad key."""
+    checked: dict[str, Any] = {}
     for key, value in tree.items():
         name = _canonical(key)
         path = f"{prefix}.{name}"
@@ -92,11 +94,12 @@ def _validate(tree: Mapping[str, Any], rules: Mapping[str, Any], prefix: str) ->
             )
         rule = rules[name]
         if "type" in rule:
-            _check_value(path, value, rule)
+            checked[name] = _check_value(path, value, rule)
         elif not isinstance(value, Mapping):
             raise ConfigError(f"bigdist config {path!r} must be a mapping, got {value!r}")
         else:
-            _validate(value, rule, path)
+            checked[name] = _validate(value, rule, path)
+    return checked
 
 
 def validate() -> None:
@@ -105,7 +108,10 @@ def validate() -> None:
 
 
 def get(key: str) -> Any:
-    """Return the validated value of ``bigdist.<key>`` as it is set now.
+    """Return the checked value of ``bigdist.<key>`` as it is set now.
+
+    Sizes come back in bytes, durations in seconds and files with ``~``
+    expanded; a section comes back as a dict of such values.
 
     Parameters
     ----------
@@ -119,6 +125,5 @@ def get(key: str) -> Any:
         rule = rule[part]
     value = dask.config.get(f"bigdist.{key}")
     if "type" not in rule:
-        _validate(value, rule, f"bigdist.{key}")
-        return value
+        return _validate(value, rule, f"bigdist.{key}")
     return _check_value(f"bigdist.{key}", value, rule)

@@ -47,3 +47,13 @@ def test_environment_variables_reach_config(monkeypatch):
 def test_sizes_parse():
     with dask.config.set({"bigdist.chunk-bytes": "1 MiB"}):
         assert config.get("chunk-bytes") == 2**20
+
+
+def test_a_section_comes_back_checked(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ca.pem").write_text("not read here")
+    with dask.config.set(
+        {"bigdist.runtime.security.tls-ca-file": "~/ca.pem", "bigdist.runtime.no-workers-timeout": "2m"}
+    ):
+        assert config.get("runtime.security")["tls-ca-file"] == str(tmp_path / "ca.pem")
+        assert config.get("runtime")["no-workers-timeout"] == 120

@@ -48,7 +48,8 @@ def _load_run_file(path: str, ctx: click.Context, sections: tuple[str, ...]) -> 
         raise ConfigError(f"the run file {path!r} is not valid YAML: {error}") from None
     if not isinstance(content, dict):
         raise ConfigError(f"the run file {path!r} must hold a mapping of option names to values")
-    params = {p.name: p for p in ctx.command.params if p.name not in ("config",)}
+    # A run file cannot name another run file.
+    params = {p.name: p for p in ctx.command.params if p.name != "config_file"}
     extra: dict[str, Any] = {}
     for raw_key, value in content.items():
         key = str(raw_key).replace("-", "_")
@@ -67,8 +68,13 @@ def _load_run_file(path: str, ctx: click.Context, sections: tuple[str, ...]) -> 
     return extra
 
 
-def run_options(sections: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Options every run command shares, and the run-file merge (a flag wins over the file)."""
+def run_options(*, generate_section: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Options every run command shares, and the run-file merge (a flag wins over the file).
+
+    Every run file may carry ``dask:`` and ``security:`` sections; ``generate:`` only when the command has
+    inputs to make (its function then takes ``generate``).
+    """
+    sections = ((GENERATE_SECTION,) if generate_section else ()) + (DASK_SECTION, SECURITY_SECTION)
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
         @click.option(
@@ -213,8 +219,8 @@ def main() -> None:
 
 @main.command()
 @click.argument("kind", type=click.Choice(["blobs", "random"]))
-@click.option("--n-samples", type=click.IntRange(min=1), required=True)
-@click.option("--n-features", type=click.IntRange(min=1), required=True)
+@click.option("--n-samples", type=click.IntRange(min=1), required=False)
+@click.option("--n-features", type=click.IntRange(min=1), required=False)
 @click.option("--centers", type=click.IntRange(min=1), default=8, show_default=True, help="blobs: number of centres.")
 @click.option("--cluster-std", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @click.option(
@@ -233,10 +239,11 @@ def main() -> None:
 )
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows per stored chunk.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
-@click.option("--out", required=True, type=click.Path(), help="Zarr array to write.")
-@run_options(sections=(DASK_SECTION, SECURITY_SECTION))
+@click.option("--out", type=click.Path(), required=False, help="Zarr array to write.")
+@run_options(generate_section=False)
 def generate(**options: Any) -> None:
     """Write synthetic data to a Zarr array, block by block (any size)."""
+    _require(options, "n_samples", "n_features", "out")
     with _runtime(options) as client:
         start = time.perf_counter()
         _wait(client, _generate(options["kind"], options["out"], options, overwrite=options["overwrite"]))
@@ -272,8 +279,8 @@ def _generate(kind: str, out: str, spec: dict[str, Any], *, overwrite: bool) -> 
     )
 
 
-def _finished_input(path: str) -> bool:
-    """Whether ``path`` exists and is not an input a killed ``generate`` left unfinished (which is made again)."""
+def _finished(path: str) -> bool:
+    """Whether ``path`` exists and is not something a killed run left unfinished (which is made again or resumed)."""
     if not os.path.exists(path):
         return False
     from bigdist.io import describe
@@ -292,7 +299,7 @@ def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -
         raise ConfigError(f"the run file's 'generate' section may only describe {', '.join(paths)}; got {section!r}")
     for role, raw_spec in section.items():
         path = paths[role]
-        if path is None or _finished_input(os.path.expanduser(path)):
+        if path is None or _finished(os.path.expanduser(path)):
             continue
         spec = {str(key).replace("-", "_"): value for key, value in (raw_spec or {}).items()}
         kind = spec.pop("kind", "blobs")
@@ -332,7 +339,7 @@ def _generate_missing(client: Any, section: Any, paths: dict[str, str | None]) -
 @click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the top-k tree reduction.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (distances, indices).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def knn(generate: Any = None, **options: Any) -> None:
     """Exact k nearest neighbours of every query row, written to a Zarr group."""
     import bigdist
@@ -342,12 +349,9 @@ def knn(generate: Any = None, **options: Any) -> None:
     get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
-        train = os.path.expanduser(options["train"])
-        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
         out = os.path.expanduser(options["out"])
         result = bigdist.knn(
-            queries if queries else train,
-            train if queries else None,
+            *_queries_and_train(options),
             k=options["k"],
             metric=options["metric"],
             split_every=options["split_every"],
@@ -359,8 +363,10 @@ def knn(generate: Any = None, **options: Any) -> None:
             result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": _run_attrs(options)}, compute=False),
         )
         seconds = time.perf_counter() - start
-    gflops = result.flops / seconds / 1e9
-    update_attrs(out, timings={"seconds": seconds, "queries_per_second": result.n_queries / seconds, "gflops": gflops})
+    timings = {"seconds": seconds, "queries_per_second": result.n_queries / seconds}
+    if get_metric(result.metric).gemm:  # the direct metrics run no GEMM, so no GFLOP/s
+        timings["gflops"] = result.flops / seconds / 1e9
+    update_attrs(out, timings=timings)
     click.echo(
         f"knn: {result.n_queries:,} queries x {result.n_train:,} train rows x {result.n_features} features, "
         f"k={result.k}, {result.metric}: {seconds:.1f} s, {result.n_queries / seconds:,.0f} queries/s, "
@@ -381,13 +387,14 @@ def knn(generate: Any = None, **options: Any) -> None:
 )
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (centroids, labels).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def kmeans(generate: Any = None, **options: Any) -> None:
     """K-means clustering, one pass over the data per iteration, written to a Zarr group."""
     import bigdist
     from bigdist.io import update_attrs
 
     _require(options, "data", "out")
+    _refuse_existing_output(options)
     with _runtime(options) as client:
         _started(client, generate, {"data": options["data"]})
         out = os.path.expanduser(options["out"])
@@ -423,11 +430,12 @@ def kmeans(generate: Any = None, **options: Any) -> None:
 )
 @click.option("--k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours that vote.")
 @click.option("--weights", type=click.Choice(["uniform", "distance"]), default="uniform", show_default=True)
-@click.option("--metric", type=str, default="euclidean", show_default=True, help="Any metric bigdist.knn accepts.")
+@click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
+@click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
 @click.option("--proba/--no-proba", default=True, show_default=True, help="Also write the class probabilities.")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (predictions, probabilities).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def classify(generate: Any = None, **options: Any) -> None:
     """Predict the class of every query row by a vote of its k nearest train rows, written to a Zarr group.
 
@@ -439,11 +447,16 @@ def classify(generate: Any = None, **options: Any) -> None:
     from bigdist.io import update_attrs, write_group
 
     _require(options, "train", "labels", "out")
+    get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
         out = os.path.expanduser(options["out"])
         model = bigdist.KNeighborsClassifier(
-            options["k"], weights=options["weights"], metric=options["metric"], split_every=options["split_every"]
+            options["k"],
+            weights=options["weights"],
+            metric=options["metric"],
+            p=options["p"],
+            split_every=options["split_every"],
         ).fit(os.path.expanduser(options["train"]), os.path.expanduser(options["labels"]))
         queries = os.path.expanduser(options["queries"]) if options["queries"] else None
         # Predictions and probabilities share one kNN pass: their graphs have the same keys up to the vote.
@@ -488,7 +501,7 @@ def classify(generate: Any = None, **options: Any) -> None:
 @click.option("--max-neighbors", type=click.IntRange(min=1), default=None, help="Cap per query (default from config).")
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the merge across blocks.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (indptr, indices, distances).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def radius(generate: Any = None, **options: Any) -> None:
     """Every train row within --radius of each query row, written to a Zarr group as CSR arrays."""
     import bigdist
@@ -498,12 +511,9 @@ def radius(generate: Any = None, **options: Any) -> None:
     get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
-        train = os.path.expanduser(options["train"])
-        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
         out = os.path.expanduser(options["out"])
         result = bigdist.radius_neighbors(
-            queries if queries else train,
-            train if queries else None,
+            *_queries_and_train(options),
             options["radius"],
             options["metric"],
             sort_results=options["sort_results"],
@@ -538,13 +548,14 @@ def radius(generate: Any = None, **options: Any) -> None:
 @click.option("--random-state", type=int, default=None)
 @click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (cluster_centers, labels).")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def meanshift(generate: Any = None, **options: Any) -> None:
     """Mean-shift clustering, one pass over the data per iteration, written to a Zarr group."""
     import bigdist
     from bigdist.io import update_attrs
 
     _require(options, "data", "out")
+    _refuse_existing_output(options)
     with _runtime(options) as client:
         _started(client, generate, {"data": options["data"]})
         out = os.path.expanduser(options["out"])
@@ -578,7 +589,20 @@ def meanshift(generate: Any = None, **options: Any) -> None:
 def _require(options: dict[str, Any], *names: str) -> None:
     for name in names:
         if not options[name]:
-            raise ConfigError(f"missing --{name} (give it as a flag or as '{name}:' in the run file)")
+            flag = name.replace("_", "-")
+            raise ConfigError(f"missing --{flag} (give it as a flag or as '{flag}:' in the run file)")
+
+
+def _refuse_existing_output(options: dict[str, Any]) -> None:
+    """Refuse a finished or foreign --out before a fit that computes for long, rather than when writing after it.
+
+    An unfinished output is left to the write, which resumes it or says how its run differs.
+    """
+    out = os.path.expanduser(options["out"])
+    if _finished(out):
+        from bigdist.io.store import prepare_output
+
+        prepare_output(out, options["overwrite"], "result")
 
 
 def _started(client: Any, generate: Any, inputs: dict[str, str | None]) -> None:
@@ -586,6 +610,12 @@ def _started(client: Any, generate: Any, inputs: dict[str, str | None]) -> None:
     if client.dashboard_link:
         click.echo(f"dashboard: {client.dashboard_link}")
     _generate_missing(client, generate, inputs)
+
+
+def _queries_and_train(options: dict[str, Any]) -> tuple[str, str | None]:
+    """The library's (queries, train) arguments: (--train, None), the self-join, when --queries is not given."""
+    train = os.path.expanduser(options["train"])
+    return (os.path.expanduser(options["queries"]), train) if options["queries"] else (train, None)
 
 
 def _run_attrs(options: dict[str, Any]) -> dict[str, Any]:
@@ -627,7 +657,7 @@ def _metric_params(options: dict[str, Any]) -> dict[str, Any]:
 @click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
 @click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (array 'distances').")
-@run_options(sections=(GENERATE_SECTION, DASK_SECTION, SECURITY_SECTION))
+@run_options()
 def pairwise(generate: Any = None, **options: Any) -> None:
     """The full distance matrix of query rows x train rows, streamed block by block to a Zarr group."""
     import bigdist
@@ -637,13 +667,10 @@ def pairwise(generate: Any = None, **options: Any) -> None:
     get_metric(options["metric"], **_metric_params(options))  # a bad parameter fails before any cluster starts
     with _runtime(options) as client:
         _started(client, generate, {"train": options["train"], "queries": options["queries"]})
-        train = os.path.expanduser(options["train"])
-        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
         out = os.path.expanduser(options["out"])
-        matrix = bigdist.pairwise_distances(
-            queries if queries else train, train if queries else None, options["metric"], **_metric_params(options)
-        )
-        params = {"metric": options["metric"], **_metric_params(options), "self_join": queries is None}
+        queries, train = _queries_and_train(options)
+        matrix = bigdist.pairwise_distances(queries, train, options["metric"], **_metric_params(options))
+        params = {"metric": options["metric"], **_metric_params(options), "self_join": train is None}
         start = time.perf_counter()
         _wait(
             client,

@@ -160,8 +160,16 @@ def _open_path(path: str | os.PathLike[str], storage_options: dict[str, Any] | N
     return node
 
 
-def _first_non_finite(block: np.ndarray) -> tuple[int, int]:
-    rows, cols = np.nonzero(~np.isfinite(block))
+def _first_non_finite(block: np.ndarray) -> tuple[int, int] | None:
+    """(row, column) of the first NaN or infinity of a 1-D or 2-D block (column 0 for 1-D), None if there is none."""
+    if block.dtype.kind != "f":
+        return None  # integers and booleans are always finite
+    # One sum is cheaper than an isfinite mask; only a non-finite sum (NaN, inf,
+    # or an overflow of finite values) needs the exact check.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(block.sum()) or np.isfinite(block).all():
+            return None
+    rows, cols = np.nonzero(~np.isfinite(block.reshape(len(block), -1)))
     return int(rows[0]), int(cols[0])
 
 
@@ -169,14 +177,10 @@ def _check_finite_block(
     block: np.ndarray, label: str, block_info: dict[Any, Any] | None = None, *, whole: bool = False
 ) -> np.ndarray:
     """Return ``block`` unchanged, or raise NonFiniteError naming the row and the block's global rows."""
-    if block.dtype.kind != "f":
-        return block  # integers and booleans are always finite
-    # One sum is cheaper than an isfinite mask; only a non-finite sum (NaN, inf,
-    # or an overflow of finite values) needs the exact check.
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(block.sum()) or np.isfinite(block).all():
-            return block
-    row, col = _first_non_finite(block)
+    found = _first_non_finite(block)
+    if found is None:
+        return block
+    row, col = found
     start = block_info[0]["array-location"][0][0] if block_info else 0
     value = "NaN" if np.isnan(block[row, col]) else str(block[row, col]).replace("inf", "infinity")
     where = "" if whole else f" (in the block of rows {start}-{start + len(block) - 1})"

@@ -16,20 +16,16 @@ import numpy as np
 import zarr
 from dask.base import tokenize
 
-from bigdist import config
 from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError
-from bigdist.io.arrays import _NpyFile, _open_path
+from bigdist.io.arrays import _first_non_finite, _NpyFile, _open_path, _rows_per_block
 
 
 def _check_finite_labels(block: np.ndarray, name: str, first_row: int = 0) -> np.ndarray:
     """Return ``block`` (labels of shape (n,) or (n, n_outputs)), or raise NonFiniteError naming the row."""
-    if block.dtype.kind != "f":
+    found = _first_non_finite(block)
+    if found is None:
         return block
-    with np.errstate(over="ignore", invalid="ignore"):
-        if np.isfinite(block.sum()) or np.isfinite(block).all():
-            return block
-    bad = np.nonzero(~np.isfinite(block.reshape(len(block), -1)))
-    row, column = int(bad[0][0]), int(bad[1][0])
+    row, column = found
     value = block.reshape(len(block), -1)[row, column]
     where = f"row {first_row + row}" + (f", output {column}" if block.ndim == 2 else "")
     raise NonFiniteError(
@@ -111,7 +107,7 @@ def as_labels(data: Any, n_rows: int, *, name: str = "y", check_finite: bool = T
     if isinstance(source, da.Array):
         array = source.rechunk({1: -1}) if source.ndim == 2 else source
     else:
-        rows = max(1, config.get("chunk-bytes") // max(1, int(np.prod(shape[1:], dtype=np.int64)) * 8))
+        rows = _rows_per_block(int(np.prod(shape[1:], dtype=np.int64)), 8)
         array = da.from_array(source, chunks=(min(rows, n_rows), *shape[1:]), asarray=True)
     if check_finite and array.dtype.kind == "f":
         array = array.map_blocks(

@@ -78,7 +78,7 @@ def test_generate_knn_info_end_to_end(tmp_path, scheduler):
     np.testing.assert_array_equal(group["indices"][:], expected_indices)
     np.testing.assert_allclose(group["distances"][:], expected_distances, rtol=1e-6)
     assert group.attrs["bigdist"]["complete"] is True
-    assert group.attrs["timings"]["seconds"] > 0
+    assert group.attrs["timings"]["seconds"] > 0 and group.attrs["timings"]["gflops"] > 0
 
     code, output = _run("info", out)
     assert code == 0 and "complete: true" in output and "indices" in output
@@ -117,6 +117,7 @@ def test_run_file_with_generate_section_and_flag_winning(tmp_path, scheduler):
     ("content", "message"),
     [
         ({"trian": "x.zarr"}, "unknown key 'trian'"),
+        ({"config-file": "other.yaml", "train": "x", "out": "y"}, "unknown key 'config-file'"),
         ({"k": "many"}, "'k'"),
         ({"dask": {"bigdist.knn.nope": 1}, "train": "x", "out": "y"}, "bigdist.knn.nope"),
         ({"out": "y.zarr"}, "missing --train"),
@@ -128,6 +129,24 @@ def test_bad_run_files_fail_clearly(tmp_path, content, message):
     code, output = _run("knn", "--config", run_file)
     assert code == 1
     assert message in output and "Traceback" not in output
+
+
+def test_generate_takes_its_options_and_dask_and_security_sections_from_a_run_file(tmp_path, scheduler):
+    out = tmp_path / "data.zarr"
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(yaml.safe_dump({"n-samples": 50, "out": str(out), "scheduler": scheduler}))
+    code, output = _run("generate", "random", "--config", run_file)
+    assert code == 1 and "missing --n-features (give it as a flag or as 'n-features:' in the run file)" in output
+    run_file.write_text(yaml.safe_dump({"n-features": 2, "out": str(out), "generate": {"data": {"kind": "random"}}}))
+    code, output = _run("generate", "random", "--config", run_file)
+    assert code == 1 and "unknown key 'generate'" in output and "dask, security" in output
+    sections = {"dask": {"bigdist.chunk-bytes": "1KiB"}, "security": {}}
+    run_file.write_text(
+        yaml.safe_dump({"n-samples": 300, "n-features": 2, "out": str(out), "scheduler": scheduler, **sections})
+    )
+    code, output = _run("generate", "random", "--config", run_file)
+    assert code == 0, output
+    assert zarr.open_array(str(out), mode="r").chunks == (1024 // (2 * 4), 2)
 
 
 def test_unreachable_scheduler_exits_non_zero(tmp_path):
@@ -158,7 +177,7 @@ def test_missing_input_names_the_path(tmp_path, scheduler):
     assert code == 1 and "missing.zarr" in output
 
 
-def test_kmeans_end_to_end(tmp_path, scheduler):
+def test_kmeans_end_to_end(tmp_path, scheduler, monkeypatch):
     from sklearn.cluster import KMeans as SkKMeans
 
     data, out = tmp_path / "data.zarr", tmp_path / "km.zarr"
@@ -175,9 +194,10 @@ def test_kmeans_end_to_end(tmp_path, scheduler):
     assert group.attrs["kmeans"]["inertia"] <= 1.01 * best
     assert group["labels"].shape == (2000,) and group["centroids"].shape == (4, 3)
     assert group.attrs["kmeans"]["stats"][0]["iteration"] == 1
+    _assert_refused_before_fitting(monkeypatch, "kmeans", "--data", data, "--out", out, "--scheduler", scheduler)
 
 
-def test_meanshift_end_to_end_equals_scikit_learn(tmp_path, scheduler):
+def test_meanshift_end_to_end_equals_scikit_learn(tmp_path, scheduler, monkeypatch):
     from sklearn.cluster import MeanShift as SkMeanShift
 
     data, out, run_file = tmp_path / "data.zarr", tmp_path / "ms.zarr", tmp_path / "ms.yaml"
@@ -210,3 +230,16 @@ def test_meanshift_end_to_end_equals_scikit_learn(tmp_path, scheduler):
     stats = group.attrs["meanshift"]["stats"]
     assert stats[0]["iteration"] == 1 and stats[-1]["still_moving"] == 0
     assert group.attrs["bigdist"]["complete"] is True
+    _assert_refused_before_fitting(monkeypatch, "meanshift", "--config", run_file)
+
+
+def _assert_refused_before_fitting(monkeypatch, command, *args):
+    """A finished output is refused before the fit's iterations run, not when writing after them."""
+    import bigdist
+
+    def fit(*_, **__):
+        raise AssertionError(f"{command} ran before refusing its finished output")
+
+    monkeypatch.setattr(bigdist, command, fit)
+    code, output = _run(command, *args)
+    assert code == 1 and "already holds a finished result" in output

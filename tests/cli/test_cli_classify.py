@@ -43,18 +43,21 @@ def digits_stores(tmp_path_factory):
     }
 
 
-@pytest.mark.parametrize("weights", ["uniform", "distance"])
-def test_classify_writes_predictions_and_probabilities(tmp_path, scheduler, digits_stores, weights):
+@pytest.mark.parametrize(
+    ("weights", "metric"), [("uniform", {}), ("distance", {}), ("distance", {"metric": "minkowski", "p": 3})]
+)
+def test_classify_writes_predictions_and_probabilities(tmp_path, scheduler, digits_stores, weights, metric):
     out = tmp_path / "pred.zarr"
     stores = digits_stores
     code, output = _run(
         "classify", "--train", stores["train"], "--labels", stores["labels"], "--queries", stores["queries"],
         "--k", 7, "--weights", weights, "--split-every", 2, "--out", out, "--scheduler", scheduler,
+        *(item for key, value in metric.items() for item in (f"--{key}", value)),
     )  # fmt: skip
     assert code == 0, output
     assert "classify: 300 queries x 1,497 train rows" in output
     train, labels, queries = stores["arrays"]
-    expected = SkClassifier(n_neighbors=7, weights=weights, algorithm="brute").fit(train, labels)
+    expected = SkClassifier(n_neighbors=7, weights=weights, algorithm="brute", **metric).fit(train, labels)
     stored = read_group(out)
     np.testing.assert_array_equal(stored["predictions"].compute(), expected.predict(queries))
     np.testing.assert_allclose(stored["probabilities"].compute(), expected.predict_proba(queries), rtol=1e-9)

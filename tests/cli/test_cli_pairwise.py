@@ -52,6 +52,7 @@ def test_pairwise_writes_the_matrix_in_blocks(tmp_path, scheduler, inputs):
         "pairwise", "--train", train, "--metric", "cosine", "--out", out, "--overwrite", "--scheduler", scheduler
     )
     assert code == 0, output
+    assert zarr.open_group(str(out), mode="r").attrs["pairwise"]["self_join"] is True
     self_matrix = zarr.open_array(str(out / "distances"))[:]
     assert self_matrix.shape == (700, 700)
     np.testing.assert_array_equal(np.diag(self_matrix), 0.0)
@@ -77,6 +78,7 @@ def test_knn_takes_every_registry_metric(tmp_path, scheduler, inputs):
     assert code == 0, output
     assert "million pairs/s" in output and "GFLOP/s" not in output  # no GEMM in a direct metric
     group = zarr.open_group(str(out), mode="r")
+    assert "gflops" not in group.attrs["timings"]
     expected_distances, expected_indices = knn_oracle(np.load(queries), np.load(train), 3, "manhattan")
     np.testing.assert_array_equal(group["indices"][:], expected_indices)
     np.testing.assert_allclose(group["distances"][:], expected_distances, rtol=1e-6)
