@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pathlib
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -199,8 +198,7 @@ CLI_CASES = [
 def test_bad_command_line_input_exits_1_with_a_message(tmp_path, args, content, fragment):
     run_file = tmp_path / "run.yaml"
     run_file.write_text(yaml.safe_dump(content))
-    with dask.config.set(scheduler="synchronous"):
-        result = CliRunner().invoke(main, [*args, "--config", str(run_file)])
+    result = CliRunner().invoke(main, [*args, "--config", str(run_file)])
     assert result.exit_code == 1, result.output
     assert fragment in result.output
     assert "Traceback" not in result.output
