@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 
 import dask
 import numpy as np
 import zarr
-from bench_knn import PeakRSS, process_rss
+from bench_common import PeakRSS, print_command, total_rss
 from sklearn.neighbors import KNeighborsClassifier as SkClassifier
 from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
 
@@ -53,7 +52,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/bigdist-bench")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print("command:", " ".join([os.path.basename(sys.executable), *sys.argv]))
+    print_command()
 
     n, m, d, k = args.n_train, args.n_queries, args.d, args.k
     stem = os.path.join(args.workdir, f"classify-{n}x{d}-{args.centers}-{args.cluster_std}")
@@ -68,7 +67,7 @@ def main() -> None:
         warm = bd.open_array(paths["queries"])[:64]
         bd.knn(warm, paths["train"], k).compute()
         bd.radius_neighbors(warm, paths["train"], 1.0).to_csr()
-        baseline = sum(process_rss().values())
+        baseline = total_rss()
         with PeakRSS() as rss:
             distances, _ = _timed("bigdist knn", rows, bd.knn(paths["queries"], paths["train"], k).compute)
             model = bd.KNeighborsClassifier(k, weights="distance").fit(paths["train"], paths["labels"])

@@ -41,10 +41,11 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=128)
     parser.add_argument("--chunk-rows", type=int, default=8192)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workdir", default="/tmp/bigdist-bench/integrity")
+    parser.add_argument("--workdir", default="/tmp/bigdist-bench")
     args = parser.parse_args()
 
-    work = Path(args.workdir)
+    # A directory of its own, deleted at the end: never the work directory the other benchmarks cache data in.
+    work = Path(args.workdir) / "integrity"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     data = np.random.default_rng(0).standard_normal((args.rows, args.features), dtype=np.float32)

@@ -19,19 +19,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 
 import dask
 import dask.array as da
 import numpy as np
-from bench_knn import PeakRSS, bench_sgemm, process_rss
+from bench_common import PeakRSS, print_command, total_rss
+from bench_knn import bench_sgemm
 
 import bigdist as bd
 from bigdist import runtime
 from bigdist.io import make_blobs
-
-logger = logging.getLogger("bench_kmeans")
 
 
 def _per_iteration(seconds: float, iterations: int) -> float:
@@ -41,7 +39,7 @@ def _per_iteration(seconds: float, iterations: int) -> float:
 def run_bigdist(args: argparse.Namespace, path: str, init: np.ndarray) -> tuple[bd.KMeansResult, float, int, int]:
     persist = {"auto": None, "always": True, "never": False}[args.persist]
     with dask.config.set({"bigdist.kmeans.bounds": args.bounds}):
-        baseline = sum(process_rss().values())
+        baseline = total_rss()
         with PeakRSS() as rss:
             start = time.perf_counter()
             result = bd.kmeans(path, args.k, init=init, max_iter=args.iterations, tol=0, persist=persist)
@@ -94,7 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    print("command:", " ".join([os.path.basename(sys.executable), *sys.argv]))
+    print_command()
 
     n, d, k = args.n_samples, args.d, args.k
     path = os.path.join(args.workdir, f"blobs-{n}x{d}-{k}.zarr")

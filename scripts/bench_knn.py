@@ -33,9 +33,7 @@ import ctypes.util
 import logging
 import mmap
 import os
-import shlex
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -45,6 +43,7 @@ import numpy as np
 import psutil
 import yaml
 import zarr
+from bench_common import PeakRSS, print_command, total_rss
 from threadpoolctl import threadpool_limits
 
 import bigdist as bd
@@ -57,18 +56,6 @@ GiB = 2**30
 
 
 # --------------------------------------------------------------------------- memory
-
-
-def process_rss() -> dict[int, int]:
-    """RSS of this process and of all its descendants, by pid."""
-    me = psutil.Process()
-    rss = {}
-    for proc in [me, *me.children(recursive=True)]:
-        try:
-            rss[proc.pid] = proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return rss
 
 
 def process_cpu() -> dict[int, float]:
@@ -97,53 +84,6 @@ def process_pss() -> int:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     return total
-
-
-class PeakRSS:
-    """Peak of the RSS summed over this process and its descendants, sampled in a thread.
-
-    Keeps every sample ``(seconds since start, total bytes)`` and the
-    per-process breakdown at the peak.
-    """
-
-    def __init__(self, interval: float = 0.1) -> None:
-        self.interval = interval
-        self.peak = 0
-        self.peak_at = 0.0
-        self.peak_breakdown: dict[int, int] = {}
-        self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True, name="peak-rss")
-        self._start = 0.0
-
-    def _sample(self) -> None:
-        while True:
-            rss = process_rss()
-            total = sum(rss.values())
-            now = time.perf_counter() - self._start
-            self.samples.append((now, total))
-            if total > self.peak:
-                self.peak, self.peak_at, self.peak_breakdown = total, now, rss
-            if self._stop.wait(self.interval):
-                return
-
-    def __enter__(self) -> PeakRSS:
-        self._start = time.perf_counter()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def timeline(self, points: int = 11) -> list[tuple[float, int]]:
-        """The samples nearest to ``points`` evenly spaced moments of the run."""
-        if not self.samples:
-            return []
-        end = self.samples[-1][0]
-        times = np.array([t for t, _ in self.samples])
-        picks = [int(np.abs(times - end * i / (points - 1)).argmin()) for i in range(points)]
-        return [self.samples[i] for i in picks]
 
 
 # --------------------------------------------------------------------------- data
@@ -320,7 +260,7 @@ def bench_bigdist(args: argparse.Namespace, train: str, queries: str) -> dict[st
             set_page_cache(path, args.cache)
         out["cache_seconds"] = time.perf_counter() - start
         out["cached_before"] = page_cache_fraction(train)
-        out["baseline"] = sum(process_rss().values())
+        out["baseline"] = total_rss()
         out["baseline_pss"] = process_pss()
         cpu_before = process_cpu()
         with PeakRSS() as rss, get_task_stream(client) as stream:
@@ -468,7 +408,7 @@ def main() -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    print("command:", shlex.join([sys.executable, *sys.argv]), flush=True)
+    print_command()
     print("cwd:", os.getcwd(), flush=True)
 
     m, n, d, k = args.n_queries, args.n_train, args.d, args.k

@@ -25,18 +25,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 
 import dask
 import numpy as np
-from bench_knn import PeakRSS, process_rss
+from bench_common import PeakRSS, print_command, total_rss
 
 import bigdist as bd
 from bigdist import runtime
 from bigdist.io import make_blobs
-
-logger = logging.getLogger("bench_meanshift")
 
 
 def _blobs(workdir: str, n: int, d: int, centers: int) -> str:
@@ -45,11 +42,6 @@ def _blobs(workdir: str, n: int, d: int, centers: int) -> str:
         # One stored chunk per 64k rows, so the larger set is many blocks.
         make_blobs(path, n, d, centers=centers, random_state=0, chunk_rows=65_536, overwrite=True)
     return path
-
-
-def total_rss() -> int:
-    """RSS summed over this process and its descendants."""
-    return sum(process_rss().values())
 
 
 def _bigdist(path: str, args: argparse.Namespace, persist: bool | None) -> tuple[bd.MeanShiftResult, np.ndarray, dict]:
@@ -90,7 +82,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/bigdist-bench")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    print("command:", " ".join([os.path.basename(sys.executable), *sys.argv]))
+    print_command()
     n, d = args.n_samples, args.d
     cores = os.cpu_count() or 1
 

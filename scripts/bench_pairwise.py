@@ -28,7 +28,6 @@ import argparse
 import logging
 import os
 import shutil
-import sys
 import time
 from typing import Any
 
@@ -36,6 +35,7 @@ import dask
 import numpy as np
 import sklearn
 import zarr
+from bench_common import PeakRSS, best_cpu_seconds, best_wall_seconds, print_command
 from scipy.spatial.distance import cdist
 from sklearn.metrics import pairwise_distances as sk_pairwise_distances
 from threadpoolctl import threadpool_limits
@@ -44,10 +44,6 @@ import bigdist as bd
 from bigdist import runtime
 from bigdist.io import make_random, write_group
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_knn import PeakRSS  # noqa: E402
-
-logger = logging.getLogger("bench_pairwise")
 GB = 1e9
 
 # (bigdist metric, params, SciPy name or None, scikit-learn name or None, boolean data)
@@ -68,38 +64,6 @@ CASES: list[tuple[str, dict[str, Any], str | None, str | None, bool]] = [
     ("jaccard", {}, "jaccard", "jaccard", True),
 ]
 GEMM_FAMILY = ("euclidean", "sqeuclidean", "cosine", "correlation", "inner_product")
-
-
-def _timed(func: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
-    """Fewest CPU seconds of this process over two calls, and the last result.
-
-    CPU time, not wall time: on a machine shared with other jobs, the time
-    slices they take do not count. Best of two: on these VMs the first touch
-    of a freshly mapped output costs about 3 s per GB of page faults, which
-    a repeated call mostly no longer pays; every library gets the same rule.
-    """
-    best, value = float("inf"), None
-    for _ in range(2):
-        value = None  # the previous result is freed before the next call
-        start = time.process_time()
-        value = func(*args, **kwargs)
-        best = min(best, time.process_time() - start)
-    return best, value
-
-
-def _wall(func: Any, *args: Any, **kwargs: Any) -> float:
-    """Fewest wall seconds over two calls."""
-    best = float("inf")
-    for _ in range(2):
-        start = time.perf_counter()
-        func(*args, **kwargs)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def _seconds(func: Any, *args: Any, **kwargs: Any) -> float:
-    """CPU seconds as ``_timed``; the result is dropped at once."""
-    return _timed(func, *args, **kwargs)[0]
 
 
 def _bigdist(queries: np.ndarray, train: np.ndarray, metric: str, params: dict[str, Any]) -> np.ndarray:
@@ -140,23 +104,23 @@ def in_memory(args: argparse.Namespace) -> None:
         m, n, d = len(q), args.n_train, args.d
         # Each result is dropped before the next run, so no run pays for another's memory.
         with threadpool_limits(1), dask.config.set(scheduler="synchronous"):
-            one, ours = _timed(_bigdist, q, x, metric, params)
+            one, ours = best_cpu_seconds(_bigdist, q, x, metric, params)
         error = "-"
         if scipy_name:
             reference = cdist(q[:200], x, scipy_name, **params)
             error = f"{np.abs(ours[:200].astype(np.float64) - reference).max():.1e}"
         del ours
         with threadpool_limits(1), dask.config.set(scheduler="threads", num_workers=cores):
-            many = _wall(_bigdist, q, x, metric, params)
+            many = best_wall_seconds(_bigdist, q, x, metric, params)
         rows = m if metric in GEMM_FAMILY else peer_rows
         theirs = {}
         with threadpool_limits(1):
             if scipy_name:
-                theirs["cdist"] = _seconds(cdist, q[:rows], x, scipy_name, **params)
+                theirs["cdist"] = best_cpu_seconds(cdist, q[:rows], x, scipy_name, **params)[0]
             if sklearn_name:
-                theirs["sklearn"] = _seconds(
+                theirs["sklearn"] = best_cpu_seconds(
                     sk_pairwise_distances, q[:rows], x, metric=sklearn_name, n_jobs=1, **params
-                )
+                )[0]
         cells = [_rate(metric, m, n, d, one), f"{many:.2f} s wall"]
         ratios = []
         for peer in ("cdist", "sklearn"):
@@ -190,13 +154,14 @@ def streaming(args: argparse.Namespace) -> None:
             time.sleep(0.5)
         idle = idle_probe.peak
         # The same blocks reduced instead of written: the compute throughput without the disk.
-        compute_seconds, _ = _timed(lambda: client.compute(matrix.sum()).result())
+        # Wall seconds: the work runs in the worker processes, not in this one.
+        compute_seconds = best_wall_seconds(lambda: client.compute(matrix.sum()).result())
         print(f"compute only (blocks summed, not written): {compute_seconds:.1f} s, "
               f"{matrix_bytes / GB / compute_seconds:.2f} GB/s of matrix, "
               f"{2.0 * args.stream_rows**2 * args.d / compute_seconds / 1e9:.1f} GFLOP/s")  # fmt: skip
         with PeakRSS() as peak:
             writing = write_group(out, {"distances": matrix}, overwrite=True, compute=False)
-            seconds, _ = _timed(lambda: client.compute(writing).result())
+            seconds = best_wall_seconds(lambda: client.compute(writing).result())
     written = sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(out) for name in names)
     print(
         f"time {seconds:.1f} s, {matrix_bytes / GB / seconds:.2f} GB/s of matrix written "
@@ -229,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keep", action="store_true", help="Keep the streamed matrix.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    print("command: " + " ".join([os.path.basename(sys.executable), *sys.argv]))
+    print_command()
     if not args.skip_in_memory:
         in_memory(args)
     if args.stream_rows:

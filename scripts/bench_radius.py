@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-from functools import partial
 from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
 import sklearn
+from bench_common import best_cpu_seconds, best_wall_seconds
 from scipy.spatial.distance import cdist
 from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
 from threadpoolctl import threadpool_limits
@@ -49,26 +48,6 @@ CASES: dict[str, tuple[str, dict[str, Any], str]] = {
     "canberra": ("canberra", {}, "canberra"),
     "euclidean": ("euclidean", {}, "euclidean"),
 }
-
-
-def _cpu_seconds(func: Any) -> tuple[float, Any]:
-    """Fewest CPU seconds of this process over two calls, and the last result."""
-    best, value = float("inf"), None
-    for _ in range(2):
-        value = None
-        start = time.process_time()
-        value = func()
-        best = min(best, time.process_time() - start)
-    return best, value
-
-
-def _wall_seconds(func: Any) -> float:
-    best = float("inf")
-    for _ in range(2):
-        start = time.perf_counter()
-        func()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def _bigdist(
@@ -101,13 +80,13 @@ def main() -> None:
         sample = cdist(queries[:50].astype(np.float64), train.astype(np.float64), scipy_name, **params)
         radius = float(np.quantile(sample, args.neighbors / args.n_train))
         with threadpool_limits(1), dask.config.set(scheduler="synchronous"):
-            ours_cpu, (indptr, indices, _) = _cpu_seconds(partial(_bigdist, queries, train, radius, metric, params))
+            ours_cpu, (indptr, indices, _) = best_cpu_seconds(_bigdist, queries, train, radius, metric, params)
             model = SkNearestNeighbors(radius=radius, metric=metric, algorithm="brute", **params).fit(train)
-            theirs_cpu, (_, expected) = _cpu_seconds(partial(model.radius_neighbors, queries))
+            theirs_cpu, (_, expected) = best_cpu_seconds(model.radius_neighbors, queries)
         with threadpool_limits(1), dask.config.set(scheduler="threads", num_workers=cores):
             # In memory the train set is one block, one task: cut it so every core has two.
             blocks = da.from_array(train, chunks=(-(-args.n_train // (2 * cores)), -1))
-            ours_wall = _wall_seconds(partial(_bigdist, queries, blocks, radius, metric, params))
+            ours_wall = best_wall_seconds(_bigdist, queries, blocks, radius, metric, params)
         found = [set(indices[indptr[i] : indptr[i + 1]]) for i in range(args.n_queries)]
         check = min(args.check_queries, args.n_queries)
         exact = cdist(queries[:check].astype(np.float64), train.astype(np.float64), scipy_name, **params) <= radius

@@ -13,11 +13,7 @@ from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError, Par
 from tests.estimator_checks import estimator_checks
 from tests.oracle import knn_oracle
 
-
-@pytest.fixture(autouse=True)
-def synchronous():
-    with dask.config.set(scheduler="synchronous"):
-        yield
+pytestmark = pytest.mark.usefixtures("synchronous")
 
 
 @pytest.fixture(scope="module")

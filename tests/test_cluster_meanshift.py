@@ -1,4 +1,3 @@
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -8,11 +7,7 @@ from sklearn.datasets import make_blobs
 import bigdist as bd
 from tests.estimator_checks import estimator_checks
 
-
-@pytest.fixture(autouse=True)
-def synchronous():
-    with dask.config.set(scheduler="synchronous"):
-        yield
+pytestmark = pytest.mark.usefixtures("synchronous")
 
 
 # The parameters scikit-learn's own test suite checks its MeanShift with.

@@ -1,4 +1,3 @@
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -8,20 +7,7 @@ import bigdist as bd
 from bigdist.errors import InputShapeError, ParameterError
 from tests.oracle import knn_oracle
 
-
-@pytest.fixture(autouse=True)
-def synchronous():
-    with dask.config.set(scheduler="synchronous"):
-        yield
-
-
-@pytest.fixture
-def small_tiles():
-    # Many sub-tiles per task even for small data.
-    with dask.config.set(
-        {"bigdist.knn.tile-query-rows": 16, "bigdist.knn.tile-train-rows": 256, "bigdist.knn.query-block-rows": 50}
-    ):
-        yield
+pytestmark = pytest.mark.usefixtures("synchronous")
 
 
 def _check(result, expected, *, rtol=1e-6):

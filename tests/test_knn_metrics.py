@@ -1,6 +1,5 @@
 """kNN with every metric of the registry, against the float64 cdist + stable argsort oracle."""
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -19,18 +18,7 @@ METRICS += [("minkowski", {"p": 3}), ("minkowski", {"p": 1.5})]
 ROUNDING_ORDER_DEPENDENT = ("correlation", "chi2")
 
 
-@pytest.fixture(autouse=True)
-def synchronous():
-    with dask.config.set(scheduler="synchronous"):
-        yield
-
-
-@pytest.fixture
-def small_tiles():
-    with dask.config.set(
-        {"bigdist.knn.tile-query-rows": 16, "bigdist.knn.tile-train-rows": 64, "bigdist.knn.query-block-rows": 50}
-    ):
-        yield
+pytestmark = pytest.mark.usefixtures("synchronous")
 
 
 def _data(metric, dtype, rng, kind="random"):

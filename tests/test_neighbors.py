@@ -1,4 +1,3 @@
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -7,11 +6,7 @@ from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
 
 import bigdist as bd
 
-
-@pytest.fixture(autouse=True)
-def synchronous():
-    with dask.config.set(scheduler="synchronous"):
-        yield
+pytestmark = pytest.mark.usefixtures("synchronous")
 
 
 @pytest.fixture(scope="module")

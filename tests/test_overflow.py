@@ -41,7 +41,9 @@ def test_float32_results_that_cannot_be_float32_raise(metric):
         bd.knn(HUGE[:10], HUGE, k=3, metric=metric).compute()
     # In float64 they are exact.
     distances, indices = bd.knn(HUGE[:10].astype(np.float64), HUGE.astype(np.float64), k=3, metric=metric).compute()
-    np.testing.assert_array_equal(indices, knn_oracle(HUGE[:10], HUGE, 3, metric)[1])
+    expected_distances, expected_indices = knn_oracle(HUGE[:10], HUGE, 3, metric)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_allclose(distances, expected_distances, rtol=1e-12)
 
 
 def test_float64_squares_beyond_float64_raise():

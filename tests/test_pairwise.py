@@ -12,11 +12,7 @@ from bigdist.io import read_group, write_group
 from bigdist.kernels.registry import metric_names
 from tests.oracle import distances
 
-
-@pytest.fixture(autouse=True)
-def synchronous():
-    with dask.config.set(scheduler="synchronous"):
-        yield
+pytestmark = pytest.mark.usefixtures("synchronous")
 
 
 @pytest.fixture

@@ -12,20 +12,7 @@ from bigdist.errors import OutputExistsError, ParameterError, TooManyNeighborsEr
 from tests.estimator_checks import estimator_checks
 from tests.oracle import knn_keys
 
-
-@pytest.fixture(autouse=True)
-def synchronous():
-    with dask.config.set(scheduler="synchronous"):
-        yield
-
-
-@pytest.fixture
-def small_tiles():
-    # Several query blocks and sub-tiles per task even on small data.
-    with dask.config.set(
-        {"bigdist.knn.query-block-rows": 37, "bigdist.knn.tile-query-rows": 16, "bigdist.knn.tile-train-rows": 24}
-    ):
-        yield
+pytestmark = pytest.mark.usefixtures("synchronous")
 
 
 @pytest.fixture(scope="module")

@@ -19,19 +19,7 @@ SKLEARN_METRICS = [(name, params) for name, params in METRICS if name not in ("c
 SKLEARN_METRICS += [("cityblock", {}), ("l1", {})]
 
 
-@pytest.fixture(autouse=True)
-def synchronous():
-    with dask.config.set(scheduler="synchronous"):
-        yield
-
-
-@pytest.fixture
-def small_tiles():
-    # Several query blocks per input and several sub-tiles per task even on small data.
-    with dask.config.set(
-        {"bigdist.knn.query-block-rows": 25, "bigdist.knn.tile-query-rows": 16, "bigdist.knn.tile-train-rows": 64}
-    ):
-        yield
+pytestmark = pytest.mark.usefixtures("synchronous")
 
 
 def _data(metric, dtype, rng, n_queries=60, n_train=700, n_features=10):

@@ -2,19 +2,12 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
-from distributed import LocalCluster
 from sklearn.datasets import load_digits
 from sklearn.neighbors import KNeighborsClassifier as SkClassifier
 
 from bigdist.cli.main import main
 from bigdist.io import read_group
 from tests.oracle import distances as oracle_distances
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
-        yield cluster.scheduler_address
 
 
 def _run(*args):

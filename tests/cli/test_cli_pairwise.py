@@ -2,16 +2,9 @@ import numpy as np
 import pytest
 import zarr
 from click.testing import CliRunner
-from distributed import LocalCluster
 
 from bigdist.cli.main import main
 from tests.oracle import distances, knn_oracle
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
-        yield cluster.scheduler_address
 
 
 def _run(*args):
