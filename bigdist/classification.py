@@ -55,7 +55,8 @@ def _encode(labels: np.ndarray, classes: np.ndarray) -> np.ndarray:
 def _check_discrete(classes: np.ndarray) -> None:
     """Refuse continuous labels, as scikit-learn does, from the distinct values of lazy labels."""
     if classes.dtype.kind == "f" and not np.array_equal(classes, np.round(classes)):
-        raise ValueError(
+        # scikit-learn's wording, which its estimator checks look for; a bigdist error, so the CLI reports it cleanly.
+        raise InputDtypeError(
             f"Unknown label type: continuous. Maybe you are trying to fit a classifier, which expects discrete "
             f"classes on a regression target with continuous values (e.g. {classes[classes != np.round(classes)][0]!r}"
             f"); use KNeighborsRegressor for those"

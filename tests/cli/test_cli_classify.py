@@ -71,6 +71,16 @@ def test_classify_refuses_mismatched_labels(tmp_path, scheduler, digits_stores):
     assert code == 1 and "missing --labels" in output
 
 
+def test_classify_refuses_continuous_labels_without_a_traceback(tmp_path, scheduler, digits_stores):
+    continuous = _store(tmp_path / "continuous.zarr", np.linspace(0.0, 1.0, 1497), 500)
+    code, output = _run(
+        "classify", "--train", digits_stores["train"], "--labels", continuous, "--out", tmp_path / "x.zarr",
+        "--scheduler", scheduler,
+    )  # fmt: skip
+    assert code == 1
+    assert "Unknown label type: continuous" in output and "KNeighborsRegressor" in output
+
+
 def test_radius_writes_csr_equal_to_the_oracle(tmp_path, scheduler, digits_stores):
     out = tmp_path / "radius.zarr"
     stores = digits_stores
