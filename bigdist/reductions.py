@@ -15,6 +15,7 @@ import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
+from dask.core import flatten
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
@@ -176,7 +177,8 @@ def _chunk_layer(
     layer_name = f"{name}-chunk-{token}"
     extra_keys = [(f"{name}-extra-{token}", j) for j in range(len(extra))]
     tasks: dict[Any, Any] = dict(zip(extra_keys, extra, strict=True))
-    blocks = [row[0] for row in array.__dask_keys__()]
+    # Row blocks in order (``array`` has its feature axis in one chunk, or is 1-D).
+    blocks = list(flatten(array.__dask_keys__()))
     carried_arrays = [previous for previous in carried if previous is not None]
     carried_keys = carried_arrays[0].__dask_keys__() if carried_arrays else [None] * len(blocks)
     for i, (block, offset) in enumerate(zip(blocks, _offsets(array), strict=True)):
