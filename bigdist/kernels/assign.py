@@ -1,8 +1,9 @@
 """The compiled inner loops of a k-means pass: nearest centroids, then partial sums.
 
-After one GEMM of a step of rows against the centroids, ``assign_rows`` finds
-each row's nearest centroid (ties to the lower index; rows whose best two are
-closer than the GEMM's error bound are settled exactly in float64);
+After one GEMM of a step of rows against the centroids, ``nearest_two`` finds
+each row's two nearest centroids and ``settle_rows`` labels the row (ties to
+the lower index; rows whose best two are closer than the GEMM's error bound
+are settled exactly in float64);
 ``bounded_assign`` keeps the centroid of the rows Hamerly's bounds prove stay.
 ``accumulate`` then adds every row of the block, in row order, to its
 centroid's float64 sum, count and inertia, so the partial state of a block is
@@ -16,23 +17,53 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def assign_rows(
+def nearest_two(
+    products: np.ndarray, half_norms: np.ndarray, best: np.ndarray, second: np.ndarray, first: np.ndarray
+) -> None:
+    """For every row of a step, its smallest and second smallest ``half_norms - products`` value, in place.
+
+    Parameters
+    ----------
+    products : ndarray of shape (k, s), the GEMM of the shifted centroids and rows (centroid-major,
+        so that the loop over rows is contiguous and vectorises without a reduction's dependency chain)
+    half_norms : ndarray of shape (k,), float64, half squared norms of the shifted centroids
+    best, second : ndarray of shape (s,), float64, outputs; ``second`` equals ``best`` on a tie
+    first : ndarray of shape (s,), int64, output: the lowest centroid index reaching ``best``
+    """
+    k, s = products.shape
+    best[:] = np.inf
+    second[:] = np.inf
+    first[:] = 0
+    for c in range(k):
+        half_norm = half_norms[c]
+        for i in range(s):
+            value = half_norm - products[c, i]
+            runner_up = value if value > best[i] else best[i]
+            second[i] = runner_up if runner_up < second[i] else second[i]
+            first[i] = c if value < best[i] else first[i]
+            best[i] = value if value < best[i] else best[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def settle_rows(
     products: np.ndarray,
     half_norms: np.ndarray,
     rows: np.ndarray,
     centred_norms2: np.ndarray,
     bounds: np.ndarray,
     centroids: np.ndarray,
+    best: np.ndarray,
+    second: np.ndarray,
+    first: np.ndarray,
     labels: np.ndarray,
     lower: np.ndarray,
     with_lower: bool,
 ) -> None:
-    """Label the rows of one step, in place.
+    """Label the rows of one step from :func:`nearest_two`'s values, in place.
 
     Parameters
     ----------
-    products : ndarray of shape (s, k), the GEMM of the shifted rows and centroids
-    half_norms : ndarray of shape (k,), half squared norms of the shifted centroids
+    products, half_norms, best, second, first : as for :func:`nearest_two`
     rows : ndarray of shape (s, d), the original rows
     centred_norms2 : ndarray of shape (s,), float64, squared norms of the shifted rows
     bounds : ndarray of shape (s,), float64, error bound of each ``half_norms - products`` value per row
@@ -41,20 +72,27 @@ def assign_rows(
     lower : ndarray of shape (s,), output (when ``with_lower``): float64, a lower bound on the
         distance (not squared) of each row to every centroid but its own
     """
-    for i in range(products.shape[0]):
-        best = _row_min(products[i], half_norms)
-        slack = best + 2.0 * bounds[i]
-        # Each value may err by the bound, a difference by twice it: more than
-        # one value within that of the best is too close to call in the GEMM's precision.
-        if _count_within(products[i], half_norms, slack) == 1:
-            label = _first_at_most(products[i], half_norms, best)
-        else:
-            label = _exact_nearest(products[i], half_norms, slack, rows[i], centroids)
+    for i in range(rows.shape[0]):
+        label = first[i]
+        other = second[i]
+        # Each value may err by the bound, a difference by twice it: a runner-up within that of the
+        # best is too close to call in the GEMM's precision, so the candidates are compared exactly.
+        slack = best[i] + 2.0 * bounds[i]
+        if second[i] <= slack:
+            exact_best = np.inf
+            for c in range(products.shape[0]):
+                if half_norms[c] - products[c, i] <= slack:
+                    total = squared_distance(rows[i], centroids[c])
+                    if total < exact_best:
+                        exact_best = total
+                        label = c
+            if label != first[i]:
+                other = best[i]
         labels[i] = label
         if with_lower:
             # Every value errs by at most the bound, and the row's squared norm by less than twice it.
-            second = centred_norms2[i] + 2.0 * (_min_other(products[i], half_norms, label) - 2.0 * bounds[i])
-            lower[i] = np.sqrt(max(second, 0.0))
+            second_distance = centred_norms2[i] + 2.0 * (other - 2.0 * bounds[i])
+            lower[i] = np.sqrt(max(second_distance, 0.0))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -101,48 +139,6 @@ def accumulate(
     return inertia
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _row_min(products: np.ndarray, half_norms: np.ndarray) -> float:
-    # A plain reduction the compiler vectorises.
-    best = np.inf
-    for c in range(products.shape[0]):
-        best = min(best, half_norms[c] - products[c])
-    return best
-
-
-@numba.njit(cache=True, nogil=True)
-def _count_within(products: np.ndarray, half_norms: np.ndarray, limit: float) -> int:
-    count = 0
-    for c in range(products.shape[0]):
-        if half_norms[c] - products[c] <= limit:
-            count += 1
-    return count
-
-
-@numba.njit(cache=True, nogil=True)
-def _first_at_most(products: np.ndarray, half_norms: np.ndarray, limit: float) -> int:
-    for c in range(products.shape[0]):
-        if half_norms[c] - products[c] <= limit:
-            return c
-    return products.shape[0] - 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _exact_nearest(
-    products: np.ndarray, half_norms: np.ndarray, limit: float, row: np.ndarray, centroids: np.ndarray
-) -> int:
-    """Among the centroids within ``limit``, the exactly nearest (lowest index on ties)."""
-    label = 0
-    exact_best = np.inf
-    for c in range(products.shape[0]):
-        if half_norms[c] - products[c] <= limit:
-            total = squared_distance(row, centroids[c])
-            if total < exact_best:
-                exact_best = total
-                label = c
-    return label
-
-
 # Reassociation lets the compiler vectorise the sum; float64 keeps it exact to ~1e-16 relative.
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def squared_distance(row: np.ndarray, centroid: np.ndarray) -> float:
@@ -152,15 +148,6 @@ def squared_distance(row: np.ndarray, centroid: np.ndarray) -> float:
         diff = np.float64(row[f]) - centroid[f]
         total += diff * diff
     return total
-
-
-@numba.njit(cache=True, nogil=True)
-def _min_other(products: np.ndarray, half_norms: np.ndarray, label: int) -> float:
-    best = np.inf
-    for c in range(products.shape[0]):
-        if c != label:
-            best = min(best, half_norms[c] - products[c])
-    return best
 
 
 @numba.njit(cache=True, nogil=True)

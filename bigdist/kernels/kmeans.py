@@ -14,39 +14,71 @@ provably stays) over the row blocks and merges the partial states with
 from __future__ import annotations
 
 import functools
+import math
+import threading
 from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from bigdist.errors import ValueRangeError
-from bigdist.kernels.assign import accumulate, assign_rows, bounded_assign
+from bigdist.kernels.assign import accumulate, bounded_assign, nearest_two, settle_rows
 from bigdist.kernels.metrics import margin
 from bigdist.kernels.scaling import largest_magnitude, power_of_two_exponent
 
-STEP_ROWS = 4096
+# Rows per GEMM step: the (k, STEP_ROWS) products stay in cache for the passes over them.
+STEP_ROWS = 1024
 
 # Above this fraction of rows left by the bounds, a block is assigned whole: in a worker, gathering 63% of
 # a 262k x 64 block then its GEMM cost more than the whole block's GEMM (bench_kmeans, 0.32 vs 0.28 s a pass).
 FULL_PASS_FRACTION = 0.5
 
+# Per-thread scratch arrays up to this size are kept from one task to the next.
+SCRATCH_KEEP_BYTES = 16 * 2**20
+_thread_buffers = threading.local()
+
 # What a row carries from one Lloyd pass to the next (Hamerly's bounds).
 BOUNDS_DTYPE = np.dtype([("label", np.int64), ("lower", np.float64)])
 
 
+def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A scratch array of this thread, kept for its later tasks (contents undefined).
+
+    Under Dask's ``MALLOC_TRIM_THRESHOLD_`` every fresh array of more than
+    128 KiB is fresh pages, and faulting them in cost ~20% of a bounded
+    pass's task. Arrays above ``SCRATCH_KEEP_BYTES`` are not kept.
+    """
+    dtype = np.dtype(dtype)
+    size = math.prod(shape)
+    if size * dtype.itemsize > SCRATCH_KEEP_BYTES:
+        return np.empty(shape, dtype=dtype)
+    buffers = _thread_buffers.__dict__
+    buffer = buffers.get((name, dtype.str))
+    if buffer is None or buffer.size < size:
+        buffer = buffers[(name, dtype.str)] = np.empty(size, dtype=dtype)
+    return buffer[:size].reshape(shape)
+
+
 def _label(
-    block: np.ndarray, centroids: np.ndarray, labels: np.ndarray, lower: np.ndarray, with_lower: bool = False
+    block: np.ndarray,
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    lower: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> None:
-    """Label every row of ``block`` with its nearest centroid (and, ``with_lower``, a bound on the others).
+    """Label rows of ``block`` with their nearest centroid (and, given ``lower``, a bound on the others).
 
     One GEMM per step ranks the centroids (both sides shifted to the
     centroids' mean, which keeps the expansion's cancellation small for data
-    far from the origin); the compiled ``assign_rows`` does the rest.
-    ``labels`` and ``lower`` have ``len(block)`` rows.
+    far from the origin); the compiled ``nearest_two`` and ``settle_rows`` do
+    the rest. ``labels`` and ``lower`` have ``len(block)`` rows; with
+    ``rows`` (positions), only those rows are labelled, gathered a step at a time.
     """
     n, d = block.shape
-    if n == 0:
+    n_rows = n if rows is None else len(rows)
+    if n_rows == 0:
         return
+    k = len(centroids)
     dtype = np.result_type(block.dtype, np.float32)
     centroids = centroids.astype(np.float64)
     amax = largest_magnitude(block, centroids)
@@ -62,40 +94,58 @@ def _label(
     centres = (centroids - shift).astype(dtype)
     half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres).astype(np.float64)
     max_norm = float(np.sqrt(2 * half_norms.max()))
-    # Buffers reused by every step: fresh ones would be fresh pages under
-    # Dask's MALLOC_TRIM_THRESHOLD_, and page faults cost more than the maths.
-    products = np.empty((min(STEP_ROWS, n), len(centroids)), dtype=dtype)
-    shifted_buffer = np.empty((min(STEP_ROWS, n), d), dtype=dtype)
-    for start in range(0, n, STEP_ROWS):
-        step = slice(start, start + STEP_ROWS)
-        rows = block[step]
-        shifted = np.subtract(rows, shift, out=shifted_buffer[: len(rows)])
-        step_products = products[: len(rows)]
-        np.matmul(shifted, centres.T, out=step_products)
+    step_rows = min(STEP_ROWS, n_rows)
+    products_buffer = _scratch("products", (k * step_rows,), dtype)
+    shifted_buffer = _scratch("shifted", (step_rows, d), dtype)
+    best, second = _scratch("best", (step_rows,), np.float64), _scratch("second", (step_rows,), np.float64)
+    first = _scratch("first", (step_rows,), np.int64)
+    if rows is not None:
+        gathered_buffer = _scratch("gathered", (step_rows, d), block.dtype)
+        step_labels = _scratch("step_labels", (step_rows,), np.int64)
+    step_lower = _scratch("step_lower", (step_rows,), np.float64)
+    for start in range(0, n_rows, STEP_ROWS):
+        if rows is None:
+            step = slice(start, start + STEP_ROWS)
+            original = block[step]
+            size = len(original)
+            out_labels = labels[step]
+            out_lower = step_lower[:size] if lower is None else lower[step]
+        else:
+            step = rows[start : start + STEP_ROWS]
+            size = len(step)
+            original = np.take(block, step, axis=0, out=gathered_buffer[:size], mode="clip")
+            out_labels, out_lower = step_labels[:size], step_lower[:size]
+        products = products_buffer[: k * size].reshape(k, size)
+        shifted = np.subtract(original, shift, out=shifted_buffer[:size])
+        np.matmul(centres, shifted.T, out=products)
         norms2 = np.einsum("ij,ij->i", shifted, shifted).astype(np.float64)
         # Error bound of |c|^2/2 - x.c: half that of the squared distance.
         bounds = 0.5 * margin("sqeuclidean", dtype, d, np.sqrt(norms2), max_norm)
-        assign_rows(step_products, half_norms, rows, norms2, bounds, centroids, labels[step], lower[step], with_lower)
+        nearest_two(products, half_norms, best[:size], second[:size], first[:size])
+        settle_rows(
+            products, half_norms, original, norms2, bounds, centroids, best[:size], second[:size], first[:size],
+            out_labels, out_lower, lower is not None,
+        )  # fmt: skip
+        if rows is not None:
+            labels[step] = out_labels
+            if lower is not None:
+                lower[step] = out_lower
 
 
-def _empty_state(n: int, k: int, d: int) -> dict[str, Any]:
-    return {
-        "labels": np.empty(n, dtype=np.int64),
-        "distances": np.empty(n),
-        "lower": np.empty(n),
-        "sums": np.zeros((k, d)),
-        "counts": np.zeros(k, dtype=np.int64),
-        "moments": np.zeros((2, d)),
-        "inertia": 0.0,
-    }
+def _accumulate(
+    block: np.ndarray, centroids: np.ndarray, labels: np.ndarray, distances: np.ndarray, with_moments: bool = False
+) -> dict[str, Any]:
+    """Sums, counts, inertia (and moments) of the labelled block; ``distances`` is filled in.
 
-
-def _accumulate(block: np.ndarray, centroids: np.ndarray, result: dict[str, Any], with_moments: bool = False) -> None:
-    # One row-order pass for every path, so the partial sums are bitwise those of a full pass.
-    result["inertia"] = accumulate(
-        block, centroids, result["labels"], result["distances"], result["sums"], result["counts"],
-        result["moments"], with_moments, STEP_ROWS,
+    One row-order pass for every path, so the partial sums are bitwise those of a full pass.
+    """
+    k, d = centroids.shape
+    state = {"sums": np.zeros((k, d)), "counts": np.zeros(k, dtype=np.int64), "moments": np.zeros((2, d))}
+    state["inertia"] = accumulate(
+        block, centroids, labels, distances, state["sums"], state["counts"], state["moments"], with_moments,
+        STEP_ROWS,
     )  # fmt: skip
+    return state
 
 
 def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,10 +162,10 @@ def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.nda
     distances : ndarray of shape (n,), float64, squared distance to that centroid
     """
     centroids = np.asarray(centroids, dtype=np.float64)
-    result = _empty_state(len(block), *centroids.shape)
-    _label(block, centroids, result["labels"], result["lower"])
-    _accumulate(block, centroids, result)
-    return result["labels"], result["distances"]
+    labels, distances = np.empty(len(block), dtype=np.int64), np.empty(len(block))
+    _label(block, centroids, labels)
+    _accumulate(block, centroids, labels, distances)
+    return labels, distances
 
 
 def kmeans_chunk(
@@ -132,21 +182,25 @@ def kmeans_chunk(
     with_moments : bool, also sum x and x**2 per feature (for the data's variance)
     """
     centroids = np.asarray(centroids, dtype=np.float64)
-    result = _empty_state(len(block), *centroids.shape)
-    _label(block, centroids, result["labels"], result["lower"])
-    _accumulate(block, centroids, result, with_moments)
-    return _partial(result, block, first_row, n_far, len(block))
+    labels = _scratch("labels", (len(block),), np.int64)
+    _label(block, centroids, labels)
+    return _partial(block, centroids, labels, first_row, n_far, len(block), with_moments)
 
 
-def _partial(result: dict[str, Any], block: np.ndarray, first_row: int, n_far: int, full_rows: int) -> dict[str, Any]:
-    return {
-        "full_rows": full_rows,
-        "sums": result["sums"],
-        "counts": result["counts"],
-        "inertia": result["inertia"],
-        "moments": result["moments"],
-        "far": _farthest(result["distances"], result["labels"], block, first_row, n_far),
-    }
+def _partial(
+    block: np.ndarray,
+    centroids: np.ndarray,
+    labels: np.ndarray,
+    first_row: int,
+    n_far: int,
+    full_rows: int,
+    with_moments: bool,
+) -> dict[str, Any]:
+    distances = _scratch("distances", (len(block),), np.float64)
+    state = _accumulate(block, centroids, labels, distances, with_moments)
+    state["full_rows"] = full_rows
+    state["far"] = _farthest(distances, labels, block, first_row, n_far)
+    return state
 
 
 def kmeans_bounded_chunk(
@@ -189,31 +243,23 @@ def kmeans_bounded_chunk(
     if with_moments and carried is not None:
         raise ValueError("with_moments needs a full pass (carried=None)")
     centroids = np.asarray(centroids, dtype=np.float64)
-    result = _empty_state(len(block), *centroids.shape)
+    carried_out = np.empty(len(block), dtype=BOUNDS_DTYPE)
+    labels, lower = carried_out["label"], carried_out["lower"]
     if carried is None:
         n_pending = len(block)
-        _label(block, centroids, result["labels"], result["lower"], with_lower=True)
+        _label(block, centroids, labels, lower)
     else:
-        pending = np.empty(len(block), dtype=np.int64)
+        pending = _scratch("pending", (len(block),), np.int64)
         n_pending = bounded_assign(
-            block, centroids, carried["label"], carried["lower"], drift_other, half_gap,
-            result["labels"], result["lower"], pending,
-        )  # fmt: skip
+            block, centroids, carried["label"], carried["lower"], drift_other, half_gap, labels, lower, pending
+        )
         if n_pending > FULL_PASS_FRACTION * len(block):
-            # Most rows move: one GEMM over the block costs less than gathering them (same labels, exact).
+            # Most rows move: labelling the block in order beats gathering them (same labels, exact).
             n_pending = len(block)
-            _label(block, centroids, result["labels"], result["lower"], with_lower=True)
+            _label(block, centroids, labels, lower)
         else:
-            pending = pending[:n_pending]
-            labels, lower = np.empty(n_pending, dtype=np.int64), np.empty(n_pending)
-            _label(block[pending], centroids, labels, lower, with_lower=True)
-            result["labels"][pending] = labels
-            result["lower"][pending] = lower
-    _accumulate(block, centroids, result, with_moments)
-    carried_out = np.empty(len(block), dtype=BOUNDS_DTYPE)
-    carried_out["label"] = result["labels"]
-    carried_out["lower"] = result["lower"]
-    return _partial(result, block, first_row, n_far, n_pending), carried_out
+            _label(block, centroids, labels, lower, rows=pending[:n_pending])
+    return _partial(block, centroids, labels, first_row, n_far, n_pending, with_moments), carried_out
 
 
 def _farthest(
