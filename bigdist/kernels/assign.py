@@ -1,19 +1,164 @@
-"""The compiled inner loops of a k-means pass: nearest centroids, then partial sums.
+"""The compiled inner loop of a k-means pass: labels, bounds and partial sums of a block, a step at a time.
 
-After one GEMM of a step of rows against the centroids, ``nearest_two`` finds
-each row's two nearest centroids and ``settle_rows`` labels the row (ties to
-the lower index; rows whose best two are closer than the GEMM's error bound
-are settled exactly in float64);
-``bounded_assign`` keeps the centroid of the rows Hamerly's bounds prove stay.
-``accumulate`` then adds every row of the block, in row order, to its
-centroid's float64 sum, count and inertia, so the partial state of a block is
-bitwise the same whichever rows were skipped. Compiled with numba (``cache=True``).
+``lloyd_block`` walks a block in steps of rows that stay in cache. For each
+step it keeps the label of the rows Hamerly's bounds prove stay (when the
+block carries bounds), runs one GEMM of the other rows against the centroids
+(``np.dot``, BLAS), finds each row's two nearest centroids in one vectorised
+pass (``nearest_two``), settles rows whose best two are closer than the
+GEMM's error bound exactly in float64 (ties to the lower index), then adds
+every row of the step, in row order, to its centroid's float64 sum, count
+and inertia. The partial state of a block is therefore bitwise the same
+whichever rows the bounds skipped. Compiled with numba (``cache=True``).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+
+# Status of ``lloyd_block``.
+DONE = 0
+OUT_OF_RANGE = 1  # a step's values are outside the GEMM dtype's safe range: nothing is usable
+
+
+@numba.njit(cache=True, nogil=True)
+def lloyd_block(
+    block: np.ndarray,
+    centroids: np.ndarray,
+    gemm: tuple,
+    carried: tuple,
+    outputs: tuple,
+    scratch: tuple,
+) -> tuple[int, float, int]:
+    """Label every row of a block, add it to its centroid's sums; return (status, inertia, GEMM rows).
+
+    Parameters
+    ----------
+    block : ndarray of shape (n, d), the original rows
+    centroids : ndarray of shape (k, d), float64, the original centroids
+    gemm : tuple ``(centres, shift, half_norms, max_norm, bound_factor, safe_low, safe_high, centroid_amax)``:
+        the centroids less ``shift`` (k, d) and ``shift`` (d,) in the GEMM dtype; half their squared norms,
+        float64; the largest centred norm; the error bound of a ``half_norm - product`` value is
+        ``bound_factor * (|row - shift| + max_norm)**2``; the magnitudes the GEMM dtype squares safely
+        (``OUT_OF_RANGE`` is returned for a step whose values, or the centroids', lie outside); the
+        centroids' largest magnitude
+    carried : tuple ``(bounded, labels_before, lower_before, drift_other, half_gap)``, Hamerly's state:
+        whether to use it; each row's label (n,) and lower bound (n,) on its distance to every other
+        centroid from the last pass; for each centroid the largest move of any other one (k,), and half
+        its distance to its nearest other one (k,)
+    outputs : tuple ``(labels, lower, distances, sums, counts, moments, with_moments)``: labels (n,),
+        the new lower bounds (n,), squared distances to the centroid (n,), float64 sums (k, d), counts
+        (k,) and sums of x and x**2 per feature (2, d, only ``with_moments``), added to in place
+    scratch : tuple ``(products, shifted, best, second, first, selected)``: flat buffers of at least
+        k * s and s * d values of the GEMM dtype, and four of s values (s rows per step)
+
+    Returns
+    -------
+    (status, inertia, rows assigned through the GEMM); on ``OUT_OF_RANGE`` the outputs are partial.
+    """
+    centres, shift, half_norms, max_norm, bound_factor, safe_low, safe_high, centroid_amax = gemm
+    bounded, labels_before, lower_before, drift_other, half_gap = carried
+    labels, lower, distances, sums, counts, moments, with_moments = outputs
+    products_buffer, shifted_buffer, best, second, first, selected = scratch
+    n, d = block.shape
+    k = centres.shape[0]
+    step_rows = selected.shape[0]
+    inertia = 0.0
+    gemm_rows = 0
+    for start in range(0, n, step_rows):
+        stop = min(start + step_rows, n)
+        if bounded:
+            m = _keep_proven(block, start, stop, centroids, carried, labels, lower, selected)
+        else:
+            m = stop - start
+            for j in range(m):
+                selected[j] = start + j
+        if m > 0:
+            shifted = shifted_buffer[: m * d].reshape((m, d))
+            amax = _gather_shifted(block, selected[:m], shift, shifted, centroid_amax)
+            if amax != 0.0 and not safe_low <= amax <= safe_high:
+                return OUT_OF_RANGE, 0.0, 0
+            products = products_buffer[: k * m].reshape((k, m))
+            np.dot(centres, shifted.T, products)
+            nearest_two(products, half_norms, best[:m], second[:m], first[:m])
+            _settle(block, centroids, shifted, products, half_norms, max_norm, bound_factor, selected, m, scratch,
+                    labels, lower)  # fmt: skip
+            gemm_rows += m
+        inertia += _accumulate_step(block, start, stop, centroids, outputs)
+    return DONE, inertia, gemm_rows
+
+
+@numba.njit(cache=True, nogil=True)
+def _keep_proven(
+    block: np.ndarray,
+    start: int,
+    stop: int,
+    centroids: np.ndarray,
+    carried: tuple,
+    labels: np.ndarray,
+    lower: np.ndarray,
+    selected: np.ndarray,
+) -> int:
+    """Keep the label of every row of the step that provably has not changed; list the others in ``selected``.
+
+    A row keeps its centroid ``a`` when its exact distance ``u`` to ``a`` is
+    below ``max(lower - drift_other[a], half_gap[a])``: its old lower bound on
+    the distance to every other centroid, less the farthest any other
+    centroid moved, or half the distance from ``a`` to its nearest other
+    centroid (then no other centroid can be as near, by the triangle
+    inequality). The comparison keeps a relative margin of 1e-9, far above
+    the float64 rounding of the bounds, so a kept label is the exact nearest
+    centroid, never a tie. Returns how many rows are left to assign.
+    """
+    _, labels_before, lower_before, drift_other, half_gap = carried
+    m = 0
+    for i in range(start, stop):
+        label = labels_before[i]
+        distance = squared_distance(block[i], centroids[label])
+        moved_lower = lower_before[i] - drift_other[label]
+        limit = max(moved_lower, half_gap[label]) * (1.0 - 1e-9)
+        if limit > 0.0 and distance < limit * limit:
+            labels[i] = label
+            # The triangle inequality bounds the other centroids by the gap too (less a rounding margin).
+            gap_lower = 2.0 * half_gap[label] * (1.0 - 1e-12) - np.sqrt(distance)
+            lower[i] = max(moved_lower, gap_lower, 0.0)
+        else:
+            selected[m] = i
+            m += 1
+    return m
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_shifted(
+    block: np.ndarray, rows: np.ndarray, shift: np.ndarray, shifted: np.ndarray, centroid_amax: float
+) -> float:
+    """Copy ``block[rows] - shift`` into ``shifted``; return the largest magnitude of those rows and the centroids."""
+    amax = centroid_amax
+    for j in range(rows.shape[0]):
+        row = block[rows[j]]
+        amax = max(amax, _largest_magnitude(row))
+        for f in range(row.shape[0]):
+            shifted[j, f] = row[f] - shift[f]
+    return amax
+
+
+# The largest of exact values, in any order: the compiler vectorises it (the data holds no NaN: checked on input).
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "nnan"})
+def _largest_magnitude(row: np.ndarray) -> float:
+    amax = 0.0
+    for f in range(row.shape[0]):
+        amax = max(amax, abs(np.float64(row[f])))
+    return amax
+
+
+# Reassociation lets the compiler vectorise the sum; float64 keeps it exact to ~1e-16 relative.
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _squared_norm(row: np.ndarray) -> float:
+    total = 0.0
+    for f in range(row.shape[0]):
+        value = np.float64(row[f])
+        total += value * value
+    return total
 
 
 @numba.njit(cache=True, nogil=True)
@@ -45,97 +190,64 @@ def nearest_two(
 
 
 @numba.njit(cache=True, nogil=True)
-def settle_rows(
+def _settle(
+    block: np.ndarray,
+    centroids: np.ndarray,
+    shifted: np.ndarray,
     products: np.ndarray,
     half_norms: np.ndarray,
-    rows: np.ndarray,
-    centred_norms2: np.ndarray,
-    bounds: np.ndarray,
-    centroids: np.ndarray,
-    best: np.ndarray,
-    second: np.ndarray,
-    first: np.ndarray,
+    max_norm: float,
+    bound_factor: float,
+    selected: np.ndarray,
+    m: int,
+    scratch: tuple,
     labels: np.ndarray,
     lower: np.ndarray,
-    with_lower: bool,
 ) -> None:
-    """Label the rows of one step from :func:`nearest_two`'s values, in place.
-
-    Parameters
-    ----------
-    products, half_norms, best, second, first : as for :func:`nearest_two`
-    rows : ndarray of shape (s, d), the original rows
-    centred_norms2 : ndarray of shape (s,), float64, squared norms of the shifted rows
-    bounds : ndarray of shape (s,), float64, error bound of each ``half_norms - products`` value per row
-    centroids : ndarray of shape (k, d), float64, the original centroids
-    labels : ndarray of shape (s,), int64, output
-    lower : ndarray of shape (s,), output (when ``with_lower``): float64, a lower bound on the
-        distance (not squared) of each row to every centroid but its own
-    """
-    for i in range(rows.shape[0]):
-        label = first[i]
-        other = second[i]
+    """Label the ``m`` selected rows from :func:`nearest_two`'s values, with a lower bound on the other centroids."""
+    best, second, first = scratch[2], scratch[3], scratch[4]
+    for j in range(m):
+        i = selected[j]
+        norm2 = _squared_norm(shifted[j])
+        bound = bound_factor * (np.sqrt(norm2) + max_norm) ** 2
+        label = first[j]
+        other = second[j]
         # Each value may err by the bound, a difference by twice it: a runner-up within that of the
         # best is too close to call in the GEMM's precision, so the candidates are compared exactly.
-        slack = best[i] + 2.0 * bounds[i]
-        if second[i] <= slack:
+        slack = best[j] + 2.0 * bound
+        if second[j] <= slack:
             exact_best = np.inf
             for c in range(products.shape[0]):
-                if half_norms[c] - products[c, i] <= slack:
-                    total = squared_distance(rows[i], centroids[c])
+                if half_norms[c] - products[c, j] <= slack:
+                    total = squared_distance(block[i], centroids[c])
                     if total < exact_best:
                         exact_best = total
                         label = c
-            if label != first[i]:
-                other = best[i]
+            if label != first[j]:
+                other = best[j]
         labels[i] = label
-        if with_lower:
-            # Every value errs by at most the bound, and the row's squared norm by less than twice it.
-            second_distance = centred_norms2[i] + 2.0 * (other - 2.0 * bounds[i])
-            lower[i] = np.sqrt(max(second_distance, 0.0))
+        # Every value errs by at most the bound, and the row's squared norm by less than twice it.
+        lower[i] = np.sqrt(max(norm2 + 2.0 * (other - 2.0 * bound), 0.0))
 
 
 @numba.njit(cache=True, nogil=True)
-def accumulate(
-    rows: np.ndarray,
-    centroids: np.ndarray,
-    labels: np.ndarray,
-    distances: np.ndarray,
-    sums: np.ndarray,
-    counts: np.ndarray,
-    moments: np.ndarray,
-    with_moments: bool,
-    step_rows: int,
-) -> float:
-    """Add every row to its centroid's sum and count, in row order; return the inertia.
-
-    Parameters
-    ----------
-    rows : ndarray of shape (n, d), the original rows of a block
-    centroids : ndarray of shape (k, d), float64
-    labels : ndarray of shape (n,), int64
-    distances : ndarray of shape (n,), float64, output: squared distance of each row to its centroid
-    sums : ndarray of shape (k, d), float64; counts : ndarray of shape (k,), int64
-    moments : ndarray of shape (2, d), float64, running sums of x and x**2 (when ``with_moments``)
-    step_rows : int, rows whose squared distances are summed before being added to the total
-    """
+def _accumulate_step(block: np.ndarray, start: int, stop: int, centroids: np.ndarray, outputs: tuple) -> float:
+    """Add rows ``start:stop`` to their centroid's sum and count, in row order; return their inertia."""
+    labels, _, distances, sums, counts, moments, with_moments = outputs
     inertia = 0.0
-    for start in range(0, rows.shape[0], step_rows):
-        step_inertia = 0.0
-        for i in range(start, min(start + step_rows, rows.shape[0])):
-            label = labels[i]
-            distance = squared_distance(rows[i], centroids[label])
-            distances[i] = distance
-            step_inertia += distance
-            counts[label] += 1
-            for f in range(rows.shape[1]):
-                sums[label, f] += rows[i, f]
-            if with_moments:
-                for f in range(rows.shape[1]):
-                    value = np.float64(rows[i, f])
-                    moments[0, f] += value
-                    moments[1, f] += value * value
-        inertia += step_inertia
+    for i in range(start, stop):
+        label = labels[i]
+        distance = squared_distance(block[i], centroids[label])
+        distances[i] = distance
+        inertia += distance
+        counts[label] += 1
+        for f in range(block.shape[1]):
+            sums[label, f] += block[i, f]
+        if with_moments:
+            for f in range(block.shape[1]):
+                value = np.float64(block[i, f])
+                moments[0, f] += value
+                moments[1, f] += value * value
     return inertia
 
 
@@ -148,57 +260,3 @@ def squared_distance(row: np.ndarray, centroid: np.ndarray) -> float:
         diff = np.float64(row[f]) - centroid[f]
         total += diff * diff
     return total
-
-
-@numba.njit(cache=True, nogil=True)
-def bounded_assign(
-    rows: np.ndarray,
-    centroids: np.ndarray,
-    labels_before: np.ndarray,
-    lower_before: np.ndarray,
-    drift_other: np.ndarray,
-    half_gap: np.ndarray,
-    labels: np.ndarray,
-    lower: np.ndarray,
-    pending: np.ndarray,
-) -> int:
-    """Keep the label of every row that provably has not changed (Hamerly's bounds), in place.
-
-    A row keeps its centroid ``a`` when its exact distance ``u`` to ``a`` is
-    below ``max(lower - drift_other[a], half_gap[a])``: its old lower bound on
-    the distance to every other centroid, less the farthest any other
-    centroid moved, or half the distance from ``a`` to its nearest other
-    centroid (then no other centroid can be as near, by the triangle
-    inequality). The comparison keeps a relative margin of 1e-9, far above
-    the float64 rounding of the bounds, so a kept label is the exact nearest
-    centroid, never a tie. The other rows are listed in ``pending`` for a full assignment.
-
-    Parameters
-    ----------
-    rows : ndarray of shape (s, d), the original rows
-    centroids : ndarray of shape (k, d), float64, the current centroids
-    labels_before, lower_before : ndarray of shape (s,), int64 and float64, from the last pass
-    drift_other : ndarray of shape (k,), float64, for each centroid the largest move of any other one
-    half_gap : ndarray of shape (k,), float64, half the distance of each centroid to its nearest other one
-    labels, lower : ndarray of shape (s,), outputs for the kept rows
-    pending : ndarray of shape (s,), int64, output: positions of the rows left to assign
-
-    Returns
-    -------
-    int, the number of pending rows
-    """
-    n_pending = 0
-    for i in range(rows.shape[0]):
-        label = labels_before[i]
-        distance = squared_distance(rows[i], centroids[label])
-        moved_lower = lower_before[i] - drift_other[label]
-        limit = max(moved_lower, half_gap[label]) * (1.0 - 1e-9)
-        if limit > 0.0 and distance < limit * limit:
-            labels[i] = label
-            # The triangle inequality bounds the other centroids by the gap too (less a rounding margin).
-            gap_lower = 2.0 * half_gap[label] * (1.0 - 1e-12) - np.sqrt(distance)
-            lower[i] = max(moved_lower, gap_lower, 0.0)
-        else:
-            pending[n_pending] = i
-            n_pending += 1
-    return n_pending

@@ -22,16 +22,12 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from bigdist.errors import ValueRangeError
-from bigdist.kernels.assign import accumulate, bounded_assign, nearest_two, settle_rows
+from bigdist.kernels.assign import DONE, lloyd_block
 from bigdist.kernels.metrics import margin
-from bigdist.kernels.scaling import largest_magnitude, power_of_two_exponent
+from bigdist.kernels.scaling import largest_magnitude, safe_range
 
-# Rows per GEMM step: the (k, STEP_ROWS) products stay in cache for the passes over them.
+# Rows per step: the step's rows and its (k, STEP_ROWS) products stay in cache between the GEMM and the sums.
 STEP_ROWS = 1024
-
-# Above this fraction of rows left by the bounds, a block is assigned whole: in a worker, gathering 63% of
-# a 262k x 64 block then its GEMM cost more than the whole block's GEMM (bench_kmeans, 0.32 vs 0.28 s a pass).
-FULL_PASS_FRACTION = 0.5
 
 # Per-thread scratch arrays up to this size are kept from one task to the next.
 SCRATCH_KEEP_BYTES = 16 * 2**20
@@ -59,93 +55,72 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     return buffer[:size].reshape(shape)
 
 
-def _label(
-    block: np.ndarray,
-    centroids: np.ndarray,
-    labels: np.ndarray,
-    lower: np.ndarray | None = None,
-    rows: np.ndarray | None = None,
-) -> None:
-    """Label rows of ``block`` with their nearest centroid (and, given ``lower``, a bound on the others).
+def _gemm_inputs(centroids: np.ndarray, dtype: np.dtype, n_features: int) -> tuple[Any, ...]:
+    """The ``gemm`` tuple of :func:`~bigdist.kernels.assign.lloyd_block` for a GEMM in ``dtype``.
 
-    One GEMM per step ranks the centroids (both sides shifted to the
-    centroids' mean, which keeps the expansion's cancellation small for data
-    far from the origin); the compiled ``nearest_two`` and ``settle_rows`` do
-    the rest. ``labels`` and ``lower`` have ``len(block)`` rows; with
-    ``rows`` (positions), only those rows are labelled, gathered a step at a time.
+    Both sides are shifted to the centroids' mean, which keeps the
+    expansion's cancellation small for data far from the origin.
     """
-    n, d = block.shape
-    n_rows = n if rows is None else len(rows)
-    if n_rows == 0:
-        return
-    k = len(centroids)
-    dtype = np.result_type(block.dtype, np.float32)
-    centroids = centroids.astype(np.float64)
-    amax = largest_magnitude(block, centroids)
-    if dtype == np.float32 and power_of_two_exponent(amax, dtype, d):
-        # Squares beyond (or below) float32's range: the GEMM runs in float64 instead, as exact.
-        dtype = np.dtype(np.float64)
-    if power_of_two_exponent(amax, np.dtype(np.float64), d) and amax > 1.0:
-        raise ValueRangeError(
-            f"k-means: values up to {amax:.3g} have squared distances beyond the float64 range (1.8e308); "
-            f"rescale the data first, e.g. X / 1e150 (the clustering does not change, centroids scale with it)"
-        )
     shift = centroids.mean(axis=0).astype(dtype)
-    centres = (centroids - shift).astype(dtype)
+    centres = np.ascontiguousarray((centroids - shift).astype(dtype))
     half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres).astype(np.float64)
     max_norm = float(np.sqrt(2 * half_norms.max()))
-    step_rows = min(STEP_ROWS, n_rows)
-    products_buffer = _scratch("products", (k * step_rows,), dtype)
-    shifted_buffer = _scratch("shifted", (step_rows, d), dtype)
-    best, second = _scratch("best", (step_rows,), np.float64), _scratch("second", (step_rows,), np.float64)
-    first = _scratch("first", (step_rows,), np.int64)
-    if rows is not None:
-        gathered_buffer = _scratch("gathered", (step_rows, d), block.dtype)
-        step_labels = _scratch("step_labels", (step_rows,), np.int64)
-    step_lower = _scratch("step_lower", (step_rows,), np.float64)
-    for start in range(0, n_rows, STEP_ROWS):
-        if rows is None:
-            step = slice(start, start + STEP_ROWS)
-            original = block[step]
-            size = len(original)
-            out_labels = labels[step]
-            out_lower = step_lower[:size] if lower is None else lower[step]
-        else:
-            step = rows[start : start + STEP_ROWS]
-            size = len(step)
-            original = np.take(block, step, axis=0, out=gathered_buffer[:size], mode="clip")
-            out_labels, out_lower = step_labels[:size], step_lower[:size]
-        products = products_buffer[: k * size].reshape(k, size)
-        shifted = np.subtract(original, shift, out=shifted_buffer[:size])
-        np.matmul(centres, shifted.T, out=products)
-        norms2 = np.einsum("ij,ij->i", shifted, shifted).astype(np.float64)
-        # Error bound of |c|^2/2 - x.c: half that of the squared distance.
-        bounds = 0.5 * margin("sqeuclidean", dtype, d, np.sqrt(norms2), max_norm)
-        nearest_two(products, half_norms, best[:size], second[:size], first[:size])
-        settle_rows(
-            products, half_norms, original, norms2, bounds, centroids, best[:size], second[:size], first[:size],
-            out_labels, out_lower, lower is not None,
-        )  # fmt: skip
-        if rows is not None:
-            labels[step] = out_labels
-            if lower is not None:
-                lower[step] = out_lower
+    # The error bound of |c|^2/2 - x.c is half that of the squared distance, which scales with (|x| + |c|)^2.
+    bound_factor = float(0.5 * margin("sqeuclidean", dtype, n_features, np.zeros(1), 1.0)[0])
+    low, high = safe_range(dtype, n_features)
+    if dtype == np.float64:
+        low = 0.0  # tiny float64 values lose nothing that matters; only squares beyond the range do
+    return centres, shift, half_norms, max_norm, bound_factor, low, high, largest_magnitude(centroids)
 
 
-def _accumulate(
-    block: np.ndarray, centroids: np.ndarray, labels: np.ndarray, distances: np.ndarray, with_moments: bool = False
+def _run_block(
+    block: np.ndarray,
+    centroids: np.ndarray,
+    carried_out: np.ndarray,
+    distances: np.ndarray,
+    carried: np.ndarray | None = None,
+    drift_other: np.ndarray | None = None,
+    half_gap: np.ndarray | None = None,
+    with_moments: bool = False,
 ) -> dict[str, Any]:
-    """Sums, counts, inertia (and moments) of the labelled block; ``distances`` is filled in.
+    """Label ``block`` into ``carried_out`` and ``distances`` and return its partial sums (see ``lloyd_block``).
 
-    One row-order pass for every path, so the partial sums are bitwise those of a full pass.
+    The GEMM runs in float32 for float32 data unless squares leave float32's
+    range (then in float64, as exact); ``carried`` (with ``drift_other`` and
+    ``half_gap``) are Hamerly's bounds from the last pass.
     """
-    k, d = centroids.shape
-    state = {"sums": np.zeros((k, d)), "counts": np.zeros(k, dtype=np.int64), "moments": np.zeros((2, d))}
-    state["inertia"] = accumulate(
-        block, centroids, labels, distances, state["sums"], state["counts"], state["moments"], with_moments,
-        STEP_ROWS,
-    )  # fmt: skip
-    return state
+    n, d = block.shape
+    k = len(centroids)
+    labels, lower = carried_out["label"], carried_out["lower"]
+    if carried is None:
+        # Unused: the same array types as real bounds, so the kernel is compiled once.
+        bounds = (False, labels, lower, np.zeros(k), np.zeros(k))
+    else:
+        bounds = (True, carried["label"], carried["lower"], drift_other, half_gap)
+    dtype = np.result_type(block.dtype, np.float32)
+    for gemm_dtype in [dtype] if dtype == np.float64 else [dtype, np.dtype(np.float64)]:
+        step_rows = max(1, min(STEP_ROWS, n))
+        scratch = (
+            _scratch("products", (k * step_rows,), gemm_dtype),
+            _scratch("shifted", (step_rows * d,), gemm_dtype),
+            _scratch("best", (step_rows,), np.float64),
+            _scratch("second", (step_rows,), np.float64),
+            _scratch("first", (step_rows,), np.int64),
+            _scratch("selected", (step_rows,), np.int64),
+        )
+        state = {"sums": np.zeros((k, d)), "counts": np.zeros(k, dtype=np.int64), "moments": np.zeros((2, d))}
+        outputs = (labels, lower, distances, state["sums"], state["counts"], state["moments"], with_moments)
+        status, inertia, gemm_rows = lloyd_block(
+            block, centroids, _gemm_inputs(centroids, gemm_dtype, d), bounds, outputs, scratch
+        )
+        if status == DONE:
+            state.update(inertia=inertia, full_rows=gemm_rows)
+            return state
+    amax = largest_magnitude(block, centroids)
+    raise ValueRangeError(
+        f"k-means: values up to {amax:.3g} have squared distances beyond the float64 range (1.8e308); "
+        f"rescale the data first, e.g. X / 1e150 (the clustering does not change, centroids scale with it)"
+    )
 
 
 def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,10 +137,10 @@ def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.nda
     distances : ndarray of shape (n,), float64, squared distance to that centroid
     """
     centroids = np.asarray(centroids, dtype=np.float64)
-    labels, distances = np.empty(len(block), dtype=np.int64), np.empty(len(block))
-    _label(block, centroids, labels)
-    _accumulate(block, centroids, labels, distances)
-    return labels, distances
+    carried_out = _scratch("carried", (len(block),), BOUNDS_DTYPE)
+    distances = np.empty(len(block))
+    _run_block(block, centroids, carried_out, distances)
+    return carried_out["label"].copy(), distances
 
 
 def kmeans_chunk(
@@ -182,24 +157,10 @@ def kmeans_chunk(
     with_moments : bool, also sum x and x**2 per feature (for the data's variance)
     """
     centroids = np.asarray(centroids, dtype=np.float64)
-    labels = _scratch("labels", (len(block),), np.int64)
-    _label(block, centroids, labels)
-    return _partial(block, centroids, labels, first_row, n_far, len(block), with_moments)
-
-
-def _partial(
-    block: np.ndarray,
-    centroids: np.ndarray,
-    labels: np.ndarray,
-    first_row: int,
-    n_far: int,
-    full_rows: int,
-    with_moments: bool,
-) -> dict[str, Any]:
+    carried_out = _scratch("carried", (len(block),), BOUNDS_DTYPE)
     distances = _scratch("distances", (len(block),), np.float64)
-    state = _accumulate(block, centroids, labels, distances, with_moments)
-    state["full_rows"] = full_rows
-    state["far"] = _farthest(distances, labels, block, first_row, n_far)
+    state = _run_block(block, centroids, carried_out, distances, with_moments=with_moments)
+    state["far"] = _farthest(distances, carried_out["label"], block, first_row, n_far)
     return state
 
 
@@ -244,22 +205,10 @@ def kmeans_bounded_chunk(
         raise ValueError("with_moments needs a full pass (carried=None)")
     centroids = np.asarray(centroids, dtype=np.float64)
     carried_out = np.empty(len(block), dtype=BOUNDS_DTYPE)
-    labels, lower = carried_out["label"], carried_out["lower"]
-    if carried is None:
-        n_pending = len(block)
-        _label(block, centroids, labels, lower)
-    else:
-        pending = _scratch("pending", (len(block),), np.int64)
-        n_pending = bounded_assign(
-            block, centroids, carried["label"], carried["lower"], drift_other, half_gap, labels, lower, pending
-        )
-        if n_pending > FULL_PASS_FRACTION * len(block):
-            # Most rows move: labelling the block in order beats gathering them (same labels, exact).
-            n_pending = len(block)
-            _label(block, centroids, labels, lower)
-        else:
-            _label(block, centroids, labels, lower, rows=pending[:n_pending])
-    return _partial(block, centroids, labels, first_row, n_far, n_pending, with_moments), carried_out
+    distances = _scratch("distances", (len(block),), np.float64)
+    state = _run_block(block, centroids, carried_out, distances, carried, drift_other, half_gap, with_moments)
+    state["far"] = _farthest(distances, carried_out["label"], block, first_row, n_far)
+    return state, carried_out
 
 
 def _farthest(

@@ -61,10 +61,10 @@ def _oracle_labels(data, centroids):
 
 @pytest.mark.parametrize("offset", [0.0, 1e6])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("full_pass_fraction", [1.0, 0.0])
-def test_bounded_passes_keep_lloyds_labels_and_sums(offset, dtype, full_pass_fraction, monkeypatch):
-    # 1.0: the rows the bounds leave are always gathered; 0.0: their blocks are always assigned whole.
-    monkeypatch.setattr(kernels_kmeans, "FULL_PASS_FRACTION", full_pass_fraction)
+@pytest.mark.parametrize("step_rows", [1024, 7])
+def test_bounded_passes_keep_lloyds_labels_and_sums(offset, dtype, step_rows, monkeypatch):
+    # 7 rows a step: many steps, most with a few rows left by the bounds, some with none.
+    monkeypatch.setattr(kernels_kmeans, "STEP_ROWS", step_rows)
     # Integer points and centroids on a coarse grid make exact ties; the offset makes cancellation.
     rng = np.random.default_rng(2)
     data = (rng.integers(0, 6, size=(2000, 3)) + offset).astype(dtype)
@@ -93,8 +93,7 @@ def test_bounded_passes_keep_lloyds_labels_and_sums(offset, dtype, full_pass_fra
         centroids = centroids + rng.normal(scale=0.05, size=centroids.shape)
         if step % 3 == 2:
             centroids[step % 8] = data[rng.integers(len(data))]
-    if full_pass_fraction == 1.0:
-        assert skipped > 0, "the bounds never kept a row"
+    assert skipped > 0, "the bounds never kept a row"
 
 
 def test_bound_updates_against_direct_distances():
