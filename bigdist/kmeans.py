@@ -99,15 +99,16 @@ def _bounded_pass(
         drift_other, half_gap = np.zeros(k), np.zeros(k)
     else:
         drift_other, half_gap = bound_updates(previous, centroids)
-    reduced, after = block_tree_reduce_carry(
-        X, carried, partial(kmeans_bounded_chunk, n_far=k, with_moments=with_moments),
-        partial(kmeans_combine, n_far=k), carried_dtype=BOUNDS_DTYPE, split_every=split_every,
-        name="bigdist-kmeans-pass", extra=(centroids, drift_other, half_gap),
+    combine = partial(kmeans_combine, n_far=k)
+    partials, after = block_tree_reduce_carry(
+        X, carried, partial(kmeans_bounded_chunk, n_far=k, with_moments=with_moments), combine,
+        carried_dtype=BOUNDS_DTYPE, split_every=split_every, name="bigdist-kmeans-pass",
+        extra=(centroids, drift_other, half_gap),
     )  # fmt: skip
     # One graph, unoptimised: fusing the bounds' getitem into its chunk task would give the chunk a second
     # key, computed once more for the reduction. Each block is read once; its bounds stay in the cluster.
-    reduced, after = dask.persist(reduced, after, optimize_graph=False)
-    return reduced.compute(), after
+    *partials, after = dask.persist(*partials, after, optimize_graph=False)
+    return combine(list(dask.compute(*partials))), after
 
 
 def _use_bounds(X: da.Array) -> bool:

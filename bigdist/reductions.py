@@ -25,6 +25,10 @@ from bigdist.kernels.meanshift import kth_agg, kth_chunk, kth_combine
 from bigdist.kernels.radius import radius_chunk, radius_combine, radius_finish
 from bigdist.kernels.topk import TOPK_DTYPE
 
+# Above this size in all (their size times the number of blocks), the extra arguments of a block
+# kernel become keys of their own instead of being copied into every task.
+INLINE_EXTRA_BYTES = 2**20
+
 
 def _ignore_reduction_kwargs(func: Any, block: np.ndarray, axis: Any = None, keepdims: Any = None) -> np.ndarray:
     # dask.array.reduction passes axis/keepdims; the kernels always reduce axis 1.
@@ -116,7 +120,8 @@ def block_tree_reduce(
     """Map ``chunk(block, first_row, *extra)`` over the row blocks and tree-reduce with ``combine(list)``.
 
     The partial states may be any Python objects (dicts of small arrays);
-    ``extra`` arguments (e.g. centroids) are put in the graph once, not per task.
+    ``extra`` arguments (e.g. centroids) are put in the graph once, not per task, unless they are
+    small arrays (``INLINE_EXTRA_BYTES``).
 
     Returns
     -------
@@ -137,7 +142,7 @@ def block_tree_reduce_carry(
     split_every: int,
     name: str,
     extra: tuple[Any, ...] = (),
-) -> tuple[Delayed, da.Array]:
+) -> tuple[list[Delayed], da.Array]:
     """:func:`block_tree_reduce` for kernels that also carry per-row state from one pass to the next.
 
     ``chunk(block, first_row, carried_block, *extra)`` returns ``(partial, new_carried_block)``,
@@ -145,8 +150,10 @@ def block_tree_reduce_carry(
 
     Returns
     -------
-    (dask Delayed of the merged state, dask array of shape (n_rows,) of the new carried state,
-    chunked like the rows of ``array``); persist them together, unoptimised, so each block is read once.
+    (list of at most ``split_every`` Delayed partial states, dask array of shape (n_rows,) of the new
+    carried state, chunked like the rows of ``array``). Persist them together, unoptimised, so each
+    block is read once; the caller merges the partials (on the client: an iterative algorithm then
+    saves a transfer between workers and a task each pass).
     """
     token = tokenize(array, carried, chunk, combine, split_every, extra)
     layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=(carried,))
@@ -158,7 +165,13 @@ def block_tree_reduce_carry(
     partial_name = f"{name}-partial-{token}"
     layers[partial_name] = {(partial_name, i): (operator.getitem, key, 0) for i, key in enumerate(chunk_keys)}
     dependencies[partial_name] = {chunk_layer}
-    return _tree(layers, dependencies, list(layers[partial_name]), combine, split_every, name, token), after
+    merge_name = f"{name}-merge-{token}"
+    tasks, top = _merge_levels(list(layers[partial_name]), combine, split_every, merge_name)
+    if tasks:
+        layers[merge_name] = tasks
+        dependencies[merge_name] = {partial_name}
+    graph = HighLevelGraph(layers, dependencies)
+    return [Delayed(key, graph, layer=key[0]) for key in top], after
 
 
 def _chunk_layer(
@@ -175,10 +188,17 @@ def _chunk_layer(
     ``chunk(block, first_row, carried_block, *extra)``.
     """
     layer_name = f"{name}-chunk-{token}"
-    extra_keys = [(f"{name}-extra-{token}", j) for j in range(len(extra))]
-    tasks: dict[Any, Any] = dict(zip(extra_keys, extra, strict=True))
     # Row blocks in order (``array`` has its feature axis in one chunk, or is 1-D).
     blocks = list(flatten(array.__dask_keys__()))
+    tasks: dict[Any, Any] = {}
+    if all(isinstance(value, np.ndarray) for value in extra) and (
+        len(blocks) * sum(value.nbytes for value in extra) <= INLINE_EXTRA_BYTES
+    ):
+        # Small arrays go in every task: a key of their own costs a task and a transfer before the blocks start.
+        extra_keys = list(extra)
+    else:
+        extra_keys = [(f"{name}-extra-{token}", j) for j in range(len(extra))]
+        tasks.update(zip(extra_keys, extra, strict=True))
     carried_arrays = [previous for previous in carried if previous is not None]
     carried_keys = carried_arrays[0].__dask_keys__() if carried_arrays else [None] * len(blocks)
     for i, (block, offset) in enumerate(zip(blocks, _offsets(array), strict=True)):
@@ -193,6 +213,23 @@ def _offsets(array: da.Array) -> list[int]:
     return [int(offset) for offset in np.concatenate([[0], np.cumsum(array.chunks[0])[:-1]])]
 
 
+def _merge_levels(
+    leaves: list[Any], combine: Any, split_every: int, merge_name: str
+) -> tuple[dict[Any, Any], list[Any]]:
+    """Merge tasks that reduce ``leaves`` with ``combine(list)``, ``split_every`` at a time, to at most
+    ``split_every`` keys; returns the tasks and those keys."""
+    tasks: dict[Any, Any] = {}
+    level, depth = leaves, 0
+    while len(level) > split_every:
+        level_keys = []
+        for i, start in enumerate(range(0, len(level), split_every)):
+            key = (merge_name, depth, i)
+            tasks[key] = (combine, list(level[start : start + split_every]))
+            level_keys.append(key)
+        level, depth = level_keys, depth + 1
+    return tasks, level
+
+
 def _tree(
     layers: dict[str, dict[Any, Any]],
     dependencies: dict[str, set[str]],
@@ -204,18 +241,12 @@ def _tree(
 ) -> Delayed:
     """Merge ``leaves`` with ``combine(list)``, ``split_every`` at a time, into one Delayed."""
     merge_name = f"{name}-merge-{token}"
-    tasks: dict[Any, Any] = {}
-    level, depth = leaves, 0
-    while depth == 0 or len(level) > 1:
-        level_keys = []
-        for i, start in enumerate(range(0, len(level), split_every)):
-            key = (merge_name, depth, i)
-            tasks[key] = (combine, list(level[start : start + split_every]))
-            level_keys.append(key)
-        level, depth = level_keys, depth + 1
+    tasks, top = _merge_levels(leaves, combine, split_every, merge_name)
+    root = (merge_name, "root")
+    tasks[root] = (combine, list(top))
     layers[merge_name] = tasks
     dependencies[merge_name] = {key[0] for key in leaves}
-    return Delayed(level[0], HighLevelGraph(layers, dependencies), layer=merge_name)
+    return Delayed(root, HighLevelGraph(layers, dependencies), layer=merge_name)
 
 
 def lookup_rows(indices: da.Array, values: da.Array, *, split_every: int) -> da.Array:

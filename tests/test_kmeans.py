@@ -83,6 +83,19 @@ def test_chunking_and_split_every_do_not_matter(blobs):
         np.testing.assert_allclose(a.centroids, b.centroids, rtol=1e-9)
 
 
+def test_centroids_as_keys_of_their_own_give_the_same_result(blobs, monkeypatch):
+    # Centroids too large to copy into every task go in the graph once, as keys.
+    from bigdist import reductions
+
+    init = blobs[10:17]
+    chunked = da.from_array(blobs, chunks=((1000, 1, 999, 600, 400), 5))
+    inline = bd.kmeans(chunked, 7, init=init, split_every=2)
+    monkeypatch.setattr(reductions, "INLINE_EXTRA_BYTES", 0)
+    as_keys = bd.kmeans(chunked, 7, init=init, split_every=2)
+    np.testing.assert_array_equal(as_keys.centroids, inline.centroids)
+    assert as_keys.n_iter == inline.n_iter
+
+
 @pytest.mark.parametrize("init", ["k-means||", "k-means++"])
 def test_quality_on_digits(init):
     X = load_digits().data
