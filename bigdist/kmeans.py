@@ -111,7 +111,8 @@ def _bounded_pass(
     return combine(list(dask.compute(*partials))), after
 
 
-def _use_bounds(X: da.Array) -> bool:
+def _carry_rows(X: da.Array) -> bool:
+    """Whether passes carry per-row state (Hamerly's bounds; k-means|| nearest candidates) in the cluster."""
     setting = config.get("kmeans.bounds")
     if setting != "auto":
         return setting == "always"
@@ -129,56 +130,117 @@ def _row_uniforms(seed: int, stream: int, rows: np.ndarray) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
 
 
-def _cost_chunk(block: np.ndarray, first_row: int, centers: np.ndarray) -> float:
-    return float(assign(block, centers)[1].sum())
+# Each row's nearest k-means|| candidate so far and its squared distance, carried from one round to the next.
+NEAREST_DTYPE = np.dtype([("label", np.int64), ("cost", np.float64)])
 
 
-def _sample_chunk(
-    block: np.ndarray, first_row: int, centers: np.ndarray, rate: float, seed: int, stream: int
+def _fold_candidates_chunk(
+    block: np.ndarray, first_row: int, nearest: np.ndarray | None, new: np.ndarray, first_label: int, n_labels: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Each row's nearest candidate once ``new`` (labelled from ``first_label``) joins ``nearest``'s.
+
+    Ties keep the older candidate, the lower label. Returns the block's sum of
+    costs and rows per candidate, and the rows' new nearest candidates.
+    """
+    labels, costs = assign(block, new)
+    folded = np.empty(len(block), dtype=NEAREST_DTYPE)
+    folded["label"] = labels + first_label
+    folded["cost"] = costs
+    if nearest is not None:
+        older = nearest["cost"] <= costs
+        folded[older] = nearest[older]
+    counts = np.bincount(folded["label"], minlength=n_labels)
+    return {"cost": float(folded["cost"].sum()), "counts": counts}, folded
+
+
+def _fold_combine(partials: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"cost": sum(p["cost"] for p in partials), "counts": sum(p["counts"] for p in partials)}
+
+
+def _sample_rows(
+    block: np.ndarray, first_row: int, costs: np.ndarray, rate: float, seed: int, stream: int
 ) -> np.ndarray:
-    distances = assign(block, centers)[1]
     draws = _row_uniforms(seed, stream, np.arange(first_row, first_row + len(block)))
-    return block[draws < rate * distances].astype(np.float64)
+    return block[draws < rate * costs].astype(np.float64)
 
 
-def _sum(values: list[float]) -> float:
-    return float(sum(values))
+def _sample_chunk(block: np.ndarray, first_row: int, nearest: np.ndarray, **draw: Any) -> np.ndarray:
+    return _sample_rows(block, first_row, nearest["cost"], **draw)
+
+
+def _sample_chunk_recomputed(block: np.ndarray, first_row: int, candidates: np.ndarray, **draw: Any) -> np.ndarray:
+    # Without carried costs (they would not fit), the distances to every candidate are computed again.
+    return _sample_rows(block, first_row, assign(block, candidates)[1], **draw)
 
 
 def _stack(values: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(values)
 
 
+def _fold_candidates(
+    X: da.Array, nearest: da.Array | None, new: np.ndarray, first_label: int, split_every: int, keep: bool
+) -> tuple[dict[str, Any], da.Array | None]:
+    """One pass: every row's distance to the ``new`` candidates only, folded into its nearest so far.
+
+    With ``keep``, the rows' nearest candidates stay in the cluster for the next round; else None.
+    """
+    chunk = partial(_fold_candidates_chunk, first_label=first_label, n_labels=first_label + len(new))
+    partials, folded = block_tree_reduce_carry(
+        X, nearest, chunk, _fold_combine, carried_dtype=NEAREST_DTYPE, split_every=split_every,
+        name="bigdist-kmeans||-cost", extra=(new,),
+    )  # fmt: skip
+    if not keep:
+        return _fold_combine(list(dask.compute(*partials))), None
+    *partials, folded = dask.persist(*partials, folded, optimize_graph=False)
+    return _fold_combine(list(dask.compute(*partials))), folded
+
+
 def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, rounds: int = 5) -> np.ndarray:
-    """k-means|| (Bahmani et al. 2012): oversampled rounds, then weighted k-means++ on the candidates."""
+    """k-means|| (Bahmani et al. 2012): oversampled rounds, then weighted k-means++ on the candidates.
+
+    Each row carries its nearest candidate and cost (16 bytes, kept in the
+    cluster, when ``_carry_rows`` allows) from round to round, so a round
+    computes distances to that round's new candidates only (one pass), then
+    samples from the carried costs (a pass without distances). Otherwise each
+    round computes the distances to every candidate twice. The last pass
+    gives each candidate's weight, the rows it attracts.
+    """
     from sklearn.cluster import KMeans as SkKMeans
 
     rng = np.random.default_rng(seed)
-    centers = X[int(rng.integers(X.shape[0]))].compute()[None, :].astype(np.float64)
+    carry = _carry_rows(X)
+    candidates = X[int(rng.integers(X.shape[0]))].compute()[None, :].astype(np.float64)
+    state, nearest = _fold_candidates(X, None, candidates, 0, split_every, keep=carry)
     oversampling = 2 * k
     for round_ in range(rounds):
-        cost = block_tree_reduce(
-            X, _cost_chunk, _sum, split_every=split_every, name="bigdist-kmeans||-cost", extra=(centers,)
-        )
-        phi = cost.compute()
-        if phi == 0:
+        if state["cost"] == 0:
             break
+        draw = {"rate": oversampling / state["cost"], "seed": seed, "stream": round_}
+        if carry:
+            chunk, extra = partial(_sample_chunk, **draw), ()
+        else:
+            chunk, extra = partial(_sample_chunk_recomputed, **draw), (candidates,)
         sampled = block_tree_reduce(
-            X, partial(_sample_chunk, rate=oversampling / phi, seed=seed, stream=round_), _stack,
-            split_every=split_every, name="bigdist-kmeans||-sample", extra=(centers,),
-        ).compute()  # fmt: skip
-        centers = np.concatenate([centers, sampled])
-        logger.info("k-means|| round %d: %d candidates", round_ + 1, len(centers))
-    centers = np.unique(centers, axis=0)
-    if len(centers) <= k:
+            X, chunk, _stack, split_every=split_every, name="bigdist-kmeans||-sample", extra=extra, carried=nearest
+        ).compute()
+        if len(sampled):
+            if carry:
+                state, nearest = _fold_candidates(X, nearest, sampled, len(candidates), split_every, keep=True)
+                candidates = np.concatenate([candidates, sampled])
+            else:
+                candidates = np.concatenate([candidates, sampled])
+                state, _ = _fold_candidates(X, None, candidates, 0, split_every, keep=False)
+        logger.info("k-means|| round %d: %d candidates", round_ + 1, len(candidates))
+    # Identical candidates (duplicate rows) pool their weights.
+    candidates, inverse = np.unique(candidates, axis=0, return_inverse=True)
+    weights = np.bincount(inverse.ravel(), weights=state["counts"], minlength=len(candidates))
+    if len(candidates) <= k:
         extra = X[np.sort(rng.choice(X.shape[0], size=k, replace=False))].compute().astype(np.float64)
-        centers = np.unique(np.concatenate([centers, extra]), axis=0)[:k] if len(centers) < k else centers
-        if len(centers) == k:
-            return centers
-    # Weight each candidate by the rows it attracts, then reduce to k.
-    weights = _lloyd_state(X, centers, split_every, n_far=0)["counts"]
-    model = SkKMeans(n_clusters=k, init="k-means++", n_init=1, random_state=seed).fit(centers, sample_weight=weights)
-    return model.cluster_centers_
+        candidates = np.unique(np.concatenate([candidates, extra]), axis=0)[:k] if len(candidates) < k else candidates
+        if len(candidates) == k:
+            return candidates
+    model = SkKMeans(n_clusters=k, init="k-means++", n_init=1, random_state=seed)
+    return model.fit(candidates, sample_weight=weights).cluster_centers_
 
 
 def _initial_centroids(X: da.Array, k: int, init: Any, seed: int, split_every: int) -> np.ndarray:
@@ -360,7 +422,7 @@ def _lloyd(
         centroids = _initial_centroids(X, k, init, seed, split_every)
         start, stats, tol_abs = 0, [], None
 
-    bounded = _use_bounds(X)
+    bounded = _carry_rows(X)
     carried, previous = None, None
     for iteration in range(start, max_iter):
         began = time.perf_counter()

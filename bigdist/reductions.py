@@ -115,9 +115,19 @@ def knn_topk(
 
 
 def block_tree_reduce(
-    array: da.Array, chunk: Any, combine: Any, *, split_every: int, name: str, extra: tuple[Any, ...] = ()
+    array: da.Array,
+    chunk: Any,
+    combine: Any,
+    *,
+    split_every: int,
+    name: str,
+    extra: tuple[Any, ...] = (),
+    carried: da.Array | None = None,
 ) -> Delayed:
     """Map ``chunk(block, first_row, *extra)`` over the row blocks and tree-reduce with ``combine(list)``.
+
+    With ``carried`` (per-row state from :func:`block_tree_reduce_carry`, chunked like the rows of
+    ``array``), the chunk is ``chunk(block, first_row, carried_block, *extra)``.
 
     The partial states may be any Python objects (dicts of small arrays);
     ``extra`` arguments (e.g. centroids) are put in the graph once, not per task, unless they are
@@ -127,8 +137,9 @@ def block_tree_reduce(
     -------
     dask Delayed of the merged state
     """
-    token = tokenize(array, chunk, combine, split_every, extra)
-    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token)
+    token = tokenize(array, chunk, combine, split_every, extra, carried)
+    along = () if carried is None else (carried,)
+    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=along)
     return _tree(layers, dependencies, chunk_keys, combine, split_every, name, token)
 
 

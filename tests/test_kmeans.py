@@ -83,6 +83,16 @@ def test_chunking_and_split_every_do_not_matter(blobs):
         np.testing.assert_allclose(a.centroids, b.centroids, rtol=1e-9)
 
 
+def test_kmeans_parallel_carrying_nearest_candidates_matches_recomputing_them(blobs):
+    # Carried: each round folds in its new candidates only; never: every candidate is measured each round.
+    chunked = da.from_array(blobs, chunks=((1000, 1, 999, 600, 400), 5))
+    runs = {}
+    for carry in ("always", "never"):
+        with dask.config.set({"bigdist.kmeans.bounds": carry}):
+            runs[carry] = bd.kmeans(chunked, 7, init="k-means||", random_state=5, max_iter=1, split_every=2)
+    np.testing.assert_array_equal(runs["always"].centroids, runs["never"].centroids)
+
+
 def test_centroids_as_keys_of_their_own_give_the_same_result(blobs, monkeypatch):
     # Centroids too large to copy into every task go in the graph once, as keys.
     from bigdist import reductions
