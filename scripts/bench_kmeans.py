@@ -8,8 +8,12 @@ and the peak RSS of all processes during bigdist's run. bigdist's first
 iteration assigns every row through the GEMM; later ones skip the rows that
 Hamerly's bounds prove stay (the fraction is printed), so both are shown.
 The compiled kernels are loaded in every worker before the timed run.
+With ``--init``, it also times the initialisation plus one Lloyd iteration:
+bigdist's and dask-ml's k-means|| on the same persisted data, and
+scikit-learn's k-means++ in memory, with the inertia each reaches.
 
     python scripts/bench_kmeans.py                     # 1,000,000 x 64, k=100, 10 iterations
+    python scripts/bench_kmeans.py --init --only-bigdist   # k-means|| against dask-ml's, no Lloyd peers
     python scripts/bench_kmeans.py --n-samples 16000000 --only-bigdist --persist never   # memory
 
 Needs the ``bench`` extra (faiss-cpu, dask-ml, psutil). Data goes to --workdir.
@@ -27,6 +31,7 @@ import dask.array as da
 import numpy as np
 from bench_common import PeakRSS, print_command, total_rss
 from bench_knn import bench_sgemm
+from distributed import wait
 
 import bigdist as bd
 from bigdist import runtime
@@ -57,6 +62,27 @@ def run_bigdist(args: argparse.Namespace, path: str, init: np.ndarray) -> tuple[
             result = bd.kmeans(path, args.k, init=init, max_iter=args.iterations, tol=0, persist=persist)
             total = time.perf_counter() - start
     return result, total, baseline, rss.peak
+
+
+def run_init(X: da.Array, data: np.ndarray, k: int) -> list[tuple[str, float, float | None]]:
+    """(name, seconds for the initialisation and one Lloyd iteration, inertia), same seed for all."""
+    from dask_ml.cluster import KMeans as DaskKMeans
+    from sklearn.cluster import KMeans as SkKMeans
+
+    rows = []
+    chunked = X.persist()
+    wait(chunked)
+    start = time.perf_counter()
+    ours = bd.kmeans(chunked, k, init="k-means||", max_iter=1, random_state=0)
+    rows.append(("bigdist k-means||", time.perf_counter() - start, ours.inertia))
+    start = time.perf_counter()
+    DaskKMeans(n_clusters=k, init="k-means||", max_iter=1, oversampling_factor=2, random_state=0).fit(chunked)
+    # dask-ml's inertia_ sums the distances, not their squares, so it is not shown.
+    rows.append(("dask-ml k-means|| (same cluster)", time.perf_counter() - start, None))
+    start = time.perf_counter()
+    model = SkKMeans(k, init="k-means++", n_init=1, max_iter=1, random_state=0).fit(data)
+    rows.append(("scikit-learn k-means++", time.perf_counter() - start, model.inertia_))
+    return rows
 
 
 def run_peers(data: np.ndarray, init: np.ndarray, iterations: int) -> list[tuple[str, float, float | None]]:
@@ -101,6 +127,7 @@ def main() -> None:
     parser.add_argument("--only-bigdist", action="store_true", help="Skip the peers (e.g. to measure memory).")
     parser.add_argument("--persist", choices=["auto", "always", "never"], default="auto")
     parser.add_argument("--bounds", choices=["auto", "always", "never"], default="auto")
+    parser.add_argument("--init", action="store_true", help="Also time k-means|| initialisation.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -133,9 +160,11 @@ def main() -> None:
             ("bigdist, first (full) iteration", seconds[0], ours.inertia),
             ("bigdist, mean of later ones", later, ours.inertia),
         ]
-        if not args.only_bigdist:
+        if not args.only_bigdist or args.init:
             data = X.compute()
+        if not args.only_bigdist:
             rows += run_peers(data, init, args.iterations)
+        init_rows = run_init(X, data, k) if args.init else []
 
     _, sgemm_seconds = bench_sgemm(1000, d, threads=2)
     sgemm = 2 * 1000 * 100_000 * d / sgemm_seconds / 1e9
@@ -147,6 +176,11 @@ def main() -> None:
             f"{seconds_per_iter / rows[0][1]:11.2f} {'-' if inertia is None else format(inertia, '14.6g'):>14s}"
         )
     print(f"\nGEMM bound {bound:.3f} s/iter at {sgemm:.0f} GFLOP/s (2 threads)")
+    if init_rows:
+        print(f"\n{'initialisation + 1 iteration':34s} {'seconds':>8s} {'vs bigdist':>11s} {'inertia':>14s}")
+        for name, seconds, inertia in init_rows:
+            shown = "-" if inertia is None else format(inertia, "14.6g")
+            print(f"{name:34s} {seconds:8.2f} {seconds / init_rows[0][1]:11.2f} {shown:>14s}")
 
 
 if __name__ == "__main__":
