@@ -22,11 +22,18 @@ from bigdist.io import as_array, check_int, check_number, write_group
 from bigdist.io.integrity import ZarrSource, output_codecs
 from bigdist.kernels.kmeans import (
     BOUNDS_DTYPE,
+    NEAREST_DTYPE,
     assign,
     bound_updates,
+    candidate_costs_chunk,
+    fold_candidates_chunk,
+    fold_combine,
     kmeans_bounded_chunk,
     kmeans_chunk,
     kmeans_combine,
+    sample_by_cost_chunk,
+    sample_by_distance_chunk,
+    stack_rows,
     update_centroids,
 )
 from bigdist.reductions import block_tree_reduce, block_tree_reduce_carry
@@ -120,79 +127,26 @@ def _carry_rows(X: da.Array) -> bool:
     return X.shape[0] * BOUNDS_DTYPE.itemsize <= 0.25 * memory_budget()
 
 
-def _row_uniforms(seed: int, stream: int, rows: np.ndarray) -> np.ndarray:
-    """Uniform [0, 1) numbers keyed by global row (splitmix64), so sampling ignores the chunking."""
-    with np.errstate(over="ignore"):
-        z = rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64((seed * 1000003 + stream) & (2**64 - 1))
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
-
-
-# Each row's nearest k-means|| candidate so far and its squared distance, carried from one round to the next.
-NEAREST_DTYPE = np.dtype([("label", np.int64), ("cost", np.float64)])
-
-
-def _fold_candidates_chunk(
-    block: np.ndarray, first_row: int, nearest: np.ndarray | None, new: np.ndarray, first_label: int, n_labels: int
-) -> tuple[dict[str, Any], np.ndarray]:
-    """Each row's nearest candidate once ``new`` (labelled from ``first_label``) joins ``nearest``'s.
-
-    Ties keep the older candidate, the lower label. Returns the block's sum of
-    costs and rows per candidate, and the rows' new nearest candidates.
-    """
-    labels, costs = assign(block, new)
-    folded = np.empty(len(block), dtype=NEAREST_DTYPE)
-    folded["label"] = labels + first_label
-    folded["cost"] = costs
-    if nearest is not None:
-        older = nearest["cost"] <= costs
-        folded[older] = nearest[older]
-    counts = np.bincount(folded["label"], minlength=n_labels)
-    return {"cost": float(folded["cost"].sum()), "counts": counts}, folded
-
-
-def _fold_combine(partials: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"cost": sum(p["cost"] for p in partials), "counts": sum(p["counts"] for p in partials)}
-
-
-def _sample_rows(
-    block: np.ndarray, first_row: int, costs: np.ndarray, rate: float, seed: int, stream: int
-) -> np.ndarray:
-    draws = _row_uniforms(seed, stream, np.arange(first_row, first_row + len(block)))
-    return block[draws < rate * costs].astype(np.float64)
-
-
-def _sample_chunk(block: np.ndarray, first_row: int, nearest: np.ndarray, **draw: Any) -> np.ndarray:
-    return _sample_rows(block, first_row, nearest["cost"], **draw)
-
-
-def _sample_chunk_recomputed(block: np.ndarray, first_row: int, candidates: np.ndarray, **draw: Any) -> np.ndarray:
-    # Without carried costs (they would not fit), the distances to every candidate are computed again.
-    return _sample_rows(block, first_row, assign(block, candidates)[1], **draw)
-
-
-def _stack(values: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate(values)
-
-
 def _fold_candidates(
     X: da.Array, nearest: da.Array | None, new: np.ndarray, first_label: int, split_every: int, keep: bool
 ) -> tuple[dict[str, Any], da.Array | None]:
     """One pass: every row's distance to the ``new`` candidates only, folded into its nearest so far.
 
-    With ``keep``, the rows' nearest candidates stay in the cluster for the next round; else None.
+    With ``keep``, the rows' nearest candidates stay in the cluster for the next round. Without,
+    ``new`` must hold every candidate (``first_label`` 0, ``nearest`` None) and None is returned.
     """
-    chunk = partial(_fold_candidates_chunk, first_label=first_label, n_labels=first_label + len(new))
+    if not keep:
+        # Every candidate from label 0, nothing carried.
+        return block_tree_reduce(
+            X, candidate_costs_chunk, fold_combine, split_every=split_every, name="bigdist-kmeans||-cost", extra=(new,)
+        ).compute(), None
+    chunk = partial(fold_candidates_chunk, first_label=first_label, n_labels=first_label + len(new))
     partials, folded = block_tree_reduce_carry(
-        X, nearest, chunk, _fold_combine, carried_dtype=NEAREST_DTYPE, split_every=split_every,
+        X, nearest, chunk, fold_combine, carried_dtype=NEAREST_DTYPE, split_every=split_every,
         name="bigdist-kmeans||-cost", extra=(new,),
     )  # fmt: skip
-    if not keep:
-        return _fold_combine(list(dask.compute(*partials))), None
     *partials, folded = dask.persist(*partials, folded, optimize_graph=False)
-    return _fold_combine(list(dask.compute(*partials))), folded
+    return fold_combine(list(dask.compute(*partials))), folded
 
 
 def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, rounds: int = 5) -> np.ndarray:
@@ -217,11 +171,11 @@ def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, roun
             break
         draw = {"rate": oversampling / state["cost"], "seed": seed, "stream": round_}
         if carry:
-            chunk, extra = partial(_sample_chunk, **draw), ()
+            chunk, extra = partial(sample_by_cost_chunk, **draw), ()
         else:
-            chunk, extra = partial(_sample_chunk_recomputed, **draw), (candidates,)
+            chunk, extra = partial(sample_by_distance_chunk, **draw), (candidates,)
         sampled = block_tree_reduce(
-            X, chunk, _stack, split_every=split_every, name="bigdist-kmeans||-sample", extra=extra, carried=nearest
+            X, chunk, stack_rows, split_every=split_every, name="bigdist-kmeans||-sample", extra=extra, carried=nearest
         ).compute()
         if len(sampled):
             if carry:
@@ -233,12 +187,13 @@ def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, roun
         logger.info("k-means|| round %d: %d candidates", round_ + 1, len(candidates))
     # Identical candidates (duplicate rows) pool their weights.
     candidates, inverse = np.unique(candidates, axis=0, return_inverse=True)
-    weights = np.bincount(inverse.ravel(), weights=state["counts"], minlength=len(candidates))
     if len(candidates) <= k:
-        extra = X[np.sort(rng.choice(X.shape[0], size=k, replace=False))].compute().astype(np.float64)
-        candidates = np.unique(np.concatenate([candidates, extra]), axis=0)[:k] if len(candidates) < k else candidates
-        if len(candidates) == k:
-            return candidates
+        if len(candidates) < k:
+            extra = X[np.sort(rng.choice(X.shape[0], size=k, replace=False))].compute().astype(np.float64)
+            candidates = np.unique(np.concatenate([candidates, extra]), axis=0)[:k]
+        # Fewer distinct rows than k: repeats fill up, and kmeans() warns of the distinct clusters found.
+        return candidates[np.arange(k) % len(candidates)]
+    weights = np.bincount(inverse.ravel(), weights=state["counts"], minlength=len(candidates))
     model = SkKMeans(n_clusters=k, init="k-means++", n_init=1, random_state=seed)
     return model.fit(candidates, sample_weight=weights).cluster_centers_
 

@@ -172,7 +172,9 @@ def block_tree_reduce_carry(
     carried_name = f"{name}-carried-{token}"
     layers[carried_name] = {(carried_name, i): (operator.getitem, key, 1) for i, key in enumerate(chunk_keys)}
     dependencies[carried_name] = {chunk_layer}
-    after = da.Array(HighLevelGraph(layers, dependencies), carried_name, chunks=(array.chunks[0],), dtype=carried_dtype)
+    # Copies: the partial and merge layers added below are not part of this array's graph.
+    graph = HighLevelGraph(dict(layers), {name: set(deps) for name, deps in dependencies.items()})
+    after = da.Array(graph, carried_name, chunks=(array.chunks[0],), dtype=carried_dtype)
     partial_name = f"{name}-partial-{token}"
     layers[partial_name] = {(partial_name, i): (operator.getitem, key, 0) for i, key in enumerate(chunk_keys)}
     dependencies[partial_name] = {chunk_layer}

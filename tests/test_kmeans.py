@@ -203,10 +203,12 @@ def test_nan_data_is_refused():
         bd.kmeans(X, 2)
 
 
-def test_fewer_distinct_points_than_clusters_warns():
+@pytest.mark.parametrize("init", ["random", "k-means++", "k-means||"])
+def test_fewer_distinct_points_than_clusters_warns(init):
     X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]]), 10, axis=0)
     with pytest.warns(RuntimeWarning, match="only 2 distinct clusters"):
-        bd.kmeans(X, 3, init="random", random_state=0)
+        result = bd.kmeans(X, 3, init=init, random_state=0)
+    assert {tuple(c) for c in result.centroids} == {(0.0, 0.0), (1.0, 1.0)}
 
 
 @estimator_checks([bd.KMeans(n_clusters=3, random_state=0)])

@@ -16,6 +16,10 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+# numba's np.dot calls the BLAS of SciPy's cython_blas; loading it with this module lets the
+# workers' BLAS thread limit (bigdist.runtime) cover it.
+import scipy.linalg.cython_blas  # noqa: F401
+
 # Status of ``lloyd_block``.
 DONE = 0
 OUT_OF_RANGE = 1  # a step's values are outside the GEMM dtype's safe range: nothing is usable
@@ -57,8 +61,8 @@ def lloyd_block(
     (status, inertia, rows assigned through the GEMM); on ``OUT_OF_RANGE`` the outputs are partial.
     """
     centres, shift, half_norms, max_norm, bound_factor, safe_low, safe_high, centroid_amax = gemm
-    bounded, labels_before, lower_before, drift_other, half_gap = carried
-    labels, lower, distances, sums, counts, moments, with_moments = outputs
+    bounded = carried[0]
+    labels, lower = outputs[0], outputs[1]
     products_buffer, shifted_buffer, best, second, first, selected = scratch
     n, d = block.shape
     k = centres.shape[0]
@@ -81,8 +85,8 @@ def lloyd_block(
             products = products_buffer[: k * m].reshape((k, m))
             np.dot(centres, shifted.T, products)
             nearest_two(products, half_norms, best[:m], second[:m], first[:m])
-            _settle(block, centroids, shifted, products, half_norms, max_norm, bound_factor, selected, m, scratch,
-                    labels, lower)  # fmt: skip
+            _settle(block, centroids, shifted, products, half_norms, max_norm, bound_factor, selected[:m],
+                    best, second, first, labels, lower)  # fmt: skip
             gemm_rows += m
         inertia += _accumulate_step(block, start, stop, centroids, outputs)
     return DONE, inertia, gemm_rows
@@ -199,14 +203,14 @@ def _settle(
     max_norm: float,
     bound_factor: float,
     selected: np.ndarray,
-    m: int,
-    scratch: tuple,
+    best: np.ndarray,
+    second: np.ndarray,
+    first: np.ndarray,
     labels: np.ndarray,
     lower: np.ndarray,
 ) -> None:
-    """Label the ``m`` selected rows from :func:`nearest_two`'s values, with a lower bound on the other centroids."""
-    best, second, first = scratch[2], scratch[3], scratch[4]
-    for j in range(m):
+    """Label the selected rows from :func:`nearest_two`'s values, with a lower bound on the other centroids."""
+    for j in range(selected.shape[0]):
         i = selected[j]
         norm2 = _squared_norm(shifted[j])
         bound = bound_factor * (np.sqrt(norm2) + max_norm) ** 2

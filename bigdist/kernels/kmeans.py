@@ -1,4 +1,7 @@
-"""K-means on blocks: assignment by the expansion trick, partial sums, their merge. NumPy only.
+"""K-means on blocks: assignment by the expansion trick, partial sums, their merge; k-means|| rounds.
+
+The per-step maths is the compiled ``bigdist.kernels.assign.lloyd_block``;
+each thread keeps its scratch arrays between tasks (``_scratch``).
 
 A Lloyd pass maps ``kmeans_chunk`` (or ``kmeans_bounded_chunk``, which also
 carries per-row bounds between passes and skips the rows whose centroid
@@ -29,12 +32,15 @@ from bigdist.kernels.scaling import largest_magnitude, safe_range
 # Rows per step: the step's rows and its (k, STEP_ROWS) products stay in cache between the GEMM and the sums.
 STEP_ROWS = 1024
 
-# Per-thread scratch arrays up to this size are kept from one task to the next.
-SCRATCH_KEEP_BYTES = 16 * 2**20
-_thread_buffers = threading.local()
+# Scratch arrays a thread keeps from one task to the next, in all (a block of 262,144 rows keeps ~7 MiB).
+SCRATCH_KEEP_BYTES = 32 * 2**20
+_thread_scratch = threading.local()
 
 # What a row carries from one Lloyd pass to the next (Hamerly's bounds).
 BOUNDS_DTYPE = np.dtype([("label", np.int64), ("lower", np.float64)])
+
+# Each row's nearest k-means|| candidate so far and its squared distance, carried from one round to the next.
+NEAREST_DTYPE = np.dtype([("label", np.int64), ("cost", np.float64)])
 
 
 def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -42,16 +48,18 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
     Under Dask's ``MALLOC_TRIM_THRESHOLD_`` every fresh array of more than
     128 KiB is fresh pages, and faulting them in cost ~20% of a bounded
-    pass's task. Arrays above ``SCRATCH_KEEP_BYTES`` are not kept.
+    pass's task. A thread keeps at most ``SCRATCH_KEEP_BYTES`` in all; past
+    that, arrays are allocated afresh.
     """
     dtype = np.dtype(dtype)
     size = math.prod(shape)
-    if size * dtype.itemsize > SCRATCH_KEEP_BYTES:
-        return np.empty(shape, dtype=dtype)
-    buffers = _thread_buffers.__dict__
-    buffer = buffers.get((name, dtype.str))
+    buffers = _thread_scratch.__dict__.setdefault("buffers", {})
+    buffer = buffers.get((name, dtype))
     if buffer is None or buffer.size < size:
-        buffer = buffers[(name, dtype.str)] = np.empty(size, dtype=dtype)
+        kept = sum(kept.nbytes for kept in buffers.values()) - (0 if buffer is None else buffer.nbytes)
+        if kept + size * dtype.itemsize > SCRATCH_KEEP_BYTES:
+            return np.empty(shape, dtype=dtype)
+        buffer = buffers[(name, dtype)] = np.empty(size, dtype=dtype)
     return buffer[:size].reshape(shape)
 
 
@@ -89,11 +97,13 @@ def _run_block(
     range (then in float64, as exact); ``carried`` (with ``drift_other`` and
     ``half_gap``) are Hamerly's bounds from the last pass.
     """
+    # One memory layout (and the step's rows contiguous): each layout would be another compiled kernel.
+    block = np.ascontiguousarray(block)
     n, d = block.shape
     k = len(centroids)
     labels, lower = carried_out["label"], carried_out["lower"]
     if carried is None:
-        # Unused: the same array types as real bounds, so the kernel is compiled once.
+        # Unused: the same array types as real bounds, so no second kernel is compiled for the first pass.
         bounds = (False, labels, lower, np.zeros(k), np.zeros(k))
     else:
         bounds = (True, carried["label"], carried["lower"], drift_other, half_gap)
@@ -301,3 +311,76 @@ def bound_updates(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np
             nearest2[start : start + 1024] = gaps2.min(axis=1)
     half_gap = 0.5 * np.sqrt(np.maximum(nearest2 - error, 0.0)) * (1 - 1e-12)
     return drift_other, half_gap
+
+
+def row_uniforms(seed: int, stream: int, rows: np.ndarray) -> np.ndarray:
+    """Uniform [0, 1) numbers keyed by global row (splitmix64), so sampling ignores the chunking."""
+    with np.errstate(over="ignore"):
+        z = rows.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64((seed * 1000003 + stream) & (2**64 - 1))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def fold_candidates_chunk(
+    block: np.ndarray, first_row: int, nearest: np.ndarray | None, new: np.ndarray, first_label: int, n_labels: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    """k-means||: each row's nearest candidate once ``new`` (labelled from ``first_label``) joins ``nearest``'s.
+
+    Parameters
+    ----------
+    block : ndarray of shape (n, d)
+    first_row : int, global index of ``block[0]`` (unused: the fold needs no global index)
+    nearest : structured ndarray of shape (n,), dtype ``NEAREST_DTYPE``, from the last round; or None
+    new : ndarray of shape (m, d), the round's new candidates
+    first_label, n_labels : int, the label of ``new[0]`` and the number of candidates in all
+
+    Returns
+    -------
+    ({"cost": sum of the rows' squared distances to their nearest candidate, "counts": (n_labels,)
+    rows per candidate}, structured ndarray of shape (n,) of the rows' nearest candidates). Ties
+    keep the older candidate, the lower label.
+    """
+    labels, costs = assign(block, new)
+    folded = np.empty(len(block), dtype=NEAREST_DTYPE)
+    folded["label"] = labels + first_label
+    folded["cost"] = costs
+    if nearest is not None:
+        older = nearest["cost"] <= costs
+        folded[older] = nearest[older]
+    counts = np.bincount(folded["label"], minlength=n_labels)
+    return {"cost": float(folded["cost"].sum()), "counts": counts}, folded
+
+
+def candidate_costs_chunk(block: np.ndarray, first_row: int, candidates: np.ndarray) -> dict[str, Any]:
+    """k-means|| without carried state: the fold of every candidate at once (see ``fold_candidates_chunk``)."""
+    return fold_candidates_chunk(block, first_row, None, candidates, 0, len(candidates))[0]
+
+
+def fold_combine(partials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge the states of ``fold_candidates_chunk``."""
+    return {"cost": sum(p["cost"] for p in partials), "counts": sum(p["counts"] for p in partials)}
+
+
+def _sample_rows(
+    block: np.ndarray, first_row: int, costs: np.ndarray, rate: float, seed: int, stream: int
+) -> np.ndarray:
+    # Row i is drawn with probability rate * cost_i (capped at 1), by a uniform keyed on its global index.
+    draws = row_uniforms(seed, stream, np.arange(first_row, first_row + len(block)))
+    return block[draws < rate * costs].astype(np.float64)
+
+
+def sample_by_cost_chunk(block: np.ndarray, first_row: int, nearest: np.ndarray, **draw: Any) -> np.ndarray:
+    """k-means||: the block's rows drawn by their carried cost (``rate``, ``seed``, ``stream``), as float64."""
+    return _sample_rows(block, first_row, nearest["cost"], **draw)
+
+
+def sample_by_distance_chunk(block: np.ndarray, first_row: int, candidates: np.ndarray, **draw: Any) -> np.ndarray:
+    """:func:`sample_by_cost_chunk` without carried costs: the distances to every candidate are computed again."""
+    return _sample_rows(block, first_row, assign(block, candidates)[1], **draw)
+
+
+def stack_rows(values: list[np.ndarray]) -> np.ndarray:
+    """Merge sampled rows."""
+    return np.concatenate(values)

@@ -6,6 +6,7 @@ from bigdist.kernels import kmeans as kernels_kmeans
 from bigdist.kernels.kmeans import (
     assign,
     bound_updates,
+    fold_candidates_chunk,
     kmeans_bounded_chunk,
     kmeans_chunk,
     kmeans_combine,
@@ -108,3 +109,38 @@ def test_bound_updates_against_direct_distances():
     np.fill_diagonal(gaps, np.inf)
     assert (half_gap <= gaps.min(axis=1) / 2).all()
     np.testing.assert_allclose(half_gap, gaps.min(axis=1) / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("step_rows", [1024, 7])
+def test_a_late_step_beyond_float32_range_reruns_the_block_in_float64(step_rows, monkeypatch):
+    monkeypatch.setattr(kernels_kmeans, "STEP_ROWS", step_rows)
+    rng = np.random.default_rng(4)
+    data = ((rng.normal(size=(2000, 4)) + rng.integers(0, 5, size=(2000, 1)) * 3) * 1e17).astype(np.float32)
+    data[1990] *= 100  # squares beyond float32's range, in the block's last step only
+    centroids = data[rng.choice(1900, 6, replace=False)].astype(np.float64)
+    carried, previous = None, None
+    for _ in range(4):
+        drift_other, half_gap = (np.zeros(6), np.zeros(6)) if carried is None else bound_updates(previous, centroids)
+        state, carried = kmeans_bounded_chunk(data, 0, carried, centroids, drift_other, half_gap, n_far=2)
+        labels = _oracle_labels(data, centroids)
+        np.testing.assert_array_equal(carried["label"], labels)
+        np.testing.assert_array_equal(state["counts"], np.bincount(labels, minlength=6))
+        sums = np.zeros((6, 4))
+        np.add.at(sums, labels, data.astype(np.float64))
+        np.testing.assert_allclose(state["sums"], sums, rtol=1e-12)
+        previous, centroids = centroids, update_centroids(state, centroids)[0]
+
+
+def test_kmeans_parallel_fold_keeps_the_older_candidate_on_ties():
+    rng = np.random.default_rng(5)
+    block = rng.integers(0, 4, size=(300, 2)).astype(np.float64)
+    old, new = block[:3], np.concatenate([block[:1], block[10:12]])  # new[0] ties with old[0]
+    state, nearest = fold_candidates_chunk(block, 0, None, old, 0, 3)
+    state, folded = fold_candidates_chunk(block, 0, nearest, new, 3, 6)
+    everything = np.concatenate([old, new])
+    distances = cdist(block, everything, "sqeuclidean")
+    np.testing.assert_array_equal(folded["label"], np.argmin(distances, axis=1))
+    np.testing.assert_array_equal(folded["cost"], distances.min(axis=1))
+    np.testing.assert_array_equal(state["counts"], np.bincount(np.argmin(distances, axis=1), minlength=6))
+    assert state["cost"] == pytest.approx(distances.min(axis=1).sum(), rel=1e-12)
+    assert state["counts"][3] == 0  # a duplicate of candidate 0 never takes its rows
