@@ -127,20 +127,29 @@ def _carry_rows(X: da.Array) -> bool:
     return X.shape[0] * BOUNDS_DTYPE.itemsize <= 0.25 * memory_budget()
 
 
-def _fold_candidates(
-    X: da.Array, nearest: da.Array | None, new: np.ndarray, first_label: int, split_every: int, keep: bool
+def _measure_candidates(
+    X: da.Array,
+    nearest: da.Array | None,
+    new: np.ndarray,
+    candidates: np.ndarray,
+    split_every: int,
+    carry: bool,
 ) -> tuple[dict[str, Any], da.Array | None]:
-    """One pass: every row's distance to the ``new`` candidates only, folded into its nearest so far.
+    """One pass: the rows' summed cost and the rows per candidate, over all ``candidates`` (``new`` the last).
 
-    With ``keep``, the rows' nearest candidates stay in the cluster for the next round. Without,
-    ``new`` must hold every candidate (``first_label`` 0, ``nearest`` None) and None is returned.
+    With ``carry``, only the distances to ``new`` are computed, folded into
+    the rows' nearest candidates so far, which stay in the cluster for the
+    next round. Otherwise the distances to every candidate are, and no
+    nearest candidates are returned.
     """
-    if not keep:
-        # Every candidate from label 0, nothing carried.
-        return block_tree_reduce(
-            X, candidate_costs_chunk, fold_combine, split_every=split_every, name="bigdist-kmeans||-cost", extra=(new,)
-        ).compute(), None
-    chunk = partial(fold_candidates_chunk, first_label=first_label, n_labels=first_label + len(new))
+    if not carry:
+        state = block_tree_reduce(
+            X, candidate_costs_chunk, fold_combine, split_every=split_every, name="bigdist-kmeans||-cost",
+            extra=(candidates,),
+        ).compute()  # fmt: skip
+        return state, None
+    first_label = len(candidates) - len(new)
+    chunk = partial(fold_candidates_chunk, first_label=first_label, n_labels=len(candidates))
     partials, folded = block_tree_reduce_carry(
         X, nearest, chunk, fold_combine, carried_dtype=NEAREST_DTYPE, split_every=split_every,
         name="bigdist-kmeans||-cost", extra=(new,),
@@ -164,7 +173,7 @@ def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, roun
     rng = np.random.default_rng(seed)
     carry = _carry_rows(X)
     candidates = X[int(rng.integers(X.shape[0]))].compute()[None, :].astype(np.float64)
-    state, nearest = _fold_candidates(X, None, candidates, 0, split_every, keep=carry)
+    state, nearest = _measure_candidates(X, None, candidates, candidates, split_every, carry)
     oversampling = 2 * k
     for round_ in range(rounds):
         if state["cost"] == 0:
@@ -178,12 +187,8 @@ def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, roun
             X, chunk, stack_rows, split_every=split_every, name="bigdist-kmeans||-sample", extra=extra, carried=nearest
         ).compute()
         if len(sampled):
-            if carry:
-                state, nearest = _fold_candidates(X, nearest, sampled, len(candidates), split_every, keep=True)
-                candidates = np.concatenate([candidates, sampled])
-            else:
-                candidates = np.concatenate([candidates, sampled])
-                state, _ = _fold_candidates(X, None, candidates, 0, split_every, keep=False)
+            candidates = np.concatenate([candidates, sampled])
+            state, nearest = _measure_candidates(X, nearest, sampled, candidates, split_every, carry)
         logger.info("k-means|| round %d: %d candidates", round_ + 1, len(candidates))
     # Identical candidates (duplicate rows) pool their weights.
     candidates, inverse = np.unique(candidates, axis=0, return_inverse=True)

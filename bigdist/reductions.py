@@ -173,7 +173,7 @@ def block_tree_reduce_carry(
     layers[carried_name] = {(carried_name, i): (operator.getitem, key, 1) for i, key in enumerate(chunk_keys)}
     dependencies[carried_name] = {chunk_layer}
     # Copies: the partial and merge layers added below are not part of this array's graph.
-    graph = HighLevelGraph(dict(layers), {name: set(deps) for name, deps in dependencies.items()})
+    graph = HighLevelGraph(dict(layers), {layer: set(needs) for layer, needs in dependencies.items()})
     after = da.Array(graph, carried_name, chunks=(array.chunks[0],), dtype=carried_dtype)
     partial_name = f"{name}-partial-{token}"
     layers[partial_name] = {(partial_name, i): (operator.getitem, key, 0) for i, key in enumerate(chunk_keys)}
@@ -208,15 +208,15 @@ def _chunk_layer(
         len(blocks) * sum(value.nbytes for value in extra) <= INLINE_EXTRA_BYTES
     ):
         # Small arrays go in every task: a key of their own costs a task and a transfer before the blocks start.
-        extra_keys = list(extra)
+        extra_args = list(extra)
     else:
-        extra_keys = [(f"{name}-extra-{token}", j) for j in range(len(extra))]
-        tasks.update(zip(extra_keys, extra, strict=True))
+        extra_args = [(f"{name}-extra-{token}", j) for j in range(len(extra))]
+        tasks.update(zip(extra_args, extra, strict=True))
     carried_arrays = [previous for previous in carried if previous is not None]
     carried_keys = carried_arrays[0].__dask_keys__() if carried_arrays else [None] * len(blocks)
     for i, (block, offset) in enumerate(zip(blocks, _offsets(array), strict=True)):
         before = [carried_keys[i]] if carried else []
-        tasks[(layer_name, i)] = (chunk, block, offset, *before, *extra_keys)
+        tasks[(layer_name, i)] = (chunk, block, offset, *before, *extra_args)
     collections = [array, *carried_arrays]
     graph = HighLevelGraph.from_collections(layer_name, tasks, dependencies=collections)
     return dict(graph.layers), dict(graph.dependencies), [(layer_name, i) for i in range(len(blocks))]
