@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from functools import partial
 from typing import Any
 
 import dask.array as da
@@ -17,11 +16,7 @@ from bigdist.kernels.kmeans import assign
 from bigdist.kmeans import kmeans
 from bigdist.knn import knn
 from bigdist.meanshift import meanshift
-
-
-def _distances_chunk(block: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    diff = block[:, None, :].astype(np.float64) - centroids[None, :, :]
-    return np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+from bigdist.pairwise import euclidean_distances
 
 
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -119,13 +114,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> Any:
         """Euclidean distance of each row to every centroid, shape (n_samples, n_clusters)."""
-        array = _fitted_input(self, X)
-        distances = array.map_blocks(
-            partial(_distances_chunk, centroids=self.cluster_centers_),
-            dtype=np.float64,
-            chunks=(array.chunks[0], (self.cluster_centers_.shape[0],)),
-            meta=np.empty((0, 0)),
-        )
+        # The distance-matrix kernel: blocks of bounded size, however many rows a block of X has.
+        distances = euclidean_distances(_fitted_input(self, X), self.cluster_centers_)
         return distances.compute() if _in_memory(X) else distances
 
     def score(self, X: Any, y: Any = None) -> float:

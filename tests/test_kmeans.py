@@ -1,8 +1,11 @@
+import tracemalloc
+
 import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import load_digits, make_blobs
 
@@ -140,6 +143,20 @@ def test_estimator_matches_scikit_learn(blobs):
     np.testing.assert_array_equal(ours.predict(blobs[:100]), theirs.predict(blobs[:100]))
     np.testing.assert_allclose(ours.transform(blobs[:50]), theirs.transform(blobs[:50]), rtol=1e-9)
     assert ours.score(blobs) == pytest.approx(theirs.score(blobs), rel=1e-9)
+
+
+def test_transform_holds_a_block_of_distances_not_of_differences():
+    # 20,000 x 64 rows against 50 centroids: an (n, k, d) array of differences would take 512 MB.
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(20_000, 64)) + 1e3
+    centroids = X[:50]
+    model = bd.KMeans(50, init=centroids, max_iter=1).fit(X[:1000])
+    tracemalloc.start()
+    distances = model.transform(X)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    np.testing.assert_allclose(distances, cdist(X, model.cluster_centers_), rtol=1e-12)
+    assert peak < 64 * 2**20, f"transform peaked at {peak / 2**20:.0f} MiB"
 
 
 def test_dataframe_input_is_handled_as_scikit_learn_does(blobs):
