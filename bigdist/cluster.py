@@ -12,11 +12,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bigdist.errors import InputShapeError
 from bigdist.io import as_array, in_memory
-from bigdist.kernels.kmeans import assign
-from bigdist.kmeans import kmeans
+from bigdist.kmeans import inertia_chunk, kmeans, labels_chunk
 from bigdist.knn import knn
 from bigdist.meanshift import meanshift
 from bigdist.pairwise import euclidean_distances
+from bigdist.reductions import map_row_blocks
 
 
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -100,11 +100,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     def predict(self, X: Any) -> Any:
         """Index of the nearest centroid of each row, shape (n_samples,)."""
         array = _fitted_input(self, X)
-        labels = array.map_blocks(
-            lambda block: assign(block, self.cluster_centers_)[0],
-            dtype=np.int64,
-            drop_axis=1,
-            meta=np.empty((0,), dtype=np.int64),
+        labels = map_row_blocks(
+            array, labels_chunk, dtype=np.int64, name="bigdist-kmeans-predict", extra=(self.cluster_centers_,)
         )
         return labels.compute() if _in_memory(X) else labels
 
@@ -121,13 +118,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     def score(self, X: Any, y: Any = None) -> float:
         """Opposite of the inertia of X with respect to the centroids."""
         array = _fitted_input(self, X)
-        inertia = array.map_blocks(
-            lambda block: np.atleast_1d(assign(block, self.cluster_centers_)[1].sum()),
-            dtype=np.float64,
-            drop_axis=1,
-            chunks=((1,) * array.numblocks[0],),
-            meta=np.empty((0,)),
-        ).sum()
+        inertia = map_row_blocks(
+            array, inertia_chunk, dtype=np.float64, name="bigdist-kmeans-score", extra=(self.cluster_centers_,),
+            chunks=(1,) * array.numblocks[0],
+        ).sum()  # fmt: skip
         return -float(inertia.compute())
 
 

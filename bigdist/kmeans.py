@@ -36,7 +36,7 @@ from bigdist.kernels.kmeans import (
     stack_rows,
     update_centroids,
 )
-from bigdist.reductions import block_tree_reduce, block_tree_reduce_carry
+from bigdist.reductions import block_tree_reduce, block_tree_reduce_carry, map_row_blocks
 from bigdist.resources import maybe_persist, memory_budget
 
 logger = logging.getLogger(__name__)
@@ -418,8 +418,14 @@ def _lloyd(
     return _finish(X, centroids, len(stats), stats, split_every)
 
 
-def _labels_chunk(block: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+def labels_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray) -> np.ndarray:
+    """Nearest centroid of each row of a block (for :func:`~bigdist.reductions.map_row_blocks`)."""
     return assign(block, centroids)[0]
+
+
+def inertia_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray) -> np.ndarray:
+    """The block's sum of squared distances to the nearest centroid, as a 1-element array."""
+    return np.atleast_1d(assign(block, centroids)[1].sum())
 
 
 def _finish(
@@ -427,12 +433,5 @@ def _finish(
 ) -> KMeansResult:
     # Inertia of the final centroids, as scikit-learn reports it.
     inertia = _lloyd_state(X, centroids, split_every, n_far=0)["inertia"]
-    labels = X.map_blocks(
-        partial(_labels_chunk, centroids=centroids),
-        dtype=np.int64,
-        drop_axis=1,
-        chunks=(X.chunks[0],),
-        meta=np.empty((0,), dtype=np.int64),
-        name=f"bigdist-kmeans-labels-{dask.base.tokenize(X, centroids)}",
-    )
+    labels = map_row_blocks(X, labels_chunk, dtype=np.int64, name="bigdist-kmeans-labels", extra=(centroids,))
     return KMeansResult(centroids=centroids, labels=labels, inertia=float(inertia), n_iter=n_iter, stats=stats)

@@ -143,6 +143,26 @@ def block_tree_reduce(
     return _tree(layers, dependencies, chunk_keys, combine, split_every, name, token)
 
 
+def map_row_blocks(
+    array: da.Array,
+    chunk: Any,
+    *,
+    dtype: Any,
+    name: str,
+    extra: tuple[Any, ...] = (),
+    chunks: tuple[int, ...] | None = None,
+) -> da.Array:
+    """``chunk(block, first_row, *extra)`` on every row block, as a 1-D dask array.
+
+    ``extra`` goes in the graph as in :func:`block_tree_reduce` (once, or in every task when small),
+    never captured per task. ``chunks``: the length of each block's output, default its row count.
+    """
+    token = tokenize(array, chunk, extra)
+    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token)
+    sizes = array.chunks[0] if chunks is None else chunks
+    return da.Array(HighLevelGraph(layers, dependencies), chunk_keys[0][0], chunks=(sizes,), dtype=dtype)
+
+
 def block_tree_reduce_carry(
     array: da.Array,
     carried: da.Array | None,

@@ -1,5 +1,6 @@
 import tracemalloc
 
+import cloudpickle
 import dask
 import dask.array as da
 import numpy as np
@@ -157,6 +158,18 @@ def test_transform_holds_a_block_of_distances_not_of_differences():
     tracemalloc.stop()
     np.testing.assert_allclose(distances, cdist(X, model.cluster_centers_), rtol=1e-12)
     assert peak < 64 * 2**20, f"transform peaked at {peak / 2**20:.0f} MiB"
+
+
+def test_predict_graph_carries_the_centroids_not_the_estimator():
+    # A fitted estimator holds its labels (1.6 MB here); no task may capture it.
+    model = bd.KMeans(3, init="random", random_state=0, max_iter=1).fit(
+        np.random.default_rng(7).normal(size=(200_000, 2))
+    )
+    X = da.ones((200_000, 2), chunks=(10_000, 2))
+    labels = model.predict(X)
+    size = len(cloudpickle.dumps(dict(labels.__dask_graph__())))
+    assert size < 200_000, f"predict's graph takes {size} bytes"
+    np.testing.assert_array_equal(labels.compute(), model.predict(np.ones((200_000, 2))))
 
 
 def test_dataframe_input_is_handled_as_scikit_learn_does(blobs):
