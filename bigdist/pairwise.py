@@ -48,7 +48,13 @@ def _inputs(queries: Any, train: Any) -> tuple[da.Array, da.Array, bool]:
 
 
 def _blocked(query_array: da.Array, train_array: da.Array, dtype: np.dtype) -> tuple[da.Array, da.Array]:
-    rows, cols = block_shape(query_array.shape[0], train_array.shape[0], dtype.itemsize, config.get("chunk-bytes"))
+    block_bytes = config.get("chunk-bytes")
+    rows, cols = block_shape(query_array.shape[0], train_array.shape[0], dtype.itemsize, block_bytes)
+    # The input blocks stay within chunk-bytes too: against a short side (e.g. k centroids), the output
+    # block alone would allow block_bytes / k rows of the other, each of n_features values.
+    input_rows = max(1, block_bytes // max(1, query_array.shape[1] * max(query_array.itemsize, train_array.itemsize)))
+    rows = even_blocks(query_array.shape[0], min(rows, input_rows))[0]
+    cols = even_blocks(train_array.shape[0], min(cols, input_rows))[0]
     # Regular blocks: each output block is one Zarr chunk, written by one task.
     return query_array.rechunk({0: rows}), train_array.rechunk({0: cols})
 

@@ -209,3 +209,13 @@ def test_float32_gemm_keys_within_the_documented_bound(metric, small_blocks):
     close = expected < np.median(expected) / 1e6  # within-cluster pairs: re-checked, so float32-accurate
     assert close.sum() > 1000
     np.testing.assert_allclose(result[close], expected[close], rtol=1e-6, atol=0 if metric == "sqeuclidean" else 1e-7)
+
+
+def test_input_blocks_stay_within_chunk_bytes_against_a_short_side():
+    # 4 columns: the output block alone would allow 2,048 query rows of 256 float64 values (4 MiB) per task.
+    rng = np.random.default_rng(8)
+    queries, train = rng.normal(size=(3000, 256)), rng.normal(size=(4, 256))
+    with dask.config.set({"bigdist.chunk-bytes": 65536}):
+        matrix = bd.pairwise_distances(queries, train)
+    assert max(matrix.chunks[0]) * 256 * 8 <= 65536
+    np.testing.assert_allclose(matrix.compute(), distances(queries, train, "euclidean"), rtol=1e-12)
