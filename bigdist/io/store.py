@@ -25,6 +25,8 @@ import dask.array as da
 import numpy as np
 import zarr
 from dask.base import tokenize
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from bigdist import config
 from bigdist.errors import IncompleteOutputError, OutputExistsError, ParameterError, StoreNotFoundError
@@ -346,23 +348,31 @@ def write_group(
     # Optimised together, so blocks shared by several arrays (e.g. distances and indices) are computed once.
     optimised = dask.optimize(*sources.values())
     token = uuid.uuid4().hex
-    stored = []
+    layers: dict[str, dict[Any, Any]] = {}
+    dependencies: dict[str, set[str]] = {}
+    stored: list[tuple[Any, ...]] = []
     for (name, source), array in zip(sources.items(), optimised, strict=True):
         target, markers = group[name].with_config(WRITE_CONFIG), group[f"{PROGRESS_GROUP}/{name}"]
-        blocks = array.to_delayed(optimize_graph=False)
         starts = [np.concatenate([[0], np.cumsum(sizes)]).astype(int) for sizes in source.chunks]
+        # One layer per array, built directly: a delayed call per block made the graph quadratic to build.
+        layer_name = f"bigdist-store-{name}-{token}"
+        tasks = {}
         for index in np.ndindex(*source.numblocks):
             if done[name][index]:
                 continue
             region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index, strict=True))
             # Dask blocks match zarr chunks one to one, so no two tasks write one chunk and no lock is needed.
-            stored.append(
-                dask.delayed(_store_block, pure=False)(
-                    blocks[index], target, region, markers, index,
-                    dask_key_name=(f"bigdist-store-{name}-{token}", *index),
-                )
-            )  # fmt: skip
-    finished = dask.delayed(_mark_complete, pure=False)(path, stored, dask_key_name=f"bigdist-finish-output-{token}")
+            tasks[(layer_name, *index)] = (_store_block, (array.name, *index), target, region, markers, index)
+        if not tasks:
+            continue
+        graph = HighLevelGraph.from_collections(layer_name, tasks, dependencies=[array])
+        layers.update(graph.layers)
+        dependencies.update(graph.dependencies)
+        stored.extend(tasks)
+    finish_name = f"bigdist-finish-output-{token}"
+    layers[finish_name] = {finish_name: (_mark_complete, path, stored)}
+    dependencies[finish_name] = {key[0] for key in stored}
+    finished = Delayed(finish_name, HighLevelGraph(layers, dependencies), layer=finish_name)
     return finished.compute() if compute else finished
 
 
