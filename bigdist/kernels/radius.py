@@ -173,10 +173,17 @@ def check_cap(counts: np.ndarray, first_query: int, max_neighbors: int) -> None:
 
 
 class _Pairs:
-    """The pairs a tile task finds, and the growable buffers its compiled collectors write into."""
+    """The pairs a tile task finds, and the growable buffers its compiled collectors write into.
 
-    def __init__(self, capacity: int) -> None:
+    Each query row's count is kept as sub-tiles come in, so a row over the
+    cap raises within one sub-tile of reaching it, not after the whole tile.
+    """
+
+    def __init__(self, capacity: int, n_rows: int, first_query: int, max_neighbors: int) -> None:
         self._allocate(capacity)
+        self._counts = np.zeros(n_rows, dtype=np.int64)
+        self._first_query = first_query
+        self._max_neighbors = max_neighbors
         self._rows: list[np.ndarray] = []
         self._indices: list[np.ndarray] = []
         self._keys: list[np.ndarray] = []
@@ -194,22 +201,24 @@ class _Pairs:
         while (count := fill(*self._buffers)) < 0:
             self._allocate(2 * len(self._buffers[0]))
         rows, columns, keys = self._buffers
+        step_counts = np.bincount(rows[:count])
+        counts = self._counts[row_offset : row_offset + len(step_counts)]
+        counts += step_counts
+        check_cap(counts, self._first_query + row_offset, self._max_neighbors)
         self._rows.append(rows[:count] + row_offset)
         self._indices.append(columns[:count] + index_offset)
         self._keys.append(keys[:count].copy())
 
-    def partial(self, n_rows: int, first_query: int, max_neighbors: int) -> dict[str, Any]:
+    def partial(self) -> dict[str, Any]:
         """The partial result (rows in order, each row's pairs by increasing train index)."""
         rows = np.concatenate(self._rows)
         indices = np.concatenate(self._indices)
         order = np.lexsort((indices, rows))
-        counts = np.bincount(rows, minlength=n_rows).astype(np.int64)
-        check_cap(counts, first_query, max_neighbors)
         return {
-            "counts": counts,
+            "counts": self._counts,
             "indices": indices[order],
             "keys": np.concatenate(self._keys)[order],
-            "first_query": first_query,
+            "first_query": self._first_query,
         }
 
 
@@ -261,7 +270,7 @@ def radius_chunk(
     m, n = queries.shape[0], train.shape[0]
     if m == 0 or n == 0:
         return empty_partial(m, first_query)
-    pairs = _Pairs(4 * min(tile_query_rows, m) + 1024)
+    pairs = _Pairs(4 * min(tile_query_rows, m) + 1024, m, first_query, max_neighbors)
     if metric in DIRECT_METRICS:
         check_values(queries, metric, "queries", first_query)
         check_values(train, metric, "train", first_train)
@@ -275,10 +284,10 @@ def radius_chunk(
                     direct_within, queries[q_start:q_stop], train[x_start:x_stop], code, p, radius, self_offset
                 )
                 pairs.collect(fill, q_start, first_train + x_start)
-        return pairs.partial(m, first_query, max_neighbors)
+        return pairs.partial()
     exponent = _gemm_pairs(pairs, queries, train, first_query, first_train, radius, metric, exclude_self,
                            tile_query_rows, tile_train_rows)  # fmt: skip
-    found = pairs.partial(m, first_query, max_neighbors)
+    found = pairs.partial()
     found["keys"] = scale_back(found["keys"], exponent, f"radius neighbours with metric={metric!r}")
     return found
 

@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -156,3 +158,18 @@ def test_float32_output_that_cannot_hold_the_values_raises(metric):
     rows = np.repeat(np.arange(5), out["counts"])
     np.testing.assert_allclose(finished["distances"], oracle_distances(data[:5], data, metric)[rows, out["indices"]],
                                rtol=1e-12)  # fmt: skip
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "manhattan"])
+def test_a_dense_tile_raises_at_the_cap_before_holding_its_pairs(metric):
+    # Every one of the 2,000 x 20,000 pairs is within the radius: 40 million pairs (~1 GB) if all were kept.
+    queries, train = np.zeros((2000, 4)), np.zeros((20_000, 4))
+    tracemalloc.start()
+    with pytest.raises(TooManyNeighborsError, match="query 7 has at least"):
+        radius_chunk(
+            queries, train, 7, 0, radius=1.0, metric=metric, exclude_self=False, max_neighbors=10,
+            tile_query_rows=256, tile_train_rows=512,
+        )  # fmt: skip
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 64 * 2**20, f"the tile peaked at {peak / 2**20:.0f} MiB before raising"
