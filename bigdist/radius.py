@@ -106,10 +106,14 @@ class RadiusResult:
         """
         prepare_output(normalise_path(path), overwrite, "result")
         blocks = dask.persist(*self.blocks)
-        counts = dask.compute(*(dask.delayed(operator.getitem, pure=True)(block, "counts") for block in blocks))
-        sizes = [int(block_counts.sum()) for block_counts in counts]
-        indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
-        arrays: dict[str, Any] = {"indptr": da.from_array(indptr, chunks=max(1, max(self.block_rows)))}
+        # Only a total per block comes to the client; each block's part of indptr is made in the cluster.
+        sizes = dask.compute(*(dask.delayed(_block_size, pure=True)(block) for block in blocks))
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        indptr = [da.zeros(1, dtype=np.int64)] + [
+            da.from_delayed(dask.delayed(_block_indptr, pure=True)(block, offset), shape=(rows,), dtype=np.int64)
+            for block, offset, rows in zip(blocks, offsets[:-1], self.block_rows, strict=True)
+        ]
+        arrays: dict[str, Any] = {"indptr": da.concatenate(indptr)}
         for key, dtype in (("indices", np.int64), ("distances", self.dtype)):
             parts = [
                 da.from_delayed(dask.delayed(operator.getitem, pure=True)(block, key), shape=(size,), dtype=dtype)
@@ -119,6 +123,15 @@ class RadiusResult:
         return str(
             write_group(path, arrays, attrs={"radius_neighbors": self.params, **(attrs or {})}, overwrite=overwrite)
         )
+
+
+def _block_size(block: dict[str, np.ndarray]) -> int:
+    return int(block["counts"].sum())
+
+
+def _block_indptr(block: dict[str, np.ndarray], offset: int) -> np.ndarray:
+    """The block's entries of indptr after the leading 0: where each of its queries' pairs end."""
+    return offset + np.cumsum(block["counts"], dtype=np.int64)
 
 
 def _check_radius(radius: Any, metric: ResolvedMetric) -> float:

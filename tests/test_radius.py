@@ -114,7 +114,8 @@ def test_cap_names_the_query_and_the_fix(small_tiles):
 
 
 def test_csr_to_zarr_round_trip(digits, tmp_path):
-    result = bd.radius_neighbors(digits[:90], digits, 21.0, sort_results=True)
+    with dask.config.set({"bigdist.knn.query-block-rows": 37}):  # 3 query blocks, each its part of indptr
+        result = bd.radius_neighbors(digits[:90], digits, 21.0, sort_results=True)
     indptr, indices, distances = result.to_csr()
     path = str(tmp_path / "radius.zarr")
     result.to_zarr(path)
@@ -126,6 +127,7 @@ def test_csr_to_zarr_round_trip(digits, tmp_path):
     np.testing.assert_array_equal(np.diff(indptr), result.counts.compute())
     expected = _oracle(digits[:90], digits, 21.0, "euclidean")
     assert [set(indices[indptr[i] : indptr[i + 1]]) for i in range(90)] == expected
+    np.testing.assert_array_equal(np.diff(stored["indptr"].compute()), [len(rows) for rows in expected])
     with pytest.raises(OutputExistsError):
         result.to_zarr(path)
 
