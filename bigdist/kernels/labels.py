@@ -116,8 +116,32 @@ def class_proba(codes: np.ndarray, weights: np.ndarray | None, n_classes: int) -
 
 
 def class_mode(codes: np.ndarray, weights: np.ndarray | None, n_classes: int) -> np.ndarray:
-    """Index of the class with the largest summed weight, ties to the lowest index; shape (m,) int64."""
-    return np.argmax(class_sums(codes, weights, n_classes), axis=1).astype(np.int64)
+    """Index of the class with the largest summed weight, ties to the lowest index; shape (m,) int64.
+
+    The neighbours of each row are sorted by class (stably, so each class's weights are summed in
+    neighbour order, bitwise as :func:`class_sums` sums them) and the runs compared in class order:
+    O(m·k) memory, whatever the number of classes.
+    """
+    m, k = codes.shape
+    order = np.argsort(codes, axis=1, kind="stable")
+    sorted_codes = np.take_along_axis(codes, order, axis=1)
+    sorted_weights = np.ones((m, k)) if weights is None else np.take_along_axis(weights, order, axis=1)
+    best_sum, best_code = np.full(m, -np.inf), np.zeros(m, dtype=np.int64)
+    running = np.zeros(m)
+    for column in range(k):
+        if column:
+            running[sorted_codes[:, column] != sorted_codes[:, column - 1]] = 0.0
+        running = running + sorted_weights[:, column]
+        run_ends = np.ones(m, dtype=bool) if column == k - 1 else sorted_codes[:, column + 1] != sorted_codes[:, column]
+        better = run_ends & (running > best_sum)
+        best_sum[better] = running[better]
+        best_code[better] = sorted_codes[better, column]
+    # The classes no neighbour has sum to 0: a best sum of 0 or less (a callable's zero or negative
+    # weights) ties with or loses to them, so those rows take the full table's argmax.
+    unsure = best_sum <= 0
+    if unsure.any():
+        best_code[unsure] = np.argmax(class_sums(codes[unsure], weights[unsure], n_classes), axis=1)
+    return best_code
 
 
 def weighted_average(values: np.ndarray, weights: np.ndarray | None) -> np.ndarray:

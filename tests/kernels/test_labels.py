@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -35,3 +37,32 @@ def test_weighted_average_per_output():
     np.testing.assert_allclose(weighted_average(values, None), values.mean(axis=1))
     weights = np.array([[1.0, 0.0, 1.0], [0.0, 2.0, 0.0]])
     np.testing.assert_allclose(weighted_average(values, weights), [[2.0, 3.0], [8.0, 9.0]])
+
+
+def _vote_oracle(codes, weights, n_classes):
+    # Per row: each class's weights summed in neighbour order; absent classes sum 0; ties to the lowest class.
+    winners = []
+    for row in range(codes.shape[0]):
+        sums = [0.0] * n_classes
+        for column in range(codes.shape[1]):
+            sums[codes[row, column]] += 1.0 if weights is None else weights[row, column]
+        winners.append(max(range(n_classes), key=lambda c: (sums[c], -c)))
+    return winners
+
+
+def test_class_mode_equals_the_per_class_vote_with_many_classes_and_ties():
+    rng = np.random.default_rng(9)
+    for _ in range(200):
+        m, k, n_classes = rng.integers(1, 40), rng.integers(1, 12), rng.integers(1, 7)
+        codes = rng.integers(0, n_classes, size=(m, k))
+        for weights in (None, rng.integers(0, 3, size=(m, k)).astype(float), rng.normal(size=(m, k))):
+            np.testing.assert_array_equal(
+                class_mode(codes, weights, n_classes), _vote_oracle(codes, weights, n_classes)
+            )
+    # 100,000 classes: the vote needs the neighbours, not a (rows, classes) table (800 MB here).
+    codes = rng.integers(0, 100_000, size=(1000, 5))
+    tracemalloc.start()
+    class_mode(codes, None, 100_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 * 2**20
