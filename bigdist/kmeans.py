@@ -37,7 +37,7 @@ from bigdist.kernels.kmeans import (
     update_centroids,
 )
 from bigdist.reductions import block_tree_reduce, block_tree_reduce_carry, map_row_blocks
-from bigdist.resources import maybe_persist, memory_budget
+from bigdist.resources import maybe_persist, memory_budget, should_persist
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +118,17 @@ def _bounded_pass(
     return combine(list(dask.compute(*partials))), after
 
 
-def _carry_rows(X: da.Array) -> bool:
-    """Whether passes carry per-row state (Hamerly's bounds; k-means|| nearest candidates) in the cluster."""
+def _carry_rows(X: da.Array, kept_bytes: int) -> bool:
+    """Whether passes carry per-row state (Hamerly's bounds; k-means|| nearest candidates) in the cluster.
+
+    ``kept_bytes``: what the data persisted in the cluster already takes of the memory budget.
+    """
     setting = config.get("kmeans.bounds")
     if setting != "auto":
         return setting == "always"
-    # 16 bytes per row stay in the cluster between passes.
-    return X.shape[0] * BOUNDS_DTYPE.itemsize <= 0.25 * memory_budget()
+    # 16 bytes per row, twice while a pass runs (the last pass's state is its input), within a quarter of
+    # what the persisted data leaves of the budget.
+    return 2 * X.shape[0] * BOUNDS_DTYPE.itemsize <= 0.25 * (memory_budget() - kept_bytes)
 
 
 def _measure_candidates(
@@ -158,11 +162,11 @@ def _measure_candidates(
     return fold_combine(list(dask.compute(*partials))), folded
 
 
-def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, rounds: int = 5) -> np.ndarray:
+def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, carry: bool, rounds: int = 5) -> np.ndarray:
     """k-means|| (Bahmani et al. 2012): oversampled rounds, then weighted k-means++ on the candidates.
 
     Each row carries its nearest candidate and cost (16 bytes, kept in the
-    cluster, when ``_carry_rows`` allows) from round to round, so a round
+    cluster, with ``carry``) from round to round, so a round
     computes distances to that round's new candidates only (one pass), then
     samples from the carried costs (a pass without distances). Otherwise each
     round computes the distances to every candidate twice. The last pass
@@ -171,7 +175,6 @@ def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, roun
     from sklearn.cluster import KMeans as SkKMeans
 
     rng = np.random.default_rng(seed)
-    carry = _carry_rows(X)
     candidates = X[int(rng.integers(X.shape[0]))].compute()[None, :].astype(np.float64)
     state, nearest = _measure_candidates(X, None, candidates, candidates, split_every, carry)
     oversampling = 2 * k
@@ -203,7 +206,7 @@ def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, roun
     return model.fit(candidates, sample_weight=weights).cluster_centers_
 
 
-def _initial_centroids(X: da.Array, k: int, init: Any, seed: int, split_every: int) -> np.ndarray:
+def _initial_centroids(X: da.Array, k: int, init: Any, seed: int, split_every: int, carry: bool) -> np.ndarray:
     n, d = X.shape
     if not isinstance(init, str):
         centroids = np.asarray(init, dtype=np.float64)
@@ -224,7 +227,7 @@ def _initial_centroids(X: da.Array, k: int, init: Any, seed: int, split_every: i
         size = min(n, max(20 * k, 10_000))
         sample = X[np.sort(rng.choice(n, size=size, replace=False))].compute().astype(np.float64)
         return kmeans_plusplus(sample, k, random_state=seed)[0]
-    return _init_kmeans_parallel(X, k, seed, split_every)
+    return _init_kmeans_parallel(X, k, seed, split_every, carry)
 
 
 def _load_checkpoint(path: str, k: int, d: int, fingerprint: str) -> dict[str, Any] | None:
@@ -334,11 +337,13 @@ def kmeans(
     seeds = np.random.SeedSequence(random_state).generate_state(n_init)
     # What a checkpoint must match to be resumed: the data (its dask name) and the arguments that shape the run.
     fingerprint = tokenize(array.name, k, init, random_state, tol)
-    array = maybe_persist(array, persist, "k-means")
+    keep = should_persist(array, persist)
+    array = maybe_persist(array, keep, "k-means")
+    carry = _carry_rows(array, array.nbytes if keep else 0)
 
     best: KMeansResult | None = None
     for run, seed in enumerate(seeds):
-        result = _lloyd(array, k, init, int(seed), max_iter, tol, split_every, checkpoint, fingerprint)
+        result = _lloyd(array, k, init, int(seed), max_iter, tol, split_every, checkpoint, fingerprint, carry)
         logger.info(
             "k-means run %d/%d: inertia %.6g after %d iterations", run + 1, n_init, result.inertia, result.n_iter
         )
@@ -370,7 +375,9 @@ def _lloyd(
     split_every: int,
     checkpoint: str | None,
     fingerprint: str,
+    carry: bool,
 ) -> KMeansResult:
+    """Lloyd passes from the init (or the checkpoint); ``carry``: keep per-row state in the cluster."""
     n, d = X.shape
     saved = _load_checkpoint(checkpoint, k, d, fingerprint) if checkpoint else None
     if saved:
@@ -379,14 +386,13 @@ def _lloyd(
         if saved.get("converged"):
             return _finish(X, centroids, start, stats, split_every)
     else:
-        centroids = _initial_centroids(X, k, init, seed, split_every)
+        centroids = _initial_centroids(X, k, init, seed, split_every, carry)
         start, stats, tol_abs = 0, [], None
 
-    bounded = _carry_rows(X)
     carried, previous = None, None
     for iteration in range(start, max_iter):
         began = time.perf_counter()
-        if bounded:
+        if carry:
             state, carried = _bounded_pass(X, carried, centroids, previous, split_every, tol_abs is None)
             previous = centroids
         else:

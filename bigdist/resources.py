@@ -36,11 +36,14 @@ def threads() -> int:
         return os.cpu_count() or 1
 
 
+def should_persist(X: da.Array, persist: bool | None) -> bool:
+    """``persist`` if given, else whether the data fits in :func:`memory_budget`."""
+    return X.nbytes <= memory_budget() if persist is None else bool(persist)
+
+
 def maybe_persist(X: da.Array, persist: bool | None, algorithm: str) -> da.Array:
     """Keep the data in the cluster's memory between passes when it fits in :func:`memory_budget` (or when told to)."""
-    if persist is None:
-        persist = X.nbytes <= memory_budget()
-    if persist:
+    if should_persist(X, persist):
         began = time.perf_counter()
         X = X.persist()
         try:

@@ -1,3 +1,4 @@
+import importlib
 import tracemalloc
 
 import cloudpickle
@@ -95,6 +96,19 @@ def test_kmeans_parallel_carrying_nearest_candidates_matches_recomputing_them(bl
         with dask.config.set({"bigdist.kmeans.bounds": carry}):
             runs[carry] = bd.kmeans(chunked, 7, init="k-means||", random_state=5, max_iter=1, split_every=2)
     np.testing.assert_array_equal(runs["always"].centroids, runs["never"].centroids)
+
+
+def test_bounds_fit_in_what_the_persisted_data_leaves_of_the_budget(blobs, monkeypatch):
+    kmeans_module = importlib.import_module("bigdist.kmeans")
+    X = np.hstack([blobs] * 4)  # 20 features: the bounds are a tenth of the data
+    init = X[10:17]
+    fractions = {}
+    for name, budget in (("roomy", 100 * X.nbytes), ("full", 1.01 * X.nbytes)):
+        monkeypatch.setattr(kmeans_module, "memory_budget", lambda budget=budget: budget)
+        result = bd.kmeans(X, 7, init=init, persist=True, tol=0, max_iter=4)
+        fractions[name] = [stats["reassigned_fraction"] for stats in result.stats]
+    assert min(fractions["roomy"]) < 1.0, "with room to spare, the bounds skip rows"
+    assert fractions["full"] == [1.0] * 4, "the persisted data leaves no room for the bounds"
 
 
 def test_centroids_as_keys_of_their_own_give_the_same_result(blobs, monkeypatch):
