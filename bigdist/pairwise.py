@@ -16,6 +16,7 @@ from dask.base import tokenize
 from bigdist import config
 from bigdist.errors import ParameterError
 from bigdist.io import as_array, check_features, check_number
+from bigdist.io.arrays import rows_per_block
 from bigdist.kernels.pairwise import cosine_similarity_chunk, out_dtype, pairwise_chunk
 from bigdist.kernels.registry import get_metric
 from bigdist.knn import knn
@@ -52,7 +53,7 @@ def _blocked(query_array: da.Array, train_array: da.Array, dtype: np.dtype) -> t
     rows, cols = block_shape(query_array.shape[0], train_array.shape[0], dtype.itemsize, block_bytes)
     # The input blocks stay within chunk-bytes too: against a short side (e.g. k centroids), the output
     # block alone would allow block_bytes / k rows of the other, each of n_features values.
-    input_rows = max(1, block_bytes // max(1, query_array.shape[1] * max(query_array.itemsize, train_array.itemsize)))
+    input_rows = rows_per_block(query_array.shape[1], max(query_array.itemsize, train_array.itemsize))
     rows = even_blocks(query_array.shape[0], min(rows, input_rows))[0]
     cols = even_blocks(train_array.shape[0], min(cols, input_rows))[0]
     # Regular blocks: each output block is one Zarr chunk, written by one task.

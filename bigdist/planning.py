@@ -5,6 +5,7 @@ from __future__ import annotations
 import dask.array as da
 
 from bigdist import config
+from bigdist.io.arrays import rows_per_block
 
 
 def even_blocks(n_rows: int, max_rows: int) -> tuple[int, ...]:
@@ -30,7 +31,8 @@ def even_blocks(n_rows: int, max_rows: int) -> tuple[int, ...]:
 def query_blocks(queries: da.Array) -> da.Array:
     """``queries`` rechunked along rows into even blocks of at most ``bigdist.knn.query-block-rows`` rows.
 
-    One task handles one such block against one train block.
+    One task handles one such block against one train block. Wide rows make
+    blocks of fewer rows, so that a block stays within ``bigdist.chunk-bytes``.
 
     Parameters
     ----------
@@ -40,7 +42,8 @@ def query_blocks(queries: da.Array) -> da.Array:
     -------
     dask array of shape (n_queries, n_features)
     """
-    return queries.rechunk({0: even_blocks(queries.shape[0], config.get("knn.query-block-rows"))})
+    max_rows = min(config.get("knn.query-block-rows"), rows_per_block(queries.shape[1], queries.dtype.itemsize))
+    return queries.rechunk({0: even_blocks(queries.shape[0], max_rows)})
 
 
 __all__ = ["even_blocks", "query_blocks"]

@@ -52,7 +52,7 @@ _DTYPE_FIXES = {
 }
 
 
-def _rows_per_block(n_features: int, itemsize: int) -> int:
+def rows_per_block(n_features: int, itemsize: int) -> int:
     """Rows of one block of ``bigdist.chunk-bytes`` (at least one)."""
     return max(1, config.get("chunk-bytes") // max(1, n_features * itemsize))
 
@@ -266,7 +266,7 @@ def _stored_rows(source: Any) -> int | None:
 
 def _block_rows(source: Any, n_features: int, itemsize: int, name: str) -> int:
     """Rows per block for a NumPy, .npy or Zarr source: toward chunk-bytes, whole stored chunks each."""
-    rows = _rows_per_block(n_features, itemsize)
+    rows = rows_per_block(n_features, itemsize)
     stored = _stored_rows(source)
     if stored is None:
         return rows
@@ -290,7 +290,7 @@ def _block_rows(source: Any, n_features: int, itemsize: int, name: str) -> int:
 def _rechunk_dask(array: da.Array, dtype: np.dtype, name: str) -> da.Array:
     """Features into one chunk; rows re-chunked only when the blocks would be far off chunk-bytes."""
     n_rows, n_features = array.shape
-    target = _rows_per_block(n_features, dtype.itemsize)
+    target = rows_per_block(n_features, dtype.itemsize)
     row_chunks = array.chunks[0]
     largest = max(row_chunks)
     if array.numblocks[1] > 1:

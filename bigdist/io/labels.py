@@ -17,7 +17,7 @@ import zarr
 from dask.base import tokenize
 
 from bigdist.errors import InputDtypeError, InputShapeError, NonFiniteError
-from bigdist.io.arrays import _first_non_finite, _NpyFile, _open_path, _rows_per_block
+from bigdist.io.arrays import _first_non_finite, _NpyFile, _open_path, rows_per_block
 
 
 def _check_finite_labels(block: np.ndarray, name: str, first_row: int = 0) -> np.ndarray:
@@ -107,7 +107,7 @@ def as_labels(data: Any, n_rows: int, *, name: str = "y", check_finite: bool = T
     if isinstance(source, da.Array):
         array = source.rechunk({1: -1}) if source.ndim == 2 else source
     else:
-        rows = _rows_per_block(int(np.prod(shape[1:], dtype=np.int64)), 8)
+        rows = rows_per_block(int(np.prod(shape[1:], dtype=np.int64)), 8)
         array = da.from_array(source, chunks=(min(rows, n_rows), *shape[1:]), asarray=True)
     if check_finite and array.dtype.kind == "f":
         array = array.map_blocks(

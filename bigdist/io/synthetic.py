@@ -26,7 +26,7 @@ import numpy as np
 import zarr
 
 from bigdist.errors import ParameterError
-from bigdist.io.arrays import _rows_per_block, check_int
+from bigdist.io.arrays import check_int, rows_per_block
 from bigdist.io.store import WRITE_CONFIG, _compressors, _now, normalise_path, prepare_output, versions
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def _output_dtype(dtype: Any) -> str:
 
 def _rows_chunk(chunk_rows: Any, n_features: int, dtype: str) -> int:
     if chunk_rows is None:
-        return _rows_per_block(n_features, np.dtype(dtype).itemsize)
+        return rows_per_block(n_features, np.dtype(dtype).itemsize)
     return check_int("chunk_rows", chunk_rows)
 
 
