@@ -12,8 +12,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bigdist.errors import InputShapeError
 from bigdist.io import as_array, in_memory
-from bigdist.kmeans import inertia_chunk, kmeans, labels_chunk
-from bigdist.knn import knn
+from bigdist.kernels.kmeans import inertia_chunk, labels_chunk
+from bigdist.kmeans import kmeans
 from bigdist.meanshift import meanshift
 from bigdist.pairwise import euclidean_distances
 from bigdist.reductions import map_row_blocks
@@ -223,7 +223,9 @@ class MeanShift(ClusterMixin, BaseEstimator):
     def predict(self, X: Any) -> Any:
         """Index of the nearest mode of each row, shape (n_samples,) (every row, as scikit-learn's predict)."""
         array = _fitted_input(self, X)
-        labels = knn(array, self.cluster_centers_, k=1, split_every=self.split_every).indices[:, 0]
+        labels = map_row_blocks(
+            array, labels_chunk, dtype=np.int64, name="bigdist-meanshift-predict", extra=(self.cluster_centers_,)
+        )
         return labels.compute() if _in_memory(X) else labels
 
     def fit_predict(self, X: Any, y: Any = None) -> Any:

@@ -23,7 +23,6 @@ from bigdist.io.integrity import ZarrSource, output_codecs
 from bigdist.kernels.kmeans import (
     BOUNDS_DTYPE,
     NEAREST_DTYPE,
-    assign,
     bound_updates,
     candidate_costs_chunk,
     fold_candidates_chunk,
@@ -31,6 +30,7 @@ from bigdist.kernels.kmeans import (
     kmeans_bounded_chunk,
     kmeans_chunk,
     kmeans_combine,
+    labels_chunk,
     sample_by_cost_chunk,
     sample_by_distance_chunk,
     stack_rows,
@@ -422,16 +422,6 @@ def _lloyd(
         if converged:
             break
     return _finish(X, centroids, len(stats), stats, split_every)
-
-
-def labels_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray) -> np.ndarray:
-    """Nearest centroid of each row of a block (for :func:`~bigdist.reductions.map_row_blocks`)."""
-    return assign(block, centroids)[0]
-
-
-def inertia_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray) -> np.ndarray:
-    """The block's sum of squared distances to the nearest centroid, as a 1-element array."""
-    return np.atleast_1d(assign(block, centroids)[1].sum())
 
 
 def _finish(

@@ -16,6 +16,7 @@ import numpy as np
 from bigdist import config
 from bigdist.errors import InputShapeError, ParameterError
 from bigdist.io import as_array, check_int, check_number, write_group
+from bigdist.kernels.kmeans import labels_chunk
 from bigdist.kernels.meanshift import (
     KERNELS,
     bin_chunk,
@@ -26,7 +27,7 @@ from bigdist.kernels.meanshift import (
     merge_modes,
 )
 from bigdist.knn import knn
-from bigdist.reductions import block_tree_reduce, kth_neighbour_distance
+from bigdist.reductions import block_tree_reduce, kth_neighbour_distance, map_row_blocks
 from bigdist.resources import maybe_persist, threads
 
 logger = logging.getLogger(__name__)
@@ -249,7 +250,7 @@ def meanshift(
     travel in the graph, the data is never gathered. Converged seeds merge
     into modes as in scikit-learn (by intensity, each mode suppressing the
     others within one bandwidth), and rows are labelled by their nearest
-    mode with :func:`bigdist.knn`. With ``kernel="flat"`` the result is
+    mode (exactly, in float64; one task per block). With ``kernel="flat"`` the result is
     scikit-learn's ``MeanShift``.
 
     Parameters
@@ -324,7 +325,7 @@ def meanshift(
             f"bandwidth"
         )
     logger.info("mean shift: %d modes from %d seeds after %d iterations", len(modes), len(positions), n_iter)
-    labels = _labels(array, modes, bandwidth_value, cluster_all, split_every)
+    labels = _labels(array, modes, bandwidth_value, cluster_all)
     return MeanShiftResult(
         cluster_centers=modes,
         labels=labels,
@@ -407,12 +408,10 @@ def _pass(X: da.Array, seeds: np.ndarray, bandwidth: float, kernel: str, split_e
     return {key: np.concatenate([state[key] for state in states]) for key in states[0]}
 
 
-def _labels(X: da.Array, modes: np.ndarray, bandwidth: float, cluster_all: bool, split_every: int) -> da.Array:
-    nearest = knn(X, modes, k=1, split_every=split_every)
-    indices = nearest.indices[:, 0]
-    if cluster_all:
-        return indices
-    return da.where(nearest.distances[:, 0] <= bandwidth, indices, np.int64(-1))
+def _labels(X: da.Array, modes: np.ndarray, bandwidth: float, cluster_all: bool) -> da.Array:
+    # One task per block of X (the modes are few): the nearest mode exactly, ties to the lower index.
+    chunk = partial(labels_chunk, radius=None if cluster_all else bandwidth)
+    return map_row_blocks(X, chunk, dtype=np.int64, name="bigdist-meanshift-labels", extra=(modes,))
 
 
 __all__ = ["MeanShiftResult", "estimate_bandwidth", "meanshift"]

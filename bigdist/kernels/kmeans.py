@@ -153,6 +153,22 @@ def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.nda
     return carried_out["label"].copy(), distances
 
 
+def labels_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray, radius: float | None = None) -> np.ndarray:
+    """Nearest centroid of each row of a block, int64; with ``radius``, -1 for rows farther than it.
+
+    For :func:`~bigdist.reductions.map_row_blocks` (``first_row`` unused).
+    """
+    labels, distances = assign(block, centroids)
+    if radius is not None:
+        labels[np.sqrt(distances) > radius] = -1
+    return labels
+
+
+def inertia_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray) -> np.ndarray:
+    """The block's sum of squared distances to the nearest centroid, as a 1-element array."""
+    return np.atleast_1d(assign(block, centroids)[1].sum())
+
+
 def kmeans_chunk(
     block: np.ndarray, first_row: int, centroids: np.ndarray, n_far: int, with_moments: bool = False
 ) -> dict[str, Any]:
