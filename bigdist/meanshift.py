@@ -170,8 +170,11 @@ def _bin_seeds(X: da.Array, bandwidth: Any, min_bin_freq: int, split_every: int)
 
     None when there are as many such cells as rows (binning failed; scikit-learn then seeds with every row).
     """
+    # The cells are all held until counted: as many as ten times the seeds a run may have, no more.
+    max_bins = 10 * config.get("meanshift.max-seeds")
     state = block_tree_reduce(
-        X, partial(bin_chunk, bin_size=bandwidth), bin_combine, split_every=split_every,
+        X, partial(bin_chunk, bin_size=bandwidth, max_bins=max_bins),
+        partial(bin_combine, max_bins=max_bins, bin_size=bandwidth), split_every=split_every,
         name="bigdist-meanshift-bins",
     ).compute()  # fmt: skip
     keep = state["counts"] >= min_bin_freq

@@ -196,3 +196,11 @@ def test_bad_data_is_refused():
         bd.estimate_bandwidth(np.ones((5, 2)), quantile=0)
     with pytest.raises(ParameterError, match="estimated bandwidth is 0"):
         bd.meanshift(np.ones((5, 2)))
+
+
+def test_bin_seeding_refuses_a_grid_finer_than_ten_times_the_seeds():
+    X = np.random.default_rng(10).normal(size=(3000, 2))
+    with dask.config.set({"bigdist.meanshift.max-seeds": 100}):
+        with pytest.raises(ParameterError, match="more than 1000 distinct grid cells at bandwidth 0.01"):
+            bd.meanshift(X, bandwidth=0.01, bin_seeding=True)
+        assert len(bd.meanshift(X, bandwidth=1.0, bin_seeding=True).cluster_centers) >= 1

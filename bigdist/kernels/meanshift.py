@@ -28,6 +28,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from bigdist.errors import ParameterError
 from bigdist.kernels.metrics import gemm_dtype, margin
 from bigdist.kernels.scaling import largest_magnitude, power_of_two_exponent
 
@@ -272,7 +273,18 @@ def meanshift_agg(state: dict[str, np.ndarray], seeds: np.ndarray) -> dict[str, 
     return {"means": means, "weights": weights, "counts": state["counts"]}
 
 
-def bin_chunk(block: np.ndarray, first_row: int, *, bin_size: float) -> dict[str, np.ndarray]:
+def _check_bins(n_bins: int, max_bins: int | None, bin_size: float | None) -> None:
+    if max_bins is not None and n_bins > max_bins:
+        raise ParameterError(
+            f"bin seeding found more than {max_bins} distinct grid cells at bandwidth {bin_size!r} (bin seeding "
+            f"holds every cell until the bins are counted); use a larger bandwidth, or bin_seeding=False (the "
+            f"seeds are then a sample of bigdist.meanshift.max-seeds rows)"
+        )
+
+
+def bin_chunk(
+    block: np.ndarray, first_row: int, *, bin_size: float, max_bins: int | None = None
+) -> dict[str, np.ndarray]:
     """Grid bins of the rows of one block: their integer coordinates, row counts and first rows.
 
     A row's bin is ``round(x / bin_size)`` with NumPy's promotion, as
@@ -283,17 +295,26 @@ def bin_chunk(block: np.ndarray, first_row: int, *, bin_size: float) -> dict[str
     -------
     dict with ``bins`` (u, d) float64, ``counts`` (u,) int64, ``first`` (u,) int64 (global row of
     the bin's first row)
+
+    Raises
+    ------
+    ParameterError
+        More than ``max_bins`` distinct bins.
     """
     # + 0.0 turns -0.0 into 0.0, one bin as in scikit-learn's dict of tuples.
     bins = np.round(block / bin_size).astype(np.float64) + 0.0
     unique, first, counts = np.unique(bins, axis=0, return_index=True, return_counts=True)
+    _check_bins(len(unique), max_bins, bin_size)
     return {"bins": unique, "counts": counts.astype(np.int64), "first": first.astype(np.int64) + first_row}
 
 
-def bin_combine(partials: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Merge bin counts of several blocks (counts add, the first row is the earliest)."""
+def bin_combine(
+    partials: list[dict[str, np.ndarray]], max_bins: int | None = None, bin_size: float | None = None
+) -> dict[str, np.ndarray]:
+    """Merge bin counts of several blocks (counts add, the first row is the earliest); at most ``max_bins``."""
     bins = np.concatenate([p["bins"] for p in partials])
     unique, inverse = np.unique(bins, axis=0, return_inverse=True)
+    _check_bins(len(unique), max_bins, bin_size)
     inverse = inverse.ravel()
     counts = np.zeros(len(unique), dtype=np.int64)
     np.add.at(counts, inverse, np.concatenate([p["counts"] for p in partials]))
