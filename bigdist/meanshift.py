@@ -157,8 +157,9 @@ def estimate_bandwidth(
     if k <= _KNN_MAX_K:
         kth = knn(array, array, k=k, split_every=split_every).distances[:, -1].astype(np.float64)
     else:
-        # Each task holds a (rows x (k + tile)) float64 tile: keep it near chunk-bytes.
-        rows = max(1, config.get("chunk-bytes") // (8 * (k + _KTH_TILE_ROWS)))
+        # A tile task holds (rows x (k + tile)) float64 values, a merge split_every partials of (rows x k):
+        # keep the larger near chunk-bytes.
+        rows = max(1, config.get("chunk-bytes") // (8 * max(k + _KTH_TILE_ROWS, split_every * k)))
         kth = kth_neighbour_distance(array.rechunk({0: rows}), array, k=k, split_every=split_every)
     bandwidth = float(kth.sum().compute()) / m
     logger.info("estimated bandwidth %.6g from %d rows (k=%d)", bandwidth, m, k)
