@@ -1,0 +1,79 @@
+"""``bigdist classify``: a vote of the k nearest train rows, written to a Zarr group."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import click
+
+from bigdist.cli.options import metric_params, require, run_attrs, run_options, runtime_client, started, wait
+from bigdist.kernels.registry import get_metric, metric_names
+
+
+@click.command()
+@click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows.")
+@click.option("--labels", type=str, required=False, help="Zarr array or .npy of class labels, one per train row.")
+@click.option(
+    "--queries", type=str, default=None, help="Zarr array or .npy of rows to classify; omit to classify --train."
+)
+@click.option("--k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours that vote.")
+@click.option("--weights", type=click.Choice(["uniform", "distance"]), default="uniform", show_default=True)
+@click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
+@click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
+@click.option("--proba/--no-proba", default=True, show_default=True, help="Also write the class probabilities.")
+@click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
+@click.option("--out", type=click.Path(), required=False, help="Zarr group to write (predictions, probabilities).")
+@run_options()
+def classify(generate: Any = None, **options: Any) -> None:
+    """Predict the class of every query row by a vote of its k nearest train rows, written to a Zarr group.
+
+    Omitting --queries classifies the train rows themselves, each without its own vote.
+    """
+    import dask.array as da
+
+    import bigdist
+    from bigdist.io import update_attrs, write_group
+
+    require(options, "train", "labels", "out")
+    get_metric(options["metric"], **metric_params(options))  # a bad parameter fails before any cluster starts
+    with runtime_client(options) as client:
+        started(client, generate, {"train": options["train"], "queries": options["queries"]})
+        out = os.path.expanduser(options["out"])
+        model = bigdist.KNeighborsClassifier(
+            options["k"],
+            weights=options["weights"],
+            metric=options["metric"],
+            p=options["p"],
+            split_every=options["split_every"],
+        ).fit(os.path.expanduser(options["train"]), os.path.expanduser(options["labels"]))
+        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
+        # Predictions and probabilities share one kNN pass: their graphs have the same keys up to the vote.
+        arrays: dict[str, Any] = {"predictions": model.predict(queries)}
+        classes = model.classes_ if model.outputs_2d_ else [model.classes_]
+        probabilities = model.predict_proba(queries) if options["proba"] else None
+        suffixes = [f"_{output}" for output in range(len(classes))] if model.outputs_2d_ else [""]
+        for output, suffix in enumerate(suffixes):
+            arrays[f"classes{suffix}"] = da.from_array(classes[output])
+            if probabilities is not None:
+                arrays[f"probabilities{suffix}"] = probabilities[output] if model.outputs_2d_ else probabilities
+        start = time.perf_counter()
+        wait(
+            client,
+            write_group(
+                out,
+                arrays,
+                attrs={"run": run_attrs(options), "classify": model.get_params()},
+                overwrite=options["overwrite"],
+                compute=False,
+            ),
+        )
+        seconds = time.perf_counter() - start
+    n_queries = arrays["predictions"].shape[0]
+    update_attrs(out, timings={"seconds": seconds, "queries_per_second": n_queries / seconds})
+    click.echo(
+        f"classify: {n_queries:,} queries x {model.n_samples_fit_:,} train rows, k={options['k']}, "
+        f"{options['weights']} weights, {options['metric']}: {seconds:.1f} s, {n_queries / seconds:,.0f} queries/s"
+        f"\noutput: {out} ({', '.join(arrays)})"
+    )

@@ -1,0 +1,73 @@
+"""``bigdist knn``: exact k nearest neighbours written to a Zarr group."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import click
+
+from bigdist.cli.options import (
+    metric_params,
+    queries_and_train,
+    require,
+    run_attrs,
+    run_options,
+    runtime_client,
+    started,
+    wait,
+)
+from bigdist.kernels.registry import get_metric, metric_names
+
+
+@click.command()
+@click.option(
+    "--queries", type=str, default=None, help="Zarr array or .npy of query rows; omit for the self-join of --train."
+)
+@click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows.")
+@click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
+@click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
+@click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the top-k tree reduction.")
+@click.option("--out", type=click.Path(), required=False, help="Zarr group to write (distances, indices).")
+@run_options()
+def knn(generate: Any = None, **options: Any) -> None:
+    """Exact k nearest neighbours of every query row, written to a Zarr group."""
+    import bigdist
+    from bigdist.io import update_attrs
+
+    require(options, "train", "out")
+    get_metric(options["metric"], **metric_params(options))  # a bad parameter fails before any cluster starts
+    with runtime_client(options) as client:
+        started(client, generate, {"train": options["train"], "queries": options["queries"]})
+        out = os.path.expanduser(options["out"])
+        result = bigdist.knn(
+            *queries_and_train(options),
+            k=options["k"],
+            metric=options["metric"],
+            split_every=options["split_every"],
+            **metric_params(options),
+        )
+        start = time.perf_counter()
+        wait(
+            client,
+            result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)}, compute=False),
+        )
+        seconds = time.perf_counter() - start
+    timings = {"seconds": seconds, "queries_per_second": result.n_queries / seconds}
+    if get_metric(result.metric).gemm:  # the direct metrics run no GEMM, so no GFLOP/s
+        timings["gflops"] = result.flops / seconds / 1e9
+    update_attrs(out, timings=timings)
+    click.echo(
+        f"knn: {result.n_queries:,} queries x {result.n_train:,} train rows x {result.n_features} features, "
+        f"k={result.k}, {result.metric}: {seconds:.1f} s, {result.n_queries / seconds:,.0f} queries/s, "
+        f"{_knn_rate(result, seconds)}\noutput: {out} (distances, indices)"
+    )
+
+
+def _knn_rate(result: Any, seconds: float) -> str:
+    """GFLOP/s for the GEMM family; the direct metrics have no GEMM, so pairs per second."""
+    if get_metric(result.metric).gemm:
+        return f"{result.flops / seconds / 1e9:.1f} GFLOP/s"
+    return f"{result.n_queries * result.n_train / seconds / 1e6:,.0f} million pairs/s"

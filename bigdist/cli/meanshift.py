@@ -1,0 +1,64 @@
+"""``bigdist meanshift``: mean-shift clustering written to a Zarr group."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import click
+
+from bigdist.cli.options import refuse_existing_output, require, run_attrs, run_options, runtime_client, started, wait
+
+
+@click.command()
+@click.option("--data", type=str, required=False, help="Zarr array or .npy of the rows to cluster.")
+@click.option("--bandwidth", type=click.FloatRange(min=0, min_open=True), default=None, help="Default: estimated.")
+@click.option("--kernel", type=click.Choice(["gaussian", "flat"]), default="gaussian", show_default=True)
+@click.option("--bin-seeding", is_flag=True, default=False, help="Seed at the cells of a grid of the bandwidth.")
+@click.option("--min-bin-freq", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--n-seeds", type=click.IntRange(min=1), default=None, help="Rows sampled as seeds (big data).")
+@click.option(
+    "--cluster-all/--no-cluster-all", default=True, show_default=True, help="Label far rows -1 with --no-cluster-all."
+)
+@click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--tol", type=click.FloatRange(min=0), default=1e-3, show_default=True, help="Relative to the bandwidth.")
+@click.option("--random-state", type=int, default=None)
+@click.option("--split-every", type=click.IntRange(min=2), default=None, help="Fan-in of the tree reductions.")
+@click.option("--out", type=click.Path(), required=False, help="Zarr group to write (cluster_centers, labels).")
+@run_options()
+def meanshift(generate: Any = None, **options: Any) -> None:
+    """Mean-shift clustering, one pass over the data per iteration, written to a Zarr group."""
+    import bigdist
+    from bigdist.io import update_attrs
+
+    require(options, "data", "out")
+    refuse_existing_output(options)
+    with runtime_client(options) as client:
+        started(client, generate, {"data": options["data"]})
+        out = os.path.expanduser(options["out"])
+        start = time.perf_counter()
+        result = bigdist.meanshift(
+            os.path.expanduser(options["data"]),
+            options["bandwidth"],
+            kernel=options["kernel"],
+            bin_seeding=options["bin_seeding"],
+            min_bin_freq=options["min_bin_freq"],
+            n_seeds=options["n_seeds"],
+            cluster_all=options["cluster_all"],
+            max_iter=options["max_iter"],
+            tol=options["tol"],
+            random_state=options["random_state"],
+            split_every=options["split_every"],
+        )
+        wait(
+            client,
+            result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)}, compute=False),
+        )
+        seconds = time.perf_counter() - start
+    update_attrs(out, timings={"seconds": seconds})
+    click.echo(
+        f"meanshift: {result.labels.shape[0]:,} rows, {result.n_seeds:,} seeds, {len(result.cluster_centers)} modes, "
+        f"{len(result.stats)} passes, bandwidth {result.bandwidth:.6g}: {seconds:.1f} s\n"
+        f"output: {out} (cluster_centers, intensities, labels)"
+    )

@@ -1,0 +1,65 @@
+"""``bigdist pairwise``: a full distance matrix streamed to a Zarr group."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import click
+
+from bigdist.cli.options import (
+    metric_params,
+    queries_and_train,
+    require,
+    run_attrs,
+    run_options,
+    runtime_client,
+    started,
+    wait,
+)
+from bigdist.kernels.registry import get_metric, metric_names
+
+
+@click.command()
+@click.option(
+    "--queries", type=str, default=None, help="Zarr array or .npy of query rows; omit for the matrix within --train."
+)
+@click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows (the columns).")
+@click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
+@click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
+@click.option("--out", type=click.Path(), required=False, help="Zarr group to write (array 'distances').")
+@run_options()
+def pairwise(generate: Any = None, **options: Any) -> None:
+    """The full distance matrix of query rows x train rows, streamed block by block to a Zarr group."""
+    import bigdist
+    from bigdist.io import update_attrs, write_group
+
+    require(options, "train", "out")
+    get_metric(options["metric"], **metric_params(options))  # a bad parameter fails before any cluster starts
+    with runtime_client(options) as client:
+        started(client, generate, {"train": options["train"], "queries": options["queries"]})
+        out = os.path.expanduser(options["out"])
+        queries, train = queries_and_train(options)
+        matrix = bigdist.pairwise_distances(queries, train, options["metric"], **metric_params(options))
+        params = {"metric": options["metric"], **metric_params(options), "self_join": train is None}
+        start = time.perf_counter()
+        wait(
+            client,
+            write_group(
+                out,
+                {"distances": matrix},
+                attrs={"pairwise": params, "run": run_attrs(options)},
+                overwrite=options["overwrite"],
+                compute=False,
+            ),
+        )
+        seconds = time.perf_counter() - start
+    n_queries, n_train = matrix.shape
+    gigabytes = matrix.nbytes / 1e9
+    update_attrs(out, timings={"seconds": seconds, "gigabytes_per_second": gigabytes / seconds})
+    click.echo(
+        f"pairwise: {n_queries:,} x {n_train:,} {options['metric']} matrix ({gigabytes:.2f} GB, {matrix.dtype}, "
+        f"blocks of {matrix.chunks[0][0]:,} x {matrix.chunks[1][0]:,}): {seconds:.1f} s, "
+        f"{gigabytes / seconds:.2f} GB/s\noutput: {out} (distances)"
+    )
