@@ -1,14 +1,16 @@
 """Run a job as bounded waves: a window of tasks in flight, the next ones submitted as earlier ones finish.
 
 Each output block (one query block) is the work of a few *panel* tasks
-whose partial results are merged, ``split_every`` at a time, by *combine*
-tasks, and a *finish* task that merges the last partials and writes the
-block to its Zarr region (then marks it done). The runner keeps at most
-``window`` tasks and held partial results at a time — on a
-``dask.distributed`` Client it submits futures and refills the window as
-they complete; on the local schedulers it runs one ``dask.compute`` per
-wave — so the graph on the client and the scheduler never grows with the
-data. Progress (blocks written, rate, ETA) goes to the log every
+and a *finish* task that merges their partial results and writes the block
+to its Zarr region (then marks it done). Partial results are small (k
+values per row): they come back to the client, which merges them
+``split_every`` at a time as they arrive, so no task depends on another and
+the scheduler forgets each one as soon as it is done (a tree of merge tasks
+would keep the whole lineage of a block in the scheduler until its end).
+At most ``window`` tasks are in flight — on a ``dask.distributed`` Client
+the runner submits futures and refills the window as they complete; on the
+local schedulers it runs one ``dask.compute`` per wave — so the graph on the
+client and the scheduler never grows with the data. Progress (blocks written, rate, ETA) goes to the log every
 ``bigdist.execution.progress-interval`` seconds and to an optional callback.
 """
 
@@ -32,9 +34,6 @@ logger = logging.getLogger(__name__)
 
 #: ``progress(done, total, elapsed_seconds)``, called after every finished block.
 ProgressCallback = Callable[[int, int, float], None]
-
-# Below this, a merge can wait for a free slot while panels hold the rest (see ``_Runner._step``).
-MIN_WINDOW = 4
 
 
 def ambient_client() -> Any | None:
@@ -60,7 +59,7 @@ def local_threads() -> int:
 
 
 def window_size(client: Any | None = None) -> int:
-    """Tasks in flight at once: the cluster's threads times ``bigdist.execution.tasks-per-thread`` (at least 4).
+    """Tasks in flight at once: the cluster's threads times ``bigdist.execution.tasks-per-thread``.
 
     Parameters
     ----------
@@ -68,13 +67,18 @@ def window_size(client: Any | None = None) -> int:
         None: the threads of the local scheduler.
     """
     threads = sum(client.nthreads().values()) if client is not None else local_threads()
-    return max(MIN_WINDOW, max(1, threads) * config.get("execution.tasks-per-thread"))
+    return max(1, threads) * config.get("execution.tasks-per-thread")
 
 
 @dataclass
 class BlockWork:
-    """The tasks of one output block: ``panels`` (function, args) each give a partial result,
-    ``combine(list_of_partials)`` merges partials, ``finish(list_of_partials, *finish_args)`` writes the block."""
+    """The tasks of one output block.
+
+    ``panels``: (function, args) pairs, each computing a partial result in a task;
+    ``combine(list_of_partials)``: merges partials on the client, in any grouping (the result must not depend on it);
+    ``finish(list_of_partials, *finish_args)``: a task that merges the last partials and writes the block.
+    A block without panels is only its finish, with an empty list.
+    """
 
     index: int
     panels: list[tuple[Callable[..., Any], tuple[Any, ...]]]
@@ -83,6 +87,7 @@ class BlockWork:
     finish_args: tuple[Any, ...] = ()
     submitted: int = 0
     running: int = 0
+    finishing: bool = False
     ready: list[Any] = field(default_factory=list)
 
     @property
@@ -177,13 +182,15 @@ class _DistributedExecutor:
         return future
 
     def completed(self) -> Iterator[tuple[Any, Any]]:
-        """At least one finished future (more if several finished meanwhile); raises a task's error."""
-        for future in self.running.next_batch(block=True):
-            self.live.discard(future)
-            if future.status == "error":
-                future.result()  # raises the task's own exception (e.g. CorruptChunkError)
-            # The partial stays on its worker: the next task receives the future, not the data.
-            yield future, future
+        """At least one finished future (more if several finished meanwhile) and its result; raises a task's error."""
+        batch = self.running.next_batch(block=True)
+        # Raises the first failed task's own exception (e.g. CorruptChunkError).
+        results = self.client.gather(batch)
+        self.live.difference_update(batch)
+        # Forgotten by the scheduler before the next task is submitted: cancel sends its message from the
+        # client's event loop and waits, where a release would be queued behind the next submission.
+        self.client.cancel(batch)
+        yield from zip(batch, results, strict=True)
 
     def cancel(self) -> None:
         if self.live:
@@ -202,7 +209,7 @@ def run_blocks(
     progress: ProgressCallback | None = None,
     window: int | None = None,
 ) -> None:
-    """Run every block's panels, merges and finish with at most ``window`` tasks and held partials at a time.
+    """Run every block's panels and finish with at most ``window`` tasks in flight.
 
     Parameters
     ----------
@@ -212,7 +219,7 @@ def run_blocks(
     total : int
         Blocks of the whole output (for progress); ``done`` of them were written before.
     split_every : int
-        Most partials one combine or finish task merges.
+        Partials of a block merged at once on the client (and most given to its finish task).
     name : str
         Prefix of the task keys, e.g. ``bigdist-knn-panel``.
     what : str
@@ -225,8 +232,8 @@ def run_blocks(
     client = ambient_client()
     if window is None:
         window = window_size(client)
-    if window < MIN_WINDOW:
-        raise ParameterError(f"the window of tasks in flight must be >= {MIN_WINDOW}, got window={window}")
+    if window < 1:
+        raise ParameterError(f"the window of tasks in flight must be >= 1, got window={window}")
     token = f"{name}-{uuid.uuid4().hex[:12]}"
     executor: Any = _DistributedExecutor(client, token) if client is not None else _LocalExecutor(token)
     runner = _Runner(blocks, executor, window, split_every, Progress(what, total, done, progress))
@@ -238,12 +245,11 @@ def run_blocks(
 
 
 class _Runner:
-    """The bookkeeping of :func:`run_blocks`: which task to submit next, and what its completion frees.
+    """The bookkeeping of :func:`run_blocks`: which task to submit next, and what a completion does.
 
-    Occupancy counts the tasks submitted and not finished, their inputs, and
-    the finished partials not yet merged; it never exceeds the window. A panel
-    is only submitted while two slots are free, so a merge can always start
-    when nothing runs, and there is no deadlock.
+    Finish tasks go first (they free the client of a block's partials), then
+    the next panel of the oldest block with panels left; a new block is only
+    started when the active ones have all their panels submitted.
     """
 
     def __init__(
@@ -256,79 +262,61 @@ class _Runner:
         self.progress = progress
         self.active: list[BlockWork] = []
         self.exhausted = False
-        self.occupancy = 0
-        # handle -> (block, kind, inputs held by the task)
-        self.tasks: dict[Any, tuple[BlockWork, str, int]] = {}
-        self.combine_at = max(2, min(split_every, window - 2))
+        # handle -> (block, is_finish)
+        self.tasks: dict[Any, tuple[BlockWork, bool]] = {}
 
     def _activate(self) -> BlockWork | None:
-        if self.exhausted:
-            return None
-        block = next(self.blocks, None)
+        block = None if self.exhausted else next(self.blocks, None)
         if block is None:
             self.exhausted = True
             return None
         self.active.append(block)
         return block
 
-    def _submit(self, block: BlockWork, kind: str, func: Callable[..., Any], *args: Any, inputs: int = 0) -> None:
-        handle = self.executor.submit(func, *args)
-        self.tasks[handle] = (block, kind, inputs)
-        self.occupancy += 1
-        if kind != "finish":
-            block.running += 1
-
-    def _merge(self) -> bool:
-        """Submit one merge (finish or combine) if one is due and a slot is free."""
-        if self.occupancy + 1 > self.window:
+    def _next(self) -> bool:
+        """Submit one task if a slot is free and one is due."""
+        if len(self.tasks) >= self.window:
             return False
-        crowded = self.occupancy + 2 > self.window
         for block in self.active:
-            if not block.panels_left and block.running == 0 and len(block.ready) <= self.split_every:
-                if block.ready or not block.panels:
-                    partials, block.ready = block.ready, []
-                    # The held partials now count as the finish task's inputs (same occupancy).
-                    self._submit(block, "finish", block.finish, partials, *block.finish_args, inputs=len(partials))
-                    block.running = -1  # finished blocks take no more work
-                    return True
-            if len(block.ready) >= self.combine_at or (crowded and len(block.ready) >= 2):
-                count = min(self.split_every, len(block.ready))
-                partials, block.ready = block.ready[:count], block.ready[count:]
-                self._submit(block, "combine", block.combine, partials, inputs=len(partials))
+            if not block.finishing and not block.panels_left and block.running == 0:
+                if len(block.ready) > self.split_every:
+                    block.ready = [block.combine(block.ready)]
+                partials, block.ready = block.ready, []
+                block.finishing = True
+                self.tasks[self.executor.submit(block.finish, partials, *block.finish_args)] = (block, True)
                 return True
-        return False
-
-    def _panel(self) -> bool:
-        """Submit the next panel of the oldest block with panels left, activating a new block if none has."""
-        if self.occupancy + 2 > self.window:
-            return False
         block = next((b for b in self.active if b.panels_left), None) or self._activate()
-        if block is None or not block.panels_left:
-            return block is not None  # a block without panels goes straight to its finish
-        func, args = block.panels[block.submitted]
-        block.submitted += 1
-        self._submit(block, "panel", func, *args)
-        return True
+        if block is None:
+            return False
+        if block.panels_left:
+            func, args = block.panels[block.submitted]
+            block.submitted += 1
+            block.running += 1
+            self.tasks[self.executor.submit(func, *args)] = (block, False)
+        return True  # a block without panels is finished by the next call
 
     def run(self) -> None:
         while True:
-            while self._merge() or self._panel():
+            while self._next():
                 pass
             if not self.tasks:
                 if self.exhausted and not self.active:
                     return
                 raise RuntimeError("bigdist wave runner made no progress")  # a bookkeeping bug, never user input
-            for handle, value in self.executor.completed():
-                block, kind, inputs = self.tasks.pop(handle)
-                # The task's inputs are released with it; a partial result stays held until merged.
-                self.occupancy -= 1 + inputs
-                if kind == "finish":
-                    self.active.remove(block)
-                    self.progress.advance()
-                    continue
-                block.running -= 1
-                block.ready.append(value)
-                self.occupancy += 1
+            self._collect()
+
+    def _collect(self) -> None:
+        # A method of its own, so no local variable keeps the last finished future (and its task) alive.
+        for handle, value in self.executor.completed():
+            block, is_finish = self.tasks.pop(handle)
+            if is_finish:
+                self.active.remove(block)
+                self.progress.advance()
+                continue
+            block.running -= 1
+            block.ready.append(value)
+            if len(block.ready) >= self.split_every:
+                block.ready = [block.combine(block.ready)]
 
 
 __all__ = ["BlockWork", "Progress", "ProgressCallback", "ambient_client", "run_blocks", "window_size"]
