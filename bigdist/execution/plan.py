@@ -504,16 +504,22 @@ def plan(
             notes.append("the initialisation (k-means|| rounds or k-means++) comes on top of the Lloyd passes")
         else:
             if bandwidth is None:
-                raise ParameterError("mean shift plans need bandwidth= (an estimate would compute over the data)")
+                # The kernel's cost barely depends on the bandwidth; the estimate itself is a pass of its own.
+                notes.append("the bandwidth is estimated at run time, in a kNN pass over a sample, not counted here")
             max_seeds = config.get("meanshift.max-seeds")
             centres = check_int("n_seeds", n_seeds) if n_seeds is not None else min(m, max_seeds)
             seed_rows = config.get("meanshift.seed-block-rows")
             seed_blocks = -(-centres // seed_rows)
-            spec.update(seed_rows=min(centres, seed_rows), bandwidth=float(bandwidth), kernel=kernel)
+            spec.update(seed_rows=min(centres, seed_rows), bandwidth=float(bandwidth or 1.0), kernel=kernel)
             # Modes are at most the seeds; labels one int64 per row.
             bytes_written = m * 8 + centres * (d + 1) * 8
             tasks = seed_blocks * query_blocks * passes
-            job_params = {"bandwidth": float(bandwidth), "seeds": centres, "max_iter": passes, "kernel": kernel}
+            job_params = {
+                "bandwidth": "estimated" if bandwidth is None else float(bandwidth),
+                "seeds": centres,
+                "max_iter": passes,
+                "kernel": kernel,
+            }
             notes.append("seeds stop moving at different passes: later passes cost less than the first")
         notes.append(f"passes planned at max_iter={passes}, an upper bound: the run stops when it converges")
         if not kept:
