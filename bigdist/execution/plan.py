@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
@@ -331,16 +332,17 @@ def calibrate(job: str, n_features: int, dtype: Any, client: Any = None, **spec:
     """
     dtype_name = np.dtype(dtype).name
     where = client.scheduler.address if client is not None else "local"
-    key = (job, n_features, dtype_name, where, tuple(sorted((name, repr(value)) for name, value in spec.items())))
-    if key not in _calibrations:
+    cached = (job, n_features, dtype_name, where, tuple(sorted((name, repr(value)) for name, value in spec.items())))
+    if cached not in _calibrations:
         if client is not None:
-            future = client.submit(_run_calibration, job, n_features, dtype_name, spec, pure=False)
-            _calibrations[key] = float(future.result())
+            key = f"bigdist-calibrate-{job}-{uuid.uuid4().hex}"
+            future = client.submit(_run_calibration, job, n_features, dtype_name, spec, key=key)
+            _calibrations[cached] = float(future.result())
         else:
-            _calibrations[key] = _run_calibration(job, n_features, dtype_name, spec)
+            _calibrations[cached] = _run_calibration(job, n_features, dtype_name, spec)
         logger.debug("calibrated %s at d=%d %s on %s: %.3g ns per distance", job, n_features, dtype_name, where,
-                     _calibrations[key] * 1e9)  # fmt: skip
-    return _calibrations[key]
+                     _calibrations[cached] * 1e9)  # fmt: skip
+    return _calibrations[cached]
 
 
 def plan(
