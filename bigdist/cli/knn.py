@@ -17,7 +17,6 @@ from bigdist.cli.options import (
     run_options,
     runtime_client,
     started,
-    wait,
 )
 from bigdist.kernels.registry import get_metric, metric_names
 
@@ -54,10 +53,8 @@ def knn(generate: Any = None, **options: Any) -> None:
             **metric_params(options),
         )
         start = time.perf_counter()
-        wait(
-            client,
-            result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)}, compute=False),
-        )
+        # Waves on the client's cluster: progress goes to the log every few seconds.
+        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)})
         seconds = time.perf_counter() - start
     timings = {"seconds": seconds, "queries_per_second": result.n_queries / seconds}
     if get_metric(result.metric).gemm:  # the direct metrics run no GEMM, so no GFLOP/s
