@@ -10,17 +10,22 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
+from dask.callbacks import Callback
 
 import bigdist as bd
 from bigdist.errors import InsufficientSpaceError, ParameterError, PlanError
 from bigdist.execution import plan as plan_module
+from bigdist.planning import even_blocks
 
 Usage = namedtuple("Usage", "total used free")
 
 
-def _tile_tasks(collection, layer):
-    """Tasks of a named layer in the graph the algorithm really builds."""
-    return sum(1 for key in dict(collection.__dask_graph__()) if isinstance(key, tuple) and layer in key[0])
+def _function_name(task):
+    """The name of the function a dask task runs (through partials)."""
+    func = getattr(task, "func", None) or (task[0] if isinstance(task, tuple) else task)
+    while hasattr(func, "func"):
+        func = func.func
+    return getattr(func, "__name__", repr(func))
 
 
 @pytest.fixture
@@ -30,27 +35,39 @@ def no_calibration(monkeypatch):
 
 
 @pytest.mark.parametrize("self_join", [False, True])
-def test_knn_plan_counts_the_tasks_bytes_and_flops_of_the_shapes(self_join, no_calibration):
+def test_knn_plan_counts_the_waves_tasks_bytes_and_flops_of_the_shapes(self_join, tmp_path, no_calibration):
     m, n, d, k = 1000, 5000, 7, 4
     rng = np.random.default_rng(0)
     train = da.from_array(rng.random((n, d)).astype(np.float32), chunks=(700, d))
     queries = train if self_join else rng.random((m, d)).astype(np.float32)
     m = n if self_join else m
-    with dask.config.set({"bigdist.knn.query-block-rows": 300}):
+    # Query blocks of 250 (295 in the self-join) rows: one train block is 700 x 250 x 2d = 2.45e6 FLOPs
+    # against one (2.89e6), two are over 4e6, so panels of two blocks.
+    settings = {"bigdist.knn.query-block-rows": 300, "bigdist.execution.panel-flops": 4e6, "scheduler": "sync"}
+    with dask.config.set(settings):
         plan = bd.plan("knn", queries, None if self_join else train, k=k)
-        graph = bd.knn(queries, None if self_join else train, k=k).distances
-    query_blocks = math.ceil(m / 300)
-    train_blocks = math.ceil(n / 700)
+        executed = []
+        with Callback(pretask=lambda key, graph, state: executed.append(_function_name(graph[key]))):
+            bd.knn(queries, None if self_join else train, k=k).to_zarr(str(tmp_path / "nn.zarr"))
+    query_rows = max(even_blocks(m, 300))
+    query_blocks, train_blocks, panels = math.ceil(m / query_rows), math.ceil(n / 700), math.ceil(n / 1400)
     assert plan.job == ("self-join" if self_join else "knn")
-    assert (plan.query_blocks, plan.train_blocks) == (query_blocks, train_blocks)
-    assert plan.tasks == query_blocks * train_blocks == _tile_tasks(graph, "bigdist-knn-tile")
+    assert (plan.query_blocks, plan.train_blocks, plan.panels) == (query_blocks, train_blocks, panels)
+    assert plan.tasks == query_blocks * panels
+    assert plan.tasks == executed.count("knn_panel")
+    # The synchronous scheduler has one thread: windows of tasks-per-thread tasks.
+    window = dask.config.get("bigdist.execution.tasks-per-thread")
+    assert plan.threads == 1 and plan.waves == math.ceil(plan.tasks / window)
     assert plan.pairs == m * n
     assert plan.flops == 2 * m * n * d
-    # The self-join reads its one input once; otherwise queries and train each once.
-    assert plan.bytes_read == (n * d * 4 if self_join else (m + n) * d * 4)
+    # Each task reads its query block and its panel's train rows.
+    assert plan.bytes_read == m * d * 4 * panels + n * d * 4 * query_blocks
     assert plan.bytes_written == m * k * (4 + 8)  # float32 distances and int64 indices
     assert plan.output is None and plan.fits is None
     assert plan.seconds == pytest.approx(m * n * 1e-9 / plan.threads)
+    # One task per query block merges its panels and writes it.
+    assert executed.count("knn_finish") == query_blocks
+    assert any(f"{query_blocks:,} tasks that merge" in note for note in plan.notes)
 
 
 def test_pairwise_plan_matches_the_blocks_it_writes(no_calibration):

@@ -19,9 +19,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any
 
-import dask
 import numpy as np
-from dask.system import CPU_COUNT
 
 from bigdist import config
 from bigdist.errors import BigdistError, InsufficientSpaceError, ParameterError, PlanError
@@ -58,11 +56,15 @@ class Plan:
         The job's parameters as planned (k, metric, n_clusters, passes, ...).
     query_blocks, train_blocks : int
         Row blocks the work is cut into (train blocks: 0 for k-means and mean shift).
+    panels : int
+        Groups of train blocks one task scores against a query block (a job written through the
+        execution layer's waves; otherwise each train block is a task's own, so ``train_blocks``).
     tasks : int
-        Compute tasks over all passes (each a query block against a train block, or one row block
-        of a pass); the merges of the partial results and the stores of the output blocks come on top.
+        Compute tasks over all passes (each a query block against a panel or a train block, or one
+        row block of a pass); the merges of the partial results and the writes come on top.
     waves : int
-        Rounds of tasks submitted one after another; 1 means one graph for the whole job (per pass).
+        Windows of tasks in flight (``bigdist.execution``) the job takes; for a job still run as one
+        graph, 1 per pass.
     passes : int
         Passes over the data (k-means and mean shift: at most ``max_iter``; otherwise 1).
     pairs : float
@@ -96,6 +98,7 @@ class Plan:
     params: dict[str, Any]
     query_blocks: int
     train_blocks: int
+    panels: int
     tasks: int
     waves: int
     passes: int
@@ -139,8 +142,17 @@ class Plan:
         params = ", ".join(f"{key}={value}" for key, value in self.params.items())
         lines = [
             f"plan of {self.job}: {shapes} ({self.dtype}); {params}",
-            f"  tasks:    {self.tasks:,} ({self.query_blocks:,} query blocks"
-            + (f" x {self.train_blocks:,} train blocks" if self.train_blocks else "")
+            f"  tasks:    {self.tasks:,} ({self.query_blocks:,} {'row' if not self.train_blocks else 'query'} blocks"
+            + (
+                f" x {self.train_blocks:,} train blocks"
+                if self.train_blocks and self.panels == self.train_blocks
+                else ""
+            )
+            + (
+                f" x {self.panels:,} panels of the {self.train_blocks:,} train blocks"
+                if self.panels != self.train_blocks
+                else ""
+            )
             + (f", {self.passes} passes" if self.passes > 1 else "")
             + f"), in {self.waves:,} wave{'s' if self.waves != 1 else ''}",
             f"  work:     {self.pairs:.3g} distances, {self.flops / 1e9:,.1f} GFLOP",
@@ -199,16 +211,20 @@ def _open(data: Any, role: str, storage_options: dict[str, Any] | None) -> Any:
 
 
 def _cluster() -> tuple[int, str, Any]:
-    """(threads, description, client or None) of the cluster a job would run on now."""
-    try:
-        from distributed import get_client
+    """(threads, description, client or None) of the cluster a job would run on now, as the waves see it."""
+    from bigdist.execution.waves import ambient_client, local_threads
 
-        client = get_client()
-    except (ImportError, ValueError):
-        # The threaded scheduler's pool: dask's num_workers, else one thread per core.
-        return int(dask.config.get("num_workers", None) or CPU_COUNT), "the local scheduler", None
-    threads = sum(client.nthreads().values())
-    return threads, f"the cluster at {client.scheduler.address}", client
+    client = ambient_client()
+    if client is None:
+        return local_threads(), "the local scheduler", None
+    return sum(client.nthreads().values()), f"the cluster at {client.scheduler.address}", client
+
+
+def _knn_job(queries: Any, train: Any, k: int, metric: str, params: dict[str, Any]) -> Any:
+    """The execution layer's description of the kNN that writing runs (no data is read)."""
+    from bigdist.knn import knn
+
+    return knn(queries, train, k=k, metric=metric, **params).job
 
 
 def _free_space(path: str | None) -> tuple[int | None, str | None]:
@@ -438,6 +454,7 @@ def plan(
     spec: dict[str, Any] = {"metric": resolved.name, "metric_params": dict(resolved.params)}
     passes = 1
     flops_per_term = 2.0 if resolved.gemm else 3.0
+    waves_job = None
 
     if job in ("knn", "classify", "radius"):
         k = check_int("k", k)
@@ -445,10 +462,12 @@ def plan(
         query_blocks, train_blocks = len(even_blocks(m, query_rows)), len(train_array.chunks[0])
         pairs = float(m) * n
         bytes_read = train_bytes if self_join else input_bytes + train_bytes
+        panels = train_blocks
         if job == "knn":
             bytes_written = m * k * (itemsize + 8)
             spec["k"] = k
             job_params: dict[str, Any] = {"k": k, "metric": resolved.name}
+            waves_job = _knn_job(query_array, None if self_join else train_array, k, resolved.name, params)
         elif job == "classify":
             bytes_written = m * 8 + (m * n_classes * 8 if proba and n_classes else 0)
             if proba and not n_classes:
@@ -472,6 +491,17 @@ def plan(
             job_params = {"radius": float(radius), "metric": resolved.name}
         tasks = query_blocks * train_blocks
         calibrated_job = job
+        if waves_job is not None:
+            # Written through the execution layer's waves: its job description has the exact counts.
+            from bigdist.execution.waves import window_size
+
+            query_blocks, panels, tasks = len(waves_job.query_blocks), len(waves_job.panels), waves_job.n_tasks
+            waves = waves_job.n_waves(window_size(client))
+            bytes_read, bytes_written = waves_job.bytes_read, waves_job.bytes_written
+            notes.append(
+                f"{query_blocks:,} tasks that merge each query block's panels and write it come on top, "
+                f"in windows of {window_size(client):,} tasks in flight"
+            )
     elif job == "pairwise":
         from bigdist.kernels.pairwise import out_dtype
         from bigdist.pairwise import block_shape
@@ -483,7 +513,7 @@ def plan(
         # The rule of bigdist.pairwise: regular blocks of the largest even block within both limits.
         query_blocks = -(-m // even_blocks(m, min(rows, input_rows))[0])
         train_blocks = -(-n // even_blocks(n, min(cols, input_rows))[0])
-        tasks = query_blocks * train_blocks
+        tasks, panels = query_blocks * train_blocks, train_blocks
         pairs = float(m) * n
         bytes_read = train_bytes if self_join else input_bytes + train_bytes
         bytes_written = m * n * itemsize
@@ -495,7 +525,7 @@ def plan(
         passes = check_int("max_iter", max_iter)
         kept = input_bytes <= memory_budget() if persist is None else bool(persist)
         bytes_read = input_bytes if kept else input_bytes * passes
-        query_blocks, train_blocks = len(query_array.chunks[0]), 0
+        query_blocks, train_blocks, panels = len(query_array.chunks[0]), 0, 0
         if job == "kmeans":
             n_clusters = check_int("n_clusters", n_clusters)
             centres = n_clusters
@@ -544,8 +574,9 @@ def plan(
         params=job_params,
         query_blocks=query_blocks,
         train_blocks=train_blocks,
+        panels=panels,
         tasks=tasks,
-        waves=passes,
+        waves=waves if waves_job is not None else passes,
         passes=passes,
         pairs=pairs,
         flops=flops_per_term * pairs * d,
