@@ -4,9 +4,11 @@
    array (nothing is computed over it), for each n: time to build the lazy
    result, to materialise its graph (and the graph's pickled bytes), time
    from the submission to the first task running, the tasks the scheduler
-   then holds, and the client's peak RSS. Each n runs in a fresh process on
-   a fresh LocalCluster, stopped after ``--timeout`` seconds (reported as
-   such: today's single graph does not reach its first task at 1e8 rows).
+   then holds, and the client's peak RSS; then the same written through the
+   waves (``to_zarr``), watched for a few seconds after its first task. Each
+   n runs in a fresh process on a fresh LocalCluster, stopped after
+   ``--timeout`` seconds (reported as such: the single graph does not reach
+   its first task at 1e8 rows).
 2. The scheduler's own overhead per task: many no-op tasks on a LocalCluster.
 3. One real run of ``bigdist knn`` (self-join) at ``--real-rows`` rows, on
    data generated first, with the peak RSS of every process of the run.
@@ -101,36 +103,95 @@ def child_graph(n_rows: int, n_features: int, k: int, chunk_rows: int, processes
         stop.set()
 
 
+def child_waves(n_rows: int, n_features: int, k: int, chunk_rows: int, processes: bool, watch: float) -> None:
+    """One size written through the waves (``to_zarr``): first task, tasks the scheduler holds, client RSS.
+
+    The write is left running; after ``watch`` seconds of sampling this process exits at once and the
+    parent stops what is left of its cluster.
+    """
+    import threading
+
+    import dask.array as da
+    import numpy as np
+    from distributed import Client
+
+    import bigdist as bd
+
+    peak = [_rss()]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.05):
+            peak[0] = max(peak[0], _rss())
+
+    workdir = tempfile.mkdtemp(prefix="bigdist-scale-waves-")
+    with _cluster(processes) as cluster, Client(cluster) as client:
+        threading.Thread(target=sample, daemon=True).start()
+        _emit(phase="cluster", rss=_rss())
+        start = time.perf_counter()
+        X = da.random.default_rng(0).standard_normal((n_rows, n_features), chunks=(chunk_rows, n_features))
+        result = bd.knn(X.astype(np.float32), None, k=k)
+        writer = threading.Thread(target=result.to_zarr, args=(os.path.join(workdir, "nn.zarr"),), daemon=True)
+        writer.start()
+        while not client.run_on_scheduler(_scheduler_state)["started"]:
+            time.sleep(0.02)
+        first = time.perf_counter() - start
+        most = 0
+        until = time.monotonic() + watch
+        while time.monotonic() < until and writer.is_alive():
+            most = max(most, client.run_on_scheduler(_scheduler_state)["tasks"])
+            time.sleep(0.05)
+        _emit(
+            phase="first-task",
+            seconds=first,
+            from_submission=first,
+            scheduler_tasks=most,
+            threads=sum(client.nthreads().values()),
+            client_peak_rss=max(peak[0], _rss()),
+            workdir=workdir,
+        )
+        os._exit(0)
+
+
 def _scheduler_state(dask_scheduler: Any) -> dict[str, Any]:
     started = any(ts.state in ("processing", "memory") for ts in dask_scheduler.tasks.values())
     return {"started": started, "tasks": len(dask_scheduler.tasks)}
 
 
-def run_graph_sizes(sizes: tuple[int, ...], args: argparse.Namespace) -> list[dict[str, Any]]:
+def run_graph_sizes(sizes: tuple[int, ...], args: argparse.Namespace, mode: str) -> list[dict[str, Any]]:
+    import shutil
+
     import psutil
 
     rows = []
     for n_rows in sizes:
         command = [sys.executable, __file__, "--child", str(n_rows), "--features", str(args.features),
-                   "--k", str(args.k), "--chunk-rows", str(args.chunk_rows), "--cluster", args.cluster]  # fmt: skip
+                   "--k", str(args.k), "--chunk-rows", str(args.chunk_rows), "--cluster", args.cluster,
+                   "--mode", mode, "--watch", str(args.watch)]  # fmt: skip
         phases: dict[str, Any] = {"n": n_rows}
         with tempfile.TemporaryFile("w+") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.DEVNULL, text=True)
             deadline = time.monotonic() + args.timeout
             peak_rss = 0
+            descendants: dict[int, Any] = {}
             while process.poll() is None and time.monotonic() < deadline:
                 try:
-                    peak_rss = max(peak_rss, psutil.Process(process.pid).memory_info().rss)
+                    parent = psutil.Process(process.pid)
+                    peak_rss = max(peak_rss, parent.memory_info().rss)
+                    descendants.update((child.pid, child) for child in parent.children(recursive=True))
                 except psutil.NoSuchProcess:
                     break
                 time.sleep(0.1)
             timed_out = process.poll() is None
             if timed_out:
-                # Its LocalCluster's worker processes first, so that none is left behind.
-                for child in psutil.Process(process.pid).children(recursive=True):
-                    child.kill()
                 process.kill()
             process.wait()
+            # Its LocalCluster's processes too (a waves child exits without stopping them).
+            for child in descendants.values():
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
             log.seek(0)
             buffer = log.read()
         for line in buffer.splitlines():
@@ -139,8 +200,10 @@ def run_graph_sizes(sizes: tuple[int, ...], args: argparse.Namespace) -> list[di
                 phases[values.pop("phase")] = values
         phases["timed_out"] = timed_out
         phases["client_peak_rss_sampled"] = peak_rss
+        if "workdir" in phases.get("first-task", {}):
+            shutil.rmtree(phases["first-task"].pop("workdir"), ignore_errors=True)
         rows.append(phases)
-        print_graph_row(phases, args.timeout)
+        print_graph_row(phases, args.timeout, mode)
     return rows
 
 
@@ -148,20 +211,22 @@ def _mb(n_bytes: float | None) -> str:
     return "-" if n_bytes is None else f"{n_bytes / 1e6:,.1f} MB"
 
 
-def print_graph_row(row: dict[str, Any], timeout: float) -> None:
+def print_graph_row(row: dict[str, Any], timeout: float, mode: str) -> None:
     first = row.get("first-task")
     materialised = row.get("materialised", {})
     pickled = row.get("pickled", {})
     if first:
         outcome = f"first task at {first['seconds']:.1f} s ({first['from_submission']:.1f} s after submission)"
-        tasks = f"{first['scheduler_tasks']:,} tasks in the scheduler ({first['threads']} threads)"
+        held = "at most " if mode == "waves" else ""
+        tasks = f"{held}{first['scheduler_tasks']:,} tasks in the scheduler ({first['threads']} threads)"
     else:
         reached = [phase for phase in ("cluster", "lazy", "materialised", "pickled") if phase in row]
         outcome = f"no first task within {timeout:.0f} s (stopped after: {reached[-1] if reached else 'start'})"
         tasks = f"{materialised['tasks']:,} tasks in the graph" if materialised else "graph not materialised"
     print(
-        f"n={row['n']:.0e}: single graph: {outcome}; {tasks}; graph "
-        f"{_mb(pickled.get('graph_bytes'))} pickled; client peak RSS "
+        f"n={row['n']:.0e}: {'waves' if mode == 'waves' else 'single graph'}: {outcome}; {tasks}; "
+        + (f"graph {_mb(pickled.get('graph_bytes'))} pickled; " if mode == "graph" else "")
+        + "client peak RSS "
         f"{_mb(first['client_peak_rss'] if first else row['client_peak_rss_sampled'])}",
         flush=True,
     )
@@ -265,14 +330,23 @@ def main() -> None:
         default=None,
         help="LocalCluster workers as processes (default) or threads (the --quick default: starts faster).",
     )
+    parser.add_argument(
+        "--watch", type=float, default=5.0, help="Seconds the waves are watched after their first task."
+    )
+    parser.add_argument("--mode", choices=("graph", "waves"), default="graph", help=argparse.SUPPRESS)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        child_graph(args.child, args.features, args.k, args.chunk_rows, args.cluster == "processes")
+        processes = args.cluster == "processes"
+        if args.mode == "waves":
+            child_waves(args.child, args.features, args.k, args.chunk_rows, processes, args.watch)
+        else:
+            child_graph(args.child, args.features, args.k, args.chunk_rows, processes)
         return
     print_command()
     if args.quick:
         sizes, args.timeout, args.overhead_tasks = QUICK_SIZES, min(args.timeout, 60), min(args.overhead_tasks, 500)
+        args.watch = min(args.watch, 1.0)
         args.chunk_rows = min(args.chunk_rows, 8192)
         real_rows = 5_000 if args.real_rows is None else int(args.real_rows)
         args.cluster = args.cluster or "threads"
@@ -283,7 +357,7 @@ def main() -> None:
     args.cluster = args.cluster or "processes"
     if args.sizes:
         sizes = tuple(int(size) for size in args.sizes)
-    figures: dict[str, Any] = {"graph": run_graph_sizes(sizes, args)}
+    figures: dict[str, Any] = {mode: run_graph_sizes(sizes, args, mode) for mode in ("graph", "waves")}
     figures["scheduler_overhead"] = scheduler_overhead(args.overhead_tasks, args.cluster == "processes")
     if real_rows:
         with tempfile.TemporaryDirectory(prefix="bigdist-scale-", dir=args.workdir) as workdir:
