@@ -77,7 +77,8 @@ def rows_of(source: BlockReader | FetchedBlocks | Sequence[np.ndarray], starts: 
     return FetchedBlocks(source, starts or [])
 
 
-def _cull(graph: dict[Any, Any], key: Any) -> dict[Any, Any]:
+def cull(graph: dict[Any, Any], key: Any) -> dict[Any, Any]:
+    """The tasks of ``graph`` that ``key`` needs, itself included."""
     needed: dict[Any, Any] = {}
     stack = [key]
     while stack:
@@ -132,7 +133,7 @@ class InputRows:
     def _block_graph(self, index: int) -> dict[Any, Any]:
         graph = self._culled.get(index)
         if graph is None:
-            graph = _cull(self._graph, self.keys[index])
+            graph = cull(self._graph, self.keys[index])
             # Panels are read by every query block: keep the culled graphs (a few tasks each).
             self._culled[index] = graph
         return graph
@@ -168,4 +169,4 @@ class InputRows:
         return [futures[j] for j in blocks]
 
 
-__all__ = ["BlockReader", "FetchedBlocks", "InputRows", "rows_of"]
+__all__ = ["BlockReader", "FetchedBlocks", "InputRows", "cull", "rows_of"]

@@ -147,7 +147,7 @@ def prepare_output(path: str, overwrite: bool, what: str) -> None:
         logger.warning("replacing the unfinished output at %s", path)
 
 
-def _regular_chunks(array: da.Array) -> tuple[da.Array, tuple[int, ...]]:
+def regular_chunks(array: da.Array) -> tuple[da.Array, tuple[int, ...]]:
     """Rechunk only the axes whose chunks zarr cannot store (zarr needs equal chunks, the last one smaller)."""
     fixes = {
         axis: max(sizes)
@@ -184,7 +184,7 @@ def mark_complete(path: str, *_stored: Any) -> str:
     return path
 
 
-def _fingerprint(sources: Mapping[str, da.Array]) -> str:
+def output_fingerprint(sources: Mapping[str, da.Array]) -> str:
     """Token of what is being written: dask names hash the inputs, parameters and chunking."""
     return tokenize(sorted((name, a.name, a.shape, str(a.dtype), a.chunks) for name, a in sources.items()))
 
@@ -372,10 +372,10 @@ def write_group(
         if not isinstance(key, str) or not key or "/" in key or key.startswith(".") or key == PROGRESS_GROUP:
             raise ParameterError(f"array names must be non-empty strings without '/', got {key!r}")
     sources = {
-        name: _regular_chunks(value if isinstance(value, da.Array) else da.asarray(value))[0]
+        name: regular_chunks(value if isinstance(value, da.Array) else da.asarray(value))[0]
         for name, value in arrays.items()
     }
-    group, done = open_output(path, sources, fingerprint=_fingerprint(sources), attrs=attrs, overwrite=overwrite)
+    group, done = open_output(path, sources, fingerprint=output_fingerprint(sources), attrs=attrs, overwrite=overwrite)
 
     # Optimised together, so blocks shared by several arrays (e.g. distances and indices) are computed once.
     optimised = dask.optimize(*sources.values())
