@@ -70,16 +70,28 @@ def test_knn_plan_counts_the_waves_tasks_bytes_and_flops_of_the_shapes(self_join
     assert any(f"{query_blocks:,} tasks that merge" in note for note in plan.notes)
 
 
-def test_pairwise_plan_matches_the_blocks_it_writes(no_calibration):
+def test_pairwise_plan_matches_the_blocks_and_tasks_of_its_waves(tmp_path, no_calibration):
+    from bigdist.execution.blocks import write_blocks
+
     rng = np.random.default_rng(1)
     queries, train = rng.random((900, 5)), rng.random((1300, 5)).astype(np.float32)
-    with dask.config.set({"bigdist.chunk-bytes": 40_000}):
-        plan = bd.plan("pairwise", queries, train, metric="cosine")
+    with dask.config.set({"bigdist.chunk-bytes": 40_000, "scheduler": "sync"}):
         matrix = bd.pairwise_distances(queries, train, "cosine")
-    assert (plan.query_blocks, plan.train_blocks) == matrix.numblocks
-    assert plan.tasks == matrix.npartitions
+        rows, cols = matrix.chunks[0][0], matrix.chunks[1][0]
+        # Work of two blocks (2 x features FLOPs per element): tasks of two blocks of a row each.
+        with dask.config.set({"bigdist.execution.panel-flops": 2 * rows * cols * 2 * 5}):
+            plan = bd.plan("pairwise", queries, train, metric="cosine")
+            executed = []
+            with Callback(pretask=lambda key, graph, state: executed.append(_function_name(graph[key]))):
+                write_blocks(str(tmp_path / "d.zarr"), {"distances": matrix}, flops_per_element=2 * 5)
+    query_blocks, train_blocks = matrix.numblocks
+    runs = math.ceil(train_blocks / 2)
+    assert (plan.query_blocks, plan.train_blocks, plan.panels) == (query_blocks, train_blocks, runs)
+    assert plan.tasks == query_blocks * runs == executed.count("compute_and_store")
+    assert plan.waves == math.ceil(plan.tasks / dask.config.get("bigdist.execution.tasks-per-thread"))
     assert plan.bytes_written == 900 * 1300 * 8  # float64: one input is float64
-    assert plan.bytes_read == 900 * 5 * 8 + 1300 * 5 * 4
+    # Each task reads its query block and the train blocks of its run.
+    assert plan.bytes_read == 900 * 5 * 8 * runs + 1300 * 5 * 4 * query_blocks
     assert plan.dtype == "float64"
 
 

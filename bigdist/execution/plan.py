@@ -511,12 +511,19 @@ def plan(
         rows, cols = block_shape(m, n, itemsize, config.get("chunk-bytes"))
         input_rows = rows_per_block(d, max(query_array.dtype.itemsize, train_array.dtype.itemsize))
         # The rule of bigdist.pairwise: regular blocks of the largest even block within both limits.
-        query_blocks = -(-m // even_blocks(m, min(rows, input_rows))[0])
-        train_blocks = -(-n // even_blocks(n, min(cols, input_rows))[0])
-        tasks, panels = query_blocks * train_blocks, train_blocks
+        block_rows, block_cols = even_blocks(m, min(rows, input_rows))[0], even_blocks(n, min(cols, input_rows))[0]
+        query_blocks, train_blocks = -(-m // block_rows), -(-n // block_cols)
+        # Written in waves (bigdist.execution.blocks.write_blocks): a task computes a run of consecutive
+        # blocks of one row, as many as make about panel-flops, reading its query block and their train rows.
+        per_task = max(1, int(config.get("execution.panel-flops") // (block_rows * block_cols * flops_per_term * d)))
+        panels = -(-train_blocks // per_task)
+        tasks = query_blocks * panels
         pairs = float(m) * n
-        bytes_read = train_bytes if self_join else input_bytes + train_bytes
+        bytes_read = input_bytes * panels + train_bytes * query_blocks
         bytes_written = m * n * itemsize
+        from bigdist.execution.waves import window_size
+
+        waves = -(-tasks // window_size(client))
         job_params = {"metric": resolved.name}
         calibrated_job = job
     else:
@@ -576,7 +583,7 @@ def plan(
         train_blocks=train_blocks,
         panels=panels,
         tasks=tasks,
-        waves=waves if waves_job is not None else passes,
+        waves=waves if job in ("knn", "pairwise") else passes,
         passes=passes,
         pairs=pairs,
         flops=flops_per_term * pairs * d,
