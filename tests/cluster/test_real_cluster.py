@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -95,27 +96,51 @@ def test_cli_knn_reads_and_writes_s3_on_a_cluster_from_the_command_line(cluster)
     assert "tasks:" in planned.stdout and cluster.address in planned.stdout
 
 
+def _write_in_background(url: str, out: str) -> tuple[threading.Thread, list[BaseException]]:
+    """``bd.knn(url).to_zarr(out)`` through the waves on the default client, in a thread; its error, if any."""
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            bd.knn(url, None, k=K).to_zarr(out)
+        except BaseException as error:  # noqa: BLE001  (reported by the test)
+            errors.append(error)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    return thread, errors
+
+
 def test_a_worker_killed_mid_run_changes_nothing(cluster):
     url, values = _store_input(16000, 16, 1000)
     with dask.config.set({"bigdist.knn.query-block-rows": QUERY_BLOCK_ROWS}), cluster.client() as client:
         reference = _url("reference.zarr")
-        bd.knn(bd.open_array(url), None, k=K).to_zarr(reference)
+        bd.knn(url, None, k=K).to_zarr(reference)
         out = _url("nn.zarr")
-        future = client.compute(bd.knn(bd.open_array(url), None, k=K).to_zarr(out, compute=False))
+        thread, errors = _write_in_background(url, out)
 
         def still_running() -> None:
-            assert not future.done(), "the run finished before a worker could be killed"
+            assert thread.is_alive(), f"the run finished before a worker could be killed ({errors})"
 
         _wait_for_blocks(out, time.monotonic() + 300, still_running)
         victim = next(iter(client.scheduler_info()["workers"]))
         pid = client.run(os.getpid, workers=[victim])[victim]
         os.kill(pid, signal.SIGKILL)  # its nanny starts a new worker process
-        assert future.result(timeout=300) == out
+        thread.join(300)
+        assert not thread.is_alive() and not errors, errors
     assert zarr.open_group(store=out, mode="r").attrs["bigdist"]["complete"] is True
     got, expected = _stored(out), _stored(reference)
     for array, reference_array in zip(got, expected, strict=True):
         assert array.tobytes() == reference_array.tobytes()
     _check_against_oracle(values, *got)
+
+
+def _chunk_times(url: str, blocks: np.ndarray) -> dict[str, object]:
+    """When the distances chunk of each written block was last stored (S3's LastModified)."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    return {str(i): fs.info(f"{url}/distances/c/{i}/0")["LastModified"] for i in np.flatnonzero(blocks)}
 
 
 def test_the_client_killed_mid_run_resumes_without_recomputing_finished_blocks(cluster):
@@ -135,24 +160,25 @@ def test_the_client_killed_mid_run_resumes_without_recomputing_finished_blocks(c
     finally:
         os.killpg(client_process.pid, signal.SIGKILL)
         client_process.wait(10)
-    done_at_kill, total = _blocks_done(out)
     # The scheduler drops the dead client's tasks; one already running may still store its block.
-    time.sleep(3)
+    time.sleep(5)
     assert zarr.open_group(store=out, mode="r").attrs["bigdist"]["complete"] is False
+    markers = np.asarray(zarr.open_group(store=out, mode="r")[f"{PROGRESS_GROUP}/distances"][...]).astype(bool)
+    kept, total = int(markers.sum()), markers.size
+    assert 0 < kept < total
+    written_before = _chunk_times(out, markers)
     with dask.config.set({"bigdist.knn.query-block-rows": QUERY_BLOCK_ROWS}), cluster.client() as client:
-        # The graph of the command line's own call (the URL, not an opened array), so the run is resumed.
-        resumed = bd.knn(url, None, k=K).to_zarr(out, compute=False)
-        kept, _ = _blocks_done(out)
-        assert done_at_kill <= kept < total
-        store_keys = [key for key in dict(resumed.__dask_graph__()) if str(key[0]).startswith("bigdist-store-")]
-        # Only the blocks not yet written (distances and indices: two arrays) are in the re-run's graph.
-        assert len(store_keys) == 2 * (total - kept)
+        panels_per_block = bd.plan("knn", url, k=K, calibrate_kernel=False).panels
         with get_task_stream(client) as stream:
-            assert client.compute(resumed).result(timeout=300) == out
-        executed = [task for task in stream.data if task["key"][0].startswith("bigdist-store-distances")]
-        assert len(executed) == total - kept
+            # The command line's own call (the URL, not an opened array), so its run is resumed.
+            bd.knn(url, None, k=K).to_zarr(out)
+        executed = [task for task in stream.data if str(task["key"]).startswith("bigdist-knn-panel")]
         reference = _url("reference.zarr")
         bd.knn(url, None, k=K).to_zarr(reference)
+    # Only the blocks not yet written were computed (their panels, then one merge-and-write each) ...
+    assert len({task["key"] for task in executed}) == (total - kept) * (panels_per_block + 1)
+    # ... and no block written before was stored again.
+    assert _chunk_times(out, markers) == written_before
     got, expected = _stored(out), _stored(reference)
     for array, reference_array in zip(got, expected, strict=True):
         assert array.tobytes() == reference_array.tobytes()
