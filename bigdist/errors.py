@@ -74,3 +74,11 @@ class TooManyNeighborsError(BigdistError, ValueError):
 
 class InputValueError(BigdistError, ValueError):
     """An input holds values the chosen metric is not defined for (negative for chi2, non-boolean for jaccard)."""
+
+
+class PlanError(BigdistError, ValueError):
+    """A job cannot be planned: an input cannot be opened or its size is unknown."""
+
+
+class InsufficientSpaceError(BigdistError, OSError):
+    """An output would not fit in the free space of its disk (``--force`` runs anyway)."""

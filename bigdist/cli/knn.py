@@ -10,6 +10,7 @@ import click
 
 from bigdist.cli.options import (
     metric_params,
+    planned,
     queries_and_train,
     require,
     run_attrs,
@@ -41,6 +42,9 @@ def knn(generate: Any = None, **options: Any) -> None:
     with runtime_client(options) as client:
         started(client, generate, {"train": options["train"], "queries": options["queries"]})
         out = os.path.expanduser(options["out"])
+        job = {"k": options["k"], "metric": options["metric"], **metric_params(options)}
+        if planned(options, "knn", *queries_and_train(options), **job):
+            return
         result = bigdist.knn(
             *queries_and_train(options),
             k=options["k"],

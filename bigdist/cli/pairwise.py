@@ -10,6 +10,7 @@ import click
 
 from bigdist.cli.options import (
     metric_params,
+    planned,
     queries_and_train,
     require,
     run_attrs,
@@ -42,6 +43,8 @@ def pairwise(generate: Any = None, **options: Any) -> None:
         started(client, generate, {"train": options["train"], "queries": options["queries"]})
         out = os.path.expanduser(options["out"])
         queries, train = queries_and_train(options)
+        if planned(options, "pairwise", queries, train, metric=options["metric"], **metric_params(options)):
+            return
         matrix = bigdist.pairwise_distances(queries, train, options["metric"], **metric_params(options))
         params = {"metric": options["metric"], **metric_params(options), "self_join": train is None}
         n_features = bigdist.open_array(train or queries).shape[1]
