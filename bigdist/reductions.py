@@ -19,6 +19,7 @@ from dask.core import flatten
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
+from bigdist.blas import BlasLimited
 from bigdist.kernels.knn import RESULT_DTYPE, knn_agg, knn_chunk, knn_combine
 from bigdist.kernels.labels import fmax_reduce, lookup_chunk
 from bigdist.kernels.meanshift import kth_agg, kth_chunk, kth_combine
@@ -73,14 +74,16 @@ def knn_topk(
     train_index = da.arange(train.shape[0], chunks=(train.chunks[0],), dtype=np.int64)
     token = tokenize(queries, train, k, metric, p, exclude_self, tile_query_rows, tile_train_rows)
     tiles = da.blockwise(
-        partial(
-            knn_chunk,
-            k=k,
-            metric=metric,
-            p=p,
-            exclude_self=exclude_self,
-            tile_query_rows=tile_query_rows,
-            tile_train_rows=tile_train_rows,
+        BlasLimited(
+            partial(
+                knn_chunk,
+                k=k,
+                metric=metric,
+                p=p,
+                exclude_self=exclude_self,
+                tile_query_rows=tile_query_rows,
+                tile_train_rows=tile_train_rows,
+            )
         ),
         "ij",
         queries,
@@ -236,7 +239,7 @@ def _chunk_layer(
     carried_keys = carried_arrays[0].__dask_keys__() if carried_arrays else [None] * len(blocks)
     for i, (block, offset) in enumerate(zip(blocks, _offsets(array), strict=True)):
         before = [carried_keys[i]] if carried else []
-        tasks[(layer_name, i)] = (chunk, block, offset, *before, *extra_args)
+        tasks[(layer_name, i)] = (BlasLimited(chunk), block, offset, *before, *extra_args)
     collections = [array, *carried_arrays]
     graph = HighLevelGraph.from_collections(layer_name, tasks, dependencies=collections)
     return dict(graph.layers), dict(graph.dependencies), [(layer_name, i) for i in range(len(blocks))]
@@ -361,15 +364,17 @@ def radius_pairs(
     index, or nearest first with ``sort_results``.
     """
     token = tokenize(queries, train, radius, metric, p, exclude_self, split_every, max_neighbors, sort_results)
-    tile = partial(
-        radius_chunk,
-        radius=radius,
-        metric=metric,
-        p=p,
-        exclude_self=exclude_self,
-        max_neighbors=max_neighbors,
-        tile_query_rows=tile_query_rows,
-        tile_train_rows=tile_train_rows,
+    tile = BlasLimited(
+        partial(
+            radius_chunk,
+            radius=radius,
+            metric=metric,
+            p=p,
+            exclude_self=exclude_self,
+            max_neighbors=max_neighbors,
+            tile_query_rows=tile_query_rows,
+            tile_train_rows=tile_train_rows,
+        )
     )
     combine = partial(radius_combine, max_neighbors=max_neighbors)
     finish = partial(radius_finish, metric=metric, sort_results=sort_results, dtype=out_dtype)
@@ -421,7 +426,7 @@ def kth_neighbour_distance(queries: da.Array, train: da.Array, *, k: int, split_
     """
     token = tokenize(queries, train, k)
     tiles = da.blockwise(
-        partial(kth_chunk, k=k),
+        BlasLimited(partial(kth_chunk, k=k)),
         "ij",
         queries,
         "if",
