@@ -2,12 +2,14 @@
 
 ``lloyd_block`` walks a block in steps of rows that stay in cache. For each
 step it keeps the label of the rows Hamerly's bounds prove stay (when the
-block carries bounds), runs one GEMM of the other rows against the centroids
-(``np.dot``, BLAS), finds each row's two nearest centroids in one vectorised
-pass (``nearest_two``), settles rows whose best two are closer than the
-GEMM's error bound exactly in float64 (ties to the lower index), then adds
-every row of the step, in row order, to its centroid's float64 sum, count
-and inertia. The partial state of a block is therefore bitwise the same
+block carries bounds), copies the other rows (shifted) with their norms,
+runs a GEMM of them against each tile of centroids (``np.dot``, BLAS; a
+tile's products stay in L2 for any k) and folds each tile into every row's
+running two nearest centroids in one vectorised pass (``nearest_two``, in
+the GEMM's dtype), settles rows whose best two are closer than the GEMM's
+error bound exactly in float64 (ties to the lower index), then adds every
+row of the step, in row order, to its centroid's float64 sum, count and
+inertia. The partial state of a block is therefore bitwise the same
 whichever rows the bounds skipped. Compiled with numba (``cache=True``).
 """
 
@@ -40,10 +42,11 @@ def lloyd_block(
     ----------
     block : ndarray of shape (n, d), the original rows
     centroids : ndarray of shape (k, d), float64, the original centroids
-    gemm : tuple ``(centres, shift, half_norms, max_norm, bound_factor, safe_low, safe_high, centroid_amax)``:
-        the centroids less ``shift`` (k, d) and ``shift`` (d,) in the GEMM dtype; half their squared norms,
-        float64; the largest centred norm; the error bound of a ``half_norm - product`` value is
-        ``bound_factor * (|row - shift| + max_norm)**2``; the magnitudes the GEMM dtype squares safely
+    gemm : tuple ``(centres, shift, half_norms, gemm_half_norms, tile, max_norm, bound_factor, safe_low,
+        safe_high, centroid_amax)``: the centroids less ``shift`` (k, d) and ``shift`` (d,) in the GEMM dtype;
+        half their squared norms, float64 and in the GEMM dtype; the centroids per GEMM tile; the largest
+        centred norm; the error bound of a ``half_norm - product`` value (in float64, or in the GEMM
+        dtype) is ``bound_factor * (|row - shift| + max_norm)**2``; the magnitudes the GEMM dtype squares safely
         (``OUT_OF_RANGE`` is returned for a step whose values, or the centroids', lie outside); the
         centroids' largest magnitude
     carried : tuple ``(bounded, labels_before, lower_before, drift_other, half_gap)``, Hamerly's state:
@@ -53,17 +56,18 @@ def lloyd_block(
     outputs : tuple ``(labels, lower, distances, sums, counts, moments, with_moments)``: labels (n,),
         the new lower bounds (n,), squared distances to the centroid (n,), float64 sums (k, d), counts
         (k,) and sums of x and x**2 per feature (2, d, only ``with_moments``), added to in place
-    scratch : tuple ``(products, shifted, best, second, first, selected)``: flat buffers of at least
-        k * s and s * d values of the GEMM dtype, and four of s values (s rows per step)
+    scratch : tuple ``(products, shifted, best, second, first, selected, norms)``: flat buffers of at least
+        tile * s and s * d values of the GEMM dtype, and of s values: two of the GEMM dtype, int32, int64
+        and float64 (s rows per step)
 
     Returns
     -------
     (status, inertia, rows assigned through the GEMM); on ``OUT_OF_RANGE`` the outputs are partial.
     """
-    centres, shift, half_norms, max_norm, bound_factor, safe_low, safe_high, centroid_amax = gemm
+    centres, shift, half_norms, gemm_half_norms, tile, max_norm, bound_factor, safe_low, safe_high, centroid_amax = gemm
     bounded = carried[0]
     labels, lower = outputs[0], outputs[1]
-    products_buffer, shifted_buffer, best, second, first, selected = scratch
+    products_buffer, shifted_buffer, best, second, first, selected, norms = scratch
     n, d = block.shape
     k = centres.shape[0]
     step_rows = selected.shape[0]
@@ -79,14 +83,17 @@ def lloyd_block(
                 selected[j] = start + j
         if m > 0:
             shifted = shifted_buffer[: m * d].reshape((m, d))
-            amax = _gather_shifted(block, selected[:m], shift, shifted, centroid_amax)
+            amax = _gather_shifted(block, selected[:m], shift, shifted, norms, centroid_amax)
             if amax != 0.0 and not safe_low <= amax <= safe_high:
                 return OUT_OF_RANGE, 0.0, 0
-            products = products_buffer[: k * m].reshape((k, m))
-            np.dot(centres, shifted.T, products)
-            nearest_two(products, half_norms, best[:m], second[:m], first[:m])
-            _settle(block, centroids, shifted, products, half_norms, max_norm, bound_factor, selected[:m],
-                    best, second, first, labels, lower)  # fmt: skip
+            for low in range(0, k, tile):
+                high = min(low + tile, k)
+                products = products_buffer[: (high - low) * m].reshape((high - low, m))
+                np.dot(centres[low:high], shifted.T, products)
+                nearest_two(products, gemm_half_norms[low:high], low, best[:m], second[:m], first[:m])
+            # With one tile its products are every centroid's; with several, the settle recomputes a row's.
+            _settle(block, centroids, shifted, norms, products, low == 0, centres, half_norms, gemm_half_norms,
+                    max_norm, bound_factor, selected[:m], best, second, first, labels, lower)  # fmt: skip
             gemm_rows += m
         inertia += _accumulate_step(block, start, stop, centroids, outputs)
     return DONE, inertia, gemm_rows
@@ -134,24 +141,31 @@ def _keep_proven(
 
 @numba.njit(cache=True, nogil=True)
 def _gather_shifted(
-    block: np.ndarray, rows: np.ndarray, shift: np.ndarray, shifted: np.ndarray, centroid_amax: float
+    block: np.ndarray,
+    rows: np.ndarray,
+    shift: np.ndarray,
+    shifted: np.ndarray,
+    norms: np.ndarray,
+    centroid_amax: float,
 ) -> float:
-    """Copy ``block[rows] - shift`` into ``shifted``; return the largest magnitude of those rows and the centroids."""
+    """Copy ``block[rows] - shift`` into ``shifted``, their squared norms (float64) into ``norms``.
+
+    Returns the largest magnitude of those rows and the centroids.
+    """
     amax = centroid_amax
     for j in range(rows.shape[0]):
-        row = block[rows[j]]
-        amax = max(amax, _largest_magnitude(row))
-        for f in range(row.shape[0]):
-            shifted[j, f] = row[f] - shift[f]
+        amax = max(amax, _shift_row(block[rows[j]], shift, shifted[j]))
+        norms[j] = _squared_norm(shifted[j])
     return amax
 
 
 # The largest of exact values, in any order: the compiler vectorises it (the data holds no NaN: checked on input).
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "nnan"})
-def _largest_magnitude(row: np.ndarray) -> float:
+def _shift_row(row: np.ndarray, shift: np.ndarray, out: np.ndarray) -> float:
     amax = 0.0
     for f in range(row.shape[0]):
         amax = max(amax, abs(np.float64(row[f])))
+        out[f] = row[f] - shift[f]
     return amax
 
 
@@ -167,30 +181,37 @@ def _squared_norm(row: np.ndarray) -> float:
 
 @numba.njit(cache=True, nogil=True)
 def nearest_two(
-    products: np.ndarray, half_norms: np.ndarray, best: np.ndarray, second: np.ndarray, first: np.ndarray
+    products: np.ndarray, half_norms: np.ndarray, low: int, best: np.ndarray, second: np.ndarray, first: np.ndarray
 ) -> None:
-    """For every row of a step, its smallest and second smallest ``half_norms - products`` value, in place.
+    """Fold a tile of centroids into every row's smallest and second smallest ``half_norms - products`` value.
 
     Parameters
     ----------
-    products : ndarray of shape (k, s), the GEMM of the shifted centroids and rows (centroid-major,
-        so that the loop over rows is contiguous and vectorises without a reduction's dependency chain)
-    half_norms : ndarray of shape (k,), float64, half squared norms of the shifted centroids
-    best, second : ndarray of shape (s,), float64, outputs; ``second`` equals ``best`` on a tie
-    first : ndarray of shape (s,), int64, output: the lowest centroid index reaching ``best``
+    products : ndarray of shape (t, s), the GEMM of a tile of shifted centroids, ``low`` the first, and the
+        rows (centroid-major, so that the loop over rows is contiguous and vectorises without a reduction's
+        dependency chain)
+    half_norms : ndarray of shape (t,), half squared norms of the tile's shifted centroids, of the
+        products' dtype (all lanes of one width)
+    low : int, the index of the tile's first centroid; the tile starting at 0 resets the outputs
+    best, second : ndarray of shape (s,), the products' dtype, running; ``second`` equals ``best`` on a tie
+    first : ndarray of shape (s,), int32, running: the lowest centroid index reaching ``best``
     """
-    k, s = products.shape
-    best[:] = np.inf
-    second[:] = np.inf
-    first[:] = 0
-    for c in range(k):
+    t, s = products.shape
+    if low == 0:
+        best[:] = np.inf
+        second[:] = np.inf
+        first[:] = 0
+    for c in range(t):
         half_norm = half_norms[c]
+        label = np.int32(low + c)
         for i in range(s):
             value = half_norm - products[c, i]
-            runner_up = value if value > best[i] else best[i]
-            second[i] = runner_up if runner_up < second[i] else second[i]
-            first[i] = c if value < best[i] else first[i]
-            best[i] = value if value < best[i] else best[i]
+            so_far = best[i]
+            # The median of (best, second, value), as best <= second: written min(second, ...), the
+            # compiler makes it a masked store, three times slower on AMD.
+            second[i] = max(so_far, min(second[i], value))
+            first[i] = label if value < so_far else first[i]
+            best[i] = min(value, so_far)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -198,8 +219,12 @@ def _settle(
     block: np.ndarray,
     centroids: np.ndarray,
     shifted: np.ndarray,
+    norms: np.ndarray,
     products: np.ndarray,
+    whole: bool,
+    centres: np.ndarray,
     half_norms: np.ndarray,
+    gemm_half_norms: np.ndarray,
     max_norm: float,
     bound_factor: float,
     selected: np.ndarray,
@@ -209,29 +234,49 @@ def _settle(
     labels: np.ndarray,
     lower: np.ndarray,
 ) -> None:
-    """Label the selected rows from :func:`nearest_two`'s values, with a lower bound on the other centroids."""
+    """Label the selected rows from :func:`nearest_two`'s values, with a lower bound on the other centroids.
+
+    ``whole``: ``products`` hold every centroid's values; otherwise a row too
+    close to call recomputes them (a dot product in the GEMM dtype errs by
+    no more than the GEMM's, whatever the order of its sum).
+    """
+    k = centres.shape[0]
     for j in range(selected.shape[0]):
         i = selected[j]
-        norm2 = _squared_norm(shifted[j])
+        norm2 = norms[j]
         bound = bound_factor * (np.sqrt(norm2) + max_norm) ** 2
-        label = first[j]
-        other = second[j]
+        label = np.int64(first[j])
+        nearest = np.float64(best[j])
+        other = np.float64(second[j])
         # Each value may err by the bound, a difference by twice it: a runner-up within that of the
         # best is too close to call in the GEMM's precision, so the candidates are compared exactly.
-        slack = best[j] + 2.0 * bound
-        if second[j] <= slack:
+        slack = nearest + 2.0 * bound
+        if other <= slack:
             exact_best = np.inf
-            for c in range(products.shape[0]):
-                if half_norms[c] - products[c, j] <= slack:
+            for c in range(k):
+                if whole:
+                    value = half_norms[c] - products[c, j]
+                else:
+                    value = np.float64(gemm_half_norms[c] - _dot(centres[c], shifted[j]))
+                if value <= slack:
                     total = squared_distance(block[i], centroids[c])
                     if total < exact_best:
                         exact_best = total
                         label = c
             if label != first[j]:
-                other = best[j]
+                other = nearest
         labels[i] = label
         # Every value errs by at most the bound, and the row's squared norm by less than twice it.
         lower[i] = np.sqrt(max(norm2 + 2.0 * (other - 2.0 * bound), 0.0))
+
+
+# Any order of the sum: the error bound holds for every one.
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.dtype.type(0)
+    for f in range(a.shape[0]):
+        total += a[f] * b[f]
+    return total
 
 
 @numba.njit(cache=True, nogil=True)

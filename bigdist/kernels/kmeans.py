@@ -29,8 +29,11 @@ from bigdist.kernels.assign import DONE, lloyd_block
 from bigdist.kernels.metrics import margin
 from bigdist.kernels.scaling import largest_magnitude, safe_range
 
-# Rows per step: the step's rows and its (k, STEP_ROWS) products stay in cache between the GEMM and the sums.
+# Rows per step: the step's rows stay in cache between the GEMM and the sums.
 STEP_ROWS = 1024
+
+# Most products of one GEMM (a tile of centroids against a step's rows): 512 KiB of float32 stay in L2.
+TILE_VALUES = 2**17
 
 # Scratch arrays a thread keeps from one task to the next, in all (a block of 262,144 rows keeps ~7 MiB).
 SCRATCH_KEEP_BYTES = 32 * 2**20
@@ -63,22 +66,28 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     return buffer[:size].reshape(shape)
 
 
-def _gemm_inputs(centroids: np.ndarray, dtype: np.dtype, n_features: int) -> tuple[Any, ...]:
+def _gemm_inputs(centroids: np.ndarray, dtype: np.dtype, n_features: int, step_rows: int) -> tuple[Any, ...]:
     """The ``gemm`` tuple of :func:`~bigdist.kernels.assign.lloyd_block` for a GEMM in ``dtype``.
 
     Both sides are shifted to the centroids' mean, which keeps the
-    expansion's cancellation small for data far from the origin.
+    expansion's cancellation small for data far from the origin. The
+    centroids go through the GEMM in tiles of ``TILE_VALUES // step_rows``.
     """
     shift = centroids.mean(axis=0).astype(dtype)
     centres = np.ascontiguousarray((centroids - shift).astype(dtype))
     half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres).astype(np.float64)
     max_norm = float(np.sqrt(2 * half_norms.max()))
-    # The error bound of |c|^2/2 - x.c is half that of the squared distance, which scales with (|x| + |c|)^2.
-    bound_factor = float(0.5 * margin("sqeuclidean", dtype, n_features, np.zeros(1), 1.0)[0])
+    # The error bound of |c|^2/2 - x.c is half that of the squared distance, which scales with (|x| + |c|)^2;
+    # plus, for values taken in the GEMM dtype, the rounding of the half norm and of the difference.
+    bound_factor = float(0.5 * margin("sqeuclidean", dtype, n_features, np.zeros(1), 1.0)[0] + np.finfo(dtype).eps)
     low, high = safe_range(dtype, n_features)
     if dtype == np.float64:
         low = 0.0  # tiny float64 values lose nothing that matters; only squares beyond the range do
-    return centres, shift, half_norms, max_norm, bound_factor, low, high, largest_magnitude(centroids)
+    tile = max(1, TILE_VALUES // step_rows)
+    return (
+        centres, shift, half_norms, half_norms.astype(dtype), tile, max_norm, bound_factor, low, high,
+        largest_magnitude(centroids),
+    )  # fmt: skip
 
 
 def _run_block(
@@ -110,19 +119,19 @@ def _run_block(
     dtype = np.result_type(block.dtype, np.float32)
     for gemm_dtype in [dtype] if dtype == np.float64 else [dtype, np.dtype(np.float64)]:
         step_rows = max(1, min(STEP_ROWS, n))
+        gemm = _gemm_inputs(centroids, gemm_dtype, d, step_rows)
         scratch = (
-            _scratch("products", (k * step_rows,), gemm_dtype),
+            _scratch("products", (min(k, gemm[4]) * step_rows,), gemm_dtype),
             _scratch("shifted", (step_rows * d,), gemm_dtype),
-            _scratch("best", (step_rows,), np.float64),
-            _scratch("second", (step_rows,), np.float64),
-            _scratch("first", (step_rows,), np.int64),
+            _scratch("best", (step_rows,), gemm_dtype),
+            _scratch("second", (step_rows,), gemm_dtype),
+            _scratch("first", (step_rows,), np.int32),
             _scratch("selected", (step_rows,), np.int64),
+            _scratch("norms", (step_rows,), np.float64),
         )
         state = {"sums": np.zeros((k, d)), "counts": np.zeros(k, dtype=np.int64), "moments": np.zeros((2, d))}
         outputs = (labels, lower, distances, state["sums"], state["counts"], state["moments"], with_moments)
-        status, inertia, gemm_rows = lloyd_block(
-            block, centroids, _gemm_inputs(centroids, gemm_dtype, d), bounds, outputs, scratch
-        )
+        status, inertia, gemm_rows = lloyd_block(block, centroids, gemm, bounds, outputs, scratch)
         if status == DONE:
             state.update(inertia=inertia, full_rows=gemm_rows)
             return state
