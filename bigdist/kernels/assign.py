@@ -53,9 +53,11 @@ def lloyd_block(
         whether to use it; each row's label (n,) and lower bound (n,) on its distance to every other
         centroid from the last pass; for each centroid the largest move of any other one (k,), and half
         its distance to its nearest other one (k,)
-    outputs : tuple ``(labels, lower, distances, sums, counts, moments, with_moments)``: labels (n,),
-        the new lower bounds (n,), squared distances to the centroid (n,), float64 sums (k, d), counts
-        (k,) and sums of x and x**2 per feature (2, d, only ``with_moments``), added to in place
+    outputs : tuple ``(labels, lower, distances, sums, counts, moments, with_moments, weights, weight_sums,
+        weighted)``: labels (n,), the new lower bounds (n,), squared distances to the centroid (n,), float64
+        sums (k, d), counts (k,) and sums of x and x**2 per feature (2, d, only ``with_moments``), added to
+        in place; with ``weighted``, the rows' weights (n,) and the centroids' summed weights (k,), and the
+        sums and inertia weighted
     scratch : tuple ``(products, shifted, best, second, first, selected, norms)``: flat buffers of at least
         tile * s and s * d values of the GEMM dtype, and of s values: two of the GEMM dtype, int32, int64
         and float64 (s rows per step)
@@ -281,17 +283,28 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
 
 @numba.njit(cache=True, nogil=True)
 def _accumulate_step(block: np.ndarray, start: int, stop: int, centroids: np.ndarray, outputs: tuple) -> float:
-    """Add rows ``start:stop`` to their centroid's sum and count, in row order; return their inertia."""
-    labels, _, distances, sums, counts, moments, with_moments = outputs
+    """Add rows ``start:stop`` to their centroid's sum and count, in row order; return their inertia.
+
+    Weighted, a row adds ``weight * row`` to the sum, its weight to the centroid's weight and
+    ``weight * distance`` to the inertia.
+    """
+    labels, _, distances, sums, counts, moments, with_moments, weights, weight_sums, weighted = outputs
     inertia = 0.0
     for i in range(start, stop):
         label = labels[i]
         distance = squared_distance(block[i], centroids[label])
         distances[i] = distance
-        inertia += distance
         counts[label] += 1
-        for f in range(block.shape[1]):
-            sums[label, f] += block[i, f]
+        if weighted:
+            weight = weights[i]
+            inertia += weight * distance
+            weight_sums[label] += weight
+            for f in range(block.shape[1]):
+                sums[label, f] += weight * np.float64(block[i, f])
+        else:
+            inertia += distance
+            for f in range(block.shape[1]):
+                sums[label, f] += block[i, f]
         if with_moments:
             for f in range(block.shape[1]):
                 value = np.float64(block[i, f])
