@@ -78,7 +78,7 @@ def lloyd_block(
     for start in range(0, n, step_rows):
         stop = min(start + step_rows, n)
         if bounded:
-            m = _keep_proven(block, start, stop, centroids, carried, labels, lower, selected)
+            m = _keep_proven(block, start, stop, centroids, carried, labels, lower, outputs[2], selected)
         else:
             m = stop - start
             for j in range(m):
@@ -95,7 +95,7 @@ def lloyd_block(
                 nearest_two(products, gemm_half_norms[low:high], low, best[:m], second[:m], first[:m])
             # With one tile its products are every centroid's; with several, the settle recomputes a row's.
             _settle(block, centroids, shifted, norms, products, low == 0, centres, half_norms, gemm_half_norms,
-                    max_norm, bound_factor, selected[:m], best, second, first, labels, lower)  # fmt: skip
+                    max_norm, bound_factor, selected[:m], best, second, first, labels, lower, outputs[2])  # fmt: skip
             gemm_rows += m
         inertia += _accumulate_step(block, start, stop, centroids, outputs)
     return DONE, inertia, gemm_rows
@@ -110,6 +110,7 @@ def _keep_proven(
     carried: tuple,
     labels: np.ndarray,
     lower: np.ndarray,
+    distances: np.ndarray,
     selected: np.ndarray,
 ) -> int:
     """Keep the label of every row of the step that provably has not changed; list the others in ``selected``.
@@ -121,7 +122,8 @@ def _keep_proven(
     centroid (then no other centroid can be as near, by the triangle
     inequality). The comparison keeps a relative margin of 1e-9, far above
     the float64 rounding of the bounds, so a kept label is the exact nearest
-    centroid, never a tie. Returns how many rows are left to assign.
+    centroid, never a tie; its distance goes to ``distances``. Returns how
+    many rows are left to assign.
     """
     _, labels_before, lower_before, drift_other, half_gap = carried
     m = 0
@@ -132,6 +134,7 @@ def _keep_proven(
         limit = max(moved_lower, half_gap[label]) * (1.0 - 1e-9)
         if limit > 0.0 and distance < limit * limit:
             labels[i] = label
+            distances[i] = distance
             # The triangle inequality bounds the other centroids by the gap too (less a rounding margin).
             gap_lower = 2.0 * half_gap[label] * (1.0 - 1e-12) - np.sqrt(distance)
             lower[i] = max(moved_lower, gap_lower, 0.0)
@@ -235,8 +238,9 @@ def _settle(
     first: np.ndarray,
     labels: np.ndarray,
     lower: np.ndarray,
+    distances: np.ndarray,
 ) -> None:
-    """Label the selected rows from :func:`nearest_two`'s values, with a lower bound on the other centroids.
+    """Label the selected rows from :func:`nearest_two`'s values, with their distance and a bound on the others.
 
     ``whole``: ``products`` hold every centroid's values; otherwise a row too
     close to call recomputes them (a dot product in the GEMM dtype errs by
@@ -246,6 +250,7 @@ def _settle(
     for j in range(selected.shape[0]):
         i = selected[j]
         norm2 = norms[j]
+        exact_best = np.inf
         bound = bound_factor * (np.sqrt(norm2) + max_norm) ** 2
         label = np.int64(first[j])
         nearest = np.float64(best[j])
@@ -254,7 +259,6 @@ def _settle(
         # best is too close to call in the GEMM's precision, so the candidates are compared exactly.
         slack = nearest + 2.0 * bound
         if other <= slack:
-            exact_best = np.inf
             for c in range(k):
                 if whole:
                     value = half_norms[c] - products[c, j]
@@ -268,6 +272,7 @@ def _settle(
             if label != first[j]:
                 other = nearest
         labels[i] = label
+        distances[i] = exact_best if exact_best < np.inf else squared_distance(block[i], centroids[label])
         # Every value errs by at most the bound, and the row's squared norm by less than twice it.
         lower[i] = np.sqrt(max(norm2 + 2.0 * (other - 2.0 * bound), 0.0))
 
@@ -283,7 +288,9 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
 
 @numba.njit(cache=True, nogil=True)
 def _accumulate_step(block: np.ndarray, start: int, stop: int, centroids: np.ndarray, outputs: tuple) -> float:
-    """Add rows ``start:stop`` to their centroid's sum and count, in row order; return their inertia.
+    """Add rows ``start:stop`` (labelled, with their distances) to their centroid's sum and count, in row order.
+
+    Returns their inertia.
 
     Weighted, a row adds ``weight * row`` to the sum, its weight to the centroid's weight and
     ``weight * distance`` to the inertia.
@@ -292,8 +299,7 @@ def _accumulate_step(block: np.ndarray, start: int, stop: int, centroids: np.nda
     inertia = 0.0
     for i in range(start, stop):
         label = labels[i]
-        distance = squared_distance(block[i], centroids[label])
-        distances[i] = distance
+        distance = distances[i]
         counts[label] += 1
         if weighted:
             weight = weights[i]
