@@ -15,6 +15,7 @@ import dask.array as da
 import numpy as np
 import zarr
 from dask.base import tokenize
+from sklearn.exceptions import ConvergenceWarning
 
 from bigdist import config
 from bigdist.errors import InputShapeError, ParameterError
@@ -352,10 +353,11 @@ def kmeans(
     assert best is not None
     distinct = len(np.unique(best.centroids, axis=0))
     if distinct < k:
+        # scikit-learn's wording and category, which its users filter on.
         warnings.warn(
-            f"only {distinct} distinct clusters found for n_clusters={k}: the data has fewer distinct points "
-            f"than that; use n_clusters <= {distinct}",
-            RuntimeWarning,
+            f"Number of distinct clusters ({distinct}) found smaller than n_clusters ({k}). Possibly due to "
+            f"duplicate points in X; use n_clusters <= {distinct}",
+            ConvergenceWarning,
             stacklevel=2,
         )
     best.params = {

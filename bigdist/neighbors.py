@@ -62,10 +62,14 @@ def effective_metric(metric: Any, p: float | None, metric_params: dict[str, Any]
     return "minkowski", {"p": order, **params}
 
 
-def _n_threads(n_jobs: int | None) -> int | None:
+def n_threads(n_jobs: int | None) -> int | None:
     """Threads of ``n_jobs`` in joblib's convention (-1: every core, -2: all but one, ...)."""
     if n_jobs is None:
         return None
+    if n_jobs == 0:
+        raise EstimatorParameterError(
+            "n_jobs == 0 has no meaning; use None (the scheduler's default), a number of threads, or -1 for every core"
+        )
     cores = os.cpu_count() or 1
     return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
 
@@ -91,11 +95,7 @@ class NeighborsBase(BaseEstimator):
             self._validate_params()
         except InvalidParameterError as error:
             raise EstimatorParameterError(str(error)) from None
-        if self.n_jobs == 0:
-            raise EstimatorParameterError(
-                f"n_jobs == 0 has no meaning for {type(self).__name__}; use None (the scheduler's default), "
-                f"a number of threads, or -1 for every core"
-            )
+        n_threads(self.n_jobs)
         metric, params = effective_metric(self.metric, self.p, self.metric_params)
         if self.algorithm in ("kd_tree", "ball_tree"):
             self._check_tree_metric(metric, params)
@@ -133,7 +133,7 @@ class NeighborsBase(BaseEstimator):
 
     def _compute(self, *arrays: Any) -> tuple[Any, ...]:
         """Compute on the ambient scheduler; ``n_jobs`` threads when that is dask's local threaded one."""
-        threads = _n_threads(self.n_jobs)
+        threads = n_threads(self.n_jobs)
         if threads is None:
             return dask.compute(*arrays)
         with dask.config.set(num_workers=threads):
