@@ -131,12 +131,14 @@ class NeighborsBase(BaseEstimator):
         self._fit_in_memory = in_memory(X)
         self.n_samples_fit_, self.n_features_in_ = (int(size) for size in self._fit_X.shape)
 
-    def _compute(self, *arrays: Any) -> tuple[Any, ...]:
-        """Compute on the ambient scheduler; ``n_jobs`` threads when that is dask's local threaded one."""
+    def _threads(self) -> Any:
+        """A context in which dask's local threaded scheduler runs ``n_jobs`` threads."""
         threads = n_threads(self.n_jobs)
-        if threads is None:
-            return dask.compute(*arrays)
-        with dask.config.set(num_workers=threads):
+        return dask.config.set({} if threads is None else {"num_workers": threads})
+
+    def _compute(self, *arrays: Any) -> tuple[Any, ...]:
+        """Compute on the ambient scheduler (``n_jobs`` threads when it is dask's local threaded one)."""
+        with self._threads():
             return dask.compute(*arrays)
 
     def _query_array(self, X: Any) -> da.Array:
@@ -356,9 +358,13 @@ class NearestNeighbors(NeighborsBase):
             raise ParameterError("return_distance must be True if sort_results is True.")
         result, numpy_out = self._radius_result(X, radius, sort_results)
         if numpy_out:
-            distances, indices = self._compute(result)[0]
+            with self._threads():
+                distances, indices = result.compute()
+            # float64 distances whatever the input dtype, as scikit-learn returns them.
+            distances = _object_array([row.astype(np.float64, copy=False) for row in distances])
         else:
             distances, indices = result.to_dask()
+            distances = distances.map_blocks(_float64_rows, dtype=object, meta=np.empty(0, dtype=object))
         return (distances, indices) if return_distance else indices
 
     def radius_neighbors_graph(
@@ -381,6 +387,18 @@ class NearestNeighbors(NeighborsBase):
                 f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead'
             )
         result, _ = self._radius_result(X, radius, sort_results)
-        indptr, indices, distances = result.to_csr()
+        with self._threads():
+            indptr, indices, distances = result.to_csr()
         data = np.ones(len(indices)) if mode == "connectivity" else distances.astype(np.float64)
         return scipy.sparse.csr_matrix((data, indices, indptr), shape=(result.n_queries, self.n_samples_fit_))
+
+
+def _object_array(rows: list[np.ndarray]) -> np.ndarray:
+    """A 1-D object array holding one array per query (np.array would stack equal-length rows)."""
+    out = np.empty(len(rows), dtype=object)
+    out[:] = rows
+    return out
+
+
+def _float64_rows(block: np.ndarray) -> np.ndarray:
+    return _object_array([row.astype(np.float64, copy=False) for row in block])
