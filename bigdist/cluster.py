@@ -43,8 +43,8 @@ default="k-means||"
         given to ``fit``, a NumPy ``RandomState``) and returns the initial
         centroids, scikit-learn's signature; it is called once per init.
     n_init : "auto" or int, default="auto"
-        Inits run, the lowest inertia kept. ``"auto"``: 10 for ``"random"``,
-        1 otherwise (scikit-learn's rule). An array init runs once (with a
+        Inits run, the lowest inertia kept. ``"auto"``: 10 for ``"random"``
+        and a callable, 1 otherwise (scikit-learn's rule). An array init runs once (with a
         RuntimeWarning when n_init > 1 was asked).
     max_iter : int, default=300
     tol : float, default=1e-4
@@ -158,8 +158,12 @@ default="k-means||"
             raise ParameterError(
                 f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}; use n_clusters <= {n_samples}"
             )
-        self._n_init = (10 if self.init == "random" else 1) if self.n_init == "auto" else self.n_init
         explicit = not isinstance(self.init, str) and not callable(self.init)
+        if self.n_init == "auto":
+            # scikit-learn's rule: one run from the seeding inits and given centres, ten from random ones.
+            self._n_init = 10 if callable(self.init) or (isinstance(self.init, str) and self.init == "random") else 1
+        else:
+            self._n_init = self.n_init
         if explicit and self._n_init != 1:
             warnings.warn(
                 f"Explicit initial center position passed: performing only one init in KMeans instead of "
@@ -177,7 +181,15 @@ default="k-means||"
         )
         # An int seeds bigdist's own generator as bd.kmeans does; a RandomState gives one such seed.
         seed = self.random_state if not isinstance(self.random_state, np.random.RandomState) else random.randint(2**31)
-        options = {"bigdist.kmeans.bounds": _KMEANS_ALGORITHMS[self.algorithm]} if self.algorithm == "elkan" else {}
+        algorithm = self.algorithm
+        if algorithm == "elkan" and self.n_clusters == 1:
+            warnings.warn(
+                "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            algorithm = "lloyd"
+        options = {"bigdist.kmeans.bounds": _KMEANS_ALGORITHMS[algorithm]} if algorithm == "elkan" else {}
         with dask.config.set(options), _progress(self.verbose):
             runs = [
                 kmeans(

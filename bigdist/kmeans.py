@@ -56,6 +56,7 @@ class KMeansResult:
     inertia : float, sum of squared distances of the rows to their centroid
     n_iter : int, Lloyd iterations run
     stats : list of dict, one per iteration: inertia, centroid shift, relocated clusters, seconds
+    n_distinct_clusters : int, clusters holding at least one row (fewer than n_clusters warns)
     """
 
     centroids: np.ndarray
@@ -64,6 +65,7 @@ class KMeansResult:
     n_iter: int
     stats: list[dict[str, float]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    n_distinct_clusters: int = 0
 
     def to_zarr(
         self, path: str, *, overwrite: bool = False, attrs: dict[str, Any] | None = None, compute: bool = True
@@ -351,7 +353,7 @@ def kmeans(
         if best is None or result.inertia < best.inertia:
             best = result
     assert best is not None
-    distinct = len(np.unique(best.centroids, axis=0))
+    distinct = best.n_distinct_clusters
     if distinct < k:
         # scikit-learn's wording and category, which its users filter on.
         warnings.warn(
@@ -430,6 +432,9 @@ def _finish(
     X: da.Array, centroids: np.ndarray, n_iter: int, stats: list[dict[str, float]], split_every: int
 ) -> KMeansResult:
     # Inertia of the final centroids, as scikit-learn reports it.
-    inertia = _lloyd_state(X, centroids, split_every, n_far=0)["inertia"]
+    state = _lloyd_state(X, centroids, split_every, n_far=0)
     labels = map_row_blocks(X, labels_chunk, dtype=np.int64, name="bigdist-kmeans-labels", extra=(centroids,))
-    return KMeansResult(centroids=centroids, labels=labels, inertia=float(inertia), n_iter=n_iter, stats=stats)
+    return KMeansResult(
+        centroids=centroids, labels=labels, inertia=float(state["inertia"]), n_iter=n_iter, stats=stats,
+        n_distinct_clusters=int((state["counts"] > 0).sum()),
+    )  # fmt: skip
