@@ -306,15 +306,16 @@ def meanshift(
         n_seeds = check_int("n_seeds", n_seeds)
     tol = check_number("tol", tol, minimum=0)
     split_every = check_int("split_every", config.get("split-every") if split_every is None else split_every, minimum=2)
-    if bandwidth is None:
+    estimated = bandwidth is None
+    if estimated:
         cap = config.get("meanshift.bandwidth-samples")
         bandwidth = np.float64(estimate_bandwidth(array, n_samples=cap if n > cap else None, split_every=split_every))
-    if bandwidth is not None and bandwidth == 0 and kernel == "flat":
-        # An estimate of 0 (most rows repeat exactly), or 0 given: as in scikit-learn, each seed stays on the
-        # rows equal to it, the distinct rows are the modes, and bins of width 0 are the rows themselves.
+    if estimated and bandwidth == 0 and kernel == "flat":
+        # An estimate of 0 (most rows repeat exactly): as in scikit-learn, each seed stays on the rows equal
+        # to it, the distinct rows are the modes, and bins of width 0 are the rows themselves.
         bandwidth_value, bin_seeding = 0.0, False
     else:
-        if bandwidth == 0:
+        if estimated and bandwidth == 0:
             raise ParameterError(
                 "the estimated bandwidth is 0 (most rows repeat exactly) and the gaussian kernel needs "
                 "bandwidth > 0; give a bandwidth or kernel='flat'"
