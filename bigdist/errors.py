@@ -7,6 +7,8 @@ show the offending value and say how to fix it.
 
 from __future__ import annotations
 
+from sklearn.utils._param_validation import InvalidParameterError as _ScikitLearnInvalidParameterError
+
 
 class BigdistError(Exception):
     """Base class of every error raised by bigdist."""
@@ -30,6 +32,10 @@ class ValueRangeError(BigdistError, ValueError):
 
 class ParameterError(BigdistError, ValueError):
     """A parameter is out of range or unknown."""
+
+
+class EstimatorParameterError(ParameterError, _ScikitLearnInvalidParameterError):
+    """An estimator parameter is invalid; also scikit-learn's InvalidParameterError, which its checks expect."""
 
 
 class ConfigError(BigdistError, ValueError):

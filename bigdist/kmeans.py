@@ -15,6 +15,7 @@ import dask.array as da
 import numpy as np
 import zarr
 from dask.base import tokenize
+from sklearn.exceptions import ConvergenceWarning
 
 from bigdist import config
 from bigdist.errors import InputShapeError, ParameterError
@@ -58,6 +59,7 @@ class KMeansResult:
     inertia : float, sum of squared distances of the rows to their centroid
     n_iter : int, Lloyd iterations run
     stats : list of dict, one per iteration: inertia, centroid shift, relocated clusters, seconds
+    n_distinct_clusters : int, clusters holding at least one row (fewer than n_clusters warns)
     """
 
     centroids: np.ndarray
@@ -66,6 +68,7 @@ class KMeansResult:
     n_iter: int
     stats: list[dict[str, float]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    n_distinct_clusters: int = 0
 
     def to_zarr(
         self, path: str, *, overwrite: bool = False, attrs: dict[str, Any] | None = None, compute: bool = True
@@ -408,12 +411,13 @@ def kmeans(
         if best is None or result.inertia < best.inertia:
             best = result
     assert best is not None
-    distinct = len(np.unique(best.centroids, axis=0))
+    distinct = best.n_distinct_clusters
     if distinct < k:
+        # scikit-learn's wording and category, which its users filter on.
         warnings.warn(
-            f"only {distinct} distinct clusters found for n_clusters={k}: the data has fewer distinct points "
-            f"than that; use n_clusters <= {distinct}",
-            RuntimeWarning,
+            f"Number of distinct clusters ({distinct}) found smaller than n_clusters ({k}). Possibly due to "
+            f"duplicate points in X; use n_clusters <= {distinct}",
+            ConvergenceWarning,
             stacklevel=2,
         )
     best.params = {
@@ -520,6 +524,9 @@ def _finish(
     weights: da.Array | None = None,
 ) -> KMeansResult:
     # Inertia of the final centroids, as scikit-learn reports it.
-    inertia = _lloyd_state(X, centroids, split_every, n_far=0, weights=weights)["inertia"]
+    state = _lloyd_state(X, centroids, split_every, n_far=0, weights=weights)
     labels = map_row_blocks(X, labels_chunk, dtype=np.int64, name="bigdist-kmeans-labels", extra=(centroids,))
-    return KMeansResult(centroids=centroids, labels=labels, inertia=float(inertia), n_iter=n_iter, stats=stats)
+    return KMeansResult(
+        centroids=centroids, labels=labels, inertia=float(state["inertia"]), n_iter=n_iter, stats=stats,
+        n_distinct_clusters=int((state["counts"] > 0).sum()),
+    )  # fmt: skip
