@@ -15,7 +15,9 @@ from dask.base import tokenize
 from bigdist import config
 from bigdist.errors import ParameterError, ValueRangeError
 from bigdist.io import as_array, check_features, check_int, write_group
+from bigdist.kernels.dense import function_knn_chunk
 from bigdist.kernels.registry import get_metric
+from bigdist.metric_setup import check_finite_for, distance_function, metric_arrays
 from bigdist.planning import query_blocks
 from bigdist.reductions import knn_topk
 
@@ -87,7 +89,8 @@ def _check_k(k: Any, n_train: int, self_join: bool) -> int:
 def check_metric(metric: Any, **params: Any) -> str:
     """The canonical name of a metric or alias from the registry; ParameterError lists the valid ones.
 
-    ``params`` are the metric's parameters (``p`` for ``minkowski``), checked too.
+    ``params`` are the metric's parameters (``p`` and ``w`` for ``minkowski``, ``V``, ``VI``), checked too.
+    A callable or DistanceMetric gets a descriptive name (``callable:<name>``).
     """
     return get_metric(metric, **params).name
 
@@ -113,7 +116,7 @@ def knn(
     queries: Any,
     train: Any = None,
     k: int = 10,
-    metric: str = "euclidean",
+    metric: Any = "euclidean",
     *,
     split_every: int | None = None,
     **params: Any,
@@ -136,21 +139,31 @@ def knn(
         exact duplicate is still found, at distance 0).
     k : int
         Number of neighbours, 1 <= k <= n_train (n_train - 1 for the self-join).
-    metric : str
+    metric : str, callable or sklearn.metrics.DistanceMetric
         Any name of ``bigdist.kernels.registry.metric_names()``. The GEMM
         family (``euclidean``/``l2``, ``sqeuclidean``, ``cosine``,
         ``correlation``, ``inner_product``/``dot``) is scored by a GEMM and
         re-checked exactly; the direct metrics (``manhattan``/``cityblock``/``l1``,
         ``chebyshev``, ``minkowski``, ``canberra``, ``braycurtis``, ``chi2``,
-        ``hamming``, ``jaccard``) by a compiled float64 loop. ``cosine`` is
+        ``hamming``, ``haversine``, ``nan_euclidean`` and the boolean
+        ``jaccard``, ``dice``, ``rogerstanimoto``, ``russellrao``,
+        ``sokalsneath``, ``yule``) by a compiled float64 loop;
+        ``seuclidean``, ``mahalanobis`` and weighted ``minkowski`` as
+        Euclidean/Minkowski distances of transformed float64 rows. ``cosine`` is
         1 - cosine similarity (a zero row has similarity 0; ``correlation``
         is the cosine of mean-centred rows); ``inner_product`` ranks by
-        largest inner product and reports it.
+        largest inner product and reports it. A callable ``f(u, v) -> float``
+        (compiled with numba when possible) or a ``DistanceMetric`` object is
+        evaluated on dense sub-tiles, float64 distances.
     split_every : int, optional
         Fan-in of the reduction across train blocks; default from the
         ``bigdist.split-every`` config.
     **params
-        Parameters of the metric: ``p`` (> 0) for ``minkowski``.
+        Parameters of the metric, as scikit-learn's ``metric_params``: ``p``
+        (> 0) and ``w`` (weights >= 0) for ``minkowski``, ``V`` (variances)
+        for ``seuclidean``, ``VI`` (inverse covariance) for ``mahalanobis``
+        (estimated from queries and train stacked when not given, as
+        scikit-learn does), keyword arguments of a callable.
 
     Returns
     -------
@@ -160,27 +173,36 @@ def knn(
     resolved = get_metric(metric, **params)
     metric = resolved.name
     self_join = train is None
-    train_array = as_array(queries if self_join else train, name="queries" if self_join else "train")
-    query_array = train_array if self_join else as_array(queries, name="queries")
+    finite = check_finite_for(resolved)
+    train_array = as_array(
+        queries if self_join else train, name="queries" if self_join else "train", check_finite=finite
+    )
+    query_array = train_array if self_join else as_array(queries, name="queries", check_finite=finite)
     check_features(query_array, train_array)
     k = _check_k(k, train_array.shape[0], self_join)
     if split_every is None:
         split_every = config.get("split-every")
     split_every = check_int("split_every", split_every, minimum=2)
+    kernel_metric, query_array, train_array = metric_arrays(resolved, query_array, train_array, self_join)
 
     query_array = query_blocks(query_array)
+    chunk = None
+    if resolved.function:
+        chunk = partial(function_knn_chunk, k=k, function=distance_function(resolved), exclude_self=self_join)
     result = knn_topk(
         query_array,
         train_array,
         k=k,
-        metric=metric,
-        p=resolved.p,
+        metric=kernel_metric.name,
+        p=kernel_metric.p,
         exclude_self=self_join,
         split_every=split_every,
         tile_query_rows=config.get("knn.tile-query-rows"),
         tile_train_rows=config.get("knn.tile-train-rows"),
+        chunk=chunk,
     )
-    out_dtype = np.result_type(query_array.dtype, train_array.dtype)
+    # A user's function gives float64 distances, as scikit-learn reports them.
+    out_dtype = np.float64 if resolved.function else np.result_type(query_array.dtype, train_array.dtype)
     distances = result["distance"].map_blocks(
         partial(_cast_distances, dtype=out_dtype, metric=metric),
         dtype=out_dtype,
@@ -188,7 +210,7 @@ def knn(
         name=f"bigdist-knn-distances-{tokenize(result, out_dtype)}",
     )
     indices = result["index"]
-    params = {"k": k, "metric": metric, **resolved.params, "self_join": self_join, "split_every": split_every}
+    params = {"k": k, "metric": metric, **resolved.describe(), "self_join": self_join, "split_every": split_every}
     logger.info(
         "knn: %d queries x %d train rows x %d features, k=%d, metric=%s, %d x %d blocks",
         query_array.shape[0],

@@ -17,9 +17,11 @@ from bigdist import config
 from bigdist.errors import ParameterError
 from bigdist.io import as_array, check_features, check_number
 from bigdist.io.arrays import rows_per_block
+from bigdist.kernels.dense import function_pairwise_chunk
 from bigdist.kernels.pairwise import cosine_similarity_chunk, out_dtype, pairwise_chunk
 from bigdist.kernels.registry import get_metric
 from bigdist.knn import knn
+from bigdist.metric_setup import check_finite_for, distance_function, metric_arrays
 from bigdist.planning import even_blocks
 
 logger = logging.getLogger(__name__)
@@ -40,10 +42,12 @@ def block_shape(n_queries: int, n_train: int, itemsize: int, block_bytes: int) -
     return even_blocks(n_queries, rows)[0], even_blocks(n_train, cols)[0]
 
 
-def _inputs(queries: Any, train: Any) -> tuple[da.Array, da.Array, bool]:
+def _inputs(queries: Any, train: Any, check_finite: bool = True) -> tuple[da.Array, da.Array, bool]:
     self_join = train is None
-    train_array = as_array(queries if self_join else train, name="X" if self_join else "train")
-    query_array = train_array if self_join else as_array(queries, name="queries")
+    train_array = as_array(
+        queries if self_join else train, name="X" if self_join else "train", check_finite=check_finite
+    )
+    query_array = train_array if self_join else as_array(queries, name="queries", check_finite=check_finite)
     check_features(query_array, train_array)
     return query_array, train_array, self_join
 
@@ -67,7 +71,7 @@ def _outer(*args: Any, **kwargs: Any) -> da.Array:
         return da.blockwise(*args, **kwargs)
 
 
-def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean", **params: Any) -> da.Array:
+def pairwise_distances(queries: Any, train: Any = None, metric: Any = "euclidean", **params: Any) -> da.Array:
     """The full (n_queries, n_train) distance matrix, lazily, in blocks that stream to Zarr.
 
     Each task computes one block of about ``bigdist.chunk-bytes`` from one
@@ -81,17 +85,26 @@ def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean
         NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
     train : array-like of shape (n_train, n_features) or None
         None means the distances within ``queries`` (the diagonal is exactly 0).
-    metric : str
+    metric : str, callable or sklearn.metrics.DistanceMetric
         Any name of :func:`bigdist.kernels.registry.metric_names`: the GEMM
         family ``euclidean`` (``l2``), ``sqeuclidean``, ``cosine``,
         ``correlation``, ``inner_product`` (``dot``; the inner products
-        themselves), or the direct metrics ``manhattan`` (``cityblock``,
+        themselves), the direct metrics ``manhattan`` (``cityblock``,
         ``l1``), ``chebyshev``, ``minkowski``, ``canberra``, ``braycurtis``,
-        ``chi2``, ``hamming``, ``jaccard``. Values equal SciPy's ``cdist``
-        where it is defined; a zero row (constant row for ``correlation``) has
-        cosine distance 1, two zero rows have ``braycurtis`` distance 0.
+        ``chi2``, ``hamming``, ``haversine``, ``nan_euclidean`` and the
+        boolean ``jaccard``, ``dice``, ``rogerstanimoto``, ``russellrao``,
+        ``sokalsneath``, ``yule`` (non-zero read as True, as scikit-learn
+        converts), and ``seuclidean``, ``mahalanobis``, weighted
+        ``minkowski`` (on transformed float64 rows); or a callable
+        ``f(u, v) -> float`` or a ``DistanceMetric`` (float64 output).
+        Values equal SciPy's ``cdist`` where it is defined; a zero row
+        (constant row for ``correlation``) has cosine distance 1, two zero
+        rows have ``braycurtis`` distance 0 (see ``bigdist.kernels.registry``);
+        in the self-join (``train=None``) the diagonal is 0.
     **params
-        Parameters of the metric: ``p`` (> 0) for ``minkowski``.
+        Parameters of the metric, as scikit-learn's ``metric_params``: ``p``
+        and ``w`` for ``minkowski``, ``V`` for ``seuclidean``, ``VI`` for
+        ``mahalanobis`` (estimated from the rows when not given), keywords of a callable.
 
     Returns
     -------
@@ -106,15 +119,22 @@ def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean
     ParameterError
         Unknown metric or parameter, ``p`` <= 0.
     InputValueError
-        (on compute) negative values for ``chi2``, non-boolean values for ``jaccard``.
+        (on compute) negative values for ``chi2``.
     """
     resolved = get_metric(metric, **params)
-    query_array, train_array, self_join = _inputs(queries, train)
-    dtype = out_dtype(query_array.dtype, train_array.dtype)
+    query_array, train_array, self_join = _inputs(queries, train, check_finite_for(resolved))
+    kernel_metric, query_array, train_array = metric_arrays(resolved, query_array, train_array, self_join)
+    # A user's function gives float64 distances, as scikit-learn's pairwise_distances.
+    dtype = np.dtype(np.float64) if resolved.function else out_dtype(query_array.dtype, train_array.dtype)
     query_array, train_array = _blocked(query_array, train_array, dtype)
     query_index = da.arange(query_array.shape[0], chunks=(query_array.chunks[0],), dtype=np.int64)
     train_index = da.arange(train_array.shape[0], chunks=(train_array.chunks[0],), dtype=np.int64)
-    token = tokenize(query_array, train_array, resolved.name, resolved.p, self_join)
+    if resolved.function:
+        kernel = partial(function_pairwise_chunk, function=distance_function(resolved), self_join=self_join)
+    else:
+        kernel = partial(pairwise_chunk, metric=kernel_metric.name, p=kernel_metric.p, gemm=kernel_metric.gemm,
+                         self_join=self_join)  # fmt: skip
+    token = tokenize(query_array, train_array, kernel, self_join)
     logger.info(
         "pairwise: %d x %d matrix, %s, blocks of %d x %d",
         query_array.shape[0],
@@ -124,7 +144,7 @@ def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean
         train_array.chunks[0][0],
     )
     return _outer(
-        partial(pairwise_chunk, metric=resolved.name, p=resolved.p, gemm=resolved.gemm, self_join=self_join),
+        kernel,
         "ij",
         query_array,
         "if",
@@ -137,7 +157,7 @@ def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean
         concatenate=True,
         dtype=dtype,
         meta=np.empty((0, 0), dtype=dtype),
-        name=f"bigdist-pairwise-{resolved.name}-{token}",
+        name=f"bigdist-pairwise-{kernel_metric.name.split(':')[0]}-{token}",
     )
 
 
@@ -194,7 +214,7 @@ def cosine_similarity(queries: Any, train: Any = None, *, eps: float = 1e-8) -> 
 
 
 def pairwise_distances_argmin_min(
-    queries: Any, train: Any, metric: str = "euclidean", *, split_every: int | None = None, **params: Any
+    queries: Any, train: Any, metric: Any = "euclidean", *, split_every: int | None = None, **params: Any
 ) -> tuple[da.Array, da.Array]:
     """For each query row, the closest train row and its distance, without building the matrix.
 

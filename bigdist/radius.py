@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import operator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dask
@@ -16,7 +17,9 @@ from bigdist import config
 from bigdist.errors import ParameterError
 from bigdist.io import as_array, check_features, check_int, check_number, write_group
 from bigdist.io.store import normalise_path, prepare_output
+from bigdist.kernels.dense import function_radius_chunk
 from bigdist.kernels.registry import ResolvedMetric, get_metric
+from bigdist.metric_setup import check_finite_for, distance_function, metric_arrays
 from bigdist.planning import query_blocks
 from bigdist.reductions import radius_pairs
 
@@ -148,7 +151,7 @@ def radius_neighbors(
     queries: Any,
     train: Any = None,
     radius: float = 1.0,
-    metric: str = "euclidean",
+    metric: Any = "euclidean",
     *,
     sort_results: bool = False,
     max_neighbors: int | None = None,
@@ -174,13 +177,16 @@ def radius_neighbors(
     radius : float
         Distances <= radius are neighbours. For ``inner_product`` the
         neighbours are the rows whose inner product is >= radius.
-    metric : str
-        Any name of ``bigdist.kernels.registry.metric_names()``, as for
-        :func:`bigdist.knn`: the GEMM family (``euclidean``/``l2``,
-        ``sqeuclidean``, ``cosine``, ``correlation``, ``inner_product``/``dot``)
-        and the direct metrics (``manhattan``/``cityblock``/``l1``,
+    metric : str, callable or sklearn.metrics.DistanceMetric
+        Any metric of :func:`bigdist.knn`: the GEMM family (``euclidean``/``l2``,
+        ``sqeuclidean``, ``cosine``, ``correlation``, ``inner_product``/``dot``),
+        the direct metrics (``manhattan``/``cityblock``/``l1``,
         ``chebyshev``, ``minkowski``, ``canberra``, ``braycurtis``, ``chi2``,
-        ``hamming``, ``jaccard``).
+        ``hamming``, ``haversine``, ``nan_euclidean``, ``jaccard``, ``dice``,
+        ``rogerstanimoto``, ``russellrao``, ``sokalsneath``, ``yule``), the
+        metrics of transformed rows (``seuclidean``, ``mahalanobis``, weighted
+        ``minkowski``: inclusion decided on the transformed rows' float64
+        distance), a callable or a DistanceMetric.
     sort_results : bool, default=False
         Each query's neighbours nearest first (ties by index); otherwise in
         increasing train index.
@@ -192,7 +198,7 @@ def radius_neighbors(
     split_every : int, optional
         Fan-in of the merge across train blocks (default from config).
     **params
-        Parameters of the metric: ``p`` (> 0) for ``minkowski``.
+        Parameters of the metric, as for :func:`bigdist.knn` (``p``, ``w``, ``V``, ``VI``, a callable's keywords).
 
     Returns
     -------
@@ -206,15 +212,19 @@ def radius_neighbors(
     ParameterError
         Unknown metric or metric parameter, a bad radius, ``max_neighbors`` or ``split_every``.
     InputValueError
-        When computed: values the metric is not defined for (``chi2``: negative; ``jaccard``: not boolean).
+        When computed: values the metric is not defined for (``chi2``: negative).
     """
     resolved = get_metric(metric, **params)
     metric = resolved.name
     radius = _check_radius(radius, resolved)
     self_join = train is None
-    train_array = as_array(queries if self_join else train, name="queries" if self_join else "train")
-    query_array = train_array if self_join else as_array(queries, name="queries")
+    finite = check_finite_for(resolved)
+    train_array = as_array(
+        queries if self_join else train, name="queries" if self_join else "train", check_finite=finite
+    )
+    query_array = train_array if self_join else as_array(queries, name="queries", check_finite=finite)
     check_features(query_array, train_array)
+    kernel_metric, query_array, train_array = metric_arrays(resolved, query_array, train_array, self_join)
     if max_neighbors is None:
         max_neighbors = config.get("radius.max-neighbors")
     max_neighbors = check_int("max_neighbors", max_neighbors)
@@ -222,12 +232,17 @@ def radius_neighbors(
         split_every = config.get("split-every")
     split_every = check_int("split_every", split_every, minimum=2)
     query_array = query_blocks(query_array)
-    out_dtype = np.result_type(query_array.dtype, train_array.dtype)
+    # A user's function gives float64 distances, as scikit-learn reports them.
+    out_dtype = np.float64 if resolved.function else np.result_type(query_array.dtype, train_array.dtype)
+    tile_kernel = None
+    if resolved.function:
+        tile_kernel = partial(function_radius_chunk, radius=radius, function=distance_function(resolved),
+                              exclude_self=self_join, max_neighbors=max_neighbors)  # fmt: skip
     blocks = radius_pairs(
         query_array,
         train_array,
         radius=radius,
-        metric=metric,
+        metric=kernel_metric.name,
         exclude_self=self_join,
         split_every=split_every,
         max_neighbors=max_neighbors,
@@ -235,7 +250,8 @@ def radius_neighbors(
         out_dtype=out_dtype,
         tile_query_rows=config.get("knn.tile-query-rows"),
         tile_train_rows=config.get("knn.tile-train-rows"),
-        p=resolved.p,
+        p=kernel_metric.p,
+        tile_kernel=tile_kernel,
     )
     logger.info(
         "radius_neighbors: %d queries x %d train rows, radius=%g, metric=%s, %d x %d blocks",
@@ -249,7 +265,7 @@ def radius_neighbors(
     params = {
         "radius": radius,
         "metric": metric,
-        **resolved.params,
+        **resolved.describe(),
         "self_join": self_join,
         "sort_results": bool(sort_results),
         "max_neighbors": max_neighbors,
