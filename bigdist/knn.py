@@ -19,6 +19,7 @@ from bigdist.kernels.dense import function_knn_chunk
 from bigdist.kernels.registry import get_metric
 from bigdist.metric_setup import check_finite_for, distance_function, metric_arrays
 from bigdist.planning import query_blocks
+from bigdist.precomputed import precomputed_topk
 from bigdist.reductions import knn_topk
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,21 @@ def _cast_distances(distances: np.ndarray, dtype: np.dtype, metric: str) -> np.n
     return out
 
 
+def _precomputed_knn(distances: Any, train: Any, k: int, split_every: int) -> KNNResult:
+    values, indices, k, self_join, matrix = precomputed_topk(distances, train, k, split_every, _check_k)
+    return KNNResult(
+        distances=values,
+        indices=indices,
+        k=k,
+        metric="precomputed",
+        n_queries=matrix.shape[0],
+        n_train=matrix.shape[1],
+        n_features=0,  # no GEMM: the distances are read, not computed
+        self_join=self_join,
+        params={"k": k, "metric": "precomputed", "self_join": self_join, "split_every": split_every},
+    )
+
+
 def knn(
     queries: Any,
     train: Any = None,
@@ -133,10 +149,16 @@ def knn(
     ----------
     queries : array-like of shape (n_queries, n_features)
         NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+        With ``metric="precomputed"``, the (n_queries, n_train) matrix of
+        distances (>= 0), read in row blocks and never gathered.
     train : array-like of shape (n_train, n_features) or None
         The reference set. None means the self-join: neighbours of each row of
         ``queries`` within ``queries``, the row itself excluded by index (an
-        exact duplicate is still found, at distance 0).
+        exact duplicate is still found, at distance 0). With
+        ``metric="precomputed"``: None for the self-join of a square matrix
+        (the diagonal excluded by index), else the train rows' own
+        (n_train, n_train) matrix, as an estimator fitted on it holds (only
+        its number of rows is read, to check the columns of ``queries``).
     k : int
         Number of neighbours, 1 <= k <= n_train (n_train - 1 for the self-join).
     metric : str, callable or sklearn.metrics.DistanceMetric
@@ -154,7 +176,8 @@ def knn(
         is the cosine of mean-centred rows); ``inner_product`` ranks by
         largest inner product and reports it. A callable ``f(u, v) -> float``
         (compiled with numba when possible) or a ``DistanceMetric`` object is
-        evaluated on dense sub-tiles, float64 distances.
+        evaluated on dense sub-tiles, float64 distances. ``"precomputed"``:
+        ``queries`` holds the distances themselves.
     split_every : int, optional
         Fan-in of the reduction across train blocks; default from the
         ``bigdist.split-every`` config.
@@ -172,6 +195,11 @@ def knn(
     """
     resolved = get_metric(metric, **params)
     metric = resolved.name
+    if split_every is None:
+        split_every = config.get("split-every")
+    split_every = check_int("split_every", split_every, minimum=2)
+    if resolved.precomputed:
+        return _precomputed_knn(queries, train, k, split_every)
     self_join = train is None
     finite = check_finite_for(resolved)
     train_array = as_array(
@@ -180,9 +208,6 @@ def knn(
     query_array = train_array if self_join else as_array(queries, name="queries", check_finite=finite)
     check_features(query_array, train_array)
     k = _check_k(k, train_array.shape[0], self_join)
-    if split_every is None:
-        split_every = config.get("split-every")
-    split_every = check_int("split_every", split_every, minimum=2)
     kernel_metric, query_array, train_array = metric_arrays(resolved, query_array, train_array, self_join)
 
     query_array = query_blocks(query_array)

@@ -23,6 +23,7 @@ from bigdist.kernels.registry import get_metric
 from bigdist.knn import knn
 from bigdist.metric_setup import check_finite_for, distance_function, metric_arrays
 from bigdist.planning import even_blocks
+from bigdist.precomputed import precomputed_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,8 @@ def pairwise_distances(queries: Any, train: Any = None, metric: Any = "euclidean
         (constant row for ``correlation``) has cosine distance 1, two zero
         rows have ``braycurtis`` distance 0 (see ``bigdist.kernels.registry``);
         in the self-join (``train=None``) the diagonal is 0.
+        ``"precomputed"``: ``queries`` is the distance matrix, returned as
+        it is once checked (>= 0, finite; as scikit-learn).
     **params
         Parameters of the metric, as scikit-learn's ``metric_params``: ``p``
         and ``w`` for ``minkowski``, ``V`` for ``seuclidean``, ``VI`` for
@@ -122,6 +125,8 @@ def pairwise_distances(queries: Any, train: Any = None, metric: Any = "euclidean
         (on compute) negative values for ``chi2``.
     """
     resolved = get_metric(metric, **params)
+    if resolved.precomputed:
+        return precomputed_matrix(queries, train)
     query_array, train_array, self_join = _inputs(queries, train, check_finite_for(resolved))
     kernel_metric, query_array, train_array = metric_arrays(resolved, query_array, train_array, self_join)
     # A user's function gives float64 distances, as scikit-learn's pairwise_distances.

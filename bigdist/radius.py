@@ -21,6 +21,7 @@ from bigdist.kernels.dense import function_radius_chunk
 from bigdist.kernels.registry import ResolvedMetric, get_metric
 from bigdist.metric_setup import check_finite_for, distance_function, metric_arrays
 from bigdist.planning import query_blocks
+from bigdist.precomputed import precomputed_pairs
 from bigdist.reductions import radius_pairs
 
 logger = logging.getLogger(__name__)
@@ -147,6 +148,28 @@ def _check_radius(radius: Any, metric: ResolvedMetric) -> float:
     return value
 
 
+def _precomputed_radius(
+    distances: Any, train: Any, radius: float, sort_results: bool, max_neighbors: int | None
+) -> RadiusResult:
+    if max_neighbors is None:
+        max_neighbors = config.get("radius.max-neighbors")
+    blocks, matrix, self_join = precomputed_pairs(
+        distances, train, radius=radius, max_neighbors=max_neighbors, sort_results=bool(sort_results)
+    )
+    params = {"radius": radius, "metric": "precomputed", "self_join": self_join, "sort_results": bool(sort_results),
+              "max_neighbors": max_neighbors}  # fmt: skip
+    return RadiusResult(
+        blocks=blocks,
+        block_rows=tuple(int(rows) for rows in matrix.chunks[0]),
+        radius=radius,
+        metric="precomputed",
+        n_queries=int(matrix.shape[0]),
+        n_train=int(matrix.shape[1]),
+        dtype=np.dtype(matrix.dtype),
+        params=params,
+    )
+
+
 def radius_neighbors(
     queries: Any,
     train: Any = None,
@@ -172,8 +195,11 @@ def radius_neighbors(
     ----------
     queries : array-like of shape (n_queries, n_features)
         NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+        With ``metric="precomputed"`` the (n_queries, n_train) distance matrix.
     train : array-like of shape (n_train, n_features) or None
         None means the self-join within ``queries``, each row excluding itself.
+        With ``metric="precomputed"``: None for a square matrix's self-join,
+        else the train rows' own square matrix (only its row count is read), as for :func:`bigdist.knn`.
     radius : float
         Distances <= radius are neighbours. For ``inner_product`` the
         neighbours are the rows whose inner product is >= radius.
@@ -217,6 +243,8 @@ def radius_neighbors(
     resolved = get_metric(metric, **params)
     metric = resolved.name
     radius = _check_radius(radius, resolved)
+    if resolved.precomputed:
+        return _precomputed_radius(queries, train, radius, sort_results, max_neighbors)
     self_join = train is None
     finite = check_finite_for(resolved)
     train_array = as_array(

@@ -266,12 +266,21 @@ def precomputed_knn_chunk(
 ) -> np.ndarray:
     """Top-k of each row of one block of a precomputed distance matrix, shape (m, w) -> (m, k) TOPK_DTYPE.
 
+    The block is reduced in column sub-tiles, so a wide block holds one sub-tile of (key, index) pairs at a time.
     Raises InputValueError at the first negative distance (naming its global row and column).
     """
-    first_query = int(query_index[0]) if len(query_index) else 0
-    first_train = int(train_index[0]) if len(train_index) else 0
+    m, w = distances.shape
+    best = empty_topk(m, k)
+    if m == 0 or w == 0:
+        return best
+    first_query, first_train = int(query_index[0]), int(train_index[0])
     check_precomputed(distances, first_query, first_train)
-    return tile_topk(distances, first_query, first_train, k=k, exclude_self=exclude_self)
+    step = _sub_tiles(m, w)
+    for start in range(0, w, step):
+        found = tile_topk(distances[:, start : start + step], first_query, first_train + start, k=k,
+                          exclude_self=exclude_self)  # fmt: skip
+        best = found if start == 0 else topk_merge(np.concatenate([best, found], axis=1), k)
+    return best
 
 
 def precomputed_radius_chunk(

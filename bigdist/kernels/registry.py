@@ -110,6 +110,9 @@ METRICS: dict[str, Metric] = {
     )
 }
 
+# Not a metric of the kernels: the distances are the input (kNN, radius neighbours, estimators).
+PRECOMPUTED = Metric("precomputed")
+
 _BY_NAME: dict[str, Metric] = {name: metric for metric in METRICS.values() for name in (metric.name, *metric.aliases)}
 
 
@@ -161,6 +164,11 @@ class ResolvedMetric:
     @property
     def p(self) -> float:
         return float(self.params.get("p") or 2.0)
+
+    @property
+    def precomputed(self) -> bool:
+        """The input is a matrix of distances (``metric="precomputed"``)."""
+        return self.metric is PRECOMPUTED
 
     @property
     def function(self) -> bool:
@@ -302,6 +310,13 @@ def get_metric(metric: Any, **params: Any) -> ResolvedMetric:
         if kind in _DISTANCE_METRIC_CLASSES:
             return ResolvedMetric(METRICS[_DISTANCE_METRIC_CLASSES[kind]], {}, metric)
         return ResolvedMetric(Metric(f"DistanceMetric:{kind}"), {}, metric, block_function=metric.pairwise)
+    if isinstance(metric, str) and metric == "precomputed":
+        if given:
+            raise ParameterError(
+                f"metric='precomputed' takes no parameters (the distances are given); got "
+                f"{', '.join(sorted(given))}: remove them"
+            )
+        return ResolvedMetric(PRECOMPUTED, {}, metric)
     if callable(metric) and not isinstance(metric, str):
         label = getattr(metric, "__name__", type(metric).__name__)
         return ResolvedMetric(Metric(f"callable:{label}"), given, metric, pair_function=metric)
@@ -341,4 +356,4 @@ def get_metric(metric: Any, **params: Any) -> ResolvedMetric:
     return ResolvedMetric(entry, resolved, metric)
 
 
-__all__ = ["METRICS", "Metric", "ResolvedMetric", "get_metric", "metric_names"]
+__all__ = ["METRICS", "PRECOMPUTED", "Metric", "ResolvedMetric", "get_metric", "metric_names"]
