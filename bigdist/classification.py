@@ -27,6 +27,7 @@ from bigdist import config
 from bigdist.errors import InputDtypeError, InputShapeError, ParameterError
 from bigdist.io import as_array, check_int, in_memory
 from bigdist.io.labels import as_labels
+from bigdist.io.sparse import sparse_or_dense
 from bigdist.kernels.labels import class_mode, class_proba, neighbour_weights, weighted_average
 from bigdist.knn import check_metric, knn
 from bigdist.neighbors import NearestNeighbors, metric_kwargs
@@ -118,7 +119,7 @@ class _LabelledNeighbors(MultiOutputMixin, BaseEstimator):
             raise InputShapeError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None; give one label per train row"
             )
-        self._fit_X = as_array(X, name="X")
+        self._fit_X = sparse_or_dense(X, as_array, name="X")
         self.n_samples_fit_, self.n_features_in_ = (int(size) for size in self._fit_X.shape)
         self._fit_in_memory = in_memory(X) and in_memory(y)
         return as_labels(y, self.n_samples_fit_, name="y")
@@ -130,7 +131,7 @@ class _LabelledNeighbors(MultiOutputMixin, BaseEstimator):
         check_is_fitted(self, "_fit_X")
         if X is None:
             return None
-        queries = as_array(X, name="X")
+        queries = sparse_or_dense(X, as_array, name="X")
         if queries.shape[1] != self.n_features_in_:
             raise InputShapeError(
                 f"X has {queries.shape[1]} features, but {type(self).__name__} is expecting "

@@ -14,11 +14,12 @@ from dask.base import tokenize
 
 from bigdist import config
 from bigdist.errors import ParameterError, ValueRangeError
-from bigdist.io import as_array, check_features, check_int, write_group
+from bigdist.io import check_int, write_group
 from bigdist.kernels.dense import function_knn_chunk
 from bigdist.kernels.registry import get_metric
-from bigdist.metric_setup import check_finite_for, distance_function, metric_arrays
-from bigdist.planning import query_blocks
+from bigdist.kernels.sparse import sparse_knn_chunk
+from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
+from bigdist.planning import even_blocks, query_blocks
 from bigdist.precomputed import precomputed_topk
 from bigdist.reductions import knn_topk
 
@@ -148,8 +149,13 @@ def knn(
     Parameters
     ----------
     queries : array-like of shape (n_queries, n_features)
-        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
-        With ``metric="precomputed"``, the (n_queries, n_train) matrix of
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or
+        ``.npy`` file; or sparse (a scipy.sparse matrix, or a dask array of
+        sparse blocks), read in CSR row blocks and never densified whole:
+        ``euclidean``, ``sqeuclidean``, ``cosine``, ``inner_product`` by a
+        sparse product and an exact re-check, ``manhattan`` exactly pair by
+        pair, the other metrics on bounded dense tiles. With
+        ``metric="precomputed"``, the (n_queries, n_train) matrix of
         distances (>= 0), read in row blocks and never gathered.
     train : array-like of shape (n_train, n_features) or None
         The reference set. None means the self-join: neighbours of each row of
@@ -200,18 +206,19 @@ def knn(
     split_every = check_int("split_every", split_every, minimum=2)
     if resolved.precomputed:
         return _precomputed_knn(queries, train, k, split_every)
-    self_join = train is None
-    finite = check_finite_for(resolved)
-    train_array = as_array(
-        queries if self_join else train, name="queries" if self_join else "train", check_finite=finite
-    )
-    query_array = train_array if self_join else as_array(queries, name="queries", check_finite=finite)
-    check_features(query_array, train_array)
+    query_array, train_array, self_join, sparse = load_inputs(resolved, queries, train)
     k = _check_k(k, train_array.shape[0], self_join)
     kernel_metric, query_array, train_array = metric_arrays(resolved, query_array, train_array, self_join)
 
-    query_array = query_blocks(query_array)
+    tiles = {"tile_query_rows": config.get("knn.tile-query-rows"), "tile_train_rows": config.get("knn.tile-train-rows")}
     chunk = None
+    if sparse:
+        # Sparse blocks keep their stored-value budget; only their row count is capped.
+        query_array = query_array.rechunk({0: even_blocks(query_array.shape[0], config.get("knn.query-block-rows"))})
+        chunk = partial(sparse_knn_chunk, k=k, metric=kernel_metric.name, p=kernel_metric.p, exclude_self=self_join,
+                        **tiles)  # fmt: skip
+    else:
+        query_array = query_blocks(query_array)
     if resolved.function:
         chunk = partial(function_knn_chunk, k=k, function=distance_function(resolved), exclude_self=self_join)
     result = knn_topk(
@@ -222,9 +229,8 @@ def knn(
         p=kernel_metric.p,
         exclude_self=self_join,
         split_every=split_every,
-        tile_query_rows=config.get("knn.tile-query-rows"),
-        tile_train_rows=config.get("knn.tile-train-rows"),
         chunk=chunk,
+        **tiles,
     )
     # A user's function gives float64 distances, as scikit-learn reports them.
     out_dtype = np.float64 if resolved.function else np.result_type(query_array.dtype, train_array.dtype)

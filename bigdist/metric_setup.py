@@ -12,6 +12,7 @@ in scikit-learn.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import dask.array as da
@@ -19,6 +20,8 @@ import numpy as np
 from dask.base import tokenize
 
 from bigdist.errors import ParameterError
+from bigdist.io import as_array, check_features
+from bigdist.io.sparse import is_sparse, sparse_or_dense, to_sparse_blocks
 from bigdist.kernels.dense import DistanceFunction
 from bigdist.kernels.registry import ResolvedMetric, get_metric
 from bigdist.kernels.transforms import (
@@ -127,9 +130,45 @@ def distance_function(resolved: ResolvedMetric) -> DistanceFunction:
     )
 
 
+def load_inputs(
+    resolved: ResolvedMetric, queries: Any, train: Any, names: tuple[str, str] = ("queries", "train")
+) -> tuple[da.Array, da.Array, bool, bool]:
+    """Both inputs as dask arrays: (query rows, train rows, self_join, sparse).
+
+    Sparse input (scipy.sparse, or dask arrays of sparse blocks) gives CSR
+    blocks on both sides (a dense other side is converted block by block);
+    ``nan_euclidean`` inputs may hold NaN.
+
+    Raises
+    ------
+    ParameterError
+        Sparse input with a metric that has no sparse form here (those of transformed rows, ``nan_euclidean``,
+        a user's function), as in scikit-learn.
+    """
+    self_join = train is None
+    finite = check_finite_for(resolved)
+    sparse = is_sparse(queries) or (not self_join and is_sparse(train))
+    if sparse and (resolved.function or resolved.metric.transform or resolved.name == "nan_euclidean"
+                   or resolved.params.get("w") is not None):  # fmt: skip
+        raise ParameterError(
+            f"metric {resolved.name!r} does not take sparse input (nor in scikit-learn); pass dense rows "
+            f"(X.toarray(), for data that fits) or use a metric sparse input takes, e.g. euclidean, cosine, manhattan"
+        )
+    load = partial(sparse_or_dense, as_dense=as_array, check_finite=finite)
+    train_array = load(queries if self_join else train, name=names[0] if self_join else names[1])
+    query_array = train_array if self_join else load(queries, name=names[0])
+    if sparse:
+        if not is_sparse(train_array):
+            train_array = to_sparse_blocks(train_array)
+        if not is_sparse(query_array):
+            query_array = to_sparse_blocks(query_array)
+    check_features(query_array, train_array)
+    return query_array, train_array, self_join, sparse
+
+
 def check_finite_for(resolved: ResolvedMetric) -> bool:
     """Whether the inputs must be finite: ``nan_euclidean`` takes NaN as a missing value."""
     return resolved.metric.values != "missing"
 
 
-__all__ = ["check_finite_for", "distance_function", "metric_arrays"]
+__all__ = ["check_finite_for", "distance_function", "load_inputs", "metric_arrays"]

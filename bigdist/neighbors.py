@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from bigdist.errors import ParameterError
 from bigdist.io import as_array, in_memory
+from bigdist.io.sparse import sparse_or_dense
 from bigdist.knn import check_metric, knn
 from bigdist.radius import RadiusResult, radius_neighbors
 
@@ -85,7 +86,7 @@ class NearestNeighbors(BaseEstimator):
         y : ignored
         """
         check_metric(self.metric, **self._metric_params())
-        self._fit_X = as_array(X, name="X")
+        self._fit_X = sparse_or_dense(X, as_array, name="X")
         self._fit_in_memory = in_memory(X)
         self.n_samples_fit_, self.n_features_in_ = self._fit_X.shape
         return self

@@ -20,8 +20,9 @@ from bigdist.io.arrays import rows_per_block
 from bigdist.kernels.dense import function_pairwise_chunk
 from bigdist.kernels.pairwise import cosine_similarity_chunk, out_dtype, pairwise_chunk
 from bigdist.kernels.registry import get_metric
+from bigdist.kernels.sparse import sparse_pairwise_chunk
 from bigdist.knn import knn
-from bigdist.metric_setup import check_finite_for, distance_function, metric_arrays
+from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
 from bigdist.planning import even_blocks
 from bigdist.precomputed import precomputed_matrix
 
@@ -43,22 +44,25 @@ def block_shape(n_queries: int, n_train: int, itemsize: int, block_bytes: int) -
     return even_blocks(n_queries, rows)[0], even_blocks(n_train, cols)[0]
 
 
-def _inputs(queries: Any, train: Any, check_finite: bool = True) -> tuple[da.Array, da.Array, bool]:
+def _inputs(queries: Any, train: Any) -> tuple[da.Array, da.Array, bool]:
     self_join = train is None
-    train_array = as_array(
-        queries if self_join else train, name="X" if self_join else "train", check_finite=check_finite
-    )
-    query_array = train_array if self_join else as_array(queries, name="queries", check_finite=check_finite)
+    train_array = as_array(queries if self_join else train, name="X" if self_join else "train")
+    query_array = train_array if self_join else as_array(queries, name="queries")
     check_features(query_array, train_array)
     return query_array, train_array, self_join
 
 
-def _blocked(query_array: da.Array, train_array: da.Array, dtype: np.dtype) -> tuple[da.Array, da.Array]:
+def _blocked(
+    query_array: da.Array, train_array: da.Array, dtype: np.dtype, sparse: bool = False
+) -> tuple[da.Array, da.Array]:
     block_bytes = config.get("chunk-bytes")
     rows, cols = block_shape(query_array.shape[0], train_array.shape[0], dtype.itemsize, block_bytes)
     # The input blocks stay within chunk-bytes too: against a short side (e.g. k centroids), the output
-    # block alone would allow block_bytes / k rows of the other, each of n_features values.
-    input_rows = rows_per_block(query_array.shape[1], max(query_array.itemsize, train_array.itemsize))
+    # block alone would allow block_bytes / k rows of the other, each of n_features values (sparse blocks
+    # store far fewer).
+    input_rows = (
+        rows if sparse else rows_per_block(query_array.shape[1], max(query_array.itemsize, train_array.itemsize))
+    )
     rows = even_blocks(query_array.shape[0], min(rows, input_rows))[0]
     cols = even_blocks(train_array.shape[0], min(cols, input_rows))[0]
     # Regular blocks: each output block is one Zarr chunk, written by one task.
@@ -83,7 +87,9 @@ def pairwise_distances(queries: Any, train: Any = None, metric: Any = "euclidean
     Parameters
     ----------
     queries : array-like of shape (n_queries, n_features)
-        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file;
+        or sparse (scipy.sparse, dask arrays of sparse blocks; the output blocks are dense), as for
+        :func:`bigdist.knn`.
     train : array-like of shape (n_train, n_features) or None
         None means the distances within ``queries`` (the diagonal is exactly 0).
     metric : str, callable or sklearn.metrics.DistanceMetric
@@ -127,18 +133,23 @@ def pairwise_distances(queries: Any, train: Any = None, metric: Any = "euclidean
     resolved = get_metric(metric, **params)
     if resolved.precomputed:
         return precomputed_matrix(queries, train)
-    query_array, train_array, self_join = _inputs(queries, train, check_finite_for(resolved))
+    query_array, train_array, self_join, sparse = load_inputs(resolved, queries, train, names=("X", "train"))
     kernel_metric, query_array, train_array = metric_arrays(resolved, query_array, train_array, self_join)
     # A user's function gives float64 distances, as scikit-learn's pairwise_distances.
     dtype = np.dtype(np.float64) if resolved.function else out_dtype(query_array.dtype, train_array.dtype)
-    query_array, train_array = _blocked(query_array, train_array, dtype)
+    query_array, train_array = _blocked(query_array, train_array, dtype, sparse)
     query_index = da.arange(query_array.shape[0], chunks=(query_array.chunks[0],), dtype=np.int64)
     train_index = da.arange(train_array.shape[0], chunks=(train_array.chunks[0],), dtype=np.int64)
     if resolved.function:
         kernel = partial(function_pairwise_chunk, function=distance_function(resolved), self_join=self_join)
     else:
-        kernel = partial(pairwise_chunk, metric=kernel_metric.name, p=kernel_metric.p, gemm=kernel_metric.gemm,
-                         self_join=self_join)  # fmt: skip
+        kernel = partial(
+            sparse_pairwise_chunk if sparse else pairwise_chunk,
+            metric=kernel_metric.name,
+            p=kernel_metric.p,
+            gemm=kernel_metric.gemm,
+            self_join=self_join,
+        )
     token = tokenize(query_array, train_array, kernel, self_join)
     logger.info(
         "pairwise: %d x %d matrix, %s, blocks of %d x %d",

@@ -15,12 +15,13 @@ from dask.delayed import Delayed
 
 from bigdist import config
 from bigdist.errors import ParameterError
-from bigdist.io import as_array, check_features, check_int, check_number, write_group
+from bigdist.io import check_int, check_number, write_group
 from bigdist.io.store import normalise_path, prepare_output
 from bigdist.kernels.dense import function_radius_chunk
 from bigdist.kernels.registry import ResolvedMetric, get_metric
-from bigdist.metric_setup import check_finite_for, distance_function, metric_arrays
-from bigdist.planning import query_blocks
+from bigdist.kernels.sparse import sparse_radius_chunk
+from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
+from bigdist.planning import even_blocks, query_blocks
 from bigdist.precomputed import precomputed_pairs
 from bigdist.reductions import radius_pairs
 
@@ -194,7 +195,8 @@ def radius_neighbors(
     Parameters
     ----------
     queries : array-like of shape (n_queries, n_features)
-        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file;
+        or sparse (scipy.sparse, dask arrays of sparse blocks), as for :func:`bigdist.knn`.
         With ``metric="precomputed"`` the (n_queries, n_train) distance matrix.
     train : array-like of shape (n_train, n_features) or None
         None means the self-join within ``queries``, each row excluding itself.
@@ -245,13 +247,7 @@ def radius_neighbors(
     radius = _check_radius(radius, resolved)
     if resolved.precomputed:
         return _precomputed_radius(queries, train, radius, sort_results, max_neighbors)
-    self_join = train is None
-    finite = check_finite_for(resolved)
-    train_array = as_array(
-        queries if self_join else train, name="queries" if self_join else "train", check_finite=finite
-    )
-    query_array = train_array if self_join else as_array(queries, name="queries", check_finite=finite)
-    check_features(query_array, train_array)
+    query_array, train_array, self_join, sparse = load_inputs(resolved, queries, train)
     kernel_metric, query_array, train_array = metric_arrays(resolved, query_array, train_array, self_join)
     if max_neighbors is None:
         max_neighbors = config.get("radius.max-neighbors")
@@ -259,10 +255,17 @@ def radius_neighbors(
     if split_every is None:
         split_every = config.get("split-every")
     split_every = check_int("split_every", split_every, minimum=2)
-    query_array = query_blocks(query_array)
+    tiles = {"tile_query_rows": config.get("knn.tile-query-rows"), "tile_train_rows": config.get("knn.tile-train-rows")}
     # A user's function gives float64 distances, as scikit-learn reports them.
     out_dtype = np.float64 if resolved.function else np.result_type(query_array.dtype, train_array.dtype)
     tile_kernel = None
+    if sparse:
+        # Sparse blocks keep their stored-value budget; only their row count is capped.
+        query_array = query_array.rechunk({0: even_blocks(query_array.shape[0], config.get("knn.query-block-rows"))})
+        tile_kernel = partial(sparse_radius_chunk, radius=radius, metric=kernel_metric.name, p=kernel_metric.p,
+                              exclude_self=self_join, max_neighbors=max_neighbors, **tiles)  # fmt: skip
+    else:
+        query_array = query_blocks(query_array)
     if resolved.function:
         tile_kernel = partial(function_radius_chunk, radius=radius, function=distance_function(resolved),
                               exclude_self=self_join, max_neighbors=max_neighbors)  # fmt: skip
@@ -276,8 +279,7 @@ def radius_neighbors(
         max_neighbors=max_neighbors,
         sort_results=bool(sort_results),
         out_dtype=out_dtype,
-        tile_query_rows=config.get("knn.tile-query-rows"),
-        tile_train_rows=config.get("knn.tile-train-rows"),
+        **tiles,
         p=kernel_metric.p,
         tile_kernel=tile_kernel,
     )

@@ -19,6 +19,7 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+import scipy.sparse
 import zarr
 from dask.base import tokenize
 
@@ -407,8 +408,8 @@ def open_array(path_or_url: Any, *, name: str | None = None, storage_options: di
 
 
 def in_memory(data: Any) -> bool:
-    """Whether ``data`` is an in-memory input (NumPy in, NumPy out; dask, Zarr and files stay lazy)."""
-    return isinstance(data, (np.ndarray, list, tuple))
+    """Whether ``data`` is an in-memory input (NumPy or scipy.sparse in, NumPy out; dask, Zarr and files stay lazy)."""
+    return isinstance(data, (np.ndarray, list, tuple)) or scipy.sparse.issparse(data)
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:
