@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bigdist.errors import InputShapeError
 from bigdist.io import as_array, in_memory
+from bigdist.io.sparse import as_dense_rows
 from bigdist.kernels.kmeans import inertia_chunk, labels_chunk
 from bigdist.kmeans import kmeans
 from bigdist.meanshift import meanshift
@@ -236,7 +237,7 @@ class MeanShift(ClusterMixin, BaseEstimator):
 def _fitted_input(estimator: BaseEstimator, X: Any) -> da.Array:
     """X as a dask array, checked against the fitted ``estimator`` (feature count, DataFrame column names)."""
     check_is_fitted(estimator, "cluster_centers_")
-    array = as_array(_values(X), name="X")
+    array = as_dense_rows(_values(X), as_array, name="X")
     if array.shape[1] != estimator.n_features_in_:
         raise InputShapeError(
             f"X has {array.shape[1]} features, but {type(estimator).__name__} is expecting "

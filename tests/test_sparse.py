@@ -1,10 +1,12 @@
 """Sparse input (scipy.sparse, dask arrays of sparse blocks): the same neighbours as the dense float64 oracle."""
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from scipy.spatial.distance import cdist
+from sklearn.cluster import KMeans as SkKMeans
 from sklearn.neighbors import KNeighborsClassifier as SkKNeighborsClassifier
 from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
 
@@ -150,3 +152,21 @@ def test_sparse_errors():
     with pytest.raises(NonFiniteError, match=rf"holds NaN at row {row}, column {bad.indices[3]}"):
         bd.knn(bad, None, k=2).compute()
     np.testing.assert_allclose(cdist(data.toarray(), data.toarray())[0, 0], 0.0)
+
+
+def test_kmeans_on_sparse_rows_equals_scikit_learn():
+    rng = np.random.default_rng(6)
+    centres = np.eye(4, 40) * 10
+    dense = np.repeat(centres, 60, axis=0) * (rng.random((240, 40)) > 0.3)
+    dense[:, 10:] = (rng.random((240, 30)) > 0.9) * rng.random((240, 30))
+    data = sp.csr_matrix(dense)
+    init = dense[[0, 60, 120, 180]]
+    with dask.config.set({"bigdist.chunk-bytes": 40 * 8 * 25}):  # blocks of 25 dense rows
+        ours = bd.KMeans(4, init=init, n_init=1, max_iter=50, tol=0).fit(data)
+    theirs = SkKMeans(4, init=init, n_init=1, max_iter=50, tol=0, algorithm="lloyd").fit(data)
+    np.testing.assert_array_equal(ours.labels_, theirs.labels_)
+    np.testing.assert_allclose(ours.cluster_centers_, theirs.cluster_centers_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours.inertia_, theirs.inertia_, rtol=1e-9)
+    np.testing.assert_array_equal(ours.predict(data[:50]), theirs.predict(data[:50]))
+    lazy = bd.kmeans(da.from_array(data, chunks=(70, -1), asarray=False), 4, init=init, max_iter=50, tol=0)
+    np.testing.assert_allclose(lazy.centroids, theirs.cluster_centers_, rtol=1e-10, atol=1e-12)

@@ -120,6 +120,34 @@ def sparse_or_dense(data: Any, as_dense: Any, *, name: str, check_finite: bool =
     return as_dense(data, name=name, check_finite=check_finite)
 
 
+def _densify(block: Any) -> np.ndarray:
+    return np.asarray(block.toarray())
+
+
+def as_dense_rows(data: Any, as_dense: Any, *, name: str) -> da.Array:
+    """Rows as dense blocks: a sparse input re-chunked to blocks of about chunk-bytes when dense, each densified
+    by the task that reads it (never the whole matrix); any other input through ``as_dense(data, name=...)``.
+
+    For the algorithms whose kernels take dense blocks only (k-means): exact, out of core, and as fast as dense
+    data of the same shape (slow for very wide rows, whose dense blocks hold few rows).
+    """
+    if not is_sparse(data):
+        return as_dense(data, name=name)
+    array = as_sparse_array(data, name=name)
+    rows = max(1, config.get("chunk-bytes") // (array.shape[1] * array.dtype.itemsize))
+    array = array.rechunk({0: min(rows, array.shape[0])})
+    return array.map_blocks(
+        _densify,
+        dtype=array.dtype,
+        meta=np.empty((0, 0), dtype=array.dtype),
+        name=f"bigdist-densify-{_label(name)}-{tokenize(array)}",
+    )
+
+
+def _label(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)[:40] or "X"
+
+
 def to_sparse_blocks(array: da.Array) -> da.Array:
     """A dense row-chunked dask array as CSR blocks (for a sparse input's other side)."""
     meta = scipy.sparse.csr_matrix((0, 0), dtype=array.dtype)
