@@ -203,7 +203,8 @@ def _coerce(data: Any, name: str) -> Any:
     """Turn lists and object arrays into NumPy; refuse sparse matrices."""
     if hasattr(data, "tocsr") or type(data).__module__.startswith("scipy.sparse"):
         raise InputDtypeError(
-            f"{name} is a sparse matrix, and sparse input is not supported; convert it with {name}.toarray()"
+            f"{name} is a sparse matrix, and sparse input is not supported here (knn, radius_neighbors, "
+            f"pairwise_distances, kmeans and the neighbour estimators take it); convert it with {name}.toarray()"
         )
     if isinstance(data, zarr.Array):
         # Read through the checks: a missing chunk raises instead of reading as the fill value.
