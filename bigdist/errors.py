@@ -73,4 +73,4 @@ class TooManyNeighborsError(BigdistError, ValueError):
 
 
 class InputValueError(BigdistError, ValueError):
-    """An input holds values the chosen metric is not defined for (negative for chi2, non-boolean for jaccard)."""
+    """An input holds values the chosen metric is not defined for (negative for chi2, negative precomputed distances)."""
