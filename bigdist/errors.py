@@ -73,4 +73,4 @@ class TooManyNeighborsError(BigdistError, ValueError):
 
 
 class InputValueError(BigdistError, ValueError):
-    """An input holds values the chosen metric is not defined for (negative for chi2, negative precomputed distances)."""
+    """An input holds values the chosen metric is not defined for (negative: chi2, precomputed distances)."""
