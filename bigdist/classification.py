@@ -119,7 +119,7 @@ class _LabelledNeighbors(MultiOutputMixin, BaseEstimator):
             raise InputShapeError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None; give one label per train row"
             )
-        self._fit_X = sparse_or_dense(X, as_array, name="X")
+        self._fit_X = sparse_or_dense(X, as_array, name="X", check_finite=self.metric != "nan_euclidean")
         self.n_samples_fit_, self.n_features_in_ = (int(size) for size in self._fit_X.shape)
         self._fit_in_memory = in_memory(X) and in_memory(y)
         return as_labels(y, self.n_samples_fit_, name="y")
@@ -131,7 +131,7 @@ class _LabelledNeighbors(MultiOutputMixin, BaseEstimator):
         check_is_fitted(self, "_fit_X")
         if X is None:
             return None
-        queries = sparse_or_dense(X, as_array, name="X")
+        queries = sparse_or_dense(X, as_array, name="X", check_finite=self.metric != "nan_euclidean")
         if queries.shape[1] != self.n_features_in_:
             raise InputShapeError(
                 f"X has {queries.shape[1]} features, but {type(self).__name__} is expecting "

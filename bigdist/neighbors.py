@@ -86,7 +86,7 @@ class NearestNeighbors(BaseEstimator):
         y : ignored
         """
         check_metric(self.metric, **self._metric_params())
-        self._fit_X = sparse_or_dense(X, as_array, name="X")
+        self._fit_X = sparse_or_dense(X, as_array, name="X", check_finite=self.metric != "nan_euclidean")
         self._fit_in_memory = in_memory(X)
         self.n_samples_fit_, self.n_features_in_ = self._fit_X.shape
         return self

@@ -7,6 +7,7 @@ from scipy.spatial.distance import cdist
 from sklearn.metrics import DistanceMetric
 from sklearn.metrics import pairwise_distances as sk_pairwise_distances
 from sklearn.metrics.pairwise import haversine_distances, nan_euclidean_distances
+from sklearn.neighbors import KNeighborsClassifier as SkKNeighborsClassifier
 
 import bigdist as bd
 from bigdist.errors import InputValueError, ParameterError
@@ -272,3 +273,27 @@ def test_estimated_parameters_of_degenerate_data():
         bd.knn(data, k=2, metric="seuclidean").compute()
     with pytest.raises(InputValueError, match=r"mahalanobis.*covariance.*singular.*pass VI"):
         bd.knn(data, k=2, metric="mahalanobis").compute()
+
+
+@pytest.mark.parametrize(
+    ("metric", "metric_params", "kind"),
+    [("seuclidean", {"V": V}, "real"), ("mahalanobis", {"VI": VI}, "real"), ("minkowski", {"w": W}, "real"),
+     ("nan_euclidean", None, "missing"), ("haversine", None, "radians"), ("yule", None, "counts"),
+     (_euclidean, None, "real")],
+)  # fmt: skip
+def test_estimators_with_these_metrics_equal_scikit_learn(metric, metric_params, kind):
+    rng = np.random.default_rng(9)
+    train, queries = _data(kind, 150, rng), _data(kind, 20, rng)
+    labels = rng.integers(0, 3, 150)
+    options = {"metric": metric, "metric_params": metric_params}
+    ours = bd.NearestNeighbors(n_neighbors=4, p=3, **options).fit(train)
+    got_d, got_i = ours.kneighbors(queries)
+    oracle_metric = metric if isinstance(metric, str) else "euclidean"
+    oracle_params = {"p": 3, **metric_params} if metric == "minkowski" else metric_params or {}
+    want_d, want_i = _ranked(_oracle(queries, train, oracle_metric, oracle_params), 4)
+    np.testing.assert_array_equal(got_i, want_i)
+    np.testing.assert_allclose(got_d, want_d, rtol=1e-12)
+    if kind != "counts":  # scikit-learn's ties among equal boolean distances are not by index
+        sk = SkKNeighborsClassifier(5, algorithm="brute", p=3, **options).fit(train, labels)
+        np.testing.assert_array_equal(bd.KNeighborsClassifier(5, p=3, **options).fit(train, labels).predict(queries),
+                                      sk.predict(queries))  # fmt: skip
