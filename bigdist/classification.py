@@ -103,6 +103,11 @@ class _LabelledNeighbors(MultiOutputMixin, BaseEstimator):
         self.metric_params = metric_params
         self.split_every = split_every
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # scipy.sparse rows are read in CSR blocks (bigdist.io.sparse)
+        return tags
+
     def _metric_kwargs(self) -> dict[str, Any]:
         return metric_kwargs(self.metric, self.p, self.metric_params)
 

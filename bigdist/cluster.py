@@ -69,6 +69,11 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.split_every = split_every
         self.persist = persist
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # scipy.sparse rows are densified block by block (bigdist.io.sparse)
+        return tags
+
     def fit(self, X: Any, y: Any = None) -> KMeans:
         """Cluster the rows of X.
 
