@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from bigdist import config
 from bigdist.errors import InputDtypeError, InputShapeError
-from bigdist.io import as_array, check_int, in_memory
+from bigdist.io import check_int, in_memory
 from bigdist.io.labels import as_labels
 from bigdist.kernels.labels import class_mode, class_proba, neighbour_weights, weighted_average
 from bigdist.neighbors import SEARCH_PARAMETERS, NeighborsBase
@@ -132,7 +132,7 @@ class _LabelledNeighbors(MultiOutputMixin, NeighborsBase):
         self._values = _values_array(values)
 
     def _query_array(self, X: Any) -> da.Array:
-        queries = as_array(X, name="X")
+        queries = self._rows(X)
         if queries.shape[1] != self.n_features_in_:
             raise InputShapeError(
                 f"X has {queries.shape[1]} features, but {type(self).__name__} is expecting "

@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bigdist.errors import EstimatorParameterError, InputShapeError, ParameterError
 from bigdist.io import as_array, in_memory
+from bigdist.io.sparse import as_dense_rows
 from bigdist.kernels.kmeans import inertia_chunk, labels_chunk, with_row_weights
 from bigdist.kmeans import check_sample_weights, kmeans
 from bigdist.meanshift import meanshift
@@ -122,6 +123,11 @@ default="k-means||"
         self.split_every = split_every
         self.persist = persist
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # scipy.sparse rows are densified block by block (bigdist.io.sparse)
+        return tags
+
     @property
     def _n_features_out(self) -> int:
         # get_feature_names_out: one column per centroid of transform(), "kmeans0", "kmeans1", ...
@@ -154,7 +160,7 @@ default="k-means||"
         """
         _validate(self)
         values = _values(X)
-        array = as_array(values, name="X")
+        array = as_dense_rows(values, as_array, name="X")
         n_samples, n_features = array.shape
         if n_samples < self.n_clusters:
             raise ParameterError(
@@ -409,7 +415,7 @@ def _progress(verbose: int) -> Iterator[None]:
 def _fitted_input(estimator: BaseEstimator, X: Any) -> da.Array:
     """X as a dask array, checked against the fitted ``estimator`` (feature count, DataFrame column names)."""
     check_is_fitted(estimator, "cluster_centers_")
-    array = as_array(_values(X), name="X")
+    array = as_dense_rows(_values(X), as_array, name="X")
     if array.shape[1] != estimator.n_features_in_:
         raise InputShapeError(
             f"X has {array.shape[1]} features, but {type(estimator).__name__} is expecting "

@@ -79,7 +79,7 @@ class TooManyNeighborsError(BigdistError, ValueError):
 
 
 class InputValueError(BigdistError, ValueError):
-    """An input holds values the chosen metric is not defined for (negative for chi2, non-boolean for jaccard)."""
+    """An input holds values the chosen metric is not defined for (negative: chi2, precomputed distances)."""
 
 
 class PlanError(BigdistError, ValueError):

@@ -21,6 +21,7 @@ from bigdist import config
 from bigdist.errors import InputShapeError, ParameterError
 from bigdist.io import as_array, check_int, check_number, write_group
 from bigdist.io.integrity import ZarrSource, output_codecs
+from bigdist.io.sparse import as_dense_rows
 from bigdist.kernels.kmeans import (
     BOUNDS_DTYPE,
     NEAREST_DTYPE,
@@ -339,7 +340,9 @@ def kmeans(
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file;
+        or sparse (scipy.sparse, dask arrays of sparse blocks): each task densifies its own
+        row block of about ``bigdist.chunk-bytes``, never the whole matrix.
     n_clusters : int
     init : {"k-means||", "k-means++", "random"} or ndarray of shape (n_clusters, n_features)
         ``k-means||`` runs oversampling rounds over the data and reduces the
@@ -372,7 +375,7 @@ def kmeans(
     -------
     KMeansResult
     """
-    array = as_array(X, name="X")
+    array = as_dense_rows(X, as_array, name="X")
     n, d = array.shape
     k = check_int("n_clusters", n_clusters)
     if k > n:

@@ -17,9 +17,13 @@ from bigdist.errors import ParameterError
 from bigdist.execution.jobs import Job
 from bigdist.execution.knn import cast_distances, knn_job, write_knn
 from bigdist.execution.waves import ProgressCallback
-from bigdist.io import as_array, check_features, check_int
+from bigdist.io import check_int, write_group
+from bigdist.kernels.dense import function_knn_chunk
 from bigdist.kernels.registry import get_metric
-from bigdist.planning import query_blocks
+from bigdist.kernels.sparse import sparse_knn_chunk
+from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
+from bigdist.planning import even_blocks, query_blocks
+from bigdist.precomputed import precomputed_topk
 from bigdist.reductions import knn_topk
 
 logger = logging.getLogger(__name__)
@@ -51,21 +55,32 @@ class KNNResult:
     train_array: da.Array | None = field(default=None, repr=False)
     p: float = 2.0
     split_every: int = 8
+    # The metric the tiles compute: seuclidean and mahalanobis are euclidean on transformed rows.
+    kernel_metric: str | None = None
+    # A tile kernel in place of knn_chunk: sparse rows, or a user's metric function.
+    chunk: Any = field(default=None, repr=False)
+    out_dtype: np.dtype | None = None
+    sparse: bool = False
+    # metric="precomputed": the lazy (distances, indices), read from the given matrix.
+    precomputed: tuple[da.Array, da.Array] | None = field(default=None, repr=False)
 
     @cached_property
     def _lazy(self) -> tuple[da.Array, da.Array]:
+        if self.precomputed is not None:
+            return self.precomputed
         result = knn_topk(
             self.query_array,
             self.train_array,
             k=self.k,
-            metric=self.metric,
+            metric=self._kernel_metric,
             p=self.p,
             exclude_self=self.self_join,
             split_every=self.split_every,
             tile_query_rows=config.get("knn.tile-query-rows"),
             tile_train_rows=config.get("knn.tile-train-rows"),
+            chunk=self.chunk,
         )
-        out_dtype = np.result_type(self.query_array.dtype, self.train_array.dtype)
+        out_dtype = self._out_dtype
         distances = result["distance"].map_blocks(
             partial(cast_distances, dtype=out_dtype, metric=self.metric),
             dtype=out_dtype,
@@ -73,6 +88,21 @@ class KNNResult:
             name=f"bigdist-knn-distances-{tokenize(result, out_dtype)}",
         )
         return distances, result["index"]
+
+    @property
+    def _kernel_metric(self) -> str:
+        return self.kernel_metric or self.metric
+
+    @property
+    def _out_dtype(self) -> np.dtype:
+        if self.out_dtype is not None:
+            return np.dtype(self.out_dtype)
+        return np.result_type(self.query_array.dtype, self.train_array.dtype)
+
+    @property
+    def _waves(self) -> bool:
+        # Panel tasks read dense rows; sparse blocks and precomputed matrices are written from the lazy graph.
+        return self.precomputed is None and not self.sparse
 
     @property
     def distances(self) -> da.Array:
@@ -90,7 +120,14 @@ class KNNResult:
     @property
     def job(self) -> Job:
         """The :class:`bigdist.execution.jobs.Job` that :meth:`to_zarr` runs (what ``bd.plan`` describes)."""
-        return knn_job(self._wave_queries(), self.train_array, k=self.k, metric=self.metric, params=self.params)
+        return knn_job(
+            self._wave_queries(),
+            self.train_array,
+            k=self.k,
+            metric=self._kernel_metric,
+            params=self.params,
+            out_dtype=self._out_dtype,
+        )
 
     def _wave_queries(self) -> da.Array:
         # Regular row blocks, each one Zarr chunk of the output (as the single-graph write rechunked them).
@@ -130,18 +167,27 @@ class KNNResult:
         -------
         str, the path
         """
+        attrs = {"knn": self.params, **(attrs or {})}
+        if not self._waves:
+            logger.info("knn to %s: %s rows are written from one graph, not in waves", path,
+                        "sparse" if self.sparse else "precomputed")  # fmt: skip
+            return write_group(
+                path, {"distances": self.distances, "indices": self.indices}, attrs=attrs, overwrite=overwrite
+            )
         return write_knn(
             path,
             self._wave_queries(),
             self.train_array,
             k=self.k,
-            metric=self.metric,
+            metric=self._kernel_metric,
             p=self.p,
             self_join=self.self_join,
             split_every=self.split_every,
-            attrs={"knn": self.params, **(attrs or {})},
+            attrs=attrs,
             overwrite=overwrite,
             progress=progress,
+            chunk=self.chunk,
+            out_dtype=self._out_dtype,
         )
 
 
@@ -161,16 +207,32 @@ def _check_k(k: Any, n_train: int, self_join: bool) -> int:
 def check_metric(metric: Any, **params: Any) -> str:
     """The canonical name of a metric or alias from the registry; ParameterError lists the valid ones.
 
-    ``params`` are the metric's parameters (``p`` for ``minkowski``), checked too.
+    ``params`` are the metric's parameters (``p`` and ``w`` for ``minkowski``, ``V``, ``VI``), checked too.
+    A callable or DistanceMetric gets a descriptive name (``callable:<name>``).
     """
     return get_metric(metric, **params).name
+
+
+def _precomputed_knn(distances: Any, train: Any, k: int, split_every: int) -> KNNResult:
+    values, indices, k, self_join, matrix = precomputed_topk(distances, train, k, split_every, _check_k)
+    return KNNResult(
+        k=k,
+        metric="precomputed",
+        n_queries=matrix.shape[0],
+        n_train=matrix.shape[1],
+        n_features=0,  # no GEMM: the distances are read, not computed
+        self_join=self_join,
+        params={"k": k, "metric": "precomputed", "self_join": self_join, "split_every": split_every},
+        split_every=split_every,
+        precomputed=(values, indices),
+    )
 
 
 def knn(
     queries: Any,
     train: Any = None,
     k: int = 10,
-    metric: str = "euclidean",
+    metric: Any = "euclidean",
     *,
     split_every: int | None = None,
     **params: Any,
@@ -186,28 +248,50 @@ def knn(
     Parameters
     ----------
     queries : array-like of shape (n_queries, n_features)
-        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or
+        ``.npy`` file; or sparse (a scipy.sparse matrix, or a dask array of
+        sparse blocks), read in CSR row blocks and never densified whole:
+        ``euclidean``, ``sqeuclidean``, ``cosine``, ``inner_product`` by a
+        sparse product and an exact re-check, ``manhattan`` exactly pair by
+        pair, the other metrics on bounded dense tiles. With
+        ``metric="precomputed"``, the (n_queries, n_train) matrix of
+        distances (>= 0), read in row blocks and never gathered.
     train : array-like of shape (n_train, n_features) or None
         The reference set. None means the self-join: neighbours of each row of
         ``queries`` within ``queries``, the row itself excluded by index (an
-        exact duplicate is still found, at distance 0).
+        exact duplicate is still found, at distance 0). With
+        ``metric="precomputed"``: None for the self-join of a square matrix
+        (the diagonal excluded by index), else the train rows' own
+        (n_train, n_train) matrix, as an estimator fitted on it holds (only
+        its number of rows is read, to check the columns of ``queries``).
     k : int
         Number of neighbours, 1 <= k <= n_train (n_train - 1 for the self-join).
-    metric : str
+    metric : str, callable or sklearn.metrics.DistanceMetric
         Any name of ``bigdist.kernels.registry.metric_names()``. The GEMM
         family (``euclidean``/``l2``, ``sqeuclidean``, ``cosine``,
         ``correlation``, ``inner_product``/``dot``) is scored by a GEMM and
         re-checked exactly; the direct metrics (``manhattan``/``cityblock``/``l1``,
         ``chebyshev``, ``minkowski``, ``canberra``, ``braycurtis``, ``chi2``,
-        ``hamming``, ``jaccard``) by a compiled float64 loop. ``cosine`` is
+        ``hamming``, ``haversine``, ``nan_euclidean`` and the boolean
+        ``jaccard``, ``dice``, ``rogerstanimoto``, ``russellrao``,
+        ``sokalsneath``, ``yule``) by a compiled float64 loop;
+        ``seuclidean``, ``mahalanobis`` and weighted ``minkowski`` as
+        Euclidean/Minkowski distances of transformed float64 rows. ``cosine`` is
         1 - cosine similarity (a zero row has similarity 0; ``correlation``
         is the cosine of mean-centred rows); ``inner_product`` ranks by
-        largest inner product and reports it.
+        largest inner product and reports it. A callable ``f(u, v) -> float``
+        (compiled with numba when possible) or a ``DistanceMetric`` object is
+        evaluated on dense sub-tiles, float64 distances. ``"precomputed"``:
+        ``queries`` holds the distances themselves.
     split_every : int, optional
         Fan-in of the reduction across train blocks; default from the
         ``bigdist.split-every`` config.
     **params
-        Parameters of the metric: ``p`` (> 0) for ``minkowski``.
+        Parameters of the metric, as scikit-learn's ``metric_params``: ``p``
+        (> 0) and ``w`` (weights >= 0) for ``minkowski``, ``V`` (variances)
+        for ``seuclidean``, ``VI`` (inverse covariance) for ``mahalanobis``
+        (estimated from queries and train stacked when not given, as
+        scikit-learn does), keyword arguments of a callable.
 
     Returns
     -------
@@ -216,17 +300,29 @@ def knn(
     """
     resolved = get_metric(metric, **params)
     metric = resolved.name
-    self_join = train is None
-    train_array = as_array(queries if self_join else train, name="queries" if self_join else "train")
-    query_array = train_array if self_join else as_array(queries, name="queries")
-    check_features(query_array, train_array)
-    k = _check_k(k, train_array.shape[0], self_join)
     if split_every is None:
         split_every = config.get("split-every")
     split_every = check_int("split_every", split_every, minimum=2)
+    if resolved.precomputed:
+        return _precomputed_knn(queries, train, k, split_every)
+    query_array, train_array, self_join, sparse = load_inputs(resolved, queries, train)
+    k = _check_k(k, train_array.shape[0], self_join)
+    kernel_metric, query_array, train_array = metric_arrays(resolved, query_array, train_array, self_join)
 
-    query_array = query_blocks(query_array)
-    params = {"k": k, "metric": metric, **resolved.params, "self_join": self_join, "split_every": split_every}
+    chunk = None
+    if sparse:
+        # Sparse blocks keep their stored-value budget; only their row count is capped.
+        query_array = query_array.rechunk({0: even_blocks(query_array.shape[0], config.get("knn.query-block-rows"))})
+        chunk = partial(sparse_knn_chunk, k=k, metric=kernel_metric.name, p=kernel_metric.p, exclude_self=self_join,
+                        tile_query_rows=config.get("knn.tile-query-rows"),
+                        tile_train_rows=config.get("knn.tile-train-rows"))  # fmt: skip
+    else:
+        query_array = query_blocks(query_array)
+    if resolved.function:
+        chunk = partial(function_knn_chunk, k=k, function=distance_function(resolved), exclude_self=self_join)
+    # A user's function gives float64 distances, as scikit-learn reports them.
+    out_dtype = np.dtype(np.float64) if resolved.function else np.result_type(query_array.dtype, train_array.dtype)
+    params = {"k": k, "metric": metric, **resolved.describe(), "self_join": self_join, "split_every": split_every}
     logger.info(
         "knn: %d queries x %d train rows x %d features, k=%d, metric=%s, %d x %d blocks",
         query_array.shape[0],
@@ -247,8 +343,12 @@ def knn(
         params=params,
         query_array=query_array,
         train_array=train_array,
-        p=resolved.p,
+        p=kernel_metric.p,
         split_every=split_every,
+        kernel_metric=kernel_metric.name,
+        chunk=chunk,
+        out_dtype=out_dtype,
+        sparse=sparse,
     )
 
 

@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from bigdist.errors import EstimatorParameterError, ParameterError
 from bigdist.io import as_array, in_memory
+from bigdist.io.sparse import sparse_or_dense
 from bigdist.kernels.topk import drop_columns, own_columns
 from bigdist.knn import check_metric, knn
 from bigdist.radius import RadiusResult, radius_neighbors
@@ -126,8 +127,17 @@ class NeighborsBase(BaseEstimator):
                 f"p={params['p']!r}); use algorithm='brute' or 'auto'"
             )
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # scipy.sparse rows are read in CSR blocks (bigdist.io.sparse)
+        return tags
+
+    def _rows(self, X: Any) -> da.Array:
+        # nan_euclidean is defined on rows with NaN; every other metric refuses them.
+        return sparse_or_dense(X, as_array, name="X", check_finite=self.effective_metric_ != "nan_euclidean")
+
     def _record_train(self, X: Any) -> None:
-        self._fit_X = as_array(X, name="X")
+        self._fit_X = self._rows(X)
         self._fit_in_memory = in_memory(X)
         self.n_samples_fit_, self.n_features_in_ = (int(size) for size in self._fit_X.shape)
 
@@ -142,7 +152,7 @@ class NeighborsBase(BaseEstimator):
             return dask.compute(*arrays)
 
     def _query_array(self, X: Any) -> da.Array:
-        return as_array(X, name="X")
+        return self._rows(X)
 
     def _neighbours(self, X: Any, n_neighbors: int | None = None) -> tuple[da.Array, da.Array, bool]:
         """Lazy float64 distances and int64 indices of shape (n_queries, k), and whether NumPy goes out.

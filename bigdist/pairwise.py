@@ -18,10 +18,14 @@ from bigdist.blas import BlasLimited
 from bigdist.errors import ParameterError
 from bigdist.io import as_array, check_features, check_number
 from bigdist.io.arrays import rows_per_block
+from bigdist.kernels.dense import function_pairwise_chunk
 from bigdist.kernels.pairwise import cosine_similarity_chunk, out_dtype, pairwise_chunk
 from bigdist.kernels.registry import get_metric
+from bigdist.kernels.sparse import sparse_pairwise_chunk
 from bigdist.knn import knn
+from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
 from bigdist.planning import even_blocks
+from bigdist.precomputed import precomputed_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +53,17 @@ def _inputs(queries: Any, train: Any) -> tuple[da.Array, da.Array, bool]:
     return query_array, train_array, self_join
 
 
-def _blocked(query_array: da.Array, train_array: da.Array, dtype: np.dtype) -> tuple[da.Array, da.Array]:
+def _blocked(
+    query_array: da.Array, train_array: da.Array, dtype: np.dtype, sparse: bool = False
+) -> tuple[da.Array, da.Array]:
     block_bytes = config.get("chunk-bytes")
     rows, cols = block_shape(query_array.shape[0], train_array.shape[0], dtype.itemsize, block_bytes)
     # The input blocks stay within chunk-bytes too: against a short side (e.g. k centroids), the output
-    # block alone would allow block_bytes / k rows of the other, each of n_features values.
-    input_rows = rows_per_block(query_array.shape[1], max(query_array.itemsize, train_array.itemsize))
+    # block alone would allow block_bytes / k rows of the other, each of n_features values (sparse blocks
+    # store far fewer).
+    input_rows = (
+        rows if sparse else rows_per_block(query_array.shape[1], max(query_array.itemsize, train_array.itemsize))
+    )
     rows = even_blocks(query_array.shape[0], min(rows, input_rows))[0]
     cols = even_blocks(train_array.shape[0], min(cols, input_rows))[0]
     # Regular blocks: each output block is one Zarr chunk, written by one task.
@@ -68,7 +77,7 @@ def _outer(kernel: Any, *args: Any, **kwargs: Any) -> da.Array:
         return da.blockwise(BlasLimited(kernel), *args, **kwargs)
 
 
-def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean", **params: Any) -> da.Array:
+def pairwise_distances(queries: Any, train: Any = None, metric: Any = "euclidean", **params: Any) -> da.Array:
     """The full (n_queries, n_train) distance matrix, lazily, in blocks that stream to Zarr.
 
     Each task computes one block of about ``bigdist.chunk-bytes`` from one
@@ -79,20 +88,33 @@ def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean
     Parameters
     ----------
     queries : array-like of shape (n_queries, n_features)
-        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file;
+        or sparse (scipy.sparse, dask arrays of sparse blocks; the output blocks are dense), as for
+        :func:`bigdist.knn`.
     train : array-like of shape (n_train, n_features) or None
         None means the distances within ``queries`` (the diagonal is exactly 0).
-    metric : str
+    metric : str, callable or sklearn.metrics.DistanceMetric
         Any name of :func:`bigdist.kernels.registry.metric_names`: the GEMM
         family ``euclidean`` (``l2``), ``sqeuclidean``, ``cosine``,
         ``correlation``, ``inner_product`` (``dot``; the inner products
-        themselves), or the direct metrics ``manhattan`` (``cityblock``,
+        themselves), the direct metrics ``manhattan`` (``cityblock``,
         ``l1``), ``chebyshev``, ``minkowski``, ``canberra``, ``braycurtis``,
-        ``chi2``, ``hamming``, ``jaccard``. Values equal SciPy's ``cdist``
-        where it is defined; a zero row (constant row for ``correlation``) has
-        cosine distance 1, two zero rows have ``braycurtis`` distance 0.
+        ``chi2``, ``hamming``, ``haversine``, ``nan_euclidean`` and the
+        boolean ``jaccard``, ``dice``, ``rogerstanimoto``, ``russellrao``,
+        ``sokalsneath``, ``yule`` (non-zero read as True, as scikit-learn
+        converts), and ``seuclidean``, ``mahalanobis``, weighted
+        ``minkowski`` (on transformed float64 rows); or a callable
+        ``f(u, v) -> float`` or a ``DistanceMetric`` (float64 output).
+        Values equal SciPy's ``cdist`` where it is defined; a zero row
+        (constant row for ``correlation``) has cosine distance 1, two zero
+        rows have ``braycurtis`` distance 0 (see ``bigdist.kernels.registry``);
+        in the self-join (``train=None``) the diagonal is 0.
+        ``"precomputed"``: ``queries`` is the distance matrix, returned as
+        it is once checked (>= 0, finite; as scikit-learn).
     **params
-        Parameters of the metric: ``p`` (> 0) for ``minkowski``.
+        Parameters of the metric, as scikit-learn's ``metric_params``: ``p``
+        and ``w`` for ``minkowski``, ``V`` for ``seuclidean``, ``VI`` for
+        ``mahalanobis`` (estimated from the rows when not given), keywords of a callable.
 
     Returns
     -------
@@ -107,15 +129,29 @@ def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean
     ParameterError
         Unknown metric or parameter, ``p`` <= 0.
     InputValueError
-        (on compute) negative values for ``chi2``, non-boolean values for ``jaccard``.
+        (on compute) negative values for ``chi2``.
     """
     resolved = get_metric(metric, **params)
-    query_array, train_array, self_join = _inputs(queries, train)
-    dtype = out_dtype(query_array.dtype, train_array.dtype)
-    query_array, train_array = _blocked(query_array, train_array, dtype)
+    if resolved.precomputed:
+        return precomputed_matrix(queries, train)
+    query_array, train_array, self_join, sparse = load_inputs(resolved, queries, train, names=("X", "train"))
+    kernel_metric, query_array, train_array = metric_arrays(resolved, query_array, train_array, self_join)
+    # A user's function gives float64 distances, as scikit-learn's pairwise_distances.
+    dtype = np.dtype(np.float64) if resolved.function else out_dtype(query_array.dtype, train_array.dtype)
+    query_array, train_array = _blocked(query_array, train_array, dtype, sparse)
     query_index = da.arange(query_array.shape[0], chunks=(query_array.chunks[0],), dtype=np.int64)
     train_index = da.arange(train_array.shape[0], chunks=(train_array.chunks[0],), dtype=np.int64)
-    token = tokenize(query_array, train_array, resolved.name, resolved.p, self_join)
+    if resolved.function:
+        kernel = partial(function_pairwise_chunk, function=distance_function(resolved), self_join=self_join)
+    else:
+        kernel = partial(
+            sparse_pairwise_chunk if sparse else pairwise_chunk,
+            metric=kernel_metric.name,
+            p=kernel_metric.p,
+            gemm=kernel_metric.gemm,
+            self_join=self_join,
+        )
+    token = tokenize(query_array, train_array, kernel, self_join)
     logger.info(
         "pairwise: %d x %d matrix, %s, blocks of %d x %d",
         query_array.shape[0],
@@ -125,7 +161,7 @@ def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean
         train_array.chunks[0][0],
     )
     return _outer(
-        partial(pairwise_chunk, metric=resolved.name, p=resolved.p, gemm=resolved.gemm, self_join=self_join),
+        kernel,
         "ij",
         query_array,
         "if",
@@ -138,7 +174,7 @@ def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean
         concatenate=True,
         dtype=dtype,
         meta=np.empty((0, 0), dtype=dtype),
-        name=f"bigdist-pairwise-{resolved.name}-{token}",
+        name=f"bigdist-pairwise-{kernel_metric.name.split(':')[0]}-{token}",
     )
 
 
@@ -195,7 +231,7 @@ def cosine_similarity(queries: Any, train: Any = None, *, eps: float = 1e-8) -> 
 
 
 def pairwise_distances_argmin_min(
-    queries: Any, train: Any, metric: str = "euclidean", *, split_every: int | None = None, **params: Any
+    queries: Any, train: Any, metric: Any = "euclidean", *, split_every: int | None = None, **params: Any
 ) -> tuple[da.Array, da.Array]:
     """For each query row, the closest train row and its distance, without building the matrix.
 

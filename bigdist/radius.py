@@ -6,6 +6,7 @@ import logging
 import numbers
 import operator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dask
@@ -15,10 +16,14 @@ from dask.delayed import Delayed
 
 from bigdist import config
 from bigdist.errors import ParameterError
-from bigdist.io import as_array, check_features, check_int, check_number, write_group
+from bigdist.io import check_int, check_number, write_group
 from bigdist.io.store import normalise_path, prepare_output
+from bigdist.kernels.dense import function_radius_chunk
 from bigdist.kernels.registry import ResolvedMetric, get_metric
-from bigdist.planning import query_blocks
+from bigdist.kernels.sparse import sparse_radius_chunk
+from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
+from bigdist.planning import even_blocks, query_blocks
+from bigdist.precomputed import precomputed_pairs
 from bigdist.reductions import radius_pairs
 
 logger = logging.getLogger(__name__)
@@ -148,11 +153,33 @@ def _check_radius(radius: Any, metric: ResolvedMetric) -> float:
     return value
 
 
+def _precomputed_radius(
+    distances: Any, train: Any, radius: float, sort_results: bool, max_neighbors: int | None
+) -> RadiusResult:
+    if max_neighbors is None:
+        max_neighbors = config.get("radius.max-neighbors")
+    blocks, matrix, self_join = precomputed_pairs(
+        distances, train, radius=radius, max_neighbors=max_neighbors, sort_results=bool(sort_results)
+    )
+    params = {"radius": radius, "metric": "precomputed", "self_join": self_join, "sort_results": bool(sort_results),
+              "max_neighbors": max_neighbors}  # fmt: skip
+    return RadiusResult(
+        blocks=blocks,
+        block_rows=tuple(int(rows) for rows in matrix.chunks[0]),
+        radius=radius,
+        metric="precomputed",
+        n_queries=int(matrix.shape[0]),
+        n_train=int(matrix.shape[1]),
+        dtype=np.dtype(matrix.dtype),
+        params=params,
+    )
+
+
 def radius_neighbors(
     queries: Any,
     train: Any = None,
     radius: float = 1.0,
-    metric: str = "euclidean",
+    metric: Any = "euclidean",
     *,
     sort_results: bool = False,
     max_neighbors: int | None = None,
@@ -172,19 +199,26 @@ def radius_neighbors(
     Parameters
     ----------
     queries : array-like of shape (n_queries, n_features)
-        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+        NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file;
+        or sparse (scipy.sparse, dask arrays of sparse blocks), as for :func:`bigdist.knn`.
+        With ``metric="precomputed"`` the (n_queries, n_train) distance matrix.
     train : array-like of shape (n_train, n_features) or None
         None means the self-join within ``queries``, each row excluding itself.
+        With ``metric="precomputed"``: None for a square matrix's self-join,
+        else the train rows' own square matrix (only its row count is read), as for :func:`bigdist.knn`.
     radius : float
         Distances <= radius are neighbours. For ``inner_product`` the
         neighbours are the rows whose inner product is >= radius.
-    metric : str
-        Any name of ``bigdist.kernels.registry.metric_names()``, as for
-        :func:`bigdist.knn`: the GEMM family (``euclidean``/``l2``,
-        ``sqeuclidean``, ``cosine``, ``correlation``, ``inner_product``/``dot``)
-        and the direct metrics (``manhattan``/``cityblock``/``l1``,
+    metric : str, callable or sklearn.metrics.DistanceMetric
+        Any metric of :func:`bigdist.knn`: the GEMM family (``euclidean``/``l2``,
+        ``sqeuclidean``, ``cosine``, ``correlation``, ``inner_product``/``dot``),
+        the direct metrics (``manhattan``/``cityblock``/``l1``,
         ``chebyshev``, ``minkowski``, ``canberra``, ``braycurtis``, ``chi2``,
-        ``hamming``, ``jaccard``).
+        ``hamming``, ``haversine``, ``nan_euclidean``, ``jaccard``, ``dice``,
+        ``rogerstanimoto``, ``russellrao``, ``sokalsneath``, ``yule``), the
+        metrics of transformed rows (``seuclidean``, ``mahalanobis``, weighted
+        ``minkowski``: inclusion decided on the transformed rows' float64
+        distance), a callable or a DistanceMetric.
     sort_results : bool, default=False
         Each query's neighbours nearest first (ties by index); otherwise in
         increasing train index.
@@ -196,7 +230,7 @@ def radius_neighbors(
     split_every : int, optional
         Fan-in of the merge across train blocks (default from config).
     **params
-        Parameters of the metric: ``p`` (> 0) for ``minkowski``.
+        Parameters of the metric, as for :func:`bigdist.knn` (``p``, ``w``, ``V``, ``VI``, a callable's keywords).
 
     Returns
     -------
@@ -210,36 +244,48 @@ def radius_neighbors(
     ParameterError
         Unknown metric or metric parameter, a bad radius, ``max_neighbors`` or ``split_every``.
     InputValueError
-        When computed: values the metric is not defined for (``chi2``: negative; ``jaccard``: not boolean).
+        When computed: values the metric is not defined for (``chi2``: negative).
     """
     resolved = get_metric(metric, **params)
     metric = resolved.name
     radius = _check_radius(radius, resolved)
-    self_join = train is None
-    train_array = as_array(queries if self_join else train, name="queries" if self_join else "train")
-    query_array = train_array if self_join else as_array(queries, name="queries")
-    check_features(query_array, train_array)
+    if resolved.precomputed:
+        return _precomputed_radius(queries, train, radius, sort_results, max_neighbors)
+    query_array, train_array, self_join, sparse = load_inputs(resolved, queries, train)
+    kernel_metric, query_array, train_array = metric_arrays(resolved, query_array, train_array, self_join)
     if max_neighbors is None:
         max_neighbors = config.get("radius.max-neighbors")
     max_neighbors = check_int("max_neighbors", max_neighbors)
     if split_every is None:
         split_every = config.get("split-every")
     split_every = check_int("split_every", split_every, minimum=2)
-    query_array = query_blocks(query_array)
-    out_dtype = np.result_type(query_array.dtype, train_array.dtype)
+    tiles = {"tile_query_rows": config.get("knn.tile-query-rows"), "tile_train_rows": config.get("knn.tile-train-rows")}
+    # A user's function gives float64 distances, as scikit-learn reports them.
+    out_dtype = np.float64 if resolved.function else np.result_type(query_array.dtype, train_array.dtype)
+    tile_kernel = None
+    if sparse:
+        # Sparse blocks keep their stored-value budget; only their row count is capped.
+        query_array = query_array.rechunk({0: even_blocks(query_array.shape[0], config.get("knn.query-block-rows"))})
+        tile_kernel = partial(sparse_radius_chunk, radius=radius, metric=kernel_metric.name, p=kernel_metric.p,
+                              exclude_self=self_join, max_neighbors=max_neighbors, **tiles)  # fmt: skip
+    else:
+        query_array = query_blocks(query_array)
+    if resolved.function:
+        tile_kernel = partial(function_radius_chunk, radius=radius, function=distance_function(resolved),
+                              exclude_self=self_join, max_neighbors=max_neighbors)  # fmt: skip
     blocks = radius_pairs(
         query_array,
         train_array,
         radius=radius,
-        metric=metric,
+        metric=kernel_metric.name,
         exclude_self=self_join,
         split_every=split_every,
         max_neighbors=max_neighbors,
         sort_results=bool(sort_results),
         out_dtype=out_dtype,
-        tile_query_rows=config.get("knn.tile-query-rows"),
-        tile_train_rows=config.get("knn.tile-train-rows"),
-        p=resolved.p,
+        **tiles,
+        p=kernel_metric.p,
+        tile_kernel=tile_kernel,
     )
     logger.info(
         "radius_neighbors: %d queries x %d train rows, radius=%g, metric=%s, %d x %d blocks",
@@ -253,7 +299,7 @@ def radius_neighbors(
     params = {
         "radius": radius,
         "metric": metric,
-        **resolved.params,
+        **resolved.describe(),
         "self_join": self_join,
         "sort_results": bool(sort_results),
         "max_neighbors": max_neighbors,

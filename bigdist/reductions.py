@@ -47,6 +47,7 @@ def knn_topk(
     p: float = 2.0,
     tile_query_rows: int,
     tile_train_rows: int,
+    chunk: Any = None,
 ) -> da.Array:
     """Exact top-k of every query row over the whole train set, lazily.
 
@@ -64,6 +65,9 @@ def knn_topk(
         The Minkowski order (other metrics ignore it).
     tile_query_rows, tile_train_rows : int
         Sub-tile shape inside each task.
+    chunk : callable, optional
+        The tile kernel ``chunk(queries, train, query_index, train_index)`` in place of ``knn_chunk``
+        (a user's metric function: ``bigdist.kernels.dense.function_knn_chunk``).
 
     Returns
     -------
@@ -72,10 +76,11 @@ def knn_topk(
     """
     query_index = da.arange(queries.shape[0], chunks=(queries.chunks[0],), dtype=np.int64)
     train_index = da.arange(train.shape[0], chunks=(train.chunks[0],), dtype=np.int64)
-    token = tokenize(queries, train, k, metric, p, exclude_self, tile_query_rows, tile_train_rows)
+    token = tokenize(queries, train, k, metric, p, exclude_self, tile_query_rows, tile_train_rows, chunk)
     tiles = da.blockwise(
         BlasLimited(
-            partial(
+            chunk
+            or partial(
                 knn_chunk,
                 k=k,
                 metric=metric,
@@ -100,6 +105,12 @@ def knn_topk(
         meta=np.empty((0, 0), dtype=TOPK_DTYPE),
         name=f"bigdist-knn-tile-{token}",
     )
+    return topk_tree(tiles, k=k, metric=metric, split_every=split_every)
+
+
+def topk_tree(tiles: da.Array, *, k: int, metric: str, split_every: int) -> da.Array:
+    """Merge the top-k partials of tiles laid side by side, (m, s * k) TOPK_DTYPE in blocks of k columns,
+    by a tree across the column blocks into (m, k) ``RESULT_DTYPE``."""
     merge = partial(_ignore_reduction_kwargs, partial(knn_combine, k=k))
     return da.reduction(
         tiles,
@@ -368,6 +379,7 @@ def radius_pairs(
     tile_query_rows: int,
     tile_train_rows: int,
     p: float = 2.0,
+    tile_kernel: Any = None,
 ) -> list[Delayed]:
     """Radius neighbours of each query block: tile tasks merged by a tree across train blocks.
 
@@ -381,11 +393,14 @@ def radius_pairs(
     list of Delayed, one per query block, each computing a dict with ``counts``
     (rows of the block,) int64, ``indices`` (nnz,) int64 and ``distances`` (nnz,)
     of ``out_dtype``; rows in order, each row's pairs by increasing train
-    index, or nearest first with ``sort_results``.
+    index, or nearest first with ``sort_results``. ``tile_kernel``, optional, replaces ``radius_chunk``:
+    ``tile_kernel(query_block, train_block, first_query, first_train)`` (a user's metric function).
     """
-    token = tokenize(queries, train, radius, metric, p, exclude_self, split_every, max_neighbors, sort_results)
+    token = tokenize(queries, train, radius, metric, p, exclude_self, split_every, max_neighbors, sort_results,
+                     tile_kernel)  # fmt: skip
     tile = BlasLimited(
-        partial(
+        tile_kernel
+        or partial(
             radius_chunk,
             radius=radius,
             metric=metric,

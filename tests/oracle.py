@@ -9,6 +9,10 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 _SCIPY_NAMES = {"manhattan": "cityblock", "l1": "cityblock", "cityblock": "cityblock", "l2": "euclidean"}
+# Metrics of the registry the tests feed boolean data.
+BOOLEAN_METRICS = ("jaccard", "hamming", "dice", "rogerstanimoto", "russellrao", "sokalsneath", "yule")
+# Metrics that need data or parameters of their own (2-D radians, NaN, V / VI): tests/test_sklearn_metrics.py.
+OWN_DATA_METRICS = ("seuclidean", "mahalanobis", "haversine", "nan_euclidean")
 
 
 def _cosine_distance(q: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -41,8 +45,8 @@ def distances(queries: np.ndarray, train: np.ndarray, metric: str, **params) -> 
         return 0.5 * np.where(total > 0, terms, 0.0).sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = cdist(q, x, _SCIPY_NAMES.get(metric, metric), **params)
-    if metric == "braycurtis":
-        out[np.isnan(out)] = 0.0  # two zero rows
+    if metric in ("braycurtis", "dice", "sokalsneath"):
+        out[np.isnan(out)] = 0.0  # two zero (all-false) rows
     return out
 
 

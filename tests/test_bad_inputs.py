@@ -103,7 +103,8 @@ CASES = [
      "has dtype object and values that are not numbers"),
     ("knn-datetime", lambda t: bd.knn(np.zeros((3, 3), "datetime64[s]"), X, k=1), InputDtypeError,
      "convert the datetimes to numbers"),
-    ("knn-sparse", lambda t: bd.knn(scipy.sparse.csr_matrix(X), X, k=1), InputDtypeError, "toarray()"),
+    ("meanshift-sparse", lambda t: bd.meanshift(scipy.sparse.csr_matrix(X), bandwidth=1.0), InputDtypeError,
+     "toarray()"),
     # knn: values
     ("knn-nan", lambda t: bd.knn(X, _with(np.nan, 7, 2), k=2), NonFiniteError, "train holds NaN at row 7, column 2"),
     ("knn-inf-lazy", lambda t: _compute(bd.knn(da.from_array(_with(np.inf, 13, 1), chunks=7), X, k=2).distances),

@@ -60,6 +60,7 @@ def knn_job(
     metric: str,
     params: dict[str, Any],
     train_rows: InputRows | None = None,
+    out_dtype: np.dtype | None = None,
 ) -> Job:
     """The :class:`Job` of a kNN written to Zarr: one output chunk per query block.
 
@@ -72,9 +73,12 @@ def knn_job(
     params : dict, the run's parameters (as written to the output's attributes)
     train_rows : InputRows, optional
         Of ``train_array``, if already made (it materialises the train graph once).
+    out_dtype : dtype, optional
+        Of the distances; default the inputs' result type (a user's metric function gives float64).
     """
     n_queries, n_features = query_array.shape
-    out_dtype = np.result_type(query_array.dtype, train_array.dtype)
+    if out_dtype is None:
+        out_dtype = np.result_type(query_array.dtype, train_array.dtype)
     per_pair = flops_per_pair(metric, n_features)
     query_blocks = row_blocks(query_array.chunks[0])
     train_blocks = row_blocks(train_array.chunks[0])
@@ -113,8 +117,12 @@ def knn_panel(
     exclude_self: bool,
     tile_query_rows: int,
     tile_train_rows: int,
+    chunk: Any = None,
 ) -> np.ndarray:
     """Top-k of one query block within a panel of train blocks, read one block at a time.
+
+    ``chunk(queries, train, query_index, train_index)``, optional, replaces ``knn_chunk``
+    (a user's metric function, ``bigdist.kernels.dense.function_knn_chunk``).
 
     Returns
     -------
@@ -122,19 +130,19 @@ def knn_panel(
     """
     ((query_start, query_rows),) = list(rows_of(queries, query_starts))
     query_index = np.arange(query_start, query_start + len(query_rows), dtype=np.int64)
+    kernel = chunk or partial(
+        knn_chunk,
+        k=k,
+        metric=metric,
+        p=p,
+        exclude_self=exclude_self,
+        tile_query_rows=tile_query_rows,
+        tile_train_rows=tile_train_rows,
+    )
     best = None
     for train_start, train_rows in rows_of(train, train_starts):
-        tile = knn_chunk(
-            query_rows,
-            train_rows,
-            query_index,
-            np.arange(train_start, train_start + len(train_rows), dtype=np.int64),
-            k=k,
-            metric=metric,
-            p=p,
-            exclude_self=exclude_self,
-            tile_query_rows=tile_query_rows,
-            tile_train_rows=tile_train_rows,
+        tile = kernel(
+            query_rows, train_rows, query_index, np.arange(train_start, train_start + len(train_rows), dtype=np.int64)
         )
         best = tile if best is None else knn_combine(np.concatenate([best, tile], axis=1), k=k)
     return best
@@ -177,6 +185,8 @@ def write_knn(
     attrs: dict[str, Any],
     overwrite: bool,
     progress: ProgressCallback | None = None,
+    chunk: Any = None,
+    out_dtype: np.dtype | None = None,
 ) -> str:
     """Write the exact kNN of ``query_array`` within ``train_array`` to a Zarr group, in waves.
 
@@ -190,10 +200,12 @@ def write_knn(
     path = normalise_path(path)
     queries = InputRows(query_array)
     train = queries if train_array is query_array else InputRows(train_array)
-    job = knn_job(query_array, train_array, k=k, metric=metric, params=attrs.get("knn", {}), train_rows=train)
+    job = knn_job(
+        query_array, train_array, k=k, metric=metric, params=attrs.get("knn", {}), train_rows=train, out_dtype=out_dtype
+    )
     distances, indices = job.outputs
     fingerprint = tokenize(
-        "bigdist-knn-waves", query_array.name, query_array.chunks, train_array.name, k, metric, p, self_join
+        "bigdist-knn-waves", query_array.name, query_array.chunks, train_array.name, k, metric, p, self_join, chunk
     )
     group, done = open_output(
         path, {"distances": distances, "indices": indices}, fingerprint=fingerprint, attrs=attrs, overwrite=overwrite
@@ -209,6 +221,7 @@ def write_knn(
         "exclude_self": self_join,
         "tile_query_rows": config.get("knn.tile-query-rows"),
         "tile_train_rows": config.get("knn.tile-train-rows"),
+        "chunk": chunk,
     }
     merge = partial(knn_merge, k=k)
     finish = partial(knn_finish, k=k, metric=metric, dtype=distances.dtype)

@@ -19,6 +19,7 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
+import scipy.sparse
 import zarr
 from dask.base import tokenize
 
@@ -202,7 +203,8 @@ def _coerce(data: Any, name: str) -> Any:
     """Turn lists and object arrays into NumPy; refuse sparse matrices."""
     if hasattr(data, "tocsr") or type(data).__module__.startswith("scipy.sparse"):
         raise InputDtypeError(
-            f"{name} is a sparse matrix, and sparse input is not supported; convert it with {name}.toarray()"
+            f"{name} is a sparse matrix, and sparse input is not supported here (knn, radius_neighbors, "
+            f"pairwise_distances, kmeans and the neighbour estimators take it); convert it with {name}.toarray()"
         )
     if isinstance(data, zarr.Array):
         # Read through the checks: a missing chunk raises instead of reading as the fill value.
@@ -407,8 +409,8 @@ def open_array(path_or_url: Any, *, name: str | None = None, storage_options: di
 
 
 def in_memory(data: Any) -> bool:
-    """Whether ``data`` is an in-memory input (NumPy in, NumPy out; dask, Zarr and files stay lazy)."""
-    return isinstance(data, (np.ndarray, list, tuple))
+    """Whether ``data`` is an in-memory input (NumPy or scipy.sparse in, NumPy out; dask, Zarr and files stay lazy)."""
+    return isinstance(data, (np.ndarray, list, tuple)) or scipy.sparse.issparse(data)
 
 
 def check_int(name: str, value: Any, minimum: int = 1) -> int:

@@ -9,9 +9,16 @@ equal its values (to an ulp for Minkowski p = 3, 4, where a product replaces
 ``pow``), and float32 inputs are computed in float64, as ``cdist`` does.
 
 Values where ``cdist`` gives NaN (see ``bigdist.kernels.registry``):
-``braycurtis`` of two zero rows is 0; ``jaccard`` of two all-false rows is 0
-(as SciPy). ``chi2`` is ``0.5 * sum((a - b)**2 / (a + b))`` over the
-coordinates with ``a + b > 0``.
+``braycurtis`` of two zero rows is 0; ``jaccard``, ``dice`` and
+``sokalsneath`` of two all-false rows are 0. ``chi2`` is
+``0.5 * sum((a - b)**2 / (a + b))`` over the coordinates with ``a + b > 0``.
+The boolean metrics read a non-zero value as True (scikit-learn converts the
+data to booleans for them) and count the four kinds of coordinates
+(true-true, true-false, false-true, false-false) as SciPy's boolean
+``cdist`` does. ``haversine`` is scikit-learn's great-circle distance of
+[latitude, longitude] rows in radians; ``nan_euclidean`` scikit-learn's
+Euclidean distance over the coordinates present (not NaN) in both rows,
+scaled by ``n_features / present``, NaN when none is.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from bigdist.errors import InputValueError
 from bigdist.kernels.registry import METRICS
 from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk
 
-MANHATTAN, CHEBYSHEV, MINKOWSKI, CANBERRA, BRAYCURTIS, CHI2, HAMMING, JACCARD = range(8)
+(MANHATTAN, CHEBYSHEV, MINKOWSKI, CANBERRA, BRAYCURTIS, CHI2, HAMMING, JACCARD, DICE, ROGERSTANIMOTO, RUSSELLRAO,
+ SOKALSNEATH, YULE, HAVERSINE, NAN_EUCLIDEAN) = range(15)  # fmt: skip
 _CODES = {
     "manhattan": MANHATTAN,
     "chebyshev": CHEBYSHEV,
@@ -33,7 +41,15 @@ _CODES = {
     "chi2": CHI2,
     "hamming": HAMMING,
     "jaccard": JACCARD,
+    "dice": DICE,
+    "rogerstanimoto": ROGERSTANIMOTO,
+    "russellrao": RUSSELLRAO,
+    "sokalsneath": SOKALSNEATH,
+    "yule": YULE,
+    "haversine": HAVERSINE,
+    "nan_euclidean": NAN_EUCLIDEAN,
 }
+_BOOLEAN_FIRST = JACCARD
 DIRECT_METRICS = tuple(_CODES)
 # Train rows transposed at once: (d, TILE) float64 stays in L2 cache at d up to a few hundred.
 TILE = 256
@@ -51,18 +67,15 @@ def direct_code(metric: str) -> int:
 def check_values(block: np.ndarray, metric: str, name: str, first_row: int) -> None:
     """Raise InputValueError when ``block`` holds values ``metric`` is not defined for.
 
-    The registry says which values a metric takes: ``chi2`` needs values >= 0,
-    ``jaccard`` boolean data (0/1 or False/True). ``first_row`` is the global row of ``block[0]``, for the message.
+    The registry says which values a metric takes: ``chi2`` needs values >= 0
+    (the boolean metrics read any value as a boolean, ``nan_euclidean`` takes NaN).
+    ``first_row`` is the global row of ``block[0]``, for the message.
     """
     values = METRICS[metric].values
     if values == "nonnegative":
         bad = block < 0
         need = f"non-negative values ({metric} divides by a + b)"
         fix = "shift or rescale the data to be non-negative (e.g. histograms, counts), or use another metric"
-    elif values == "boolean":
-        bad = (block != 0) & (block != 1)
-        need = "boolean data (0/1 or False/True)"
-        fix = "binarise it first, e.g. X > 0, or use hamming for data with other values"
     else:
         return
     if bad.any():
@@ -92,9 +105,39 @@ def _pow_sums(query: np.ndarray, xt: np.ndarray, w: int, p: float, acc: np.ndarr
 
 @numba.njit(cache=True, nogil=True)
 def _row_distances(query: np.ndarray, xt: np.ndarray, w: int, code: int, p: float, acc: np.ndarray, aux: np.ndarray):  # type: ignore[no-untyped-def]  # noqa: E501
-    """Distances of one query row to the first ``w`` columns of ``xt`` (d, TILE), into ``acc[:w]``."""
+    """Distances of one query row to the first ``w`` columns of ``xt`` (d, TILE), into ``acc[:w]``.
+
+    ``aux`` of shape (3, TILE) is scratch for the metrics that count several sums.
+    """
     d = xt.shape[0]
     acc[:w] = 0.0
+    if code >= _BOOLEAN_FIRST and code <= YULE:
+        _boolean_distances(query, xt, w, code, acc, aux)
+        return
+    if code == HAVERSINE:
+        lat = np.float64(query[0])
+        lon = np.float64(query[1])
+        for j in range(w):
+            half_lat = np.sin(0.5 * (xt[0, j] - lat))
+            half_lon = np.sin(0.5 * (xt[1, j] - lon))
+            chord = half_lat * half_lat + np.cos(lat) * np.cos(xt[0, j]) * half_lon * half_lon
+            acc[j] = 2.0 * np.arcsin(np.sqrt(chord))
+        return
+    if code == NAN_EUCLIDEAN:
+        present = aux[0]
+        present[:w] = 0.0
+        for f in range(d):
+            q = np.float64(query[f])
+            if q != q:
+                continue
+            for j in range(w):
+                diff = q - xt[f, j]
+                if diff == diff:
+                    acc[j] += diff * diff
+                    present[j] += 1.0
+        for j in range(w):
+            acc[j] = np.sqrt(acc[j] * (d / present[j])) if present[j] > 0 else np.nan
+        return
     if code == MANHATTAN:
         for f in range(d):
             q = np.float64(query[f])
@@ -142,15 +185,16 @@ def _row_distances(query: np.ndarray, xt: np.ndarray, w: int, code: int, p: floa
                 denom = abs(q) + abs(x)
                 acc[j] += abs(q - x) / denom if denom > 0 else 0.0
     elif code == BRAYCURTIS:
-        aux[:w] = 0.0
+        total = aux[0]
+        total[:w] = 0.0
         for f in range(d):
             q = np.float64(query[f])
             for j in range(w):
                 acc[j] += abs(q - xt[f, j])
-                aux[j] += abs(q + xt[f, j])
+                total[j] += abs(q + xt[f, j])
         for j in range(w):
-            if aux[j] > 0:
-                acc[j] = acc[j] / aux[j]
+            if total[j] > 0:
+                acc[j] = acc[j] / total[j]
             elif acc[j] > 0:
                 acc[j] = np.inf
     elif code == CHI2:
@@ -163,24 +207,53 @@ def _row_distances(query: np.ndarray, xt: np.ndarray, w: int, code: int, p: floa
                 acc[j] += diff * diff / total if total > 0 else 0.0
         for j in range(w):
             acc[j] *= 0.5
-    elif code == HAMMING:
+    else:  # HAMMING
         for f in range(d):
             q = np.float64(query[f])
             for j in range(w):
                 acc[j] += 1.0 if q != xt[f, j] else 0.0
         for j in range(w):
             acc[j] /= d
-    else:  # JACCARD
-        aux[:w] = 0.0
-        for f in range(d):
-            q = np.float64(query[f])
-            for j in range(w):
-                x = xt[f, j]
-                either = 1.0 if (q != 0) or (x != 0) else 0.0
-                acc[j] += either if q != x else 0.0
-                aux[j] += either
+
+
+@numba.njit(cache=True, nogil=True)
+def _boolean_distances(query: np.ndarray, xt: np.ndarray, w: int, code: int, acc: np.ndarray, aux: np.ndarray) -> None:
+    """The boolean metrics of one query row, non-zero read as True: counts of the four kinds of coordinates.
+
+    ``acc`` collects the true-false coordinates, ``aux[0]`` the false-true
+    ones, ``aux[1]`` the true-true ones; false-false is the rest.
+    """
+    d = xt.shape[0]
+    false_true = aux[0]
+    both = aux[1]
+    false_true[:w] = 0.0
+    both[:w] = 0.0
+    for f in range(d):
+        q = np.float64(query[f]) != 0
         for j in range(w):
-            acc[j] = acc[j] / aux[j] if aux[j] > 0 else 0.0
+            x = xt[f, j] != 0
+            acc[j] += 1.0 if q and not x else 0.0
+            false_true[j] += 1.0 if x and not q else 0.0
+            both[j] += 1.0 if q and x else 0.0
+    for j in range(w):
+        tf = acc[j]
+        ft = false_true[j]
+        tt = both[j]
+        ff = d - tt - tf - ft
+        differ = tf + ft
+        if code == JACCARD:
+            value = differ / (tt + differ) if tt + differ > 0 else 0.0
+        elif code == DICE:
+            value = differ / (2.0 * tt + differ) if tt + differ > 0 else 0.0
+        elif code == ROGERSTANIMOTO:
+            value = 2.0 * differ / (tt + ff + 2.0 * differ)
+        elif code == RUSSELLRAO:
+            value = (d - tt) / d
+        elif code == SOKALSNEATH:
+            value = 2.0 * differ / (tt + 2.0 * differ) if tt + differ > 0 else 0.0
+        else:  # YULE
+            value = 2.0 * tf * ft / (tt * ff + tf * ft) if tf * ft > 0 else 0.0
+        acc[j] = value
 
 
 @numba.njit(cache=True, nogil=True)
@@ -199,7 +272,7 @@ def direct_block(queries: np.ndarray, train: np.ndarray, code: int, p: float, ou
     n = train.shape[0]
     xt = np.empty((d, TILE))
     acc = np.empty(TILE)
-    aux = np.empty(TILE)
+    aux = np.empty((3, TILE))
     for start in range(0, n, TILE):
         w = min(TILE, n - start)
         _transpose(train[start : start + w], xt)
@@ -246,7 +319,7 @@ def direct_within(
     n = train.shape[0]
     xt = np.empty((d, TILE))
     acc = np.empty(TILE)
-    aux = np.empty(TILE)
+    aux = np.empty((3, TILE))
     exact = np.empty(1)
     # Minkowski's integer orders multiply instead of pow (within a few ulps of cdist): pairs this close
     # to the radius are recomputed by pow, so that they are decided on cdist's own value.
@@ -291,7 +364,7 @@ def _direct_topk(
     last = best_keys.shape[1] - 1
     xt = np.empty((d, TILE))
     acc = np.empty(TILE)
-    aux = np.empty(TILE)
+    aux = np.empty((3, TILE))
     for start in range(0, n, TILE):
         w = min(TILE, n - start)
         _transpose(train[start : start + w], xt)
@@ -300,11 +373,16 @@ def _direct_topk(
             own = first_query + i - first_train - start if exclude_self else -1
             for j in range(w):
                 # Train indices arrive in increasing order: an equal key never displaces (ties by lower index).
-                key = acc[j]
+                # A NaN (nan_euclidean with no coordinate in common) ranks last, as infinity.
+                key = acc[j] if acc[j] == acc[j] else np.inf
                 # A pad slot (inf, PAD_INDEX) takes even an infinite distance (braycurtis with u = -v).
                 if (key < best_keys[i, last] or (key == np.inf and best_indices[i, last] == PAD_INDEX)) and j != own:
                     pos = last
-                    while pos > 0 and best_keys[i, pos - 1] > key:
+                    # (key, index) order: an infinite key goes before the pad slots, which are (inf, PAD_INDEX).
+                    while pos > 0 and (
+                        best_keys[i, pos - 1] > key
+                        or (best_keys[i, pos - 1] == key and best_indices[i, pos - 1] == PAD_INDEX)
+                    ):
                         best_keys[i, pos] = best_keys[i, pos - 1]
                         best_indices[i, pos] = best_indices[i, pos - 1]
                         pos -= 1

@@ -223,9 +223,20 @@ def pairwise_chunk(
     check_values(queries, metric, "queries", first_query)
     check_values(train, metric, "train", first_train)
     out = np.empty((queries.shape[0], train.shape[0]), dtype=out_dtype(queries.dtype, train.dtype))
-    # Every direct metric is exactly 0 for identical rows, so the self-join needs no fix-up.
     direct_block(queries, train, direct_code(metric), float(p), out)
+    if self_join:
+        # russellrao of a row with itself is not 0, nor nan_euclidean of an all-NaN row: scikit-learn's
+        # pairwise_distances(X) has a zero diagonal.
+        zero_diagonal(out, first_query, first_train)
     return out
+
+
+def zero_diagonal(block: np.ndarray, first_query: int, first_train: int) -> None:
+    """Set the distance of each row to itself (same global row) to 0, in place."""
+    rows = np.arange(block.shape[0])
+    own = first_query + rows - first_train
+    keep = (own >= 0) & (own < block.shape[1])
+    block[rows[keep], own[keep]] = 0
 
 
 def cosine_similarity_chunk(queries: np.ndarray, train: np.ndarray, *, eps: float) -> np.ndarray:
