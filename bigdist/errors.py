@@ -74,3 +74,7 @@ class TooManyNeighborsError(BigdistError, ValueError):
 
 class InputValueError(BigdistError, ValueError):
     """An input holds values the chosen metric is not defined for (negative for chi2, non-boolean for jaccard)."""
+
+
+class ReaderNotInstalledError(BigdistError, ImportError):
+    """The package that reads an input's format (pyarrow, h5py, anndata) is not installed."""
