@@ -65,7 +65,8 @@ class KNNResult:
         return write_group(
             path,
             {"distances": self.distances, "indices": self.indices},
-            attrs={"knn": self.params, **(attrs or {})},
+            # n_train: the column count of the graph a reader builds (bigdist.read_knn_graph).
+            attrs={"knn": {**self.params, "n_train": self.n_train}, **(attrs or {})},
             overwrite=overwrite,
             compute=compute,
         )
