@@ -129,8 +129,21 @@ def _csr(
     return scipy.sparse.csr_matrix((data, np.ascontiguousarray(indices).ravel(), indptr), shape=(n_rows, n_columns))
 
 
+def _symmetric(matrix: scipy.sparse.csr_matrix, graph: _Graph) -> scipy.sparse.csr_matrix:
+    """Each edge in both directions, as HDBSCAN(metric="precomputed") requires of a sparse graph."""
+    _need_self_join(graph, "symmetric=True")
+    # Where both directions exist the two distances are the same pair's; an edge at distance 0 is
+    # dropped by the maximum, as in scikit-learn's sparse maximum.
+    return matrix.maximum(matrix.T).tocsr()
+
+
 def knn_graph(
-    graph: Any, *, mode: str = "connectivity", include_self: bool = False, n_train: int | None = None
+    graph: Any,
+    *,
+    mode: str = "connectivity",
+    include_self: bool = False,
+    symmetric: bool = False,
+    n_train: int | None = None,
 ) -> scipy.sparse.csr_matrix:
     """A kNN result as a sparse matrix, scikit-learn's ``kneighbors_graph`` convention.
 
@@ -146,6 +159,11 @@ def knn_graph(
         For a self-join: each row itself first (at distance 0), as
         ``sklearn.neighbors.kneighbors_graph(..., include_self=True)``
         counts it (k + 1 entries per row).
+    symmetric : bool
+        For a self-join: each edge in both directions (``G.maximum(G.T)``),
+        which ``sklearn.cluster.HDBSCAN(metric="precomputed")`` requires;
+        rows then hold k or more entries, in column order, and edges at
+        distance 0 (exact duplicates) are dropped.
     n_train : int, optional
         Columns of the matrix, for a stored group that does not record it.
 
@@ -159,9 +177,10 @@ def knn_graph(
     if include_self:
         _need_self_join(resolved, "include_self=True")
     distances, indices = dask.compute(resolved.distances, resolved.indices)
-    return _csr(
+    matrix = _csr(
         distances, indices, start=0, n_columns=_n_columns(resolved, n_train), mode=mode, include_self=include_self
     )
+    return _symmetric(matrix, resolved) if symmetric else matrix
 
 
 def kneighbors_graph(
@@ -171,6 +190,7 @@ def kneighbors_graph(
     mode: str = "connectivity",
     metric: str = "euclidean",
     include_self: bool = False,
+    symmetric: bool = False,
     split_every: int | None = None,
     **params: Any,
 ) -> scipy.sparse.csr_matrix:
@@ -187,6 +207,8 @@ def kneighbors_graph(
         Any metric of :func:`bigdist.knn`.
     include_self : bool
         Whether each row is its own first neighbour (at distance 0).
+    symmetric : bool
+        Each edge in both directions, as :func:`knn_graph`.
     split_every : int, optional
         Fan-in of the top-k reduction.
     **params
@@ -197,14 +219,14 @@ def kneighbors_graph(
     scipy.sparse.csr_matrix of shape (n_samples, n_samples)
     """
     _check_mode(mode)
-    if include_self and n_neighbors == 1:
+    if include_self and n_neighbors == 1 and not symmetric:
         # Only the row itself: no search.
         n_rows = int(as_array(X, name="X", check_finite=False).shape[0])
         empty = np.empty((n_rows, 0))
         return _csr(empty, empty.astype(np.int64), start=0, n_columns=n_rows, mode=mode, include_self=True)
     k = check_int("n_neighbors", n_neighbors) - (1 if include_self else 0)
     result = knn(X, None, k, metric, split_every=split_every, **params)
-    return knn_graph(result, mode=mode, include_self=include_self)
+    return knn_graph(result, mode=mode, include_self=include_self, symmetric=symmetric)
 
 
 def iter_knn_graph(
@@ -254,6 +276,7 @@ def read_knn_graph(
     *,
     mode: str = "distance",
     include_self: bool = False,
+    symmetric: bool = False,
     rows: slice | None = None,
     n_train: int | None = None,
 ) -> scipy.sparse.csr_matrix:
@@ -269,6 +292,8 @@ def read_knn_graph(
     mode : {"connectivity", "distance"}
     include_self : bool
         For a self-join, each row itself first at distance 0 (k + 1 entries per row).
+    symmetric : bool
+        Each edge in both directions, as :func:`knn_graph` (all rows only).
     rows : slice, optional
         Rows to read (default all); the matrix has one row per row read.
     n_train : int, optional
@@ -288,6 +313,8 @@ def read_knn_graph(
     n_columns = _n_columns(resolved, n_train)
     if include_self:
         _need_self_join(resolved, "include_self=True")
+    if symmetric and (start, stop) != (0, n_rows):
+        raise ParameterError(f"symmetric=True needs every row of the graph, got rows={rows!r}")
     sub = _Graph(
         resolved.distances[start:stop],
         resolved.indices[start:stop],
@@ -305,7 +332,8 @@ def read_knn_graph(
         offset += size
     if not blocks:
         return scipy.sparse.csr_matrix((0, n_columns))
-    return scipy.sparse.vstack(blocks, format="csr")
+    matrix = scipy.sparse.vstack(blocks, format="csr")
+    return _symmetric(matrix, resolved) if symmetric else matrix
 
 
 def umap_knn(graph: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -478,9 +506,12 @@ def write_anndata_neighbors(
 @contextlib.contextmanager
 def _open_anndata(path: str) -> Iterator[Any]:
     """An AnnData store opened for writing: zarr for a directory or URL, h5py for an .h5ad file."""
+    consolidated = False
     if os.path.isdir(path) or "://" in path:
         try:
-            handle = zarr.open_group(path, mode="r+")
+            consolidated = zarr.open_group(path, mode="r").metadata.consolidated_metadata is not None
+            # anndata refuses to edit through consolidated metadata; it is made again after the writes.
+            handle = zarr.open_group(path, mode="r+", use_consolidated=False)
         except FileNotFoundError:
             raise StoreNotFoundError(f"no AnnData store at {path!r}; check the path") from None
     else:
@@ -495,6 +526,8 @@ def _open_anndata(path: str) -> Iterator[Any]:
                 f"adata.write_h5ad or adata.write_zarr first"
             )
         yield handle
+        if consolidated:
+            zarr.consolidate_metadata(handle.store)
     finally:
         if hasattr(handle, "close"):
             handle.close()

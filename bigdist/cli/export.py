@@ -34,6 +34,7 @@ FORMATS = ("csr", "umap", "anndata")
     help="csr: entries are distances or 1.0.",
 )
 @click.option("--include-self", is_flag=True, default=False, help="csr of a self-join: each row itself first.")
+@click.option("--symmetric", is_flag=True, default=False, help="csr of a self-join: each edge both ways (for HDBSCAN).")
 @click.option("--key-added", default=None, help="anndata: obsp[KEY_distances], uns[KEY] instead of 'neighbors'.")
 @click.option("--use-rep", default=None, help="anndata: the representation the kNN ran on (e.g. X_pca), recorded.")
 @click.option("--overwrite", is_flag=True, default=False, help="Replace an existing output (or AnnData entries).")
@@ -74,7 +75,9 @@ def _export(graph: str, fmt: str, out: str, **options: Any) -> str:
     if os.path.exists(out) and not options["overwrite"]:
         raise OutputExistsError(f"{out!r} exists; pass --overwrite to replace it, or choose another output path")
     if fmt == "csr":
-        matrix = bigdist.read_knn_graph(graph, mode=options["mode"], include_self=options["include_self"])
+        matrix = bigdist.read_knn_graph(
+            graph, mode=options["mode"], include_self=options["include_self"], symmetric=options["symmetric"]
+        )
         what = f"{matrix.shape[0]:,} x {matrix.shape[1]:,} CSR, {matrix.nnz:,} entries ({options['mode']})"
         _atomic(out, lambda f: scipy.sparse.save_npz(f, matrix))
     else:
