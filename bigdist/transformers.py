@@ -9,7 +9,7 @@ import scipy.sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from bigdist.errors import ParameterError
+from bigdist.errors import InputShapeError, ParameterError
 from bigdist.graphs import MODES, knn_graph
 from bigdist.io import as_array, check_int
 from bigdist.knn import check_metric, knn
@@ -109,7 +109,16 @@ class KNeighborsTransformer(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "_fit_X")
         n_neighbors, params = self._check_params()
-        result = knn(X, self._fit_X, self._width(n_neighbors), self.metric, split_every=self.split_every, **params)
+        queries = as_array(X, name="X")
+        if queries.shape[1] != self.n_features_in_:
+            # scikit-learn's wording, which its checks and users look for.
+            raise InputShapeError(
+                f"X has {queries.shape[1]} features, but KNeighborsTransformer is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        result = knn(
+            queries, self._fit_X, self._width(n_neighbors), self.metric, split_every=self.split_every, **params
+        )
         return knn_graph(result, mode=self.mode)
 
     def fit_transform(self, X: Any, y: Any = None) -> scipy.sparse.csr_matrix:

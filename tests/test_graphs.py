@@ -15,6 +15,7 @@ from sklearn.cluster import HDBSCAN
 import bigdist as bd
 from bigdist.cli.main import main
 from bigdist.errors import InputShapeError, OutputExistsError, ParameterError
+from tests.estimator_checks import estimator_checks
 from tests.oracle import knn_oracle
 
 pytestmark = pytest.mark.usefixtures("synchronous")
@@ -231,3 +232,8 @@ def test_export_command(tmp_path, blobs):
     assert code == 0, output
     assert anndata.read_h5ad(tmp_path / "cells.h5ad").obsp["distances"].nnz == 5 * len(blobs)
     assert list(tmp_path.glob(".bigdist-export-*")) == []
+
+
+@estimator_checks([bd.KNeighborsTransformer()])
+def test_transformer_estimator_checks(estimator, check):
+    check(estimator)
