@@ -1,7 +1,8 @@
 """Open inputs as row-chunked float dask arrays, validating them on the way in.
 
 Every input — NumPy or dask array, ``zarr.Array``, Zarr path or URL, ``.npy``
-file — comes out of :func:`as_array` as a 2-D float32/float64 dask array of
+file, or a format of :mod:`bigdist.io.formats` (Parquet, HDF5, AnnData,
+``.npy`` shards) — comes out of :func:`as_array` as a 2-D float32/float64 dask array of
 shape (n_samples, n_features) whose feature axis is one chunk. Validation of
 the values (NaN, infinity) happens inside the pass that reads the blocks.
 """
