@@ -157,8 +157,19 @@ class RowSource:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.label!r}, shape={self.shape}, dtype={self.dtype})"
 
+    # Whether a task reading part of a stored unit decodes all of it (a Parquet row group, an HDF5 chunk).
+    whole_units = True
+
     def to_dask(self) -> da.Array:
         chunks = (_row_chunks(self.unit_rows, self.shape[1], self.dtype.itemsize), (self.shape[1],))
+        if self.whole_units and self.unit_rows and max(self.unit_rows) > max(chunks[0]):
+            logger.warning(
+                "%s is stored in units of up to %d rows, more than the %d rows of bigdist.chunk-bytes; each unit "
+                "will be read once per block of it (rewrite it with smaller row groups or chunks to avoid that)",
+                self.label,
+                max(self.unit_rows),
+                max(chunks[0]),
+            )
         base = re.sub(r"[^A-Za-z0-9_]+", "_", posixpath.basename(self.label.split("#")[0].rstrip("/")))[:40]
         return da.from_array(
             self,
@@ -218,6 +229,7 @@ class NpyShards(RowSource):
     """
 
     kind = "npy"
+    whole_units = False  # a memory map reads only the rows asked for
 
     def __init__(self, label: str, fs: Any, paths: list[str]) -> None:
         self.label = label
@@ -498,6 +510,8 @@ class HDF5Rows(RowSource):
             from bigdist.io.arrays import _check_shape
 
             _check_shape(self.shape, self.label)
+        # A contiguous dataset reads any rows on their own.
+        self.whole_units = chunks is not None
         stored = chunks[0] if chunks else self.shape[0]
         self.unit_rows = tuple(
             [stored] * (self.shape[0] // stored) + ([self.shape[0] % stored] if self.shape[0] % stored else [])

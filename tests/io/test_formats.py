@@ -114,7 +114,7 @@ def test_formats_on_a_distributed_cluster(client, tmp_path, data):  # noqa: F811
 
 
 @pytest.mark.usefixtures("synchronous")
-def test_blocks_follow_row_groups_and_shards(tmp_path, data):
+def test_blocks_follow_row_groups_and_shards(tmp_path, data, caplog):
     pq.write_table(pa.table({f"f{j}": data[:, j] for j in range(D)}), tmp_path / "x.parquet", row_group_size=15)
     with dask.config.set(SMALL_BLOCKS):
         # Row groups of 15 joined while they fit in 40 rows; a 100-row group split evenly.
@@ -124,6 +124,13 @@ def test_blocks_follow_row_groups_and_shards(tmp_path, data):
         array = bd.open_array(str(tmp_path / "*.npy"))
         assert array.chunks[0] == (34, 33, 33, 10)
         np.testing.assert_array_equal(array.compute(), data[:110])
+        assert "read once per block" not in caplog.text  # a memory map reads only the rows asked for
+        # A row group larger than a block is read once per block of it: said, and still right.
+        pq.write_table(pa.table({f"f{j}": data[:100, j] for j in range(D)}), tmp_path / "big.parquet")
+        big = bd.open_array(tmp_path / "big.parquet")
+        assert "units of up to 100 rows" in caplog.text and "read once per block" in caplog.text
+        assert big.chunks[0] == (34, 33, 33)
+        np.testing.assert_array_equal(big.compute(), data[:100])
 
 
 def test_natural_order_of_names():
