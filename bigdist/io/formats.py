@@ -687,13 +687,13 @@ def _sorted(paths: list[str]) -> list[str]:
     return sorted(paths, key=lambda name: natural_key(posixpath.basename(name)))
 
 
-def _dataset_files(fs: Any, path: str, suffixes: tuple[str, ...]) -> list[str]:
-    """Files of a (possibly hive-partitioned) Parquet dataset, skipping _metadata, _SUCCESS and hidden files."""
+def _dataset_files(fs: Any, path: str) -> list[str]:
+    """The .parquet files of a (possibly hive-partitioned) dataset, skipping _metadata, _SUCCESS and hidden files."""
     files = [
         name
         for name in fs.find(path)
         if not any(part.startswith(("_", ".")) for part in name[len(path) :].split("/") if part)
-        and (name.lower().endswith(suffixes) or _sniff(fs, name) == "parquet")
+        and name.lower().endswith(PARQUET_SUFFIXES)
     ]
     return sorted(files, key=natural_key)
 
@@ -767,7 +767,9 @@ def open_source(text: str, storage_options: dict[str, Any] | None = None, *, key
             return HDF5Rows(f"{base}#{dataset}", fs, path, dataset).to_dask()
         if kind == "npy":
             _no_fragment(text, fragment, "a .npy file")
-        return None
+            if not _local(fs):
+                return NpyShards(base, fs, [path]).to_dask()
+        return None  # a local .npy file, or a file arrays.py refuses
     return _open_folder(fs, path, base, text, fragment)
 
 
@@ -789,16 +791,19 @@ def _open_folder(fs: Any, path: str, base: str, text: str, fragment: str | None)
                 f"{base.rstrip('/') + '/' + fragment!r}"
             )
         return None
-    files = _folder_files(fs, path)
-    npy = [name for name in files if name.lower().endswith(".npy")]
-    if npy and len(npy) == len([n for n in files if not posixpath.basename(n).startswith(".")]):
+    npy = [name for name in _folder_files(fs, path) if name.lower().endswith(".npy")]
+    parquet = _dataset_files(fs, path)
+    if npy and parquet:
+        folder = base.rstrip("/")
+        raise InputShapeError(
+            f"{base!r} holds both .npy shards and Parquet files; give one kind with a glob, e.g. "
+            f"{folder + '/*.npy'!r} or {folder + '/*.parquet'!r}"
+        )
+    if npy:
         _no_fragment(text, fragment, "a folder of .npy shards")
         return NpyShards(base, fs, _sorted(npy)).to_dask()
-    parquet = _dataset_files(fs, path, PARQUET_SUFFIXES)
     if parquet:
         return ParquetRows(base, fs, parquet, _parquet_columns(fragment)).to_dask()
-    if npy:
-        return NpyShards(base, fs, _sorted(npy)).to_dask()
     return None
 
 

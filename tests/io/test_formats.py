@@ -164,6 +164,7 @@ def test_fsspec_urls(data):
         np.testing.assert_array_equal(bd.open_array(f"{root}/emb").compute(), data)
         np.testing.assert_array_equal(bd.open_array(f"{root}/emb/*.npy").compute(), data)
         np.testing.assert_array_equal(bd.open_array(f"{root}/t.parquet#emb").compute(), data)
+        np.testing.assert_array_equal(bd.open_array(f"{root}/emb/part_2.npy").compute(), data[200:])
 
 
 @pytest.mark.usefixtures("synchronous")
@@ -234,6 +235,10 @@ def test_bad_rows_are_named(tmp_path):
     np.save(tmp_path / "mixed" / "a.npy", np.zeros((3, 4), dtype=np.float32))
     np.save(tmp_path / "mixed" / "b.npy", np.zeros((3, 5), dtype=np.float32))
     with pytest.raises(InputShapeError, match=r"b.npy.* has 5 columns of float32, but .*a.npy' has 4"):
+        bd.open_array(tmp_path / "mixed")
+    np.save(tmp_path / "mixed" / "b.npy", np.zeros((3, 4), dtype=np.float32))
+    pq.write_table(pa.table({"a": [1.0]}), tmp_path / "mixed" / "c.parquet")
+    with pytest.raises(InputShapeError, match=r"both .npy shards and Parquet files; .*mixed/\*.npy'"):
         bd.open_array(tmp_path / "mixed")
     sparse = anndata.AnnData(X=scipy.sparse.random(10, 4, density=0.5, format="csr", dtype=np.float32))
     sparse.obsm["X_pca"] = np.zeros((10, 2))
