@@ -81,6 +81,13 @@ def _filesystem(text: str, storage_options: dict[str, Any] | None) -> tuple[Any,
         raise StoreNotFoundError(
             f"cannot open {text!r}: {error}; install the fsspec backend for this protocol (e.g. s3fs, gcsfs)"
         ) from None
+    except ValueError as error:
+        if "protocol" not in str(error).lower():
+            raise
+        raise StoreNotFoundError(
+            f"cannot open {text!r}: {error}; use a local path or a URL whose protocol fsspec knows "
+            f"(file://, memory://, s3://, gs://, ...)"
+        ) from None
     return fs, path
 
 
