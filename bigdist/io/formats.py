@@ -777,17 +777,19 @@ def open_source(text: str, storage_options: dict[str, Any] | None = None, *, key
             if not _local(fs):
                 return NpyShards(base, fs, [path]).to_dask()
         return None  # a local .npy file, or a file arrays.py refuses
-    return _open_folder(fs, path, base, text, fragment)
+    return _open_folder(fs, path, base, text, fragment, storage_options)
 
 
-def _open_folder(fs: Any, path: str, base: str, text: str, fragment: str | None) -> Any:
+def _open_folder(
+    fs: Any, path: str, base: str, text: str, fragment: str | None, storage_options: dict[str, Any] | None
+) -> Any:
     """A folder: a Zarr store (AnnData or plain), a Parquet dataset, or .npy shards."""
     names = {posixpath.basename(name) for name in fs.ls(path, detail=False)}
     if names & {"zarr.json", ".zarray", ".zgroup"}:
         import zarr
 
         try:
-            node = zarr.open(store=base, mode="r")
+            node = zarr.open(store=base, mode="r", storage_options=storage_options if "://" in base else None)
         except (FileNotFoundError, ValueError):
             return None
         if isinstance(node, zarr.Group) and dict(node.attrs).get("encoding-type") == "anndata":

@@ -266,3 +266,30 @@ def test_missing_reader_names_the_extra(tmp_path, monkeypatch, module, suffix, e
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ReaderNotInstalledError, match=rf"needs {module}.*pip install 'bigdist\[{extra}\]'"):
         bd.open_array(tmp_path / suffix)
+
+
+@pytest.mark.usefixtures("synchronous")
+def test_s3_with_storage_options(data):
+    moto_server = pytest.importorskip("moto.server")
+    s3fs = pytest.importorskip("s3fs")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        options = {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": f"http://{host}:{port}"}}
+        fs = s3fs.S3FileSystem(**options)
+        fs.mkdir("bucket")
+        with fs.open("bucket/emb/img_emb_1.npy", "wb") as f:
+            np.save(f, data[:250])
+        with fs.open("bucket/emb/img_emb_0.npy", "wb") as f:
+            np.save(f, data[250:])
+        with fs.open("bucket/t.parquet", "wb") as f:
+            pq.write_table(pa.table({"emb": pa.array(list(data), type=pa.list_(pa.float32()))}), f, row_group_size=99)
+        zarr.create_array("s3://bucket/x.zarr", storage_options=options, data=data, chunks=(100, D))
+        with dask.config.set(SMALL_BLOCKS):
+            shards = bd.open_array("s3://bucket/emb/*.npy", storage_options=options).compute()
+            np.testing.assert_array_equal(shards, np.concatenate([data[250:], data[:250]]))
+            np.testing.assert_array_equal(bd.open_array("s3://bucket/t.parquet", storage_options=options), data)
+            np.testing.assert_array_equal(bd.open_array("s3://bucket/x.zarr", storage_options=options), data)
+    finally:
+        server.stop()
