@@ -6,6 +6,7 @@ from bigdist import config as config
 from bigdist.classification import KNeighborsClassifier, KNeighborsRegressor
 from bigdist.cluster import KMeans, MeanShift
 from bigdist.errors import BigdistError
+from bigdist.execution.plan import Plan, plan
 from bigdist.graphs import (
     iter_knn_graph,
     kneighbors_graph,
@@ -42,6 +43,7 @@ __all__ = [
     "MeanShift",
     "MeanShiftResult",
     "NearestNeighbors",
+    "Plan",
     "RadiusResult",
     "__version__",
     "config",
@@ -57,6 +59,7 @@ __all__ = [
     "knn_graph",
     "pairwise_distances",
     "pairwise_distances_argmin_min",
+    "plan",
     "radius_neighbors",
     "read_knn_graph",
     "umap_connectivities",

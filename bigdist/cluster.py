@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
 import dask.array as da
@@ -12,8 +13,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from bigdist.errors import InputShapeError
 from bigdist.io import as_array, in_memory
-from bigdist.kernels.kmeans import inertia_chunk, labels_chunk
-from bigdist.kmeans import kmeans
+from bigdist.kernels.kmeans import inertia_chunk, labels_chunk, with_row_weights
+from bigdist.kmeans import check_sample_weights, kmeans
 from bigdist.meanshift import meanshift
 from bigdist.pairwise import euclidean_distances
 from bigdist.reductions import map_row_blocks
@@ -68,13 +69,14 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.split_every = split_every
         self.persist = persist
 
-    def fit(self, X: Any, y: Any = None) -> KMeans:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> KMeans:
         """Cluster the rows of X.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), dask array, or Zarr / .npy path
         y : ignored
+        sample_weight : array-like of shape (n_samples,), optional, weights >= 0 (see :func:`bigdist.kmeans`)
         """
         result = kmeans(
             _values(X),
@@ -87,6 +89,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             checkpoint=self.checkpoint,
             split_every=self.split_every,
             persist=self.persist,
+            sample_weight=sample_weight,
         )
         _check_feature_names(self, X, reset=True)
         self.cluster_centers_ = result.centroids
@@ -105,9 +108,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         )
         return labels.compute() if _in_memory(X) else labels
 
-    def fit_predict(self, X: Any, y: Any = None) -> Any:
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Cluster X and return its labels."""
-        return self.fit(X).labels_
+        return self.fit(X, sample_weight=sample_weight).labels_
 
     def transform(self, X: Any) -> Any:
         """Euclidean distance of each row to every centroid, shape (n_samples, n_clusters)."""
@@ -115,12 +118,15 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         distances = euclidean_distances(_fitted_input(self, X), self.cluster_centers_)
         return distances.compute() if _in_memory(X) else distances
 
-    def score(self, X: Any, y: Any = None) -> float:
-        """Opposite of the inertia of X with respect to the centroids."""
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Opposite of the (weighted) inertia of X with respect to the centroids."""
         array = _fitted_input(self, X)
+        chunk, along = inertia_chunk, ()
+        if sample_weight is not None:
+            chunk, along = partial(with_row_weights, inertia_chunk), (check_sample_weights(sample_weight, array),)
         inertia = map_row_blocks(
-            array, inertia_chunk, dtype=np.float64, name="bigdist-kmeans-score", extra=(self.cluster_centers_,),
-            chunks=(1,) * array.numblocks[0],
+            array, chunk, dtype=np.float64, name="bigdist-kmeans-score", extra=(self.cluster_centers_,),
+            chunks=(1,) * array.numblocks[0], along=along,
         ).sum()  # fmt: skip
         return -float(inertia.compute())
 

@@ -76,5 +76,13 @@ class InputValueError(BigdistError, ValueError):
     """An input holds values the chosen metric is not defined for (negative for chi2, non-boolean for jaccard)."""
 
 
+class PlanError(BigdistError, ValueError):
+    """A job cannot be planned: an input cannot be opened or its size is unknown."""
+
+
+class InsufficientSpaceError(BigdistError, OSError):
+    """An output would not fit in the free space of its disk (``--force`` runs anyway)."""
+
+
 class ReaderNotInstalledError(BigdistError, ImportError):
     """The package that reads an input's format (pyarrow, h5py, anndata) is not installed."""

@@ -14,6 +14,7 @@ from dask.array import PerformanceWarning
 from dask.base import tokenize
 
 from bigdist import config
+from bigdist.blas import BlasLimited
 from bigdist.errors import ParameterError
 from bigdist.io import as_array, check_features, check_number
 from bigdist.io.arrays import rows_per_block
@@ -60,11 +61,11 @@ def _blocked(query_array: da.Array, train_array: da.Array, dtype: np.dtype) -> t
     return query_array.rechunk({0: rows}), train_array.rechunk({0: cols})
 
 
-def _outer(*args: Any, **kwargs: Any) -> da.Array:
+def _outer(kernel: Any, *args: Any, **kwargs: Any) -> da.Array:
     with warnings.catch_warnings():
         # Many more output blocks than input blocks is what a distance matrix is.
         warnings.simplefilter("ignore", PerformanceWarning)
-        return da.blockwise(*args, **kwargs)
+        return da.blockwise(BlasLimited(kernel), *args, **kwargs)
 
 
 def pairwise_distances(queries: Any, train: Any = None, metric: str = "euclidean", **params: Any) -> da.Array:

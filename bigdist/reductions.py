@@ -19,6 +19,7 @@ from dask.core import flatten
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
+from bigdist.blas import BlasLimited
 from bigdist.kernels.knn import RESULT_DTYPE, knn_agg, knn_chunk, knn_combine
 from bigdist.kernels.labels import fmax_reduce, lookup_chunk
 from bigdist.kernels.meanshift import kth_agg, kth_chunk, kth_combine
@@ -73,14 +74,16 @@ def knn_topk(
     train_index = da.arange(train.shape[0], chunks=(train.chunks[0],), dtype=np.int64)
     token = tokenize(queries, train, k, metric, p, exclude_self, tile_query_rows, tile_train_rows)
     tiles = da.blockwise(
-        partial(
-            knn_chunk,
-            k=k,
-            metric=metric,
-            p=p,
-            exclude_self=exclude_self,
-            tile_query_rows=tile_query_rows,
-            tile_train_rows=tile_train_rows,
+        BlasLimited(
+            partial(
+                knn_chunk,
+                k=k,
+                metric=metric,
+                p=p,
+                exclude_self=exclude_self,
+                tile_query_rows=tile_query_rows,
+                tile_train_rows=tile_train_rows,
+            )
         ),
         "ij",
         queries,
@@ -123,11 +126,14 @@ def block_tree_reduce(
     name: str,
     extra: tuple[Any, ...] = (),
     carried: da.Array | None = None,
+    along: tuple[da.Array, ...] = (),
 ) -> Delayed:
     """Map ``chunk(block, first_row, *extra)`` over the row blocks and tree-reduce with ``combine(list)``.
 
     With ``carried`` (per-row state from :func:`block_tree_reduce_carry`, chunked like the rows of
-    ``array``), the chunk is ``chunk(block, first_row, carried_block, *extra)``.
+    ``array``), the chunk is ``chunk(block, first_row, carried_block, *extra)``. The blocks of the
+    ``along`` arrays (per-row inputs such as sample weights, chunked like the rows of ``array``) come
+    right after ``first_row``.
 
     The partial states may be any Python objects (dicts of small arrays);
     ``extra`` arguments (e.g. centroids) are put in the graph once, not per task, unless they are
@@ -137,9 +143,9 @@ def block_tree_reduce(
     -------
     dask Delayed of the merged state
     """
-    token = tokenize(array, chunk, combine, split_every, extra, carried)
-    along = () if carried is None else (carried,)
-    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=along)
+    token = tokenize(array, chunk, combine, split_every, extra, carried, along)
+    before = () if carried is None else (carried,)
+    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=before, along=along)
     return _tree(layers, dependencies, chunk_keys, combine, split_every, name, token)
 
 
@@ -151,14 +157,16 @@ def map_row_blocks(
     name: str,
     extra: tuple[Any, ...] = (),
     chunks: tuple[int, ...] | None = None,
+    along: tuple[da.Array, ...] = (),
 ) -> da.Array:
     """``chunk(block, first_row, *extra)`` on every row block, as a 1-D dask array.
 
     ``extra`` goes in the graph as in :func:`block_tree_reduce` (once, or in every task when small),
-    never captured per task. ``chunks``: the length of each block's output, default its row count.
+    never captured per task; ``along`` as there. ``chunks``: the length of each block's output,
+    default its row count.
     """
-    token = tokenize(array, chunk, extra)
-    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token)
+    token = tokenize(array, chunk, extra, along)
+    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, along=along)
     sizes = array.chunks[0] if chunks is None else chunks
     return da.Array(HighLevelGraph(layers, dependencies), chunk_keys[0][0], chunks=(sizes,), dtype=dtype)
 
@@ -173,11 +181,13 @@ def block_tree_reduce_carry(
     split_every: int,
     name: str,
     extra: tuple[Any, ...] = (),
+    along: tuple[da.Array, ...] = (),
 ) -> tuple[list[Delayed], da.Array]:
     """:func:`block_tree_reduce` for kernels that also carry per-row state from one pass to the next.
 
     ``chunk(block, first_row, carried_block, *extra)`` returns ``(partial, new_carried_block)``,
-    ``carried_block`` being the block's rows of ``carried`` (None when ``carried`` is None).
+    ``carried_block`` being the block's rows of ``carried`` (None when ``carried`` is None);
+    ``along`` as in :func:`block_tree_reduce`.
 
     Returns
     -------
@@ -186,8 +196,8 @@ def block_tree_reduce_carry(
     block is read once; the caller merges the partials (on the client: an iterative algorithm then
     saves a transfer between workers and a task each pass).
     """
-    token = tokenize(array, carried, chunk, combine, split_every, extra)
-    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=(carried,))
+    token = tokenize(array, carried, chunk, combine, split_every, extra, along)
+    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=(carried,), along=along)
     chunk_layer = chunk_keys[0][0]
     carried_name = f"{name}-carried-{token}"
     layers[carried_name] = {(carried_name, i): (operator.getitem, key, 1) for i, key in enumerate(chunk_keys)}
@@ -214,11 +224,13 @@ def _chunk_layer(
     name: str,
     token: str,
     carried: tuple[da.Array | None, ...] = (),
+    along: tuple[da.Array, ...] = (),
 ) -> tuple[dict[str, dict[Any, Any]], dict[str, set[str]], list[tuple[str, int]]]:
     """The graph layers of ``chunk`` over the row blocks (built directly: a pass is rebuilt every iteration).
 
     ``carried``: empty for ``chunk(block, first_row, *extra)``; ``(None,)`` or ``(array,)`` for
-    ``chunk(block, first_row, carried_block, *extra)``.
+    ``chunk(block, first_row, carried_block, *extra)``. The blocks of the ``along`` arrays, chunked
+    like the rows of ``array``, come right after ``first_row``.
     """
     layer_name = f"{name}-chunk-{token}"
     # Row blocks in order (``array`` has its feature axis in one chunk, or is 1-D).
@@ -234,10 +246,21 @@ def _chunk_layer(
         tasks.update(zip(extra_args, extra, strict=True))
     carried_arrays = [previous for previous in carried if previous is not None]
     carried_keys = carried_arrays[0].__dask_keys__() if carried_arrays else [None] * len(blocks)
+    along_keys = [list(flatten(rows.__dask_keys__())) for rows in along]
+    for rows in along:
+        if rows.chunks[0] != array.chunks[0]:
+            raise ValueError(f"per-row inputs must be chunked like the rows: {rows.chunks[0]} != {array.chunks[0]}")
     for i, (block, offset) in enumerate(zip(blocks, _offsets(array), strict=True)):
         before = [carried_keys[i]] if carried else []
-        tasks[(layer_name, i)] = (chunk, block, offset, *before, *extra_args)
-    collections = [array, *carried_arrays]
+        tasks[(layer_name, i)] = (
+            BlasLimited(chunk),
+            block,
+            offset,
+            *(keys[i] for keys in along_keys),
+            *before,
+            *extra_args,
+        )
+    collections = [array, *carried_arrays, *along]
     graph = HighLevelGraph.from_collections(layer_name, tasks, dependencies=collections)
     return dict(graph.layers), dict(graph.dependencies), [(layer_name, i) for i in range(len(blocks))]
 
@@ -361,15 +384,17 @@ def radius_pairs(
     index, or nearest first with ``sort_results``.
     """
     token = tokenize(queries, train, radius, metric, p, exclude_self, split_every, max_neighbors, sort_results)
-    tile = partial(
-        radius_chunk,
-        radius=radius,
-        metric=metric,
-        p=p,
-        exclude_self=exclude_self,
-        max_neighbors=max_neighbors,
-        tile_query_rows=tile_query_rows,
-        tile_train_rows=tile_train_rows,
+    tile = BlasLimited(
+        partial(
+            radius_chunk,
+            radius=radius,
+            metric=metric,
+            p=p,
+            exclude_self=exclude_self,
+            max_neighbors=max_neighbors,
+            tile_query_rows=tile_query_rows,
+            tile_train_rows=tile_train_rows,
+        )
     )
     combine = partial(radius_combine, max_neighbors=max_neighbors)
     finish = partial(radius_finish, metric=metric, sort_results=sort_results, dtype=out_dtype)
@@ -421,7 +446,7 @@ def kth_neighbour_distance(queries: da.Array, train: da.Array, *, k: int, split_
     """
     token = tokenize(queries, train, k)
     tiles = da.blockwise(
-        partial(kth_chunk, k=k),
+        BlasLimited(partial(kth_chunk, k=k)),
         "ij",
         queries,
         "if",

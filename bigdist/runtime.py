@@ -16,6 +16,7 @@ from typing import Any
 
 import dask
 import distributed
+from dask.system import CPU_COUNT
 from distributed.diagnostics.plugin import WorkerPlugin
 from distributed.security import Security
 
@@ -26,18 +27,25 @@ logger = logging.getLogger(__name__)
 
 
 class BlasThreadLimit(WorkerPlugin):
-    """Limit BLAS threads in every worker, so worker threads do not oversubscribe the cores."""
+    """Limit BLAS threads in every worker, so worker threads do not oversubscribe the cores.
+
+    ``threads``: that many BLAS threads (the share bigdist's own LocalCluster gives each worker thread);
+    None: lowered to each worker's share of its machine's cores (``bigdist.blas.share_of_cores``), for a
+    cluster bigdist joins. bigdist's tasks limit BLAS themselves on any cluster; this covers the rest.
+    """
 
     name = "bigdist-blas-thread-limit"
 
-    def __init__(self, threads: int) -> None:
+    def __init__(self, threads: int | None) -> None:
         self.threads = threads
 
     def setup(self, worker: Any) -> None:
-        from threadpoolctl import threadpool_limits
+        from bigdist import blas
 
-        # Kept on the plugin: the limit lasts as long as the object is alive.
-        self._limits = threadpool_limits(limits=self.threads, user_api="blas")
+        if self.threads:
+            blas.set_blas_threads(self.threads, only_lower=False)
+        else:
+            blas.set_blas_threads(blas.share_of_cores(worker.state.nthreads), only_lower=True)
 
 
 def _free_dashboard_address(address: str | None) -> str | None:
@@ -187,16 +195,19 @@ def start(
         Write Dask's HTML performance report of the run to this path.
     """
     with contextlib.ExitStack() as stack:
+        blas_threads = config.get("runtime.blas-threads")
         if scheduler or scheduler_file:
             client = stack.enter_context(_connect(scheduler, scheduler_file))
             _warn_without_no_workers_timeout(client, scheduler or scheduler_file)
         else:
             n_workers = n_workers or config.get("runtime.n-workers") or os.cpu_count() or 1
+            threads_per_worker = threads_per_worker or config.get("runtime.threads-per-worker")
+            blas_threads = blas_threads or max(1, CPU_COUNT // (n_workers * threads_per_worker))
             stack.enter_context(dask.config.set(_scheduler_settings()))
             cluster = stack.enter_context(
                 distributed.LocalCluster(
                     n_workers=n_workers,
-                    threads_per_worker=threads_per_worker or config.get("runtime.threads-per-worker"),
+                    threads_per_worker=threads_per_worker,
                     memory_limit=memory_limit or config.get("runtime.memory-limit"),
                     dashboard_address=_free_dashboard_address(
                         dashboard_address or config.get("runtime.dashboard-address")
@@ -205,7 +216,7 @@ def start(
                 )
             )
             client = stack.enter_context(distributed.Client(cluster))
-        client.register_plugin(BlasThreadLimit(config.get("runtime.blas-threads")))
+        client.register_plugin(BlasThreadLimit(blas_threads))
         if client.dashboard_link:
             logger.info("Dask dashboard: %s", client.dashboard_link)
         if performance_report:

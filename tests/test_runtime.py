@@ -2,6 +2,7 @@ import time
 
 import dask
 import pytest
+from dask.system import CPU_COUNT
 from distributed import LocalCluster
 from distributed.scheduler import KilledWorker, NoValidWorkerError, NoWorkerError
 
@@ -22,6 +23,14 @@ def test_local_cluster_on_loopback_with_blas_limit():
             assert client.scheduler.address.startswith("tcp://127.0.0.1")
             threads = client.run(_blas_threads)
     assert all(count == [1] * len(count) for count in threads.values())
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_local_cluster_shares_the_cores_with_blas(n_workers):
+    with runtime.start(n_workers=n_workers, dashboard_address="127.0.0.1:0") as client:
+        threads = client.run(_blas_threads)
+    share = max(1, CPU_COUNT // n_workers)
+    assert all(count == [share] * len(count) for count in threads.values())
 
 
 def test_unreachable_scheduler_fails_fast_and_names_it():
