@@ -7,6 +7,15 @@ from bigdist.classification import KNeighborsClassifier, KNeighborsRegressor
 from bigdist.cluster import KMeans, MeanShift
 from bigdist.errors import BigdistError
 from bigdist.execution.plan import Plan, plan
+from bigdist.graphs import (
+    iter_knn_graph,
+    kneighbors_graph,
+    knn_graph,
+    read_knn_graph,
+    umap_connectivities,
+    umap_knn,
+    write_anndata_neighbors,
+)
 from bigdist.io import open_array
 from bigdist.kmeans import KMeansResult, kmeans
 from bigdist.knn import KNNResult, knn
@@ -19,6 +28,7 @@ from bigdist.pairwise import (
     pairwise_distances_argmin_min,
 )
 from bigdist.radius import RadiusResult, radius_neighbors
+from bigdist.transformers import KNeighborsTransformer
 
 __version__ = "0.1.0"
 
@@ -28,6 +38,7 @@ __all__ = [
     "KMeansResult",
     "KNeighborsClassifier",
     "KNeighborsRegressor",
+    "KNeighborsTransformer",
     "KNNResult",
     "MeanShift",
     "MeanShiftResult",
@@ -43,8 +54,15 @@ __all__ = [
     "knn",
     "meanshift",
     "open_array",
+    "iter_knn_graph",
+    "kneighbors_graph",
+    "knn_graph",
     "pairwise_distances",
     "pairwise_distances_argmin_min",
     "plan",
     "radius_neighbors",
+    "read_knn_graph",
+    "umap_connectivities",
+    "umap_knn",
+    "write_anndata_neighbors",
 ]

@@ -88,3 +88,7 @@ class PlanError(BigdistError, ValueError):
 
 class InsufficientSpaceError(BigdistError, OSError):
     """An output would not fit in the free space of its disk (``--force`` runs anyway)."""
+
+
+class ReaderNotInstalledError(BigdistError, ImportError):
+    """The package that reads an input's format (pyarrow, h5py, anndata) is not installed."""

@@ -167,7 +167,8 @@ class KNNResult:
         -------
         str, the path
         """
-        attrs = {"knn": self.params, **(attrs or {})}
+        # n_train: the column count of the graph a reader builds (bigdist.read_knn_graph).
+        attrs = {"knn": {**self.params, "n_train": self.n_train}, **(attrs or {})}
         if not self._waves:
             logger.info("knn to %s: %s rows are written from one graph, not in waves", path,
                         "sparse" if self.sparse else "precomputed")  # fmt: skip

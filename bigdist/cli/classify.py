@@ -13,11 +13,9 @@ from bigdist.kernels.registry import get_metric, metric_names
 
 
 @click.command()
-@click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows.")
+@click.option("--train", type=str, required=False, help="Zarr, .npy, Parquet, HDF5 or AnnData: train rows.")
 @click.option("--labels", type=str, required=False, help="Zarr array or .npy of class labels, one per train row.")
-@click.option(
-    "--queries", type=str, default=None, help="Zarr array or .npy of rows to classify; omit to classify --train."
-)
+@click.option("--queries", type=str, default=None, help="Rows to classify, read as --train; omit to classify --train.")
 @click.option("--k", type=click.IntRange(min=1), default=5, show_default=True, help="Neighbours that vote.")
 @click.option("--weights", type=click.Choice(["uniform", "distance"]), default="uniform", show_default=True)
 @click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)

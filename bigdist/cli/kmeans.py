@@ -21,7 +21,7 @@ from bigdist.cli.options import (
 
 
 @click.command()
-@click.option("--data", type=str, required=False, help="Zarr array or .npy of the rows to cluster.")
+@click.option("--data", type=str, required=False, help="Zarr, .npy, Parquet, HDF5 or AnnData: the rows to cluster.")
 @click.option("--n-clusters", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--init", type=click.Choice(["k-means||", "k-means++", "random"]), default="k-means||", show_default=True)
 @click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from bigdist.cli.classify import classify
+from bigdist.cli.export import export
 from bigdist.cli.generate import generate
 from bigdist.cli.inspect import info, verify
 from bigdist.cli.kmeans import kmeans
@@ -23,5 +24,5 @@ def main() -> None:
     """Exact nearest neighbours over matrices far bigger than RAM, on Dask and Zarr."""
 
 
-for command in (generate, knn, kmeans, classify, radius, meanshift, info, pairwise, verify):
+for command in (generate, knn, kmeans, classify, radius, meanshift, info, pairwise, verify, export):
     main.add_command(command)

@@ -21,7 +21,7 @@ from bigdist.cli.options import (
 
 
 @click.command()
-@click.option("--data", type=str, required=False, help="Zarr array or .npy of the rows to cluster.")
+@click.option("--data", type=str, required=False, help="Zarr, .npy, Parquet, HDF5 or AnnData: the rows to cluster.")
 @click.option("--bandwidth", type=click.FloatRange(min=0, min_open=True), default=None, help="Default: estimated.")
 @click.option("--kernel", type=click.Choice(["gaussian", "flat"]), default="gaussian", show_default=True)
 @click.option("--bin-seeding", is_flag=True, default=False, help="Seed at the cells of a grid of the bandwidth.")

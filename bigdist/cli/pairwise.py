@@ -23,9 +23,9 @@ from bigdist.kernels.registry import get_metric, metric_names
 
 @click.command()
 @click.option(
-    "--queries", type=str, default=None, help="Zarr array or .npy of query rows; omit for the matrix within --train."
+    "--queries", type=str, default=None, help="Query rows, read as --train; omit for the matrix within --train."
 )
-@click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows (the columns).")
+@click.option("--train", type=str, required=False, help="Zarr, .npy, Parquet, HDF5, AnnData: train rows (columns).")
 @click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
 @click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")
 @click.option("--out", type=click.Path(), required=False, help="Zarr group to write (array 'distances').")

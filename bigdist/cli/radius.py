@@ -23,9 +23,9 @@ from bigdist.kernels.registry import get_metric, metric_names
 
 @click.command()
 @click.option(
-    "--queries", type=str, default=None, help="Zarr array or .npy of query rows; omit for the self-join of --train."
+    "--queries", type=str, default=None, help="Query rows, read as --train; omit for the self-join of --train."
 )
-@click.option("--train", type=str, required=False, help="Zarr array or .npy of train rows.")
+@click.option("--train", type=str, required=False, help="Zarr, .npy, Parquet, HDF5 or AnnData: train rows.")
 @click.option("--radius", type=float, required=False, help="Neighbours are the rows at distance <= radius.")
 @click.option("--metric", type=click.Choice(metric_names()), default="euclidean", show_default=True)
 @click.option("--p", type=float, default=None, help="Order of the minkowski metric (p > 0; default 2).")

@@ -1,4 +1,4 @@
-"""Inputs and outputs: Zarr, NumPy, .npy and generated data as row-chunked dask arrays."""
+"""Inputs and outputs: Zarr, NumPy, .npy (and shards), Parquet, HDF5, AnnData and synthetic data as dask arrays."""
 
 from bigdist.io.arrays import as_array, check_features, check_int, check_number, in_memory, open_array
 from bigdist.io.integrity import verify

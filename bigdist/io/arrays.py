@@ -1,7 +1,8 @@
 """Open inputs as row-chunked float dask arrays, validating them on the way in.
 
 Every input — NumPy or dask array, ``zarr.Array``, Zarr path or URL, ``.npy``
-file — comes out of :func:`as_array` as a 2-D float32/float64 dask array of
+file, or a format of :mod:`bigdist.io.formats` (Parquet, HDF5, AnnData,
+``.npy`` shards) — comes out of :func:`as_array` as a 2-D float32/float64 dask array of
 shape (n_samples, n_features) whose feature axis is one chunk. Validation of
 the values (NaN, infinity) happens inside the pass that reads the blocks.
 """
@@ -32,6 +33,7 @@ from bigdist.errors import (
     ParameterError,
     StoreNotFoundError,
 )
+from bigdist.io import formats
 from bigdist.io.integrity import ZarrSource
 
 logger = logging.getLogger(__name__)
@@ -60,8 +62,8 @@ def rows_per_block(n_features: int, itemsize: int) -> int:
 
 def _float_dtype(dtype: np.dtype, name: str) -> np.dtype:
     """The float dtype bigdist computes ``dtype`` in, or InputDtypeError naming it and the fix."""
-    if dtype.kind == "f":
-        # float16 has no BLAS; float32 keeps the memory footprint small.
+    if dtype.kind == "f" or dtype.name == "bfloat16":
+        # float16 and bfloat16 (ml_dtypes) have no BLAS; float32 holds both exactly.
         return np.dtype(np.float32) if dtype.itemsize <= 4 else np.dtype(np.float64)
     if dtype.kind in "biu":
         # float64 represents every int32 exactly and int64 up to 2**53.
@@ -114,21 +116,28 @@ def _array_paths(group: zarr.Group) -> list[str]:
     return sorted(path for path, node in group.members(max_depth=None) if isinstance(node, zarr.Array))
 
 
-def _open_path(path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Any:
-    """Open a Zarr array (path or URL) or a ``.npy`` file, without reading its data."""
+def _open_path(
+    path: str | os.PathLike[str], storage_options: dict[str, Any] | None = None, key: str | None = None
+) -> Any:
+    """Open a Zarr array, ``.npy`` file, Parquet, HDF5, AnnData or ``.npy`` shards (path or URL), reading no data."""
     text = os.fspath(path)
     if "://" not in text:
-        local = pathlib.Path(text).expanduser()
+        text = os.path.expanduser(text)
+    # Parquet, HDF5, AnnData and .npy shards; None leaves Zarr arrays and single .npy files to the code below.
+    source = formats.open_source(text, storage_options, key=key)
+    if source is not None:
+        return source
+    if "://" not in text:
+        local = pathlib.Path(text)
         if not local.exists():
             raise StoreNotFoundError(f"no such file or Zarr store: {text!r}; check the path")
         if local.is_file():
             if local.suffix == ".npy":
                 return _NpyFile(local)
-            raise StoreNotFoundError(
-                f"{text!r} is a file bigdist cannot read; give a Zarr array (a directory) or a .npy file "
-                f"(e.g. np.save('data.npy', X))"
-            )
+            raise StoreNotFoundError(f"{text!r} is a file bigdist cannot read; give {formats.recognised_files()}")
         text = str(local)
+    elif key is not None:
+        raise InputShapeError(f"key={key!r} names a part of Parquet, HDF5 or AnnData inputs; {text!r} is none")
     try:
         node = zarr.open(store=text, mode="r", storage_options=storage_options)
     except FileNotFoundError:
@@ -211,7 +220,12 @@ def _coerce(data: Any, name: str) -> Any:
         array = ZarrSource(data, name)
     elif isinstance(data, (da.Array, ZarrSource, _NpyFile, np.ndarray)):
         array = data
-    elif hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__"):
+    elif (
+        hasattr(data, "shape")
+        and hasattr(data, "dtype")
+        and hasattr(data, "__getitem__")
+        and not type(data).__module__.startswith("pandas")
+    ):
         array = data  # another lazy array (h5py, xarray's backends): read block by block like Zarr
     else:
         try:
@@ -221,6 +235,15 @@ def _coerce(data: Any, name: str) -> Any:
                 f"{name} cannot be made into an array ({error}); give rows of equal length, as a 2-D array "
                 f"(n_samples, n_features)"
             ) from None
+    if isinstance(array, np.ndarray) and array.dtype == object and array.size:
+        first = array.flat[0]
+        if isinstance(first, (list, tuple, np.ndarray)) or type(first).__module__.startswith("pyarrow"):
+            # A DataFrame or Series column of embeddings: one sequence per row.
+            raise InputDtypeError(
+                f"{name} holds a sequence of {len(first)} values in each cell (an embedding column); stack it into "
+                f"a 2-D array, e.g. np.stack(df['column'].to_numpy()), or give the Parquet file itself as "
+                f"'data.parquet#column' to read it lazily"
+            )
     if isinstance(array, np.ndarray) and array.dtype == object:
         # scikit-learn's convention: object arrays of numbers are accepted.
         try:
@@ -324,7 +347,9 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
     data : array-like of shape (n_samples, n_features), or str / PathLike
         NumPy or dask array, ``zarr.Array``, path or fsspec URL of a Zarr
         array (``data.zarr``, ``group.zarr/points``, ``memory://x``,
-        ``s3://bucket/x.zarr``), or a ``.npy`` path (read through a memory map).
+        ``s3://bucket/x.zarr``), a ``.npy`` path (read through a memory map),
+        or any stored input of :func:`open_array` (Parquet, HDF5, AnnData,
+        ``.npy`` shards).
     name : str
         How error messages and graph layer names call this input.
     check_finite : bool
@@ -335,7 +360,7 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
     Returns
     -------
     dask array of shape (n_samples, n_features)
-        float32 for float16/float32 inputs, float64 for float64, integer and
+        float32 for float16/bfloat16/float32 inputs, float64 for float64, integer and
         boolean ones. Row blocks: a dask input keeps its own (unless its
         feature axis was chunked or its blocks are tiny and many); other
         inputs get blocks of about ``bigdist.chunk-bytes``, made of whole
@@ -383,19 +408,34 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
     return array
 
 
-def open_array(path_or_url: Any, *, name: str | None = None, storage_options: dict[str, Any] | None = None) -> da.Array:
-    """Open a Zarr array (local path or fsspec URL) or a ``.npy`` file as a validated dask array.
+def open_array(
+    path_or_url: Any,
+    *,
+    name: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    key: str | None = None,
+) -> da.Array:
+    """Open a stored array (local path or fsspec URL) as a validated, lazy, row-chunked dask array.
 
     Parameters
     ----------
     path_or_url : str, PathLike, or array-like of shape (n_samples, n_features)
-        A path or URL (``data.zarr``, ``group.zarr/points``, ``file://...``,
-        ``memory://...``, ``s3://...``, ``data.npy``); NumPy arrays, dask
-        arrays and ``zarr.Array`` objects are accepted too.
+        A path or URL of a Zarr array (``data.zarr``, ``group.zarr/points``,
+        ``file://...``, ``memory://...``, ``s3://...``), a ``.npy`` file, a
+        folder or glob of ``.npy`` shards (``emb/img_emb_*.npy``, stacked in
+        natural order of their names), a Parquet file or folder
+        (``data.parquet#embedding`` for a list column, ``#a,b,c`` for numeric
+        columns; blocks follow row groups), an HDF5 dataset
+        (``ann.hdf5#train``) or an AnnData store (``cells.h5ad``,
+        ``cells.zarr#obsm/X_pca``). NumPy arrays, dask arrays and
+        ``zarr.Array`` objects are accepted too.
     name : str, optional
         How error messages call this input (default: the path, or "X").
     storage_options : dict, optional
         Passed to fsspec for remote stores (credentials, endpoints).
+    key : str, optional
+        The part to read, instead of ``#part`` in the path: Parquet
+        column(s), HDF5 dataset, AnnData ``X`` / ``obsm/KEY`` / ``layers/KEY``.
 
     Returns
     -------
@@ -404,7 +444,9 @@ def open_array(path_or_url: Any, *, name: str | None = None, storage_options: di
     """
     if isinstance(path_or_url, (str, os.PathLike)):
         label = name or os.fspath(path_or_url)
-        return as_array(_open_path(path_or_url, storage_options), name=label)
+        return as_array(_open_path(path_or_url, storage_options, key), name=label)
+    if key is not None:
+        raise ParameterError(f"key={key!r} names a part of a stored file; it needs a path, not {type(path_or_url)}")
     return as_array(path_or_url, name=name or "X")
 
 

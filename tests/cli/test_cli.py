@@ -100,7 +100,7 @@ def test_run_file_with_generate_section_and_flag_winning(tmp_path, scheduler):
     assert code == 0, output
     group = zarr.open_group(str(tmp_path / "self.zarr"), mode="r")
     assert group["indices"].shape == (400, 3)
-    assert group.attrs["knn"] == {"k": 3, "metric": "cosine", "self_join": True, "split_every": 8}
+    assert group.attrs["knn"] == {"k": 3, "metric": "cosine", "self_join": True, "split_every": 8, "n_train": 400}
     data = zarr.open_array(str(tmp_path / "train.zarr"), mode="r")[:]
     expected_distances, expected_indices = knn_oracle(data, None, 3, "cosine")
     np.testing.assert_array_equal(group["indices"][:], expected_indices)
