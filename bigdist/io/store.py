@@ -27,6 +27,7 @@ import zarr
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from zarr.core.sync import sync
 
 from bigdist import config
 from bigdist.errors import IncompleteOutputError, OutputExistsError, ParameterError, StoreNotFoundError
@@ -178,8 +179,9 @@ def _mark_complete(path: str, *_stored: Any) -> str:
     meta.update(complete=True, versions=versions(), finished_at=_now())
     group.attrs["bigdist"] = meta
     # After the flag: if this is interrupted, the output is complete with stale markers, which is harmless.
-    if PROGRESS_GROUP in group:
-        del group[PROGRESS_GROUP]
+    # The whole prefix, not only the group: markers written by a concurrent run after another run deleted
+    # the group's metadata are bare chunk files that zarr warns about on every read.
+    sync(group.store.delete_dir(f"{group.path}/{PROGRESS_GROUP}".lstrip("/")))
     logger.info("wrote %s", path)
     return path
 
