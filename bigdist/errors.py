@@ -74,3 +74,7 @@ class TooManyNeighborsError(BigdistError, ValueError):
 
 class InputValueError(BigdistError, ValueError):
     """An input holds values the chosen metric is not defined for (negative for chi2, non-boolean for jaccard)."""
+
+
+class OutputLockedError(OutputExistsError):
+    """Another run is writing the same output (its lock file names it)."""

@@ -12,12 +12,14 @@ from bigdist.cli.options import (
     metric_params,
     queries_and_train,
     require,
+    resumed_note,
     run_attrs,
     run_options,
     runtime_client,
     started,
     wait,
 )
+from bigdist.io.store import written_fraction
 from bigdist.kernels.registry import get_metric, metric_names
 
 
@@ -43,23 +45,23 @@ def pairwise(generate: Any = None, **options: Any) -> None:
         queries, train = queries_and_train(options)
         matrix = bigdist.pairwise_distances(queries, train, options["metric"], **metric_params(options))
         params = {"metric": options["metric"], **metric_params(options), "self_join": train is None}
-        start = time.perf_counter()
-        wait(
-            client,
-            write_group(
-                out,
-                {"distances": matrix},
-                attrs={"pairwise": params, "run": run_attrs(options)},
-                overwrite=options["overwrite"],
-                compute=False,
-            ),
+        pending = write_group(
+            out,
+            {"distances": matrix},
+            attrs={"pairwise": params, "run": run_attrs(options)},
+            overwrite=options["overwrite"],
+            compute=False,
         )
+        share = 1.0 - written_fraction(out, "distances")  # of the matrix, computed by this run
+        start = time.perf_counter()
+        wait(client, pending)
         seconds = time.perf_counter() - start
     n_queries, n_train = matrix.shape
     gigabytes = matrix.nbytes / 1e9
-    update_attrs(out, timings={"seconds": seconds, "gigabytes_per_second": gigabytes / seconds})
+    rate = gigabytes * share / seconds
+    update_attrs(out, timings={"seconds": seconds, "gigabytes_per_second": rate, "computed_share": share})
     click.echo(
         f"pairwise: {n_queries:,} x {n_train:,} {options['metric']} matrix ({gigabytes:.2f} GB, {matrix.dtype}, "
         f"blocks of {matrix.chunks[0][0]:,} x {matrix.chunks[1][0]:,}): {seconds:.1f} s, "
-        f"{gigabytes / seconds:.2f} GB/s\noutput: {out} (distances)"
+        f"{rate:.2f} GB/s{resumed_note(share)}\noutput: {out} (distances)"
     )

@@ -222,6 +222,8 @@ def test_meanshift_end_to_end_equals_scikit_learn(tmp_path, scheduler, monkeypat
     np.testing.assert_array_equal(group["labels"][:], theirs.labels_)
     stats = group.attrs["meanshift"]["stats"]
     assert stats[0]["iteration"] == 1 and stats[-1]["still_moving"] == 0
+    # The summary counts iterations as scikit-learn (and bigdist's log) do; the last pass only confirms.
+    assert f"{theirs.n_iter_} iterations ({len(stats)} passes over the data)" in output
     assert group.attrs["bigdist"]["complete"] is True
     _assert_refused_before_fitting(monkeypatch, "meanshift", "--config", run_file)
 
