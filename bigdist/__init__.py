@@ -5,6 +5,7 @@ from __future__ import annotations
 from bigdist import config as config
 from bigdist.classification import KNeighborsClassifier, KNeighborsRegressor
 from bigdist.cluster import KMeans, MeanShift
+from bigdist.display import log_progress, progress
 from bigdist.errors import BigdistError
 from bigdist.io import open_array
 from bigdist.kmeans import KMeansResult, kmeans
@@ -39,9 +40,11 @@ __all__ = [
     "estimate_bandwidth",
     "kmeans",
     "knn",
+    "log_progress",
     "meanshift",
     "open_array",
     "pairwise_distances",
     "pairwise_distances_argmin_min",
+    "progress",
     "radius_neighbors",
 ]

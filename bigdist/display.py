@@ -1,4 +1,4 @@
-"""How result objects show themselves: a short plain repr, and an HTML table for notebooks.
+"""How results and progress show themselves: short reprs, HTML tables, progress bars and log lines.
 
 Both say what a user asks first — shapes, dtypes, metric, whether the arrays
 are still lazy, timings — and never print the data (a k-means result's repr
@@ -9,9 +9,13 @@ escaped: metric names, paths and parameters come from users.
 from __future__ import annotations
 
 import html
+import importlib.util
+import logging
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
+import dask
 import numpy as np
 
 Rows = Sequence[tuple[str, Any]]
@@ -86,3 +90,78 @@ class _Link:
         if not self.url.startswith(("http://", "https://")):
             return url  # only a web address becomes a link
         return f"<a href='{url}' target='_blank'>{url}</a>"
+
+
+def log_progress(level: int | str = logging.INFO, stream: TextIO | None = None) -> logging.Handler:
+    """Show bigdist's progress lines (iterations, blocks, resumes) in a notebook or script.
+
+    bigdist logs with :mod:`logging` under the ``"bigdist"`` logger and, as a
+    library, adds no handler: without one, Python shows warnings only. This
+    adds one handler (replacing one added by an earlier call) at ``level``.
+
+    Parameters
+    ----------
+    level : int or str
+        ``logging.INFO`` (default): one line per k-means or mean-shift
+        iteration and per written output; ``logging.DEBUG`` for more.
+    stream : file-like, optional
+        Where the lines go; default ``sys.stdout``, which a notebook shows
+        under the cell.
+
+    Returns
+    -------
+    logging.Handler
+        The handler; ``logging.getLogger("bigdist").removeHandler(handler)`` undoes the call.
+    """
+    logger = logging.getLogger("bigdist")
+    for handler in [h for h in logger.handlers if getattr(h, "_bigdist_progress", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
+    handler._bigdist_progress = True  # type: ignore[attr-defined]
+    handler.setLevel(level)
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > handler.level:
+        logger.setLevel(handler.level)
+    return handler
+
+
+def progress(work: Any) -> Any:
+    """Compute ``work`` (a dask collection, e.g. ``result.to_zarr(path, compute=False)``) with a progress bar.
+
+    On the ambient distributed Client the bar is ``distributed.progress``'s
+    (a widget in a notebook when ipywidgets is installed, else text); without
+    a client, ``dask.diagnostics.ProgressBar`` on the local scheduler.
+
+    Parameters
+    ----------
+    work : dask collection or Delayed
+
+    Returns
+    -------
+    The computed value, as ``dask.compute(work)[0]``.
+    """
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is None:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            return dask.compute(work)[0]
+    from distributed import progress as show
+
+    future = client.compute(work)
+    widgets = _in_kernel() and importlib.util.find_spec("ipywidgets") is not None
+    show(future, notebook=widgets)
+    return future.result()
+
+
+def _in_kernel() -> bool:
+    """Whether this runs in a Jupyter (IPython) kernel."""
+    shell = sys.modules.get("IPython")
+    ip = shell.get_ipython() if shell is not None else None  # type: ignore[attr-defined]
+    return ip is not None and getattr(ip, "kernel", None) is not None

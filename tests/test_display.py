@@ -82,3 +82,36 @@ def test_the_dashboard_link_shows_when_there_is_a_client(data):
     with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0") as client:
         table = result._repr_html_()
         assert f"<a href='{client.dashboard_link}'" in table
+
+
+def test_log_progress_shows_bigdist_info_lines_once(data):
+    import io
+    import logging
+
+    stream = io.StringIO()
+    bd.log_progress(stream=io.StringIO())
+    handler = bd.log_progress(stream=stream)  # replaces the first: every line shows once
+    try:
+        km = bd.kmeans(data, 3, random_state=0, max_iter=40)
+    finally:
+        logging.getLogger("bigdist").removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    iterations = [line for line in lines if "k-means iteration" in line]
+    assert len(iterations) == km.n_iter and "k-means iteration 1:" in iterations[0]
+    assert sum(getattr(h, "_bigdist_progress", False) for h in logging.getLogger("bigdist").handlers) == 0
+
+
+def test_progress_computes_with_a_bar_locally_and_on_a_client(data, tmp_path, capsys):
+    from distributed import Client
+
+    from tests.oracle import knn_oracle
+
+    X = da.from_array(data, chunks=50)
+    result = bd.knn(X, None, k=2)
+    distances, indices = bd.progress((result.distances, result.indices))
+    np.testing.assert_array_equal(indices, knn_oracle(data, None, 2)[1])
+    assert "100% Completed" in capsys.readouterr().out
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0"):
+        path = bd.progress(bd.knn(X, None, k=2).to_zarr(str(tmp_path / "nn.zarr"), compute=False))
+    assert "100% Completed" in capsys.readouterr().out
+    np.testing.assert_array_equal(bd.io.read_group(path)["indices"].compute(), knn_oracle(data, None, 2)[1])
