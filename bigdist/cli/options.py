@@ -149,7 +149,11 @@ def _resume_hint(options: dict[str, Any]) -> str:
     out = options.get("out")
     if not out:
         return "nothing was written"
-    redone = {"kmeans": " (its iterations start again without --checkpoint)", "meanshift": " (after its iterations)"}
+    # The fits keep nothing between runs (k-means only with --checkpoint): their iterations run again first.
+    redone = {
+        "kmeans": " (its iterations run again first; --checkpoint resumes them too)",
+        "meanshift": " (its iterations run again first)",
+    }
     name = click.get_current_context().info_name or ""
     note = redone.get(name, "") if not options.get("checkpoint") else ""
     return f"the blocks already written to {out} are kept; run the same command again to resume{note}"
