@@ -143,6 +143,8 @@ def test_generate_takes_its_options_and_dask_and_security_sections_from_a_run_fi
 
 
 def test_unreachable_scheduler_exits_non_zero(tmp_path):
+    # A readable input: inputs are checked before the scheduler is reached.
+    zarr.create_array(store=str(tmp_path / "x.zarr"), data=np.ones((4, 2)))
     code, output = _run(
         "knn",
         "--train",
