@@ -5,6 +5,7 @@ from __future__ import annotations
 from bigdist import config as config
 from bigdist.classification import KNeighborsClassifier, KNeighborsRegressor
 from bigdist.cluster import KMeans, MeanShift
+from bigdist.display import log_progress, progress
 from bigdist.errors import BigdistError
 from bigdist.execution.plan import Plan, plan
 from bigdist.graphs import (
@@ -52,6 +53,7 @@ __all__ = [
     "estimate_bandwidth",
     "kmeans",
     "knn",
+    "log_progress",
     "meanshift",
     "open_array",
     "iter_knn_graph",
@@ -60,6 +62,7 @@ __all__ = [
     "pairwise_distances",
     "pairwise_distances_argmin_min",
     "plan",
+    "progress",
     "radius_neighbors",
     "read_knn_graph",
     "umap_connectivities",

@@ -92,3 +92,7 @@ class InsufficientSpaceError(BigdistError, OSError):
 
 class ReaderNotInstalledError(BigdistError, ImportError):
     """The package that reads an input's format (pyarrow, h5py, anndata) is not installed."""
+
+
+class OutputLockedError(OutputExistsError):
+    """Another run is writing the same output (its lock file names it)."""

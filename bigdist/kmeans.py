@@ -17,7 +17,7 @@ import zarr
 from dask.base import tokenize
 from sklearn.exceptions import ConvergenceWarning
 
-from bigdist import config
+from bigdist import config, display
 from bigdist.errors import InputShapeError, ParameterError
 from bigdist.io import as_array, check_int, check_number, write_group
 from bigdist.io.integrity import ZarrSource, output_codecs
@@ -84,6 +84,29 @@ class KMeansResult:
             overwrite=overwrite,
             compute=compute,
         )
+
+    def _rows(self) -> list[tuple[str, Any]]:
+        last = self.stats[-1] if self.stats else {}
+        return [
+            ("clusters", f"{len(self.centroids):,} ({self.centroids.shape[1]:,} features)"),
+            ("centroids", display.array_summary(self.centroids)),
+            ("labels", display.array_summary(self.labels)),
+            ("inertia", f"{self.inertia:.6g}"),
+            ("iterations", self.n_iter),
+            ("last centroid shift", f"{last['shift']:.3g}" if "shift" in last else "-"),
+            ("seconds", f"{display.seconds(self.stats):.2f} in the iterations"),
+        ]
+
+    def __repr__(self) -> str:
+        return display.text(
+            "KMeansResult",
+            [("n_clusters", len(self.centroids)), ("n_features", self.centroids.shape[1]),
+             ("n_iter", self.n_iter), ("inertia", f"{self.inertia:.6g}"),
+             ("labels", display.array_summary(self.labels))],
+        )  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        return display.html_table("bigdist KMeansResult", self._rows())
 
 
 def _weighted(chunk: Any, weights: da.Array | None) -> tuple[Any, tuple[da.Array, ...]]:

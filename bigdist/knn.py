@@ -12,7 +12,7 @@ import dask.array as da
 import numpy as np
 from dask.base import tokenize
 
-from bigdist import config
+from bigdist import config, display
 from bigdist.errors import ParameterError
 from bigdist.execution.jobs import Job
 from bigdist.execution.knn import cast_distances, knn_job, write_knn
@@ -190,6 +190,31 @@ class KNNResult:
             chunk=self.chunk,
             out_dtype=self._out_dtype,
         )
+
+    def _rows(self) -> list[tuple[str, Any]]:
+        shown = {"k", "metric", "self_join", "split_every"}
+        params = ", ".join(f"{key}={value!r}" for key, value in self.params.items() if key not in shown)
+        queries = "the train rows, each itself excluded (self-join)" if self.self_join else f"{self.n_queries:,}"
+        return [
+            ("queries", queries),
+            ("train", f"{self.n_train:,} rows x {self.n_features:,} features"),
+            ("k", self.k),
+            ("metric", self.metric + (f" ({params})" if params else "")),
+            ("distances", display.array_summary(self.distances)),
+            ("indices", display.array_summary(self.indices)),
+            ("work", f"{self.flops / 1e9:,.3g} GFLOP of distances"),
+        ]
+
+    def __repr__(self) -> str:
+        return display.text(
+            "KNNResult",
+            [("n_queries", f"{self.n_queries:,}"), ("n_train", f"{self.n_train:,}"), ("n_features", self.n_features),
+             ("k", self.k), ("metric", repr(self.metric)), ("self_join", self.self_join),
+             ("distances", display.array_summary(self.distances))],
+        )  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        return display.html_table("bigdist KNNResult", self._rows())
 
 
 def _check_k(k: Any, n_train: int, self_join: bool) -> int:

@@ -13,7 +13,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-from bigdist import config
+from bigdist import config, display
 from bigdist.errors import InputShapeError, ParameterError
 from bigdist.io import as_array, check_int, check_number, write_group
 from bigdist.kernels.kmeans import labels_chunk
@@ -89,6 +89,29 @@ class MeanShiftResult:
             }
         }  # fmt: skip
         return write_group(path, arrays, attrs={**meta, **(attrs or {})}, overwrite=overwrite, compute=compute)
+
+    def _rows(self) -> list[tuple[str, Any]]:
+        return [
+            ("modes", f"{len(self.cluster_centers):,} ({self.cluster_centers.shape[1]:,} features)"),
+            ("cluster_centers", display.array_summary(self.cluster_centers)),
+            ("labels", display.array_summary(self.labels)),
+            ("bandwidth", f"{self.bandwidth:.6g}"),
+            ("kernel", self.params.get("kernel", "-")),
+            ("seeds", f"{self.n_seeds:,} ({self.params.get('seeds', '-')})"),
+            ("iterations", f"{self.n_iter} ({len(self.stats)} passes over the data)"),
+            ("seconds", f"{display.seconds(self.stats):.2f} in the passes"),
+        ]
+
+    def __repr__(self) -> str:
+        return display.text(
+            "MeanShiftResult",
+            [("n_clusters", len(self.cluster_centers)), ("n_features", self.cluster_centers.shape[1]),
+             ("bandwidth", f"{self.bandwidth:.6g}"), ("n_seeds", self.n_seeds), ("n_iter", self.n_iter),
+             ("labels", display.array_summary(self.labels))],
+        )  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        return display.html_table("bigdist MeanShiftResult", self._rows())
 
 
 def _check_bandwidth(bandwidth: Any) -> float:

@@ -14,7 +14,7 @@ import dask.array as da
 import numpy as np
 from dask.delayed import Delayed
 
-from bigdist import config
+from bigdist import config, display
 from bigdist.errors import ParameterError
 from bigdist.io import check_int, check_number, write_group
 from bigdist.io.store import normalise_path, prepare_output
@@ -129,6 +129,25 @@ class RadiusResult:
         return str(
             write_group(path, arrays, attrs={"radius_neighbors": self.params, **(attrs or {})}, overwrite=overwrite)
         )
+
+    def _rows(self) -> list[tuple[str, Any]]:
+        return [
+            ("queries", "the train rows (self-join)" if self.params.get("self_join") else f"{self.n_queries:,}"),
+            ("train", f"{self.n_train:,} rows"),
+            ("radius", f"{self.radius:g}"),
+            ("metric", self.metric),
+            ("pairs", f"lazy: {len(self.blocks):,} query blocks of {self.dtype} distances and int64 indices"),
+        ]
+
+    def __repr__(self) -> str:
+        return display.text(
+            "RadiusResult",
+            [("n_queries", f"{self.n_queries:,}"), ("n_train", f"{self.n_train:,}"), ("radius", f"{self.radius:g}"),
+             ("metric", repr(self.metric)), ("blocks", len(self.blocks)), ("lazy", True)],
+        )  # fmt: skip
+
+    def _repr_html_(self) -> str:
+        return display.html_table("bigdist RadiusResult", self._rows())
 
 
 def _block_size(block: dict[str, np.ndarray]) -> int:

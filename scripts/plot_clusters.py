@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-import matplotlib
+try:
+    import matplotlib
+except ImportError:
+    raise SystemExit("plot_clusters.py needs matplotlib, in bigdist's plot extra: pip install -e '.[plot]'") from None
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -8,7 +8,18 @@ from typing import Any
 
 import click
 
-from bigdist.cli.options import metric_params, planned, require, run_attrs, run_options, runtime_client, started, wait
+from bigdist.cli.options import (
+    metric_params,
+    planned,
+    require,
+    resumed_note,
+    run_attrs,
+    run_options,
+    runtime_client,
+    started,
+    wait,
+)
+from bigdist.io.store import written_fraction
 from bigdist.kernels.registry import get_metric, metric_names
 
 
@@ -62,22 +73,22 @@ def classify(generate: Any = None, **options: Any) -> None:
             arrays[f"classes{suffix}"] = da.from_array(classes[output])
             if probabilities is not None:
                 arrays[f"probabilities{suffix}"] = probabilities[output] if model.outputs_2d_ else probabilities
-        start = time.perf_counter()
-        wait(
-            client,
-            write_group(
-                out,
-                arrays,
-                attrs={"run": run_attrs(options), "classify": model.get_params()},
-                overwrite=options["overwrite"],
-                compute=False,
-            ),
+        pending = write_group(
+            out,
+            arrays,
+            attrs={"run": run_attrs(options), "classify": model.get_params()},
+            overwrite=options["overwrite"],
+            compute=False,
         )
+        share = 1.0 - written_fraction(out, "predictions")  # of the queries, computed by this run
+        start = time.perf_counter()
+        wait(client, pending)
         seconds = time.perf_counter() - start
     n_queries = arrays["predictions"].shape[0]
-    update_attrs(out, timings={"seconds": seconds, "queries_per_second": n_queries / seconds})
+    rate = n_queries * share / seconds
+    update_attrs(out, timings={"seconds": seconds, "queries_per_second": rate, "computed_share": share})
     click.echo(
         f"classify: {n_queries:,} queries x {model.n_samples_fit_:,} train rows, k={options['k']}, "
-        f"{options['weights']} weights, {options['metric']}: {seconds:.1f} s, {n_queries / seconds:,.0f} queries/s"
-        f"\noutput: {out} ({', '.join(arrays)})"
+        f"{options['weights']} weights, {options['metric']}: {seconds:.1f} s, {rate:,.0f} queries/s"
+        f"{resumed_note(share)}\noutput: {out} ({', '.join(arrays)})"
     )

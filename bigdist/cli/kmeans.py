@@ -8,22 +8,20 @@ from typing import Any
 
 import click
 
-from bigdist.cli.options import (
-    planned,
-    refuse_existing_output,
-    require,
-    run_attrs,
-    run_options,
-    runtime_client,
-    started,
-    wait,
-)
+from bigdist.cli.options import planned, require, run_attrs, run_options, runtime_client, started, wait
 
 
 @click.command()
 @click.option("--data", type=str, required=False, help="Zarr, .npy, Parquet, HDF5 or AnnData: the rows to cluster.")
 @click.option("--n-clusters", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--init", type=click.Choice(["k-means||", "k-means++", "random"]), default="k-means||", show_default=True)
+@click.option(
+    "--init",
+    type=click.Choice(["k-means||", "k-means++", "random"]),
+    # click joins choices with "|", which runs into the name k-means||.
+    metavar="[k-means||, k-means++, random]",
+    default="k-means||",
+    show_default=True,
+)
 @click.option("--n-init", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--max-iter", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--tol", type=click.FloatRange(min=0), default=1e-4, show_default=True)
@@ -40,7 +38,6 @@ def kmeans(generate: Any = None, **options: Any) -> None:
     from bigdist.io import update_attrs
 
     require(options, "data", "out")
-    refuse_existing_output(options)
     with runtime_client(options) as client:
         started(client, generate, {"data": options["data"]})
         out = os.path.expanduser(options["out"])

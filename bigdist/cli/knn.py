@@ -13,6 +13,7 @@ from bigdist.cli.options import (
     planned,
     queries_and_train,
     require,
+    resumed_note,
     run_attrs,
     run_options,
     runtime_client,
@@ -52,23 +53,32 @@ def knn(generate: Any = None, **options: Any) -> None:
             split_every=options["split_every"],
             **metric_params(options),
         )
+        blocks: dict[str, int] = {}
+
+        def count_blocks(done: int, total: int, elapsed: float) -> None:
+            # The first written block tells how many an earlier run had written: rates are over the rest.
+            blocks.setdefault("before", done - 1)
+            blocks["total"] = total
+
         start = time.perf_counter()
         # Waves on the client's cluster: progress goes to the log every few seconds.
-        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)})
+        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)}, progress=count_blocks)
         seconds = time.perf_counter() - start
-    timings = {"seconds": seconds, "queries_per_second": result.n_queries / seconds}
+        share = 1.0 - blocks["before"] / blocks["total"] if blocks else 0.0
+    rate = result.n_queries * share / seconds
+    timings = {"seconds": seconds, "queries_per_second": rate, "computed_share": share}
     if get_metric(result.metric).gemm:  # the direct metrics run no GEMM, so no GFLOP/s
-        timings["gflops"] = result.flops / seconds / 1e9
+        timings["gflops"] = result.flops * share / seconds / 1e9
     update_attrs(out, timings=timings)
     click.echo(
         f"knn: {result.n_queries:,} queries x {result.n_train:,} train rows x {result.n_features} features, "
-        f"k={result.k}, {result.metric}: {seconds:.1f} s, {result.n_queries / seconds:,.0f} queries/s, "
-        f"{_knn_rate(result, seconds)}\noutput: {out} (distances, indices)"
+        f"k={result.k}, {result.metric}: {seconds:.1f} s, {rate:,.0f} queries/s, "
+        f"{_knn_rate(result, share, seconds)}{resumed_note(share)}\noutput: {out} (distances, indices)"
     )
 
 
-def _knn_rate(result: Any, seconds: float) -> str:
-    """GFLOP/s for the GEMM family; the direct metrics have no GEMM, so pairs per second."""
+def _knn_rate(result: Any, share: float, seconds: float) -> str:
+    """GFLOP/s for the GEMM family (the direct metrics have no GEMM: pairs per second), over ``share`` of the work."""
     if get_metric(result.metric).gemm:
-        return f"{result.flops / seconds / 1e9:.1f} GFLOP/s"
-    return f"{result.n_queries * result.n_train / seconds / 1e6:,.0f} million pairs/s"
+        return f"{result.flops * share / seconds / 1e9:.1f} GFLOP/s"
+    return f"{result.n_queries * result.n_train * share / seconds / 1e6:,.0f} million pairs/s"

@@ -8,16 +8,7 @@ from typing import Any
 
 import click
 
-from bigdist.cli.options import (
-    planned,
-    refuse_existing_output,
-    require,
-    run_attrs,
-    run_options,
-    runtime_client,
-    started,
-    wait,
-)
+from bigdist.cli.options import planned, require, run_attrs, run_options, runtime_client, started, wait
 
 
 @click.command()
@@ -42,7 +33,6 @@ def meanshift(generate: Any = None, **options: Any) -> None:
     from bigdist.io import update_attrs
 
     require(options, "data", "out")
-    refuse_existing_output(options)
     with runtime_client(options) as client:
         started(client, generate, {"data": options["data"]})
         out = os.path.expanduser(options["out"])
@@ -71,6 +61,7 @@ def meanshift(generate: Any = None, **options: Any) -> None:
     update_attrs(out, timings={"seconds": seconds})
     click.echo(
         f"meanshift: {result.labels.shape[0]:,} rows, {result.n_seeds:,} seeds, {len(result.cluster_centers)} modes, "
-        f"{len(result.stats)} passes, bandwidth {result.bandwidth:.6g}: {seconds:.1f} s\n"
+        f"{result.n_iter} iterations ({len(result.stats)} passes over the data), bandwidth {result.bandwidth:.6g}: "
+        f"{seconds:.1f} s\n"
         f"output: {out} (cluster_centers, intensities, labels)"
     )

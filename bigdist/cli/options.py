@@ -17,6 +17,7 @@ import yaml
 from click.core import ParameterSource
 
 from bigdist import config
+from bigdist.cli.lock import output_lock
 from bigdist.errors import BigdistError, ConfigError
 
 logger = logging.getLogger("bigdist")
@@ -27,6 +28,13 @@ DASK_SECTION = "dask"
 SECURITY_SECTION = "security"
 
 
+# Exit status of a run stopped by Ctrl-C, as shells report SIGINT.
+INTERRUPTED_EXIT = 130
+
+# Options that name input arrays: opened by the library's own opener before any cluster starts.
+INPUT_OPTIONS = ("data", "train", "queries")
+
+
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -34,6 +42,9 @@ def setup_logging(verbose: int) -> None:
     logging.getLogger("bigdist").setLevel(logging.INFO if verbose < 2 else logging.DEBUG)
     # Dask's own logging config, also handed to the LocalCluster's worker processes.
     dask.config.set({"logging.distributed": logging.getLevelName(level).lower()})
+    # Without -v a failed task's "Compute Failed" dump stays out of the terminal (workers in this process,
+    # and those of a LocalCluster, see bigdist.cli.workers): the error line after it says what happened.
+    logging.getLogger("distributed.worker").setLevel(logging.CRITICAL if verbose == 0 else logging.NOTSET)
 
 
 def _load_run_file(path: str, ctx: click.Context, sections: tuple[str, ...]) -> dict[str, Any]:
@@ -118,13 +129,20 @@ def run_options(
                     logger.info("--plan: the run file's generate section is not run (a plan writes nothing)")
                 with dask.config.set(overrides):
                     config.validate()
-                    with _cluster_errors():
-                        command(**options, **extra)
+                    check_inputs(options, extra.get(GENERATE_SECTION))
+                    with output_lock(options["out"]) if options.get("out") else contextlib.nullcontext():
+                        with _cluster_errors():
+                            command(**options, **extra)
             except BigdistError as error:
                 if verbose >= 2:
                     raise
                 click.echo(f"error: {error}", err=True)
                 sys.exit(1)
+            except KeyboardInterrupt:
+                if verbose >= 2:
+                    raise
+                click.echo(f"\ninterrupted: {_resume_hint(options)}", err=True)
+                sys.exit(INTERRUPTED_EXIT)
 
         if planning:
             wrapper = click.option(
@@ -140,6 +158,51 @@ def run_options(
         return wrapper
 
     return decorate
+
+
+def _resume_hint(options: dict[str, Any]) -> str:
+    """The one line a stopped run prints: what is kept, and that the same command resumes."""
+    out = options.get("out")
+    if not out:
+        return "nothing was written"
+    # The fits keep nothing between runs (k-means only with --checkpoint): their iterations run again first.
+    redone = {
+        "kmeans": " (its iterations run again first; --checkpoint resumes them too)",
+        "meanshift": " (its iterations run again first)",
+    }
+    name = click.get_current_context().info_name or ""
+    note = redone.get(name, "") if not options.get("checkpoint") else ""
+    return f"the blocks already written to {out} are kept; run the same command again to resume{note}"
+
+
+def check_inputs(options: dict[str, Any], generate: Any) -> None:
+    """Open every input with the library's opener and refuse a bad --out, all before any cluster starts.
+
+    An input the run file's ``generate`` section will make (missing or unfinished) is skipped.
+    """
+    from bigdist.io import check_features, open_array
+
+    made = set(generate) if isinstance(generate, dict) else set()
+    opened = {}
+    for name in INPUT_OPTIONS:
+        if not options.get(name):
+            continue
+        path = os.path.expanduser(options[name])
+        if name in made and not finished(path):
+            continue
+        opened[name] = open_array(path)
+    if "queries" in opened and "train" in opened:
+        check_features(opened["queries"], opened["train"], names=(options["queries"], options["train"]))
+    if options.get("labels") and "train" in opened:
+        from bigdist.io.labels import as_labels
+
+        as_labels(os.path.expanduser(options["labels"]), opened["train"].shape[0], name=options["labels"])
+    if options.get("out"):
+        out = os.path.abspath(os.path.expanduser(options["out"]))
+        for name in (*INPUT_OPTIONS, "labels", "checkpoint"):
+            if options.get(name) and os.path.abspath(os.path.expanduser(options[name])) == out:
+                raise ConfigError(f"--out {options['out']!r} is also --{name}; write the result to another path")
+        refuse_existing_output(options)
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -206,24 +269,43 @@ def _cluster_errors() -> Any:
         yield
 
 
+@contextlib.contextmanager
 def runtime_client(options: dict[str, Any]) -> Any:
-    from bigdist import runtime
+    """The run's cluster: --scheduler, else --scheduler-file, else Dask's ``scheduler-address``, else local.
 
-    return runtime.start(
-        scheduler=options["scheduler"],
+    ``scheduler-address`` is where Dask users set a default cluster (``DASK_SCHEDULER_ADDRESS``, a Dask
+    config file or the run file's ``dask:`` section); an explicit flag wins over it.
+    """
+    from bigdist import runtime
+    from bigdist.cli.workers import TerminalWorker
+
+    scheduler = options["scheduler"]
+    if not scheduler and not options["scheduler_file"]:
+        scheduler = dask.config.get("scheduler-address", None)
+    with runtime.start(
+        scheduler=scheduler,
         scheduler_file=options["scheduler_file"],
         performance_report=options["performance_report"],
-    )
+    ) as client:
+        if not scheduler and not options["scheduler_file"]:
+            client.register_plugin(TerminalWorker(options["verbose"]))
+        yield client
 
 
 def wait(client: Any, delayed: Any) -> Any:
     """Compute ``delayed`` on the cluster, with a progress bar on an interactive terminal."""
     future = client.compute(delayed)
-    if sys.stderr.isatty() and not os.environ.get("CI"):
-        from distributed import progress
+    try:
+        if sys.stderr.isatty() and not os.environ.get("CI"):
+            from distributed import progress
 
-        progress(future)
-    return future.result()
+            progress(future)
+        return future.result()
+    except KeyboardInterrupt:
+        if logging.getLogger("bigdist").getEffectiveLevel() > logging.DEBUG:
+            # The cluster closing under running tasks logs cancellations that say nothing to the user.
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        raise
 
 
 def generate_data(kind: str, out: str, spec: dict[str, Any], *, overwrite: bool) -> Any:
@@ -332,6 +414,13 @@ def queries_and_train(options: dict[str, Any]) -> tuple[str, str | None]:
     """The library's (queries, train) arguments: (--train, None), the self-join, when --queries is not given."""
     train = os.path.expanduser(options["train"])
     return (os.path.expanduser(options["queries"]), train) if options["queries"] else (train, None)
+
+
+def resumed_note(share: float) -> str:
+    """Said after the rates of a run that resumed: they are over the part it computed, ``share`` of the whole."""
+    if share >= 1.0:
+        return ""
+    return f" (resumed: {1 - share:.0%} was written by an earlier run; rates are over the {share:.0%} computed now)"
 
 
 def run_attrs(options: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from bigdist.cli.options import (
     planned,
     queries_and_train,
     require,
+    resumed_note,
     run_attrs,
     run_options,
     runtime_client,
@@ -48,6 +49,13 @@ def pairwise(generate: Any = None, **options: Any) -> None:
         matrix = bigdist.pairwise_distances(queries, train, options["metric"], **metric_params(options))
         params = {"metric": options["metric"], **metric_params(options), "self_join": train is None}
         n_features = bigdist.open_array(train or queries).shape[1]
+        rows: dict[str, int] = {}
+
+        def count_rows(done: int, total: int, elapsed: float) -> None:
+            # The first written row of blocks tells how many an earlier run had written: rates are over the rest.
+            rows.setdefault("before", done - 1)
+            rows["total"] = total
+
         start = time.perf_counter()
         # Waves on the client's cluster, each task reading its own query and train blocks.
         write_blocks(
@@ -56,13 +64,16 @@ def pairwise(generate: Any = None, **options: Any) -> None:
             attrs={"pairwise": params, "run": run_attrs(options)},
             overwrite=options["overwrite"],
             flops_per_element=flops_per_pair(get_metric(options["metric"]).name, n_features),
+            progress=count_rows,
         )
         seconds = time.perf_counter() - start
+        share = 1.0 - rows["before"] / rows["total"] if rows else 0.0
     n_queries, n_train = matrix.shape
     gigabytes = matrix.nbytes / 1e9
-    update_attrs(out, timings={"seconds": seconds, "gigabytes_per_second": gigabytes / seconds})
+    rate = gigabytes * share / seconds
+    update_attrs(out, timings={"seconds": seconds, "gigabytes_per_second": rate, "computed_share": share})
     click.echo(
         f"pairwise: {n_queries:,} x {n_train:,} {options['metric']} matrix ({gigabytes:.2f} GB, {matrix.dtype}, "
         f"blocks of {matrix.chunks[0][0]:,} x {matrix.chunks[1][0]:,}): {seconds:.1f} s, "
-        f"{gigabytes / seconds:.2f} GB/s\noutput: {out} (distances)"
+        f"{rate:.2f} GB/s{resumed_note(share)}\noutput: {out} (distances)"
     )

@@ -339,6 +339,30 @@ def _rechunk_dask(array: da.Array, dtype: np.dtype, name: str) -> da.Array:
     return array
 
 
+# NumPy inputs above this size go to the cluster once, by scatter, instead of inside every graph
+# (distributed warns "Sending large graph" from 10 MB on, and ships the bytes again with each compute).
+_SCATTER_BYTES = 1 << 20
+
+
+def _scattered(source: np.ndarray, rows: int) -> da.Array | None:
+    """``source`` scattered to the ambient distributed Client in blocks of ``rows``; None without a client."""
+    if source.nbytes < _SCATTER_BYTES:
+        return None
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        return None
+    if client.asynchronous:
+        return None  # scatter would return a coroutine here
+    blocks = [source[start : start + rows] for start in range(0, len(source), rows)]
+    # hash=True: the same data gets the same keys, so scattering it again for the next call costs nothing new.
+    futures = client.scatter(blocks, hash=True)
+    parts = [da.from_delayed(f, shape=b.shape, dtype=b.dtype) for f, b in zip(futures, blocks, strict=True)]
+    return da.concatenate(parts)
+
+
 def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Array:
     """Return ``data`` as a 2-D float dask array, rows chunked, features in one chunk.
 
@@ -389,7 +413,8 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
         array = _rechunk_dask(source, dtype, name)
     else:
         rows = min(_block_rows(source, n_features, dtype.itemsize, name), n_rows)
-        array = da.from_array(source, chunks=(rows, n_features), asarray=True)
+        scattered = _scattered(source, rows) if eager else None
+        array = scattered if scattered is not None else da.from_array(source, chunks=(rows, n_features), asarray=True)
     if array.dtype != dtype:
         array = array.astype(dtype)
 

@@ -10,6 +10,7 @@ without ``overwrite=True``.
 from __future__ import annotations
 
 import datetime
+import functools
 import importlib.metadata
 import json
 import logging
@@ -27,6 +28,7 @@ import zarr
 from dask.base import tokenize
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+from zarr.core.sync import sync
 
 from bigdist import config
 from bigdist.errors import IncompleteOutputError, OutputExistsError, ParameterError, StoreNotFoundError
@@ -178,8 +180,9 @@ def mark_complete(path: str, *_stored: Any) -> str:
     meta.update(complete=True, versions=versions(), finished_at=_now())
     group.attrs["bigdist"] = meta
     # After the flag: if this is interrupted, the output is complete with stale markers, which is harmless.
-    if PROGRESS_GROUP in group:
-        del group[PROGRESS_GROUP]
+    # The whole prefix, not only the group: markers written by a concurrent run after another run deleted
+    # the group's metadata are bare chunk files that zarr warns about on every read.
+    sync(group.store.delete_dir(f"{group.path}/{PROGRESS_GROUP}".lstrip("/")))
     logger.info("wrote %s", path)
     return path
 
@@ -500,6 +503,28 @@ def _progress(group: zarr.Group) -> dict[str, str]:
     }
 
 
+def written_fraction(path: str | os.PathLike[str], name: str) -> float:
+    """Share of the elements of array ``name`` in blocks already written to an unfinished output.
+
+    0 for an output with no markers (new, or finished); a run that resumes reports its rates over the
+    rest, the part it computes itself.
+    """
+    path = normalise_path(path)
+    node = _open_node(path)
+    if not isinstance(node, zarr.Group) or f"{PROGRESS_GROUP}/{name}" not in node or name not in node:
+        return 0.0
+    array, done = node[name], np.asarray(node[f"{PROGRESS_GROUP}/{name}"][...]).astype(bool)
+    if array.size == 0:
+        return 0.0
+    # Elements of each block along each axis (the last block may be short).
+    sizes = [
+        np.minimum(chunk, length - chunk * np.arange(blocks))
+        for chunk, length, blocks in zip(array.chunks, array.shape, done.shape, strict=True)
+    ]
+    elements = functools.reduce(np.multiply.outer, sizes) if sizes else np.ones(())
+    return float(elements[done].sum() / array.size)
+
+
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Arrays (shape, dtype, chunks, codecs), attributes and completeness of a Zarr group or array.
 
@@ -532,12 +557,18 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         members = {"": node}
     meta = _meta(node)
     complete = None if meta is None else meta["complete"] is True
-    status = {None: "not written by bigdist", True: "complete", False: "incomplete (the run did not finish)"}
+    status = {None: "not written by bigdist", True: "complete", False: "incomplete (the run did not finish)"}[complete]
+    checkpoint = dict(node.attrs).get("bigdist_checkpoint")
+    if meta is None and isinstance(checkpoint, Mapping):
+        status = (
+            f"k-means checkpoint written by bigdist: the centroids after {checkpoint.get('n_iter', '?')} "
+            f"iteration(s), in {checkpoint.get('array', '?')}; a run given it as --checkpoint resumes from there"
+        )
     return {
         "path": path,
         "kind": "group" if isinstance(node, zarr.Group) else "array",
         "complete": complete,
-        "status": status[complete],
+        "status": status,
         "arrays": {name: _describe_array(array) for name, array in sorted(members.items())},
         **({"progress": _progress(node)} if complete is False and isinstance(node, zarr.Group) else {}),
         "attrs": dict(node.attrs),

@@ -143,6 +143,8 @@ def test_generate_takes_its_options_and_dask_and_security_sections_from_a_run_fi
 
 
 def test_unreachable_scheduler_exits_non_zero(tmp_path):
+    # A readable input: inputs are checked before the scheduler is reached.
+    zarr.create_array(store=str(tmp_path / "x.zarr"), data=np.ones((4, 2)))
     code, output = _run(
         "knn",
         "--train",
@@ -222,6 +224,8 @@ def test_meanshift_end_to_end_equals_scikit_learn(tmp_path, scheduler, monkeypat
     np.testing.assert_array_equal(group["labels"][:], theirs.labels_)
     stats = group.attrs["meanshift"]["stats"]
     assert stats[0]["iteration"] == 1 and stats[-1]["still_moving"] == 0
+    # The summary counts iterations as scikit-learn (and bigdist's log) do; the last pass only confirms.
+    assert f"{theirs.n_iter_} iterations ({len(stats)} passes over the data)" in output
     assert group.attrs["bigdist"]["complete"] is True
     _assert_refused_before_fitting(monkeypatch, "meanshift", "--config", run_file)
 

@@ -66,7 +66,7 @@ def test_classify_refuses_mismatched_labels(tmp_path, scheduler, digits_stores):
         "--scheduler", scheduler,
     )  # fmt: skip
     assert code == 1
-    assert "y has 10 labels but the train set has 1497 rows" in output
+    assert f"{short} has 10 labels but the train set has 1497 rows" in output  # refused before any cluster
     code, output = _run("classify", "--train", digits_stores["train"], "--out", tmp_path / "x.zarr")
     assert code == 1 and "missing --labels" in output
 

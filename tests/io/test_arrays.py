@@ -270,3 +270,27 @@ def test_check_number_names_the_value(value, options, message):
     with pytest.raises(ParameterError, match=re.escape(message)):
         check_number("bandwidth", value, **options)
     assert check_number("bandwidth", 0.5, minimum=0, maximum=1) == 0.5
+
+
+def test_large_numpy_inputs_under_a_client_are_scattered_not_sent_in_graphs():
+    """No "Sending large graph" warning from bigdist's own handling of a NumPy input, and exact results."""
+    import warnings
+
+    from distributed import Client
+
+    import bigdist as bd
+    from tests.oracle import knn_oracle
+
+    rng = np.random.default_rng(0)
+    X = rng.random((3000, 600))  # 14 MB, above distributed's 10 MB warning threshold
+    Q = X[:7] + 0.01
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            distances, indices = bd.knn(Q, X, k=3).compute()
+            array = as_array(X)
+    assert not [w for w in caught if "large graph" in str(w.message)], [str(w.message)[:80] for w in caught]
+    oracle_distances, oracle_indices = knn_oracle(Q, X, 3)
+    np.testing.assert_array_equal(indices, oracle_indices)
+    np.testing.assert_allclose(distances, oracle_distances, rtol=1e-12)
+    assert array.chunks == as_array(X).chunks  # the same blocks as without a client

@@ -232,3 +232,17 @@ def test_run_killed_while_creating_its_arrays_starts_afresh(tmp_path, fault_on_t
     FAULT["block"] = None
     write_group(path, {"x": _data()})
     np.testing.assert_array_equal(read_group(path)["x"].compute(), np.arange(100).reshape(50, 2))
+
+
+def test_two_writers_of_one_output_leave_no_progress_markers(tmp_path, recwarn):
+    """A second writer resumed from the same markers finishes after the first: no bare marker chunks remain."""
+    path = str(tmp_path / "out.zarr")
+    source = da.arange(12.0, chunks=3).reshape(6, 2)
+    first = write_group(path, {"x": source}, compute=False)
+    second = write_group(path, {"x": source}, compute=False)  # resumes the same unfinished group
+    first.compute()
+    second.compute()
+    assert not (tmp_path / "out.zarr" / "bigdist_progress").exists()
+    np.testing.assert_array_equal(read_group(path)["x"].compute(), np.arange(12.0).reshape(6, 2))
+    assert describe(path)["complete"] is True
+    assert not [w for w in recwarn if "not recognized as a component" in str(w.message)]
