@@ -186,10 +186,12 @@ class _SchedulerWatch(SchedulerPlugin):
     name = "bigdist-test-watch"
 
     async def start(self, scheduler):
-        self.scheduler, self.most, self.keys = scheduler, 0, set()
+        self.scheduler, self.most, self.keys, self.at_most = scheduler, 0, set(), {}
 
     def transition(self, key, start, finish, *args, **kwargs):
-        self.most = max(self.most, len(self.scheduler.tasks))
+        if len(self.scheduler.tasks) > self.most:
+            self.most = len(self.scheduler.tasks)
+            self.at_most = {str(k): (task.state, len(task.who_wants or ())) for k, task in self.scheduler.tasks.items()}
         self.keys.add(key)
 
 
@@ -203,13 +205,14 @@ def test_cluster_tasks_stay_within_the_window_and_panels_read_train_rows(tmp_pat
         result.to_zarr(str(tmp_path / "nn.zarr"))
         with dask.config.set(scheduler="synchronous"):
             result.to_zarr(str(tmp_path / "sync.zarr"))
-    most, keys = client.run_on_scheduler(
+    most, keys, at_most = client.run_on_scheduler(
         lambda dask_scheduler: (
             dask_scheduler.plugins["bigdist-test-watch"].most,
             dask_scheduler.plugins["bigdist-test-watch"].keys,
+            dask_scheduler.plugins["bigdist-test-watch"].at_most,
         )
     )
-    assert 1 <= most <= window_size(client)
+    assert 1 <= most <= window_size(client), at_most
     # Only fused tasks: no key of a train (or query) block ever reached the scheduler.
     assert keys and all(str(key).startswith("bigdist-knn-panel-") for key in keys)
     assert _chunk_digests(str(tmp_path / "nn.zarr")) == _chunk_digests(str(tmp_path / "sync.zarr"))
