@@ -6,6 +6,7 @@ from bigdist import config as config
 from bigdist.classification import KNeighborsClassifier, KNeighborsRegressor
 from bigdist.cluster import KMeans, MeanShift
 from bigdist.errors import BigdistError
+from bigdist.execution.plan import Plan, plan
 from bigdist.io import open_array
 from bigdist.kmeans import KMeansResult, kmeans
 from bigdist.knn import KNNResult, knn
@@ -31,6 +32,7 @@ __all__ = [
     "MeanShift",
     "MeanShiftResult",
     "NearestNeighbors",
+    "Plan",
     "RadiusResult",
     "__version__",
     "config",
@@ -43,5 +45,6 @@ __all__ = [
     "open_array",
     "pairwise_distances",
     "pairwise_distances_argmin_min",
+    "plan",
     "radius_neighbors",
 ]

@@ -17,19 +17,19 @@ from typing import Any
 import dask
 import dask.array as da
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin, RegressorMixin
+from sklearn.base import ClassifierMixin, MultiOutputMixin, RegressorMixin
 from sklearn.exceptions import DataConversionWarning
 from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from bigdist import config
-from bigdist.errors import InputDtypeError, InputShapeError, ParameterError
+from bigdist.errors import InputDtypeError, InputShapeError
 from bigdist.io import as_array, check_int, in_memory
 from bigdist.io.labels import as_labels
 from bigdist.kernels.labels import class_mode, class_proba, neighbour_weights, weighted_average
-from bigdist.knn import check_metric, knn
-from bigdist.neighbors import NearestNeighbors, metric_kwargs
+from bigdist.neighbors import SEARCH_PARAMETERS, NeighborsBase
 from bigdist.reductions import lookup_rows
 
 _WEIGHTS = ("uniform", "distance")
@@ -82,54 +82,56 @@ def _average_block(distances: np.ndarray, values: np.ndarray, *, weights: Any, o
     return average if outputs_2d else average[:, 0]
 
 
-class _LabelledNeighbors(MultiOutputMixin, BaseEstimator):
+class _LabelledNeighbors(MultiOutputMixin, NeighborsBase):
     """Train rows with a label each, queried through :func:`bigdist.knn`."""
+
+    _parameter_constraints: dict = {
+        **{key: value for key, value in NeighborsBase._parameter_constraints.items() if key != "radius"},
+        "weights": [StrOptions(set(_WEIGHTS)), callable, None],
+    }
 
     def __init__(
         self,
         n_neighbors: int = 5,
         *,
         weights: Any = "uniform",
-        metric: str = "euclidean",
-        p: float | None = None,
+        algorithm: str = "auto",
+        leaf_size: int = 30,
+        p: float | None = 2,
+        metric: Any = "minkowski",
         metric_params: dict[str, Any] | None = None,
+        n_jobs: int | None = None,
         split_every: int | None = None,
     ) -> None:
         self.n_neighbors = n_neighbors
         self.weights = weights
-        self.metric = metric
+        self.algorithm = algorithm
+        self.leaf_size = leaf_size
         self.p = p
+        self.metric = metric
         self.metric_params = metric_params
+        self.n_jobs = n_jobs
         self.split_every = split_every
 
-    def _metric_kwargs(self) -> dict[str, Any]:
-        return metric_kwargs(self.metric, self.p, self.metric_params)
+    def _weights(self) -> Any:
+        # None is scikit-learn's other spelling of "uniform".
+        return "uniform" if self.weights is None else self.weights
 
     def _fit_train(self, X: Any, y: Any) -> np.ndarray | da.Array:
         """Validate the parameters, record the train rows; return the labels (NumPy or dask)."""
-        check_metric(self.metric, **self._metric_kwargs())
-        if not (callable(self.weights) or (isinstance(self.weights, str) and self.weights in _WEIGHTS)):
-            raise ParameterError(
-                f"weights must be 'uniform', 'distance' or a callable mapping distances to weights, "
-                f"got weights={self.weights!r}"
-            )
-        check_int("n_neighbors", self.n_neighbors)
+        self._check_params()
         if y is None:
             raise InputShapeError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None; give one label per train row"
             )
-        self._fit_X = as_array(X, name="X")
-        self.n_samples_fit_, self.n_features_in_ = (int(size) for size in self._fit_X.shape)
+        self._record_train(X)
         self._fit_in_memory = in_memory(X) and in_memory(y)
         return as_labels(y, self.n_samples_fit_, name="y")
 
     def _store_values(self, values: np.ndarray | da.Array) -> None:
         self._values = _values_array(values)
 
-    def _queries(self, X: Any) -> da.Array | None:
-        check_is_fitted(self, "_fit_X")
-        if X is None:
-            return None
+    def _query_array(self, X: Any) -> da.Array:
         queries = as_array(X, name="X")
         if queries.shape[1] != self.n_features_in_:
             raise InputShapeError(
@@ -138,56 +140,12 @@ class _LabelledNeighbors(MultiOutputMixin, BaseEstimator):
             )
         return queries
 
-    def _neighbours(self, X: Any, n_neighbors: int | None = None) -> tuple[da.Array, da.Array, bool]:
-        """Lazy (distances, indices) of shape (n_queries, k), and whether the result goes out as NumPy."""
-        queries = self._queries(X)
-        k = check_int("n_neighbors", self.n_neighbors if n_neighbors is None else n_neighbors)
-        available = self.n_samples_fit_ - (1 if queries is None else 0)
-        if k > available:
-            where = "excluding each row itself, as X=None asks" if queries is None else "the estimator was fitted on"
-            raise ParameterError(
-                f"n_neighbors={k} exceeds the {available} train rows available ({where}); use n_neighbors <= "
-                f"{available} or fit on more rows"
-            )
-        if queries is None:
-            result = knn(self._fit_X, None, k, self.metric, split_every=self.split_every, **self._metric_kwargs())
-            numpy_out = self._fit_in_memory
-        else:
-            result = knn(queries, self._fit_X, k, self.metric, split_every=self.split_every, **self._metric_kwargs())
-            numpy_out = in_memory(X) and self._fit_in_memory
-        return result.distances, result.indices, numpy_out
-
     def _neighbour_values(self, X: Any) -> tuple[da.Array, da.Array, bool]:
         """Lazy distances (m, k) and the neighbours' stored values (m, k, n_outputs)."""
         distances, indices, numpy_out = self._neighbours(X)
         split_every = config.get("split-every") if self.split_every is None else self.split_every
         values = lookup_rows(indices, self._values, split_every=check_int("split_every", split_every, minimum=2))
         return distances, values, numpy_out
-
-    def kneighbors(self, X: Any = None, n_neighbors: int | None = None, return_distance: bool = True) -> Any:
-        """Find the k nearest train rows of each query row.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_queries, n_features), optional
-            None means the train rows themselves, each excluding itself.
-        n_neighbors : int, optional
-            Defaults to the constructor's ``n_neighbors``.
-        return_distance : bool, default=True
-
-        Returns
-        -------
-        neigh_dist : ndarray or dask array of shape (n_queries, n_neighbors)
-            Only when ``return_distance`` is True.
-        neigh_ind : ndarray or dask array of shape (n_queries, n_neighbors), int64
-        """
-        distances, indices, numpy_out = self._neighbours(X, n_neighbors)
-        if numpy_out:
-            distances, indices = dask.compute(distances, indices)
-        return (distances, indices) if return_distance else indices
-
-    # Built on ``kneighbors`` and ``n_samples_fit_`` alone, so shared as it is.
-    kneighbors_graph = NearestNeighbors.kneighbors_graph
 
 
 class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
@@ -202,15 +160,18 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
     Parameters
     ----------
     n_neighbors : int, default=5
-    weights : {"uniform", "distance"} or callable, default="uniform"
+    weights : {"uniform", "distance"}, callable or None, default="uniform"
         ``"distance"`` weighs a neighbour by ``1 / d``; a query with
         neighbours at distance 0 counts only those, each with weight 1
         (scikit-learn's rule). A callable maps the (n_queries, k) distances
-        of a query block to weights of the same shape.
-    metric : str, default="euclidean"
-        Any metric :func:`bigdist.knn` accepts.
-    p : float, optional
-        Power of the ``minkowski`` metric (default 2; ignored by the other metrics, as in scikit-learn).
+        of a query block to weights of the same shape. None is "uniform".
+    {search}
+    p : float, default=2
+        Order of the ``minkowski`` metric (ignored by the other metrics, as in
+        scikit-learn); a ``p`` in ``metric_params`` takes precedence.
+    metric : str, default="minkowski"
+        Any metric :func:`bigdist.knn` accepts; ``minkowski`` with p=2 runs as
+        ``euclidean``, p=1 as ``manhattan``, p=inf as ``chebyshev``.
     metric_params : dict, optional
         Further keyword arguments of the metric, passed to :func:`bigdist.knn`.
     split_every : int, optional
@@ -224,6 +185,8 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
     n_features_in_ : int
     n_samples_fit_ : int
     """
+
+    __doc__ = __doc__.replace("{search}", SEARCH_PARAMETERS)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -286,7 +249,7 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
         n_classes = tuple(len(found) for found in classes)
         votes = []
         for output, count in enumerate(n_classes):
-            vote = partial(_vote_block, weights=self.weights, n_classes=n_classes, output=output, proba=proba)
+            vote = partial(_vote_block, weights=self._weights(), n_classes=n_classes, output=output, proba=proba)
             name = f"bigdist-knn-{'proba' if proba else 'vote'}-{dask.base.tokenize(distances, values, vote)}"
             # Probabilities: one column per class; votes: one class code per query.
             if proba:
@@ -321,7 +284,7 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
             for code, found in zip(codes, classes, strict=True)
         ]
         predicted = da.stack(labels, axis=1).astype(dtype) if self.outputs_2d_ else labels[0]
-        return predicted.compute() if numpy_out else predicted
+        return self._compute(predicted)[0] if numpy_out else predicted
 
     def predict_proba(self, X: Any = None) -> Any:
         """Class probabilities of each query row, classes in the order of ``classes_``.
@@ -337,7 +300,7 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
         """
         probabilities, numpy_out = self._votes(X, proba=True)
         if numpy_out:
-            probabilities = list(dask.compute(*probabilities))
+            probabilities = list(self._compute(*probabilities))
         return probabilities if self.outputs_2d_ else probabilities[0]
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
@@ -368,9 +331,10 @@ class KNeighborsRegressor(RegressorMixin, _LabelledNeighbors):
     Parameters
     ----------
     n_neighbors : int, default=5
-    weights : {"uniform", "distance"} or callable, default="uniform"
-    metric : str, default="euclidean"
-    p : float, optional
+    weights : {"uniform", "distance"}, callable or None, default="uniform"
+    {search}
+    p : float, default=2
+    metric : str, default="minkowski"
     metric_params : dict, optional
     split_every : int, optional
 
@@ -379,6 +343,8 @@ class KNeighborsRegressor(RegressorMixin, _LabelledNeighbors):
     n_features_in_ : int
     n_samples_fit_ : int
     """
+
+    __doc__ = __doc__.replace("{search}", SEARCH_PARAMETERS)
 
     def fit(self, X: Any, y: Any) -> KNeighborsRegressor:
         """Record the train rows and their targets.
@@ -424,15 +390,15 @@ class KNeighborsRegressor(RegressorMixin, _LabelledNeighbors):
         """
         check_is_fitted(self, "_values")
         distances, values, numpy_out = self._neighbour_values(X)
-        dtype = self._values.dtype if self.weights == "uniform" else np.dtype(np.float64)
-        average = partial(_average_block, weights=self.weights, outputs_2d=self._outputs_2d)
+        dtype = self._values.dtype if self._weights() == "uniform" else np.dtype(np.float64)
+        average = partial(_average_block, weights=self._weights(), outputs_2d=self._outputs_2d)
         name = f"bigdist-knn-average-{dask.base.tokenize(distances, values, average)}"
         out_index = "io" if self._outputs_2d else "i"
         predicted = da.blockwise(
             average, out_index, distances, "ik", values, "iko",
             concatenate=True, dtype=dtype, meta=np.empty((0,) * len(out_index), dtype=dtype), name=name,
         )  # fmt: skip
-        return predicted.compute() if numpy_out else predicted
+        return self._compute(predicted)[0] if numpy_out else predicted
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Coefficient of determination R² of ``predict(X)``, averaged over outputs.

@@ -7,6 +7,8 @@ show the offending value and say how to fix it.
 
 from __future__ import annotations
 
+from sklearn.utils._param_validation import InvalidParameterError as _ScikitLearnInvalidParameterError
+
 
 class BigdistError(Exception):
     """Base class of every error raised by bigdist."""
@@ -30,6 +32,10 @@ class ValueRangeError(BigdistError, ValueError):
 
 class ParameterError(BigdistError, ValueError):
     """A parameter is out of range or unknown."""
+
+
+class EstimatorParameterError(ParameterError, _ScikitLearnInvalidParameterError):
+    """An estimator parameter is invalid; also scikit-learn's InvalidParameterError, which its checks expect."""
 
 
 class ConfigError(BigdistError, ValueError):
@@ -74,3 +80,11 @@ class TooManyNeighborsError(BigdistError, ValueError):
 
 class InputValueError(BigdistError, ValueError):
     """An input holds values the chosen metric is not defined for (negative for chi2, non-boolean for jaccard)."""
+
+
+class PlanError(BigdistError, ValueError):
+    """A job cannot be planned: an input cannot be opened or its size is unknown."""
+
+
+class InsufficientSpaceError(BigdistError, OSError):
+    """An output would not fit in the free space of its disk (``--force`` runs anyway)."""

@@ -15,6 +15,7 @@ import dask.array as da
 import numpy as np
 import zarr
 from dask.base import tokenize
+from sklearn.exceptions import ConvergenceWarning
 
 from bigdist import config
 from bigdist.errors import InputShapeError, ParameterError
@@ -35,6 +36,9 @@ from bigdist.kernels.kmeans import (
     sample_by_distance_chunk,
     stack_rows,
     update_centroids,
+    weighted_draw_chunk,
+    weighted_draw_combine,
+    with_row_weights,
 )
 from bigdist.reductions import block_tree_reduce, block_tree_reduce_carry, map_row_blocks
 from bigdist.resources import maybe_persist, memory_budget, should_persist
@@ -55,6 +59,7 @@ class KMeansResult:
     inertia : float, sum of squared distances of the rows to their centroid
     n_iter : int, Lloyd iterations run
     stats : list of dict, one per iteration: inertia, centroid shift, relocated clusters, seconds
+    n_distinct_clusters : int, clusters holding at least one row (fewer than n_clusters warns)
     """
 
     centroids: np.ndarray
@@ -63,6 +68,7 @@ class KMeansResult:
     n_iter: int
     stats: list[dict[str, float]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    n_distinct_clusters: int = 0
 
     def to_zarr(
         self, path: str, *, overwrite: bool = False, attrs: dict[str, Any] | None = None, compute: bool = True
@@ -79,16 +85,30 @@ class KMeansResult:
         )
 
 
+def _weighted(chunk: Any, weights: da.Array | None) -> tuple[Any, tuple[da.Array, ...]]:
+    """A block kernel and the per-row arrays it needs: its rows' weights when the run has any."""
+    if weights is None:
+        return chunk, ()
+    return partial(with_row_weights, chunk), (weights,)
+
+
 def _lloyd_state(
-    X: da.Array, centroids: np.ndarray, split_every: int, n_far: int, with_moments: bool = False
+    X: da.Array,
+    centroids: np.ndarray,
+    split_every: int,
+    n_far: int,
+    with_moments: bool = False,
+    weights: da.Array | None = None,
 ) -> dict[str, Any]:
+    chunk, along = _weighted(partial(kmeans_chunk, n_far=n_far, with_moments=with_moments), weights)
     return block_tree_reduce(
         X,
-        partial(kmeans_chunk, n_far=n_far, with_moments=with_moments),
+        chunk,
         partial(kmeans_combine, n_far=n_far),
         split_every=split_every,
         name="bigdist-kmeans-pass",
         extra=(centroids,),
+        along=along,
     ).compute()
 
 
@@ -99,6 +119,7 @@ def _bounded_pass(
     previous: np.ndarray | None,
     split_every: int,
     with_moments: bool,
+    weights: da.Array | None = None,
 ) -> tuple[dict[str, Any], da.Array]:
     """One Lloyd pass that carries each row's label and bound to the next (Hamerly's algorithm)."""
     k = len(centroids)
@@ -107,10 +128,10 @@ def _bounded_pass(
     else:
         drift_other, half_gap = bound_updates(previous, centroids)
     combine = partial(kmeans_combine, n_far=k)
+    chunk, along = _weighted(partial(kmeans_bounded_chunk, n_far=k, with_moments=with_moments), weights)
     partials, after = block_tree_reduce_carry(
-        X, carried, partial(kmeans_bounded_chunk, n_far=k, with_moments=with_moments), combine,
-        carried_dtype=BOUNDS_DTYPE, split_every=split_every, name="bigdist-kmeans-pass",
-        extra=(centroids, drift_other, half_gap),
+        X, carried, chunk, combine, carried_dtype=BOUNDS_DTYPE, split_every=split_every,
+        name="bigdist-kmeans-pass", extra=(centroids, drift_other, half_gap), along=along,
     )  # fmt: skip
     # One graph, unoptimised: fusing the bounds' getitem into its chunk task would give the chunk a second
     # key, computed once more for the reduction. Each block is read once; its bounds stay in the cluster.
@@ -138,6 +159,7 @@ def _measure_candidates(
     candidates: np.ndarray,
     split_every: int,
     carry: bool,
+    weights: da.Array | None = None,
 ) -> tuple[dict[str, Any], da.Array | None]:
     """One pass: the rows' summed cost and the rows per candidate, over all ``candidates`` (``new`` the last).
 
@@ -147,22 +169,34 @@ def _measure_candidates(
     nearest candidates are returned.
     """
     if not carry:
+        chunk, along = _weighted(candidate_costs_chunk, weights)
         state = block_tree_reduce(
-            X, candidate_costs_chunk, fold_combine, split_every=split_every, name="bigdist-kmeans||-cost",
-            extra=(candidates,),
+            X, chunk, fold_combine, split_every=split_every, name="bigdist-kmeans||-cost",
+            extra=(candidates,), along=along,
         ).compute()  # fmt: skip
         return state, None
     first_label = len(candidates) - len(new)
-    chunk = partial(fold_candidates_chunk, first_label=first_label, n_labels=len(candidates))
+    chunk, along = _weighted(partial(fold_candidates_chunk, first_label=first_label, n_labels=len(candidates)), weights)
     partials, folded = block_tree_reduce_carry(
         X, nearest, chunk, fold_combine, carried_dtype=NEAREST_DTYPE, split_every=split_every,
-        name="bigdist-kmeans||-cost", extra=(new,),
+        name="bigdist-kmeans||-cost", extra=(new,), along=along,
     )  # fmt: skip
     *partials, folded = dask.persist(*partials, folded, optimize_graph=False)
     return fold_combine(list(dask.compute(*partials))), folded
 
 
-def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, carry: bool, rounds: int = 5) -> np.ndarray:
+def _weighted_rows(X: da.Array, weights: da.Array, size: int, seed: int, split_every: int) -> np.ndarray:
+    """``size`` distinct rows drawn with probabilities proportional to their weights, in one pass."""
+    draw = block_tree_reduce(
+        X, partial(with_row_weights, partial(weighted_draw_chunk, size=size, seed=seed)), weighted_draw_combine,
+        split_every=split_every, name="bigdist-kmeans-weighted-draw", along=(weights,),
+    ).compute()  # fmt: skip
+    return draw["row"]
+
+
+def _init_kmeans_parallel(
+    X: da.Array, k: int, seed: int, split_every: int, carry: bool, weights: da.Array | None, rounds: int = 5
+) -> np.ndarray:
     """k-means|| (Bahmani et al. 2012): oversampled rounds, then weighted k-means++ on the candidates.
 
     Each row carries its nearest candidate and cost (16 bytes, kept in the
@@ -175,8 +209,11 @@ def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, carr
     from sklearn.cluster import KMeans as SkKMeans
 
     rng = np.random.default_rng(seed)
-    candidates = X[int(rng.integers(X.shape[0]))].compute()[None, :].astype(np.float64)
-    state, nearest = _measure_candidates(X, None, candidates, candidates, split_every, carry)
+    if weights is None:
+        candidates = X[int(rng.integers(X.shape[0]))].compute()[None, :].astype(np.float64)
+    else:
+        candidates = _weighted_rows(X, weights, 1, seed, split_every)
+    state, nearest = _measure_candidates(X, None, candidates, candidates, split_every, carry, weights)
     oversampling = 2 * k
     for round_ in range(rounds):
         if state["cost"] == 0:
@@ -186,12 +223,14 @@ def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, carr
             chunk, extra = partial(sample_by_cost_chunk, **draw), ()
         else:
             chunk, extra = partial(sample_by_distance_chunk, **draw), (candidates,)
+        chunk, along = _weighted(chunk, weights)
         sampled = block_tree_reduce(
-            X, chunk, stack_rows, split_every=split_every, name="bigdist-kmeans||-sample", extra=extra, carried=nearest
-        ).compute()
+            X, chunk, stack_rows, split_every=split_every, name="bigdist-kmeans||-sample", extra=extra,
+            carried=nearest, along=along,
+        ).compute()  # fmt: skip
         if len(sampled):
             candidates = np.concatenate([candidates, sampled])
-            state, nearest = _measure_candidates(X, nearest, sampled, candidates, split_every, carry)
+            state, nearest = _measure_candidates(X, nearest, sampled, candidates, split_every, carry, weights)
         logger.info("k-means|| round %d: %d candidates", round_ + 1, len(candidates))
     # Identical candidates (duplicate rows) pool their weights.
     candidates, inverse = np.unique(candidates, axis=0, return_inverse=True)
@@ -206,7 +245,9 @@ def _init_kmeans_parallel(X: da.Array, k: int, seed: int, split_every: int, carr
     return model.fit(candidates, sample_weight=weights).cluster_centers_
 
 
-def _initial_centroids(X: da.Array, k: int, init: Any, seed: int, split_every: int, carry: bool) -> np.ndarray:
+def _initial_centroids(
+    X: da.Array, k: int, init: Any, seed: int, split_every: int, carry: bool, weights: da.Array | None
+) -> np.ndarray:
     n, d = X.shape
     if not isinstance(init, str):
         centroids = np.asarray(init, dtype=np.float64)
@@ -220,14 +261,21 @@ def _initial_centroids(X: da.Array, k: int, init: Any, seed: int, split_every: i
         return centroids
     rng = np.random.default_rng(seed)
     if init == "random":
+        if weights is not None:
+            return _weighted_rows(X, weights, k, seed, split_every)
         return X[rng.choice(n, size=k, replace=False)].compute().astype(np.float64)
     if init == "k-means++":
         from sklearn.cluster import kmeans_plusplus
 
         size = min(n, max(20 * k, 10_000))
-        sample = X[np.sort(rng.choice(n, size=size, replace=False))].compute().astype(np.float64)
-        return kmeans_plusplus(sample, k, random_state=seed)[0]
-    return _init_kmeans_parallel(X, k, seed, split_every, carry)
+        rows = np.sort(rng.choice(n, size=size, replace=False))
+        sample = X[rows].compute().astype(np.float64)
+        sample_weight = None if weights is None else weights[rows].compute()
+        if sample_weight is not None and not sample_weight.any():
+            # The sample holds no weighted row: draw it by weight instead.
+            sample, sample_weight = _weighted_rows(X, weights, min(size, n), seed, split_every), None
+        return kmeans_plusplus(sample, k, random_state=seed, sample_weight=sample_weight)[0]
+    return _init_kmeans_parallel(X, k, seed, split_every, carry, weights)
 
 
 def _load_checkpoint(path: str, k: int, d: int, fingerprint: str) -> dict[str, Any] | None:
@@ -279,6 +327,7 @@ def kmeans(
     checkpoint: str | None = None,
     split_every: int | None = None,
     persist: bool | None = None,
+    sample_weight: Any = None,
 ) -> KMeansResult:
     """K-means clustering (Lloyd's algorithm) of data far bigger than RAM.
 
@@ -311,6 +360,13 @@ def kmeans(
     persist : bool, optional
         Keep the data in the cluster's memory between iterations; by default
         when it takes at most half of the workers' memory.
+    sample_weight : array-like of shape (n_samples,), optional
+        NumPy or dask array of weights >= 0, as in scikit-learn: centroids are
+        weighted means, the inertia a weighted sum, empty means no weight,
+        and the inits draw rows by weight (``random``: without replacement
+        in proportion to the weights; ``k-means++`` and ``k-means||``:
+        weighted costs). The tolerance stays relative to the unweighted
+        variance, as scikit-learn's.
 
     Returns
     -------
@@ -337,25 +393,31 @@ def kmeans(
     seeds = np.random.SeedSequence(random_state).generate_state(n_init)
     # What a checkpoint must match to be resumed: the data (its dask name) and the arguments that shape the run.
     fingerprint = tokenize(array.name, k, init, random_state, tol)
+    weights = None if sample_weight is None else check_sample_weights(sample_weight, array, k)
+    if weights is not None:
+        fingerprint = tokenize(fingerprint, weights.name)
     keep = should_persist(array, persist)
     array = maybe_persist(array, keep, "k-means")
+    if weights is not None:
+        weights = maybe_persist(weights, keep, "k-means sample weights")
     carry = _carry_rows(array, array.nbytes if keep else 0)
 
     best: KMeansResult | None = None
     for run, seed in enumerate(seeds):
-        result = _lloyd(array, k, init, int(seed), max_iter, tol, split_every, checkpoint, fingerprint, carry)
+        result = _lloyd(array, k, init, int(seed), max_iter, tol, split_every, checkpoint, fingerprint, carry, weights)
         logger.info(
             "k-means run %d/%d: inertia %.6g after %d iterations", run + 1, n_init, result.inertia, result.n_iter
         )
         if best is None or result.inertia < best.inertia:
             best = result
     assert best is not None
-    distinct = len(np.unique(best.centroids, axis=0))
+    distinct = best.n_distinct_clusters
     if distinct < k:
+        # scikit-learn's wording and category, which its users filter on.
         warnings.warn(
-            f"only {distinct} distinct clusters found for n_clusters={k}: the data has fewer distinct points "
-            f"than that; use n_clusters <= {distinct}",
-            RuntimeWarning,
+            f"Number of distinct clusters ({distinct}) found smaller than n_clusters ({k}). Possibly due to "
+            f"duplicate points in X; use n_clusters <= {distinct}",
+            ConvergenceWarning,
             stacklevel=2,
         )
     best.params = {
@@ -363,6 +425,34 @@ def kmeans(
         "max_iter": max_iter, "tol": tol, "random_state": random_state,
     }  # fmt: skip
     return best
+
+
+def check_sample_weights(sample_weight: Any, X: da.Array, n_clusters: int = 0) -> da.Array:
+    """The weights as a float64 dask array chunked like the rows of X, checked in one pass over them.
+
+    At least ``n_clusters`` rows must have a weight > 0.
+    """
+    n, k = X.shape[0], n_clusters
+    weights = sample_weight if isinstance(sample_weight, da.Array) else da.from_array(np.asarray(sample_weight))
+    if weights.shape != (n,):
+        raise InputShapeError(
+            f"sample_weight has shape {weights.shape}, but X has {n} samples; give one weight per row, shape ({n},)"
+        )
+    weights = weights.astype(np.float64).rechunk((X.chunks[0],))
+    valid = da.isfinite(weights) & (weights >= 0)
+    n_valid, n_positive, total = dask.compute(valid.sum(), (weights > 0).sum(), da.where(valid, weights, 0).sum())
+    if n_valid < n:
+        raise ParameterError(
+            f"sample_weight holds {n - int(n_valid)} negative, NaN or infinite values; give finite weights >= 0"
+        )
+    if k > 0 and n_positive == 0:
+        raise ParameterError("sample_weight is zero for every row; give at least one row a weight > 0")
+    if n_positive < k:
+        raise ParameterError(
+            f"sample_weight gives only {int(n_positive)} rows a weight > 0 (total {float(total):.6g}), fewer than "
+            f"n_clusters={k}; give more rows a positive weight or use fewer clusters"
+        )
+    return weights
 
 
 def _lloyd(
@@ -376,6 +466,7 @@ def _lloyd(
     checkpoint: str | None,
     fingerprint: str,
     carry: bool,
+    weights: da.Array | None = None,
 ) -> KMeansResult:
     """Lloyd passes from the init (or the checkpoint); ``carry``: keep per-row state in the cluster."""
     n, d = X.shape
@@ -384,19 +475,19 @@ def _lloyd(
         centroids, start, stats, tol_abs = saved["centroids"], saved["n_iter"], saved["stats"], saved["tol_abs"]
         logger.info("k-means: resuming from %s after %d iterations", checkpoint, start)
         if saved.get("converged"):
-            return _finish(X, centroids, start, stats, split_every)
+            return _finish(X, centroids, start, stats, split_every, weights)
     else:
-        centroids = _initial_centroids(X, k, init, seed, split_every, carry)
+        centroids = _initial_centroids(X, k, init, seed, split_every, carry, weights)
         start, stats, tol_abs = 0, [], None
 
     carried, previous = None, None
     for iteration in range(start, max_iter):
         began = time.perf_counter()
         if carry:
-            state, carried = _bounded_pass(X, carried, centroids, previous, split_every, tol_abs is None)
+            state, carried = _bounded_pass(X, carried, centroids, previous, split_every, tol_abs is None, weights)
             previous = centroids
         else:
-            state = _lloyd_state(X, centroids, split_every, n_far=k, with_moments=tol_abs is None)
+            state = _lloyd_state(X, centroids, split_every, n_far=k, with_moments=tol_abs is None, weights=weights)
         if tol_abs is None:
             mean, mean_sq = state["moments"] / n
             tol_abs = float(np.mean(mean_sq - mean**2) * tol)
@@ -421,13 +512,21 @@ def _lloyd(
             )  # fmt: skip
         if converged:
             break
-    return _finish(X, centroids, len(stats), stats, split_every)
+    return _finish(X, centroids, len(stats), stats, split_every, weights)
 
 
 def _finish(
-    X: da.Array, centroids: np.ndarray, n_iter: int, stats: list[dict[str, float]], split_every: int
+    X: da.Array,
+    centroids: np.ndarray,
+    n_iter: int,
+    stats: list[dict[str, float]],
+    split_every: int,
+    weights: da.Array | None = None,
 ) -> KMeansResult:
     # Inertia of the final centroids, as scikit-learn reports it.
-    inertia = _lloyd_state(X, centroids, split_every, n_far=0)["inertia"]
+    state = _lloyd_state(X, centroids, split_every, n_far=0, weights=weights)
     labels = map_row_blocks(X, labels_chunk, dtype=np.int64, name="bigdist-kmeans-labels", extra=(centroids,))
-    return KMeansResult(centroids=centroids, labels=labels, inertia=float(inertia), n_iter=n_iter, stats=stats)
+    return KMeansResult(
+        centroids=centroids, labels=labels, inertia=float(state["inertia"]), n_iter=n_iter, stats=stats,
+        n_distinct_clusters=int((state["counts"] > 0).sum()),
+    )  # fmt: skip

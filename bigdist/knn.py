@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import dask
@@ -13,8 +13,11 @@ import numpy as np
 from dask.base import tokenize
 
 from bigdist import config
-from bigdist.errors import ParameterError, ValueRangeError
-from bigdist.io import as_array, check_features, check_int, write_group
+from bigdist.errors import ParameterError
+from bigdist.execution.jobs import Job
+from bigdist.execution.knn import cast_distances, knn_job, write_knn
+from bigdist.execution.waves import ProgressCallback
+from bigdist.io import as_array, check_features, check_int
 from bigdist.kernels.registry import get_metric
 from bigdist.planning import query_blocks
 from bigdist.reductions import knn_topk
@@ -24,19 +27,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class KNNResult:
-    """Lazy result of :func:`knn`.
+    """Result of :func:`knn`: lazy arrays for what fits in one graph, waves for writing.
 
     Attributes
     ----------
     distances : dask array of shape (n_queries, k)
         Distances to the neighbours, nearest first; for ``inner_product`` the
         inner products, largest first. float32 when both inputs are float32.
+        Built on first use as one graph of (query blocks x train blocks)
+        tiles: fine while that is small; :meth:`to_zarr` never builds it.
     indices : dask array of shape (n_queries, k), int64
         Global rows of the neighbours in the train set.
     """
 
-    distances: da.Array
-    indices: da.Array
     k: int
     metric: str
     n_queries: int
@@ -44,30 +47,101 @@ class KNNResult:
     n_features: int
     self_join: bool
     params: dict[str, Any] = field(default_factory=dict)
+    query_array: da.Array | None = field(default=None, repr=False)
+    train_array: da.Array | None = field(default=None, repr=False)
+    p: float = 2.0
+    split_every: int = 8
+
+    @cached_property
+    def _lazy(self) -> tuple[da.Array, da.Array]:
+        result = knn_topk(
+            self.query_array,
+            self.train_array,
+            k=self.k,
+            metric=self.metric,
+            p=self.p,
+            exclude_self=self.self_join,
+            split_every=self.split_every,
+            tile_query_rows=config.get("knn.tile-query-rows"),
+            tile_train_rows=config.get("knn.tile-train-rows"),
+        )
+        out_dtype = np.result_type(self.query_array.dtype, self.train_array.dtype)
+        distances = result["distance"].map_blocks(
+            partial(cast_distances, dtype=out_dtype, metric=self.metric),
+            dtype=out_dtype,
+            meta=np.empty((0, 0), dtype=out_dtype),
+            name=f"bigdist-knn-distances-{tokenize(result, out_dtype)}",
+        )
+        return distances, result["index"]
+
+    @property
+    def distances(self) -> da.Array:
+        return self._lazy[0]
+
+    @property
+    def indices(self) -> da.Array:
+        return self._lazy[1]
 
     @property
     def flops(self) -> float:
         """Floating-point operations of the distance GEMMs (2·m·n·d)."""
         return 2.0 * self.n_queries * self.n_train * self.n_features
 
+    @property
+    def job(self) -> Job:
+        """The :class:`bigdist.execution.jobs.Job` that :meth:`to_zarr` runs (what ``bd.plan`` describes)."""
+        return knn_job(self._wave_queries(), self.train_array, k=self.k, metric=self.metric, params=self.params)
+
+    def _wave_queries(self) -> da.Array:
+        # Regular row blocks, each one Zarr chunk of the output (as the single-graph write rechunked them).
+        return self.query_array.rechunk({0: max(self.query_array.chunks[0])})
+
     def compute(self, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Compute distances and indices in one pass on the ambient scheduler."""
         return dask.compute(self.distances, self.indices, **kwargs)
 
     def to_zarr(
-        self, path: str, *, overwrite: bool = False, attrs: dict[str, Any] | None = None, compute: bool = True
-    ) -> Any:
-        """Write ``distances`` and ``indices`` to a Zarr group, block by block.
+        self,
+        path: str,
+        *,
+        overwrite: bool = False,
+        attrs: dict[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> str:
+        """Write ``distances`` and ``indices`` to a Zarr group, in bounded waves of fused tasks.
 
-        The group is marked complete only after its last block is written.
-        With ``compute=False`` a dask object is returned that does the writing.
+        A window of (query block, train panel) tasks is in flight at a time
+        on the ambient scheduler (``bigdist.execution``); each task reads its
+        train rows itself. Each finished query block is written and marked;
+        the group is marked complete after the last one, and an unfinished
+        group of the same run is resumed (its written blocks kept).
+
+        Parameters
+        ----------
+        path : str, local path or fsspec URL
+        overwrite : bool
+            Replace a finished output (or another run's unfinished one).
+        attrs : dict, optional
+            More attributes of the run, e.g. the CLI's config.
+        progress : callable, optional
+            ``progress(done, total, elapsed_seconds)`` after every written query block.
+
+        Returns
+        -------
+        str, the path
         """
-        return write_group(
+        return write_knn(
             path,
-            {"distances": self.distances, "indices": self.indices},
+            self._wave_queries(),
+            self.train_array,
+            k=self.k,
+            metric=self.metric,
+            p=self.p,
+            self_join=self.self_join,
+            split_every=self.split_every,
             attrs={"knn": self.params, **(attrs or {})},
             overwrite=overwrite,
-            compute=compute,
+            progress=progress,
         )
 
 
@@ -90,23 +164,6 @@ def check_metric(metric: Any, **params: Any) -> str:
     ``params`` are the metric's parameters (``p`` for ``minkowski``), checked too.
     """
     return get_metric(metric, **params).name
-
-
-def _cast_distances(distances: np.ndarray, dtype: np.dtype, metric: str) -> np.ndarray:
-    """Distances in the output dtype; ValueRangeError rather than infinity when float32 cannot hold them."""
-    with np.errstate(over="ignore"):
-        out = distances.astype(dtype)
-    if out.dtype != distances.dtype and not np.isfinite(out).all():
-        overflow = np.isfinite(distances) & ~np.isfinite(out)
-        if overflow.any():
-            what = "inner products" if metric == "inner_product" else "distances"
-            other = " or metric='euclidean' (square roots of these)" if metric == "sqeuclidean" else ""
-            raise ValueRangeError(
-                f"kNN with metric={metric!r}: {what} up to {np.abs(distances[overflow]).max():.3g} do not fit the "
-                f"float32 output of float32 inputs (largest {np.finfo(np.float32).max:.3g}); pass float64 inputs "
-                f"(X.astype('float64')){other}"
-            )
-    return out
 
 
 def knn(
@@ -169,25 +226,6 @@ def knn(
     split_every = check_int("split_every", split_every, minimum=2)
 
     query_array = query_blocks(query_array)
-    result = knn_topk(
-        query_array,
-        train_array,
-        k=k,
-        metric=metric,
-        p=resolved.p,
-        exclude_self=self_join,
-        split_every=split_every,
-        tile_query_rows=config.get("knn.tile-query-rows"),
-        tile_train_rows=config.get("knn.tile-train-rows"),
-    )
-    out_dtype = np.result_type(query_array.dtype, train_array.dtype)
-    distances = result["distance"].map_blocks(
-        partial(_cast_distances, dtype=out_dtype, metric=metric),
-        dtype=out_dtype,
-        meta=np.empty((0, 0), dtype=out_dtype),
-        name=f"bigdist-knn-distances-{tokenize(result, out_dtype)}",
-    )
-    indices = result["index"]
     params = {"k": k, "metric": metric, **resolved.params, "self_join": self_join, "split_every": split_every}
     logger.info(
         "knn: %d queries x %d train rows x %d features, k=%d, metric=%s, %d x %d blocks",
@@ -200,8 +238,6 @@ def knn(
         train_array.numblocks[0],
     )
     return KNNResult(
-        distances=distances,
-        indices=indices,
         k=k,
         metric=metric,
         n_queries=query_array.shape[0],
@@ -209,6 +245,10 @@ def knn(
         n_features=train_array.shape[1],
         self_join=self_join,
         params=params,
+        query_array=query_array,
+        train_array=train_array,
+        p=resolved.p,
+        split_every=split_every,
     )
 
 

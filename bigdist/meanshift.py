@@ -306,14 +306,21 @@ def meanshift(
         n_seeds = check_int("n_seeds", n_seeds)
     tol = check_number("tol", tol, minimum=0)
     split_every = check_int("split_every", config.get("split-every") if split_every is None else split_every, minimum=2)
-    if bandwidth is None:
+    estimated = bandwidth is None
+    if estimated:
         cap = config.get("meanshift.bandwidth-samples")
         bandwidth = np.float64(estimate_bandwidth(array, n_samples=cap if n > cap else None, split_every=split_every))
-        if not bandwidth > 0:
+    if estimated and bandwidth == 0 and kernel == "flat":
+        # An estimate of 0 (most rows repeat exactly): as in scikit-learn, each seed stays on the rows equal
+        # to it, the distinct rows are the modes, and bins of width 0 are the rows themselves.
+        bandwidth_value, bin_seeding = 0.0, False
+    else:
+        if estimated and bandwidth == 0:
             raise ParameterError(
-                f"the estimated bandwidth is {float(bandwidth)} (the rows are nearly all equal); give bandwidth > 0"
+                "the estimated bandwidth is 0 (most rows repeat exactly) and the gaussian kernel needs "
+                "bandwidth > 0; give a bandwidth or kernel='flat'"
             )
-    bandwidth_value = _check_bandwidth(bandwidth)
+        bandwidth_value = _check_bandwidth(bandwidth)
     array = maybe_persist(array, persist, "mean shift")
     positions = _initial_seeds(array, seeds, bin_seeding, bandwidth, min_bin_freq, n_seeds, random_state, split_every)
     logger.info(
@@ -325,7 +332,7 @@ def meanshift(
     modes, mode_intensities = merge_modes(final, intensities, bandwidth_value)
     if len(modes) == 0:
         raise ParameterError(
-            f"no row is within bandwidth={bandwidth_value:g} of any seed; give seeds nearer the data or a larger "
+            f"No point was within bandwidth={bandwidth_value:g} of any seed; give seeds nearer the data or a larger "
             f"bandwidth"
         )
     logger.info("mean shift: %d modes from %d seeds after %d iterations", len(modes), len(positions), n_iter)

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import warnings
+from numbers import Integral, Real
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
 import scipy.sparse
 from sklearn.base import BaseEstimator
+from sklearn.neighbors import VALID_METRICS
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from bigdist.errors import ParameterError
+from bigdist.errors import EstimatorParameterError, ParameterError
 from bigdist.io import as_array, in_memory
+from bigdist.kernels.topk import drop_columns, own_columns
 from bigdist.knn import check_metric, knn
 from bigdist.radius import RadiusResult, radius_neighbors
+
+ALGORITHMS = ("auto", "ball_tree", "kd_tree", "brute")
 
 
 def metric_kwargs(metric: str, p: float | None, metric_params: dict[str, Any] | None) -> dict[str, Any]:
@@ -27,68 +36,148 @@ def metric_kwargs(metric: str, p: float | None, metric_params: dict[str, Any] | 
     return kwargs
 
 
-class NearestNeighbors(BaseEstimator):
-    """Exact nearest neighbours of data far bigger than RAM.
+def effective_metric(metric: Any, p: float | None, metric_params: dict[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """The metric and parameters a neighbour search runs with, scikit-learn's rule.
 
-    Fitting only records the train set (a lazy dask array); every query is a
-    :func:`bigdist.knn` run on the ambient Dask scheduler. NumPy inputs give
-    NumPy results; dask, Zarr or ``.npy`` inputs give lazy dask arrays.
-
-    Parameters
-    ----------
-    n_neighbors : int, default=5
-        Neighbours returned by :meth:`kneighbors` when it is not given one.
-    radius : float, default=1.0
-        Radius of :meth:`radius_neighbors` when it is not given one.
-    metric : str, default="euclidean"
-        Any metric of :func:`bigdist.knn` (names and aliases of ``bigdist.kernels.registry``).
-    p : float, default=2
-        Order of the ``minkowski`` metric (ignored by the others, as in scikit-learn).
-    metric_params : dict, optional
-        Other keyword parameters of the metric.
-    split_every : int, optional
-        Fan-in of the reduction across train blocks (default from config).
-
-    Attributes
-    ----------
-    n_features_in_ : int
-    n_samples_fit_ : int
+    ``minkowski`` takes its ``p`` from ``metric_params`` before the ``p``
+    argument (warning when both are given, as scikit-learn does); unweighted,
+    p=1 is ``manhattan``, p=2 ``euclidean`` (bigdist's GEMM path) and p=inf
+    ``chebyshev``. Other metrics ignore ``p`` and get ``metric_params`` as they are.
     """
+    params = dict(metric_params or {})
+    if "p" in params and p is not None:
+        warnings.warn(
+            "Parameter p is found in metric_params. The corresponding parameter from __init__ is ignored.",
+            SyntaxWarning,
+            stacklevel=4,
+        )
+    if metric != "minkowski":
+        return metric, params
+    order = params.pop("p", 2 if p is None else p)
+    if params.get("w") is None:
+        params.pop("w", None)
+        shortcut = {1: "manhattan", 2: "euclidean", np.inf: "chebyshev"}.get(order)
+        if shortcut is not None:
+            return shortcut, params
+    return "minkowski", {"p": order, **params}
 
-    def __init__(
-        self,
-        n_neighbors: int = 5,
-        *,
-        radius: float = 1.0,
-        metric: str = "euclidean",
-        p: float = 2,
-        metric_params: dict[str, Any] | None = None,
-        split_every: int | None = None,
-    ) -> None:
-        self.n_neighbors = n_neighbors
-        self.radius = radius
-        self.metric = metric
-        self.p = p
-        self.metric_params = metric_params
-        self.split_every = split_every
 
-    def _metric_params(self) -> dict[str, Any]:
-        return metric_kwargs(self.metric, self.p, self.metric_params)
+def n_threads(n_jobs: int | None) -> int | None:
+    """Threads of ``n_jobs`` in joblib's convention (-1: every core, -2: all but one, ...)."""
+    if n_jobs is None:
+        return None
+    if n_jobs == 0:
+        raise EstimatorParameterError(
+            "n_jobs == 0 has no meaning; use None (the scheduler's default), a number of threads, or -1 for every core"
+        )
+    cores = os.cpu_count() or 1
+    return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
 
-    def fit(self, X: Any, y: Any = None) -> NearestNeighbors:
-        """Record the train set.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
-        y : ignored
-        """
-        check_metric(self.metric, **self._metric_params())
+class NeighborsBase(BaseEstimator):
+    """Parameters, validation and the k-nearest-neighbour query shared by bigdist's neighbour estimators."""
+
+    _parameter_constraints: dict = {
+        "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
+        "radius": [Interval(Real, 0, None, closed="both"), None],
+        "algorithm": [StrOptions(set(ALGORITHMS))],
+        "leaf_size": [Interval(Integral, 1, None, closed="left")],
+        "p": [Interval(Real, 0, None, closed="right"), None],
+        "metric": [str, callable],
+        "metric_params": [dict, None],
+        "n_jobs": [Integral, None],
+        "split_every": [Interval(Integral, 2, None, closed="left"), None],
+    }
+
+    def _check_params(self) -> None:
+        """Validate the constructor's parameters as scikit-learn does; set ``effective_metric_(params_)``."""
+        try:
+            self._validate_params()
+        except InvalidParameterError as error:
+            raise EstimatorParameterError(str(error)) from None
+        n_threads(self.n_jobs)
+        metric, params = effective_metric(self.metric, self.p, self.metric_params)
+        if self.algorithm in ("kd_tree", "ball_tree"):
+            self._check_tree_metric(metric, params)
+        elif metric == "minkowski" and params["p"] < 1:
+            warnings.warn(
+                "Mind that for 0 < p < 1, Minkowski metrics are not distance metrics. Continuing the execution "
+                "with `algorithm='brute'`.",
+                stacklevel=3,
+            )
+        check_metric(metric, **params)
+        self.effective_metric_, self.effective_metric_params_ = metric, params
+
+    def _check_tree_metric(self, metric: Any, params: dict[str, Any]) -> None:
+        # A tree takes only true metrics (scikit-learn's lists); bigdist's exact search gives the same neighbours.
+        if callable(self.metric) and self.algorithm == "kd_tree":
+            raise ParameterError(
+                f"kd_tree does not support callable metric {self.metric!r}; use algorithm='ball_tree', 'brute' "
+                f"or 'auto'"
+            )
+        if isinstance(self.metric, str) and self.metric not in VALID_METRICS[self.algorithm]:
+            raise ParameterError(
+                f"Metric '{self.metric}' not valid. Use sorted(sklearn.neighbors.VALID_METRICS['{self.algorithm}']) "
+                f"to get valid options, or algorithm='brute' / 'auto' for metric={self.metric!r}"
+            )
+        if metric == "minkowski" and params["p"] < 1:
+            raise ParameterError(
+                f'algorithm="{self.algorithm}" does not support 0 < p < 1 for the Minkowski metric (got '
+                f"p={params['p']!r}); use algorithm='brute' or 'auto'"
+            )
+
+    def _record_train(self, X: Any) -> None:
         self._fit_X = as_array(X, name="X")
         self._fit_in_memory = in_memory(X)
-        self.n_samples_fit_, self.n_features_in_ = self._fit_X.shape
-        return self
+        self.n_samples_fit_, self.n_features_in_ = (int(size) for size in self._fit_X.shape)
+
+    def _threads(self) -> Any:
+        """A context in which dask's local threaded scheduler runs ``n_jobs`` threads."""
+        threads = n_threads(self.n_jobs)
+        return dask.config.set({} if threads is None else {"num_workers": threads})
+
+    def _compute(self, *arrays: Any) -> tuple[Any, ...]:
+        """Compute on the ambient scheduler (``n_jobs`` threads when it is dask's local threaded one)."""
+        with self._threads():
+            return dask.compute(*arrays)
+
+    def _query_array(self, X: Any) -> da.Array:
+        return as_array(X, name="X")
+
+    def _neighbours(self, X: Any, n_neighbors: int | None = None) -> tuple[da.Array, da.Array, bool]:
+        """Lazy float64 distances and int64 indices of shape (n_queries, k), and whether NumPy goes out.
+
+        X=None queries the train rows, each excluding itself as scikit-learn
+        does: k + 1 neighbours, less the row itself, or less the first when
+        exact duplicates crowd the row out of its own neighbours.
+        """
+        check_is_fitted(self, "_fit_X")
+        k = self.n_neighbors if n_neighbors is None else n_neighbors
+        if isinstance(k, bool) or not isinstance(k, Integral):
+            raise ParameterError(f"n_neighbors does not take {type(k).__name__} value, enter integer value")
+        if k <= 0:
+            raise ParameterError(f"Expected n_neighbors > 0. Got {k}")
+        queries = None if X is None else self._query_array(X)
+        asked = k + 1 if queries is None else k
+        if asked > self.n_samples_fit_:
+            relation = "n_neighbors < n_samples_fit" if queries is None else "n_neighbors <= n_samples_fit"
+            n_samples = self.n_samples_fit_ if queries is None else queries.shape[0]
+            raise ParameterError(
+                f"Expected {relation}, but n_neighbors = {k}, n_samples_fit = {self.n_samples_fit_}, "
+                f"n_samples = {n_samples}; ask for fewer neighbours or fit on more rows"
+            )
+        metric, params = self.effective_metric_, self.effective_metric_params_
+        result = knn(self._fit_X if queries is None else queries, self._fit_X, asked, metric,
+                     split_every=self.split_every, **params)  # fmt: skip
+        distances, indices = result.distances.astype(np.float64), result.indices
+        if queries is None:
+            rows = da.arange(self.n_samples_fit_, chunks=(indices.chunks[0],), dtype=np.int64)
+            columns = da.map_blocks(own_columns, indices, rows, drop_axis=1, dtype=np.intp,
+                                    meta=np.empty((0,), dtype=np.intp))  # fmt: skip
+            chunks = (indices.chunks[0], (k,))
+            distances = da.map_blocks(drop_columns, distances, columns[:, None], chunks=chunks, dtype=np.float64)
+            indices = da.map_blocks(drop_columns, indices, columns[:, None], chunks=chunks, dtype=np.int64)
+        return distances, indices, self._fit_in_memory if X is None else in_memory(X)
 
     def kneighbors(self, X: Any = None, n_neighbors: int | None = None, return_distance: bool = True) -> Any:
         """Find the k nearest neighbours of each query row.
@@ -96,29 +185,22 @@ class NearestNeighbors(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_queries, n_features), optional
-            Query rows. None means the train rows themselves, each excluding itself.
+            Query rows. None means the train rows themselves: each gets k + 1
+            neighbours less itself (less its nearest one when exact duplicates
+            leave it out of its own k + 1), scikit-learn's rule.
         n_neighbors : int, optional
             Defaults to the constructor's ``n_neighbors``.
         return_distance : bool, default=True
 
         Returns
         -------
-        neigh_dist : ndarray or dask array of shape (n_queries, n_neighbors)
-            Only when ``return_distance`` is True.
+        neigh_dist : ndarray or dask array of shape (n_queries, n_neighbors), float64
+            Only when ``return_distance`` is True. NumPy for in-memory X (or X=None after an in-memory fit).
         neigh_ind : ndarray or dask array of shape (n_queries, n_neighbors), int64
         """
-        check_is_fitted(self, "_fit_X")
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
-        if X is None:
-            result = knn(self._fit_X, None, k, self.metric, split_every=self.split_every, **self._metric_params())
-            numpy_out = self._fit_in_memory
-        else:
-            result = knn(X, self._fit_X, k, self.metric, split_every=self.split_every, **self._metric_params())
-            numpy_out = in_memory(X) and self._fit_in_memory
+        distances, indices, numpy_out = self._neighbours(X, n_neighbors)
         if numpy_out:
-            distances, indices = result.compute()
-        else:
-            distances, indices = result.distances, result.indices
+            distances, indices = self._compute(distances, indices)
         return (distances, indices) if return_distance else indices
 
     def kneighbors_graph(
@@ -129,28 +211,123 @@ class NearestNeighbors(BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_queries, n_features), optional
-            None means the train rows, each excluding itself.
+            None means the train rows, each excluding itself (see :meth:`kneighbors`).
         n_neighbors : int, optional
         mode : {"connectivity", "distance"}
             Entries are 1 or the distance to the neighbour.
         """
+        check_is_fitted(self, "_fit_X")
         if mode not in ("connectivity", "distance"):
-            raise ParameterError(f"mode must be 'connectivity' or 'distance', got mode={mode!r}")
-        distances, indices = self.kneighbors(X, n_neighbors, return_distance=True)
-        distances, indices = dask.compute(distances, indices)
+            raise ParameterError(
+                f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead'
+            )
+        distances, indices, _ = self._neighbours(X, n_neighbors)
+        distances, indices = self._compute(distances, indices)
         n_queries, k = indices.shape
-        data = np.ones(indices.size) if mode == "connectivity" else np.asarray(distances, dtype=np.float64).ravel()
+        data = np.ones(indices.size) if mode == "connectivity" else distances.ravel()
         indptr = np.arange(0, n_queries * k + 1, k)
         return scipy.sparse.csr_matrix((data, indices.ravel(), indptr), shape=(n_queries, self.n_samples_fit_))
+
+
+SEARCH_PARAMETERS = """algorithm : {"auto", "ball_tree", "kd_tree", "brute"}, default="auto"
+        The search scikit-learn would run. bigdist always runs its exact
+        blockwise search, so every value gives the same neighbours; as in
+        scikit-learn, ``"kd_tree"`` and ``"ball_tree"`` accept only the
+        metrics of ``sklearn.neighbors.VALID_METRICS[algorithm]`` (true
+        metrics, no 0 < p < 1).
+    leaf_size : int, default=30
+        Validated as scikit-learn does (an integer >= 1); bigdist builds no
+        tree, so it changes neither the result nor the work.
+    n_jobs : int, optional
+        Threads of dask's local threaded scheduler for what the estimator
+        computes itself (NumPy results): -1 every core, -2 all but one; None
+        the scheduler's default. On a ``dask.distributed`` Client the cluster's
+        workers decide, and lazy results run wherever they are computed."""
+
+
+class NearestNeighbors(NeighborsBase):
+    """Exact nearest neighbours of data far bigger than RAM.
+
+    Fitting only records the train set (a lazy dask array); every query is a
+    :func:`bigdist.knn` run on the ambient Dask scheduler. In-memory queries
+    (NumPy arrays, lists) give NumPy results, whatever the train set was
+    fitted from; dask, Zarr or ``.npy`` queries give lazy dask arrays.
+
+    Parameters
+    ----------
+    n_neighbors : int, default=5
+        Neighbours returned by :meth:`kneighbors` when it is not given one.
+    radius : float, default=1.0
+        Radius of :meth:`radius_neighbors` when it is not given one.
+    {search}
+    metric : str, default="minkowski"
+        Any metric of :func:`bigdist.knn` (names and aliases of
+        ``bigdist.kernels.registry``). ``minkowski`` with p=2 runs as
+        ``euclidean`` (the GEMM path), p=1 as ``manhattan``, p=inf as ``chebyshev``.
+    p : float, default=2
+        Order of the ``minkowski`` metric (ignored by the others, as in
+        scikit-learn); a ``p`` in ``metric_params`` takes precedence.
+    metric_params : dict, optional
+        Other keyword parameters of the metric.
+    split_every : int, optional
+        Fan-in of the reduction across train blocks (default from config).
+
+    Attributes
+    ----------
+    effective_metric_ : str
+        The metric the search runs with (``minkowski`` resolved as above).
+    effective_metric_params_ : dict
+    n_features_in_ : int
+    n_samples_fit_ : int
+    """
+
+    __doc__ = __doc__.replace("{search}", SEARCH_PARAMETERS)
+
+    def __init__(
+        self,
+        n_neighbors: int = 5,
+        *,
+        radius: float = 1.0,
+        algorithm: str = "auto",
+        leaf_size: int = 30,
+        metric: Any = "minkowski",
+        p: float = 2,
+        metric_params: dict[str, Any] | None = None,
+        n_jobs: int | None = None,
+        split_every: int | None = None,
+    ) -> None:
+        self.n_neighbors = n_neighbors
+        self.radius = radius
+        self.algorithm = algorithm
+        self.leaf_size = leaf_size
+        self.metric = metric
+        self.p = p
+        self.metric_params = metric_params
+        self.n_jobs = n_jobs
+        self.split_every = split_every
+
+    def fit(self, X: Any, y: Any = None) -> NearestNeighbors:
+        """Record the train set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NumPy or dask array, Zarr array, or a path/URL of a Zarr array or ``.npy`` file.
+        y : ignored
+        """
+        self._check_params()
+        self._record_train(X)
+        return self
 
     def _radius_result(self, X: Any, radius: float | None, sort_results: bool) -> tuple[RadiusResult, bool]:
         check_is_fitted(self, "_fit_X")
         radius = self.radius if radius is None else radius
-        options = {"sort_results": sort_results, "split_every": self.split_every, **self._metric_params()}
+        options = {"sort_results": sort_results, "split_every": self.split_every, **self.effective_metric_params_}
         if X is None:
-            return radius_neighbors(self._fit_X, None, radius, self.metric, **options), self._fit_in_memory
-        result = radius_neighbors(X, self._fit_X, radius, self.metric, **options)
-        return result, in_memory(X) and self._fit_in_memory
+            result = radius_neighbors(self._fit_X, None, radius, self.effective_metric_, **options)
+            return result, self._fit_in_memory
+        result = radius_neighbors(self._query_array(X), self._fit_X, radius, self.effective_metric_, **options)
+        return result, in_memory(X)
 
     def radius_neighbors(
         self, X: Any = None, radius: float | None = None, return_distance: bool = True, sort_results: bool = False
@@ -166,21 +343,28 @@ class NearestNeighbors(BaseEstimator):
         X : array-like of shape (n_queries, n_features), optional
             Query rows. None means the train rows themselves, each excluding itself.
         radius : float, optional
-            Defaults to the constructor's ``radius``; distances <= radius count.
+            Defaults to the constructor's ``radius``; distances <= radius count (``np.inf``: every row).
         return_distance : bool, default=True
         sort_results : bool, default=False
             Each query's neighbours nearest first; otherwise in increasing train index.
 
         Returns
         -------
-        neigh_dist : ndarray of shape (n_queries,) of dtype object, each an array of distances
-            Only when ``return_distance`` is True. A dask array of objects for lazy inputs.
+        neigh_dist : ndarray of shape (n_queries,) of dtype object, each a float64 array of distances
+            Only when ``return_distance`` is True. A dask array of objects for lazy queries.
         neigh_ind : ndarray of shape (n_queries,) of dtype object, each an int64 array of train rows
         """
         if sort_results and not return_distance:
             raise ParameterError("return_distance must be True if sort_results is True.")
         result, numpy_out = self._radius_result(X, radius, sort_results)
-        distances, indices = result.compute() if numpy_out else result.to_dask()
+        if numpy_out:
+            with self._threads():
+                distances, indices = result.compute()
+            # float64 distances whatever the input dtype, as scikit-learn returns them.
+            distances = _object_array([row.astype(np.float64, copy=False) for row in distances])
+        else:
+            distances, indices = result.to_dask()
+            distances = distances.map_blocks(_float64_rows, dtype=object, meta=np.empty(0, dtype=object))
         return (distances, indices) if return_distance else indices
 
     def radius_neighbors_graph(
@@ -199,8 +383,22 @@ class NearestNeighbors(BaseEstimator):
             Each row's entries nearest first.
         """
         if mode not in ("connectivity", "distance"):
-            raise ParameterError(f"mode must be 'connectivity' or 'distance', got mode={mode!r}")
+            raise ParameterError(
+                f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead'
+            )
         result, _ = self._radius_result(X, radius, sort_results)
-        indptr, indices, distances = result.to_csr()
+        with self._threads():
+            indptr, indices, distances = result.to_csr()
         data = np.ones(len(indices)) if mode == "connectivity" else distances.astype(np.float64)
         return scipy.sparse.csr_matrix((data, indices, indptr), shape=(result.n_queries, self.n_samples_fit_))
+
+
+def _object_array(rows: list[np.ndarray]) -> np.ndarray:
+    """A 1-D object array holding one array per query (np.array would stack equal-length rows)."""
+    out = np.empty(len(rows), dtype=object)
+    out[:] = rows
+    return out
+
+
+def _float64_rows(block: np.ndarray) -> np.ndarray:
+    return _object_array([row.astype(np.float64, copy=False) for row in block])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import operator
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,6 +136,9 @@ def _block_indptr(block: dict[str, np.ndarray], offset: int) -> np.ndarray:
 
 
 def _check_radius(radius: Any, metric: ResolvedMetric) -> float:
+    if not metric.metric.similarity and isinstance(radius, numbers.Real) and radius == np.inf:
+        # Every train row, as scikit-learn gives (within the bigdist.radius.max-neighbors cap).
+        return np.inf
     value = check_number("radius", radius)
     if not metric.metric.similarity and value < 0:
         raise ParameterError(

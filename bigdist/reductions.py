@@ -126,11 +126,14 @@ def block_tree_reduce(
     name: str,
     extra: tuple[Any, ...] = (),
     carried: da.Array | None = None,
+    along: tuple[da.Array, ...] = (),
 ) -> Delayed:
     """Map ``chunk(block, first_row, *extra)`` over the row blocks and tree-reduce with ``combine(list)``.
 
     With ``carried`` (per-row state from :func:`block_tree_reduce_carry`, chunked like the rows of
-    ``array``), the chunk is ``chunk(block, first_row, carried_block, *extra)``.
+    ``array``), the chunk is ``chunk(block, first_row, carried_block, *extra)``. The blocks of the
+    ``along`` arrays (per-row inputs such as sample weights, chunked like the rows of ``array``) come
+    right after ``first_row``.
 
     The partial states may be any Python objects (dicts of small arrays);
     ``extra`` arguments (e.g. centroids) are put in the graph once, not per task, unless they are
@@ -140,9 +143,9 @@ def block_tree_reduce(
     -------
     dask Delayed of the merged state
     """
-    token = tokenize(array, chunk, combine, split_every, extra, carried)
-    along = () if carried is None else (carried,)
-    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=along)
+    token = tokenize(array, chunk, combine, split_every, extra, carried, along)
+    before = () if carried is None else (carried,)
+    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=before, along=along)
     return _tree(layers, dependencies, chunk_keys, combine, split_every, name, token)
 
 
@@ -154,14 +157,16 @@ def map_row_blocks(
     name: str,
     extra: tuple[Any, ...] = (),
     chunks: tuple[int, ...] | None = None,
+    along: tuple[da.Array, ...] = (),
 ) -> da.Array:
     """``chunk(block, first_row, *extra)`` on every row block, as a 1-D dask array.
 
     ``extra`` goes in the graph as in :func:`block_tree_reduce` (once, or in every task when small),
-    never captured per task. ``chunks``: the length of each block's output, default its row count.
+    never captured per task; ``along`` as there. ``chunks``: the length of each block's output,
+    default its row count.
     """
-    token = tokenize(array, chunk, extra)
-    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token)
+    token = tokenize(array, chunk, extra, along)
+    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, along=along)
     sizes = array.chunks[0] if chunks is None else chunks
     return da.Array(HighLevelGraph(layers, dependencies), chunk_keys[0][0], chunks=(sizes,), dtype=dtype)
 
@@ -176,11 +181,13 @@ def block_tree_reduce_carry(
     split_every: int,
     name: str,
     extra: tuple[Any, ...] = (),
+    along: tuple[da.Array, ...] = (),
 ) -> tuple[list[Delayed], da.Array]:
     """:func:`block_tree_reduce` for kernels that also carry per-row state from one pass to the next.
 
     ``chunk(block, first_row, carried_block, *extra)`` returns ``(partial, new_carried_block)``,
-    ``carried_block`` being the block's rows of ``carried`` (None when ``carried`` is None).
+    ``carried_block`` being the block's rows of ``carried`` (None when ``carried`` is None);
+    ``along`` as in :func:`block_tree_reduce`.
 
     Returns
     -------
@@ -189,8 +196,8 @@ def block_tree_reduce_carry(
     block is read once; the caller merges the partials (on the client: an iterative algorithm then
     saves a transfer between workers and a task each pass).
     """
-    token = tokenize(array, carried, chunk, combine, split_every, extra)
-    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=(carried,))
+    token = tokenize(array, carried, chunk, combine, split_every, extra, along)
+    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=(carried,), along=along)
     chunk_layer = chunk_keys[0][0]
     carried_name = f"{name}-carried-{token}"
     layers[carried_name] = {(carried_name, i): (operator.getitem, key, 1) for i, key in enumerate(chunk_keys)}
@@ -217,11 +224,13 @@ def _chunk_layer(
     name: str,
     token: str,
     carried: tuple[da.Array | None, ...] = (),
+    along: tuple[da.Array, ...] = (),
 ) -> tuple[dict[str, dict[Any, Any]], dict[str, set[str]], list[tuple[str, int]]]:
     """The graph layers of ``chunk`` over the row blocks (built directly: a pass is rebuilt every iteration).
 
     ``carried``: empty for ``chunk(block, first_row, *extra)``; ``(None,)`` or ``(array,)`` for
-    ``chunk(block, first_row, carried_block, *extra)``.
+    ``chunk(block, first_row, carried_block, *extra)``. The blocks of the ``along`` arrays, chunked
+    like the rows of ``array``, come right after ``first_row``.
     """
     layer_name = f"{name}-chunk-{token}"
     # Row blocks in order (``array`` has its feature axis in one chunk, or is 1-D).
@@ -237,10 +246,21 @@ def _chunk_layer(
         tasks.update(zip(extra_args, extra, strict=True))
     carried_arrays = [previous for previous in carried if previous is not None]
     carried_keys = carried_arrays[0].__dask_keys__() if carried_arrays else [None] * len(blocks)
+    along_keys = [list(flatten(rows.__dask_keys__())) for rows in along]
+    for rows in along:
+        if rows.chunks[0] != array.chunks[0]:
+            raise ValueError(f"per-row inputs must be chunked like the rows: {rows.chunks[0]} != {array.chunks[0]}")
     for i, (block, offset) in enumerate(zip(blocks, _offsets(array), strict=True)):
         before = [carried_keys[i]] if carried else []
-        tasks[(layer_name, i)] = (BlasLimited(chunk), block, offset, *before, *extra_args)
-    collections = [array, *carried_arrays]
+        tasks[(layer_name, i)] = (
+            BlasLimited(chunk),
+            block,
+            offset,
+            *(keys[i] for keys in along_keys),
+            *before,
+            *extra_args,
+        )
+    collections = [array, *carried_arrays, *along]
     graph = HighLevelGraph.from_collections(layer_name, tasks, dependencies=collections)
     return dict(graph.layers), dict(graph.dependencies), [(layer_name, i) for i in range(len(blocks))]
 

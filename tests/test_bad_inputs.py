@@ -122,11 +122,12 @@ CASES = [
     # NearestNeighbors
     ("nn-metric", lambda t: bd.NearestNeighbors(metric="l3").fit(X), ParameterError, "unknown metric 'l3'"),
     ("nn-not-fitted", lambda t: bd.NearestNeighbors().kneighbors(X), NotFittedError, "not fitted yet"),
-    ("nn-n-neighbors", lambda t: bd.NearestNeighbors(n_neighbors=0).fit(X).kneighbors(X), ParameterError, "got k=0"),
+    ("nn-n-neighbors", lambda t: bd.NearestNeighbors(n_neighbors=0).fit(X).kneighbors(X), ParameterError,
+     "The 'n_neighbors' parameter of NearestNeighbors must be an int in the range [1, inf) or None. Got 0"),
     ("nn-features", lambda t: bd.NearestNeighbors().fit(X).kneighbors(X[:, :2]), InputShapeError,
      "queries have 2 features, train has 3"),
     ("nn-graph-mode", lambda t: bd.NearestNeighbors(n_neighbors=2).fit(X).kneighbors_graph(mode="weights"),
-     ParameterError, "mode must be 'connectivity' or 'distance'"),
+     ParameterError, 'Unsupported mode, must be one of "connectivity", or "distance" but got "weights"'),
     # kmeans
     ("kmeans-n-clusters-zero", lambda t: bd.kmeans(X, 0), ParameterError, "got n_clusters=0"),
     ("kmeans-n-clusters-too-many", lambda t: bd.kmeans(X, 21), ParameterError, "n_clusters=21 exceeds the 20 samples"),
@@ -146,7 +147,8 @@ CASES = [
     ("kmeans-overflow-float64", lambda t: bd.kmeans(X * 1e160, 2, init="random", random_state=0), ValueRangeError,
      "beyond the float64 range"),
     # KMeans
-    ("KMeans-n-clusters", lambda t: bd.KMeans(n_clusters=-1).fit(X), ParameterError, "got n_clusters=-1"),
+    ("KMeans-n-clusters", lambda t: bd.KMeans(n_clusters=-1).fit(X), ParameterError,
+     "The 'n_clusters' parameter of KMeans must be an int in the range [1, inf). Got -1 instead"),
     ("KMeans-predict-features", lambda t: bd.KMeans(2, random_state=0).fit(X).predict(X[:, :2]), InputShapeError,
      "X has 2 features, but KMeans is expecting 3"),
     # open_array and stores

@@ -10,6 +10,7 @@ import pytest
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.datasets import load_digits, make_blobs
+from sklearn.exceptions import ConvergenceWarning
 
 import bigdist as bd
 from bigdist.errors import InputShapeError, ParameterError
@@ -250,7 +251,9 @@ def test_nan_data_is_refused():
 @pytest.mark.parametrize("init", ["random", "k-means++", "k-means||"])
 def test_fewer_distinct_points_than_clusters_warns(init):
     X = np.repeat(np.array([[0.0, 0.0], [1.0, 1.0]]), 10, axis=0)
-    with pytest.warns(RuntimeWarning, match="only 2 distinct clusters"):
+    with pytest.warns(
+        ConvergenceWarning, match=r"Number of distinct clusters \(2\) found smaller than n_clusters \(3\)"
+    ):
         result = bd.kmeans(X, 3, init=init, random_state=0)
     assert {tuple(c) for c in result.centroids} == {(0.0, 0.0), (1.0, 1.0)}
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
+from sklearn.utils._param_validation import InvalidParameterError
 
 import bigdist as bd
 
@@ -55,3 +56,108 @@ def test_dask_input_stays_lazy(digits):
     distances, indices = ours.kneighbors(da.from_array(digits[:10], chunks=5))
     assert isinstance(indices, da.Array)
     assert indices.compute().shape == (10, 2)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"p": 1}, {"p": np.inf}, {"p": 3}, {"metric_params": {"p": 1}, "p": None}, {"metric": "manhattan", "p": 3}],
+)
+def test_minkowski_p_as_scikit_learn(digits, params):
+    # The default metric is minkowski with p=2, so p alone changes the distances (it used to be ignored).
+    queries, train = digits[:50], digits[50:400]
+    ours = bd.NearestNeighbors(n_neighbors=4, **params).fit(train)
+    theirs = SkNearestNeighbors(n_neighbors=4, algorithm="brute", **params).fit(train)
+    distances, indices = ours.kneighbors(queries)
+    expected_distances, expected_indices = theirs.kneighbors(queries)
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_allclose(distances, expected_distances, rtol=1e-9)
+    assert ours.effective_metric_ == theirs.effective_metric_
+
+
+def test_p_in_metric_params_wins_with_scikit_learn_warning(digits):
+    with pytest.warns(SyntaxWarning, match="Parameter p is found in metric_params"):
+        ours = bd.NearestNeighbors(n_neighbors=3, p=2, metric_params={"p": 1}).fit(digits[:300])
+    theirs = SkNearestNeighbors(n_neighbors=3, metric="manhattan").fit(digits[:300])
+    np.testing.assert_array_equal(ours.kneighbors(digits[:20])[1], theirs.kneighbors(digits[:20])[1])
+
+
+@pytest.mark.parametrize("algorithm", ["auto", "brute", "kd_tree", "ball_tree"])
+def test_every_algorithm_gives_scikit_learn_neighbours(digits, algorithm):
+    queries, train = digits[:40], digits[40:500]
+    ours = bd.NearestNeighbors(n_neighbors=5, algorithm=algorithm, leaf_size=3, n_jobs=-1).fit(train)
+    theirs = SkNearestNeighbors(n_neighbors=5, algorithm=algorithm).fit(train)
+    np.testing.assert_array_equal(ours.kneighbors(queries)[1], theirs.kneighbors(queries)[1])
+
+
+@pytest.mark.parametrize(
+    "params", [{"leaf_size": 0}, {"algorithm": "fast"}, {"n_neighbors": 0}, {"n_jobs": 1.5}, {"p": -1}]
+)
+def test_invalid_parameters_as_scikit_learn(digits, params):
+    with pytest.raises(InvalidParameterError) as theirs:
+        SkNearestNeighbors(**params).fit(digits[:20])
+    with pytest.raises(InvalidParameterError) as ours:
+        bd.NearestNeighbors(**params).fit(digits[:20])
+    assert isinstance(ours.value, bd.BigdistError)
+    assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("algorithm, metric", [("kd_tree", "cosine"), ("ball_tree", "cosine")])
+def test_trees_refuse_the_metrics_scikit_learn_refuses(digits, algorithm, metric):
+    with pytest.raises(ValueError, match="not valid"):
+        SkNearestNeighbors(algorithm=algorithm, metric=metric).fit(digits[:20])
+    with pytest.raises(ValueError, match=f"Metric '{metric}' not valid"):
+        bd.NearestNeighbors(algorithm=algorithm, metric=metric).fit(digits[:20])
+
+
+def test_float32_input_gives_scikit_learn_dtypes(digits):
+    data = digits[:300].astype(np.float32)
+    ours = bd.NearestNeighbors(n_neighbors=3, radius=20.0).fit(data)
+    theirs = SkNearestNeighbors(n_neighbors=3, radius=20.0).fit(data)
+    assert ours.kneighbors(data[:5])[0].dtype == theirs.kneighbors(data[:5])[0].dtype
+    assert ours.radius_neighbors(data[:5])[0][0].dtype == theirs.radius_neighbors(data[:5])[0][0].dtype
+
+
+@pytest.mark.parametrize(
+    "X",
+    [
+        # scikit-learn's test_k_and_radius_neighbors_duplicates: more duplicates than neighbours asked.
+        np.zeros((3, 1)),
+        # Twins find each other whatever the order of their tie with themselves.
+        np.array([[0.0], [0.0], [3.0], [3.0], [7.5], [10.0]]),
+    ],
+)
+def test_kneighbors_without_queries_on_exact_duplicates_as_scikit_learn(X):
+    ours = bd.NearestNeighbors(n_neighbors=1).fit(X)
+    # Brute force breaks these ties by index, as bigdist does; the trees order them their own way.
+    theirs = SkNearestNeighbors(n_neighbors=1, algorithm="brute").fit(X)
+    distances, indices = ours.kneighbors()
+    expected_distances, expected_indices = theirs.kneighbors()
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_array_equal(distances, expected_distances)
+    lazy = bd.NearestNeighbors(n_neighbors=1).fit(da.from_array(X, chunks=2)).kneighbors()[1]
+    np.testing.assert_array_equal(lazy.compute(), expected_indices)
+    np.testing.assert_array_equal(ours.kneighbors_graph().toarray(), theirs.kneighbors_graph().toarray())
+
+
+def test_numpy_queries_give_numpy_results_after_a_lazy_fit(digits):
+    train, queries = digits[100:600], digits[:30]
+    ours = bd.NearestNeighbors(n_neighbors=3, radius=15.0).fit(da.from_array(train, chunks=128))
+    theirs = SkNearestNeighbors(n_neighbors=3, radius=15.0).fit(train)
+    distances, indices = ours.kneighbors(queries)
+    assert isinstance(distances, np.ndarray) and isinstance(indices, np.ndarray)
+    np.testing.assert_array_equal(indices, theirs.kneighbors(queries)[1])
+    radius_distances, radius_indices = ours.radius_neighbors(queries, sort_results=True)
+    expected_distances, expected_indices = theirs.radius_neighbors(queries, sort_results=True)
+    assert isinstance(radius_indices, np.ndarray) and radius_indices.dtype == object
+    for got, expected in zip(radius_indices, expected_indices, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    for got, expected in zip(radius_distances, expected_distances, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-6)
+
+
+def test_infinite_radius_finds_every_row_as_scikit_learn(digits):
+    train = digits[:60]
+    ours = bd.NearestNeighbors(radius=np.inf).fit(train).radius_neighbors(digits[60:65], sort_results=True)
+    theirs = SkNearestNeighbors(radius=np.inf).fit(train).radius_neighbors(digits[60:65], sort_results=True)
+    for got, expected in zip(ours[1], theirs[1], strict=True):
+        np.testing.assert_array_equal(got, expected)

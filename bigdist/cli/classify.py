@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from bigdist.cli.options import metric_params, require, run_attrs, run_options, runtime_client, started, wait
+from bigdist.cli.options import metric_params, planned, require, run_attrs, run_options, runtime_client, started, wait
 from bigdist.kernels.registry import get_metric, metric_names
 
 
@@ -49,6 +49,12 @@ def classify(generate: Any = None, **options: Any) -> None:
             split_every=options["split_every"],
         ).fit(os.path.expanduser(options["train"]), os.path.expanduser(options["labels"]))
         queries = os.path.expanduser(options["queries"]) if options["queries"] else None
+        job = {"k": options["k"], "metric": options["metric"], "proba": options["proba"], **metric_params(options)}
+        n_classes = sum(len(classes) for classes in (model.classes_ if model.outputs_2d_ else [model.classes_]))
+        # Classifying the train rows themselves plans as the self-join of --train.
+        train = os.path.expanduser(options["train"])
+        if planned(options, "classify", *((queries, train) if queries else (train,)), n_classes=n_classes, **job):
+            return
         # Predictions and probabilities share one kNN pass: their graphs have the same keys up to the vote.
         arrays: dict[str, Any] = {"predictions": model.predict(queries)}
         classes = model.classes_ if model.outputs_2d_ else [model.classes_]

@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from bigdist.cli.options import refuse_existing_output, require, run_attrs, run_options, runtime_client, started, wait
+from bigdist.cli.options import (
+    planned,
+    refuse_existing_output,
+    require,
+    run_attrs,
+    run_options,
+    runtime_client,
+    started,
+    wait,
+)
 
 
 @click.command()
@@ -35,6 +44,9 @@ def kmeans(generate: Any = None, **options: Any) -> None:
     with runtime_client(options) as client:
         started(client, generate, {"data": options["data"]})
         out = os.path.expanduser(options["out"])
+        job = {"n_clusters": options["n_clusters"], "max_iter": options["max_iter"]}
+        if planned(options, "kmeans", os.path.expanduser(options["data"]), **job):
+            return
         start = time.perf_counter()
         result = bigdist.kmeans(
             os.path.expanduser(options["data"]),

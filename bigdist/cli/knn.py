@@ -10,13 +10,13 @@ import click
 
 from bigdist.cli.options import (
     metric_params,
+    planned,
     queries_and_train,
     require,
     run_attrs,
     run_options,
     runtime_client,
     started,
-    wait,
 )
 from bigdist.kernels.registry import get_metric, metric_names
 
@@ -42,6 +42,9 @@ def knn(generate: Any = None, **options: Any) -> None:
     with runtime_client(options) as client:
         started(client, generate, {"train": options["train"], "queries": options["queries"]})
         out = os.path.expanduser(options["out"])
+        job = {"k": options["k"], "metric": options["metric"], **metric_params(options)}
+        if planned(options, "knn", *queries_and_train(options), **job):
+            return
         result = bigdist.knn(
             *queries_and_train(options),
             k=options["k"],
@@ -50,10 +53,8 @@ def knn(generate: Any = None, **options: Any) -> None:
             **metric_params(options),
         )
         start = time.perf_counter()
-        wait(
-            client,
-            result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)}, compute=False),
-        )
+        # Waves on the client's cluster: progress goes to the log every few seconds.
+        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)})
         seconds = time.perf_counter() - start
     timings = {"seconds": seconds, "queries_per_second": result.n_queries / seconds}
     if get_metric(result.metric).gemm:  # the direct metrics run no GEMM, so no GFLOP/s

@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from bigdist.cli.options import refuse_existing_output, require, run_attrs, run_options, runtime_client, started, wait
+from bigdist.cli.options import (
+    planned,
+    refuse_existing_output,
+    require,
+    run_attrs,
+    run_options,
+    runtime_client,
+    started,
+    wait,
+)
 
 
 @click.command()
@@ -37,6 +46,9 @@ def meanshift(generate: Any = None, **options: Any) -> None:
     with runtime_client(options) as client:
         started(client, generate, {"data": options["data"]})
         out = os.path.expanduser(options["out"])
+        job = {"bandwidth": options["bandwidth"], "kernel": options["kernel"], "max_iter": options["max_iter"]}
+        if planned(options, "meanshift", os.path.expanduser(options["data"]), n_seeds=options["n_seeds"], **job):
+            return
         start = time.perf_counter()
         result = bigdist.meanshift(
             os.path.expanduser(options["data"]),

@@ -67,11 +67,14 @@ def _load_run_file(path: str, ctx: click.Context, sections: tuple[str, ...]) -> 
     return extra
 
 
-def run_options(*, generate_section: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def run_options(
+    *, generate_section: bool = True, planning: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Options every run command shares, and the run-file merge (a flag wins over the file).
 
     Every run file may carry ``dask:`` and ``security:`` sections; ``generate:`` only when the command has
-    inputs to make (its function then takes ``generate``).
+    inputs to make (its function then takes ``generate``). ``planning`` adds ``--plan`` and ``--force``
+    (the command then calls :func:`planned`).
     """
     sections = ((GENERATE_SECTION,) if generate_section else ()) + (DASK_SECTION, SECURITY_SECTION)
 
@@ -111,6 +114,8 @@ def run_options(*, generate_section: bool = True) -> Callable[[Callable[..., Any
                     **_dask_overrides(extra.pop(DASK_SECTION, None)),
                     **_security_overrides(extra.pop(SECURITY_SECTION, None)),
                 }
+                if options.get("plan_only") and extra.pop(GENERATE_SECTION, None) is not None:
+                    logger.info("--plan: the run file's generate section is not run (a plan writes nothing)")
                 with dask.config.set(overrides):
                     config.validate()
                     with _cluster_errors():
@@ -121,6 +126,17 @@ def run_options(*, generate_section: bool = True) -> Callable[[Callable[..., Any
                 click.echo(f"error: {error}", err=True)
                 sys.exit(1)
 
+        if planning:
+            wrapper = click.option(
+                "--force", is_flag=True, default=False, help="Run even if the output exceeds its disk's free space."
+            )(wrapper)
+            wrapper = click.option(
+                "--plan",
+                "plan_only",
+                is_flag=True,
+                default=False,
+                help="Print the plan (tasks, bytes, disk, estimated time) and exit, computing and writing nothing.",
+            )(wrapper)
         return wrapper
 
     return decorate
@@ -319,7 +335,23 @@ def queries_and_train(options: dict[str, Any]) -> tuple[str, str | None]:
 
 
 def run_attrs(options: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in options.items() if key != "verbose"}
+    return {key: value for key, value in options.items() if key not in ("verbose", "plan_only", "force")}
+
+
+def planned(options: dict[str, Any], job: str, data: str, train: str | None = None, **params: Any) -> bool:
+    """Log the job's plan; True when ``--plan`` asked only for it (printed then), so the command stops there.
+
+    A run whose output would not fit in its disk's free space is refused (InsufficientSpaceError) unless ``--force``.
+    """
+    from bigdist.execution.plan import plan
+
+    job_plan = plan(job, data, train, out=options["out"], **params)
+    if options["plan_only"]:
+        click.echo(str(job_plan))
+        return True
+    logger.info("%s", job_plan)
+    job_plan.check_space(force=options["force"])
+    return False
 
 
 def metric_params(options: dict[str, Any]) -> dict[str, Any]:

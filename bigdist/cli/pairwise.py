@@ -10,13 +10,13 @@ import click
 
 from bigdist.cli.options import (
     metric_params,
+    planned,
     queries_and_train,
     require,
     run_attrs,
     run_options,
     runtime_client,
     started,
-    wait,
 )
 from bigdist.kernels.registry import get_metric, metric_names
 
@@ -33,7 +33,9 @@ from bigdist.kernels.registry import get_metric, metric_names
 def pairwise(generate: Any = None, **options: Any) -> None:
     """The full distance matrix of query rows x train rows, streamed block by block to a Zarr group."""
     import bigdist
-    from bigdist.io import update_attrs, write_group
+    from bigdist.execution.blocks import write_blocks
+    from bigdist.execution.knn import flops_per_pair
+    from bigdist.io import update_attrs
 
     require(options, "train", "out")
     get_metric(options["metric"], **metric_params(options))  # a bad parameter fails before any cluster starts
@@ -41,18 +43,19 @@ def pairwise(generate: Any = None, **options: Any) -> None:
         started(client, generate, {"train": options["train"], "queries": options["queries"]})
         out = os.path.expanduser(options["out"])
         queries, train = queries_and_train(options)
+        if planned(options, "pairwise", queries, train, metric=options["metric"], **metric_params(options)):
+            return
         matrix = bigdist.pairwise_distances(queries, train, options["metric"], **metric_params(options))
         params = {"metric": options["metric"], **metric_params(options), "self_join": train is None}
+        n_features = bigdist.open_array(train or queries).shape[1]
         start = time.perf_counter()
-        wait(
-            client,
-            write_group(
-                out,
-                {"distances": matrix},
-                attrs={"pairwise": params, "run": run_attrs(options)},
-                overwrite=options["overwrite"],
-                compute=False,
-            ),
+        # Waves on the client's cluster, each task reading its own query and train blocks.
+        write_blocks(
+            out,
+            {"distances": matrix},
+            attrs={"pairwise": params, "run": run_attrs(options)},
+            overwrite=options["overwrite"],
+            flops_per_element=flops_per_pair(get_metric(options["metric"]).name, n_features),
         )
         seconds = time.perf_counter() - start
     n_queries, n_train = matrix.shape

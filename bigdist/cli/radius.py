@@ -10,6 +10,7 @@ import click
 
 from bigdist.cli.options import (
     metric_params,
+    planned,
     queries_and_train,
     require,
     run_attrs,
@@ -43,6 +44,9 @@ def radius(generate: Any = None, **options: Any) -> None:
     with runtime_client(options) as client:
         started(client, generate, {"train": options["train"], "queries": options["queries"]})
         out = os.path.expanduser(options["out"])
+        job = {"radius": options["radius"], "metric": options["metric"], "max_neighbors": options["max_neighbors"]}
+        if planned(options, "radius", *queries_and_train(options), **job, **metric_params(options)):
+            return
         result = bigdist.radius_neighbors(
             *queries_and_train(options),
             options["radius"],

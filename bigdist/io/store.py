@@ -147,7 +147,7 @@ def prepare_output(path: str, overwrite: bool, what: str) -> None:
         logger.warning("replacing the unfinished output at %s", path)
 
 
-def _regular_chunks(array: da.Array) -> tuple[da.Array, tuple[int, ...]]:
+def regular_chunks(array: da.Array) -> tuple[da.Array, tuple[int, ...]]:
     """Rechunk only the axes whose chunks zarr cannot store (zarr needs equal chunks, the last one smaller)."""
     fixes = {
         axis: max(sizes)
@@ -162,7 +162,7 @@ def _regular_chunks(array: da.Array) -> tuple[da.Array, tuple[int, ...]]:
 PROGRESS_GROUP = "bigdist_progress"
 
 
-def _store_block(
+def store_block(
     block: np.ndarray, target: zarr.Array, region: tuple[slice, ...], done: zarr.Array, index: tuple[int, ...]
 ) -> int:
     """Store one block, then mark it done: a marker always stands for a block already written."""
@@ -171,7 +171,7 @@ def _store_block(
     return 1
 
 
-def _mark_complete(path: str, *_stored: Any) -> str:
+def mark_complete(path: str, *_stored: Any) -> str:
     """Flag the group finished, then drop the per-block markers; runs only after every store task."""
     group = zarr.open_group(store=path, mode="r+")
     meta = dict(group.attrs.get("bigdist", {}))
@@ -184,7 +184,7 @@ def _mark_complete(path: str, *_stored: Any) -> str:
     return path
 
 
-def _fingerprint(sources: Mapping[str, da.Array]) -> str:
+def output_fingerprint(sources: Mapping[str, da.Array]) -> str:
     """Token of what is being written: dask names hash the inputs, parameters and chunking."""
     return tokenize(sorted((name, a.name, a.shape, str(a.dtype), a.chunks) for name, a in sources.items()))
 
@@ -272,6 +272,49 @@ def _create_group(
     return group, {name: np.zeros(source.numblocks, dtype=bool) for name, source in sources.items()}
 
 
+def open_output(
+    path: str | os.PathLike[str],
+    arrays: Mapping[str, Any],
+    *,
+    fingerprint: str,
+    attrs: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> tuple[zarr.Group, dict[str, np.ndarray]]:
+    """Create the unfinished output group for ``arrays``, or reopen an unfinished one of the same run to resume it.
+
+    :func:`write_group` and the execution layer's waves write through it.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    arrays : dict of str to array-like
+        Anything with ``shape``, ``dtype``, dask-style ``chunks``, ``numblocks``
+        and ``ndim`` (a dask array, a ``bigdist.execution.jobs.OutputArray``);
+        each becomes a Zarr array chunked by its first chunk along every axis.
+    fingerprint : str
+        Token of the run (inputs, parameters, chunking): an unfinished output
+        with another fingerprint is refused unless ``overwrite``.
+    attrs, overwrite
+        As for :func:`write_group`.
+
+    Returns
+    -------
+    (zarr.Group, dict of str to bool ndarray of shape ``numblocks``)
+        The group, and for each array which blocks are already written.
+    """
+    path = normalise_path(path)
+    attrs = dict(attrs or {})
+    state = _state(path)
+    # The same run resumes even with overwrite: its blocks would be written again byte for byte.
+    resumed = None
+    if state == "incomplete" and (not overwrite or _stored_fingerprint(path) == fingerprint):
+        resumed = _resume_group(path, arrays, fingerprint, attrs)
+    if resumed is not None:
+        return resumed
+    prepare_output(path, overwrite, "result")
+    return _create_group(path, arrays, fingerprint, attrs)
+
+
 def write_group(
     path: str | os.PathLike[str],
     arrays: Mapping[str, Any],
@@ -328,22 +371,11 @@ def write_group(
     for key in arrays:
         if not isinstance(key, str) or not key or "/" in key or key.startswith(".") or key == PROGRESS_GROUP:
             raise ParameterError(f"array names must be non-empty strings without '/', got {key!r}")
-    attrs = dict(attrs or {})
     sources = {
-        name: _regular_chunks(value if isinstance(value, da.Array) else da.asarray(value))[0]
+        name: regular_chunks(value if isinstance(value, da.Array) else da.asarray(value))[0]
         for name, value in arrays.items()
     }
-    fingerprint = _fingerprint(sources)
-    state = _state(path)
-    # The same run resumes even with overwrite: its blocks would be written again byte for byte.
-    resumed = None
-    if state == "incomplete" and (not overwrite or _stored_fingerprint(path) == fingerprint):
-        resumed = _resume_group(path, sources, fingerprint, attrs)
-    if resumed is not None:
-        group, done = resumed
-    else:
-        prepare_output(path, overwrite, "result")
-        group, done = _create_group(path, sources, fingerprint, attrs)
+    group, done = open_output(path, sources, fingerprint=output_fingerprint(sources), attrs=attrs, overwrite=overwrite)
 
     # Optimised together, so blocks shared by several arrays (e.g. distances and indices) are computed once.
     optimised = dask.optimize(*sources.values())
@@ -362,7 +394,7 @@ def write_group(
                 continue
             region = tuple(slice(int(s[i]), int(s[i + 1])) for s, i in zip(starts, index, strict=True))
             # Dask blocks match zarr chunks one to one, so no two tasks write one chunk and no lock is needed.
-            tasks[(layer_name, *index)] = (_store_block, (array.name, *index), target, region, markers, index)
+            tasks[(layer_name, *index)] = (store_block, (array.name, *index), target, region, markers, index)
         if not tasks:
             continue
         graph = HighLevelGraph.from_collections(layer_name, tasks, dependencies=[array])
@@ -370,7 +402,7 @@ def write_group(
         dependencies.update(graph.dependencies)
         stored.extend(tasks)
     finish_name = f"bigdist-finish-output-{token}"
-    layers[finish_name] = {finish_name: (_mark_complete, path, stored)}
+    layers[finish_name] = {finish_name: (mark_complete, path, stored)}
     dependencies[finish_name] = {key[0] for key in stored}
     finished = Delayed(finish_name, HighLevelGraph(layers, dependencies), layer=finish_name)
     return finished.compute() if compute else finished

@@ -12,6 +12,10 @@ provably stays) over the row blocks and merges the partial states with
      "full_rows": rows assigned through the GEMM (the others kept their centroid by Hamerly's bounds),
      "moments": (2, d) float64 (sum of x and of x**2, for the data's variance),
      "far": the block's rows farthest from their centroid (for empty clusters)}
+
+With sample weights (``weights=``, or ``with_row_weights`` in a graph) the
+sums and the inertia are weighted and the state also holds ``"weights"``,
+(k,) float64, each centroid's summed weight, as scikit-learn defines them.
 """
 
 from __future__ import annotations
@@ -24,13 +28,16 @@ from typing import Any
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from bigdist.errors import ValueRangeError
+from bigdist.errors import InputShapeError, ParameterError, ValueRangeError
 from bigdist.kernels.assign import DONE, lloyd_block
 from bigdist.kernels.metrics import margin
 from bigdist.kernels.scaling import largest_magnitude, safe_range
 
-# Rows per step: the step's rows and its (k, STEP_ROWS) products stay in cache between the GEMM and the sums.
+# Rows per step: the step's rows stay in cache between the GEMM and the sums.
 STEP_ROWS = 1024
+
+# Most products of one GEMM (a tile of centroids against a step's rows): 512 KiB of float32 stay in L2.
+TILE_VALUES = 2**17
 
 # Scratch arrays a thread keeps from one task to the next, in all (a block of 262,144 rows keeps ~7 MiB).
 SCRATCH_KEEP_BYTES = 32 * 2**20
@@ -63,22 +70,28 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     return buffer[:size].reshape(shape)
 
 
-def _gemm_inputs(centroids: np.ndarray, dtype: np.dtype, n_features: int) -> tuple[Any, ...]:
+def _gemm_inputs(centroids: np.ndarray, dtype: np.dtype, n_features: int, step_rows: int) -> tuple[Any, ...]:
     """The ``gemm`` tuple of :func:`~bigdist.kernels.assign.lloyd_block` for a GEMM in ``dtype``.
 
     Both sides are shifted to the centroids' mean, which keeps the
-    expansion's cancellation small for data far from the origin.
+    expansion's cancellation small for data far from the origin. The
+    centroids go through the GEMM in tiles of ``TILE_VALUES // step_rows``.
     """
     shift = centroids.mean(axis=0).astype(dtype)
     centres = np.ascontiguousarray((centroids - shift).astype(dtype))
     half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres).astype(np.float64)
     max_norm = float(np.sqrt(2 * half_norms.max()))
-    # The error bound of |c|^2/2 - x.c is half that of the squared distance, which scales with (|x| + |c|)^2.
-    bound_factor = float(0.5 * margin("sqeuclidean", dtype, n_features, np.zeros(1), 1.0)[0])
+    # The error bound of |c|^2/2 - x.c is half that of the squared distance, which scales with (|x| + |c|)^2;
+    # plus, for values taken in the GEMM dtype, the rounding of the half norm and of the difference.
+    bound_factor = float(0.5 * margin("sqeuclidean", dtype, n_features, np.zeros(1), 1.0)[0] + np.finfo(dtype).eps)
     low, high = safe_range(dtype, n_features)
     if dtype == np.float64:
         low = 0.0  # tiny float64 values lose nothing that matters; only squares beyond the range do
-    return centres, shift, half_norms, max_norm, bound_factor, low, high, largest_magnitude(centroids)
+    tile = max(1, TILE_VALUES // step_rows)
+    return (
+        centres, shift, half_norms, half_norms.astype(dtype), tile, max_norm, bound_factor, low, high,
+        largest_magnitude(centroids),
+    )  # fmt: skip
 
 
 def _run_block(
@@ -90,6 +103,7 @@ def _run_block(
     drift_other: np.ndarray | None = None,
     half_gap: np.ndarray | None = None,
     with_moments: bool = False,
+    weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Label ``block`` into ``carried_out`` and ``distances`` and return its partial sums (see ``lloyd_block``).
 
@@ -110,27 +124,57 @@ def _run_block(
     dtype = np.result_type(block.dtype, np.float32)
     for gemm_dtype in [dtype] if dtype == np.float64 else [dtype, np.dtype(np.float64)]:
         step_rows = max(1, min(STEP_ROWS, n))
+        gemm = _gemm_inputs(centroids, gemm_dtype, d, step_rows)
         scratch = (
-            _scratch("products", (k * step_rows,), gemm_dtype),
+            _scratch("products", (min(k, gemm[4]) * step_rows,), gemm_dtype),
             _scratch("shifted", (step_rows * d,), gemm_dtype),
-            _scratch("best", (step_rows,), np.float64),
-            _scratch("second", (step_rows,), np.float64),
-            _scratch("first", (step_rows,), np.int64),
+            _scratch("best", (step_rows,), gemm_dtype),
+            _scratch("second", (step_rows,), gemm_dtype),
+            _scratch("first", (step_rows,), np.int32),
             _scratch("selected", (step_rows,), np.int64),
+            _scratch("norms", (step_rows,), np.float64),
         )
         state = {"sums": np.zeros((k, d)), "counts": np.zeros(k, dtype=np.int64), "moments": np.zeros((2, d))}
-        outputs = (labels, lower, distances, state["sums"], state["counts"], state["moments"], with_moments)
-        status, inertia, gemm_rows = lloyd_block(
-            block, centroids, _gemm_inputs(centroids, gemm_dtype, d), bounds, outputs, scratch
-        )
+        weight_sums = np.zeros(k)
+        outputs = (
+            labels, lower, distances, state["sums"], state["counts"], state["moments"], with_moments,
+            distances if weights is None else weights, weight_sums, weights is not None,
+        )  # fmt: skip
+        status, inertia, gemm_rows = lloyd_block(block, centroids, gemm, bounds, outputs, scratch)
         if status == DONE:
             state.update(inertia=inertia, full_rows=gemm_rows)
+            if weights is not None:
+                state["weights"] = weight_sums
             return state
     amax = largest_magnitude(block, centroids)
     raise ValueRangeError(
         f"k-means: values up to {amax:.3g} have squared distances beyond the float64 range (1.8e308); "
         f"rescale the data first, e.g. X / 1e150 (the clustering does not change, centroids scale with it)"
     )
+
+
+def check_weights(weights: np.ndarray | None, n_rows: int) -> np.ndarray | None:
+    """A block's sample weights as float64, checked (in the pass that uses them: no pass of their own)."""
+    if weights is None:
+        return None
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    if weights.shape != (n_rows,):
+        raise InputShapeError(
+            f"sample_weight has a block of shape {weights.shape} for {n_rows} rows; give one weight per row of X"
+        )
+    bad = ~(np.isfinite(weights) & (weights >= 0))
+    if bad.any():
+        raise ParameterError(
+            f"sample_weight holds {weights[bad][0]!r}; give finite weights >= 0 (0 leaves a row out of the sums)"
+        )
+    return weights
+
+
+def with_row_weights(
+    chunk: Any, block: np.ndarray, first_row: int, weights: np.ndarray, *args: Any, **kwargs: Any
+) -> Any:
+    """``chunk(block, first_row, *args, weights=weights, **kwargs)``: a kernel fed its rows' weights by the graph."""
+    return chunk(block, first_row, *args, weights=weights, **kwargs)
 
 
 def assign(block: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -164,13 +208,22 @@ def labels_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray, radiu
     return labels
 
 
-def inertia_chunk(block: np.ndarray, first_row: int, centroids: np.ndarray) -> np.ndarray:
-    """The block's sum of squared distances to the nearest centroid, as a 1-element array."""
-    return np.atleast_1d(assign(block, centroids)[1].sum())
+def inertia_chunk(
+    block: np.ndarray, first_row: int, centroids: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """The block's (weighted) sum of squared distances to the nearest centroid, as a 1-element array."""
+    distances = assign(block, centroids)[1]
+    weights = check_weights(weights, len(block))
+    return np.atleast_1d(distances.sum() if weights is None else distances @ weights)
 
 
 def kmeans_chunk(
-    block: np.ndarray, first_row: int, centroids: np.ndarray, n_far: int, with_moments: bool = False
+    block: np.ndarray,
+    first_row: int,
+    centroids: np.ndarray,
+    n_far: int,
+    with_moments: bool = False,
+    weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Partial Lloyd state of one row block.
 
@@ -180,13 +233,15 @@ def kmeans_chunk(
     first_row : int, global index of ``block[0]``
     centroids : ndarray of shape (k, d)
     n_far : int, how many of the farthest rows to keep for relocating empty clusters
-    with_moments : bool, also sum x and x**2 per feature (for the data's variance)
+    with_moments : bool, also sum x and x**2 per feature (for the data's variance, unweighted)
+    weights : ndarray of shape (n,), optional, the rows' sample weights
     """
     centroids = np.asarray(centroids, dtype=np.float64)
+    weights = check_weights(weights, len(block))
     carried_out = _scratch("carried", (len(block),), BOUNDS_DTYPE)
     distances = _scratch("distances", (len(block),), np.float64)
-    state = _run_block(block, centroids, carried_out, distances, with_moments=with_moments)
-    state["far"] = _farthest(distances, carried_out["label"], block, first_row, n_far)
+    state = _run_block(block, centroids, carried_out, distances, with_moments=with_moments, weights=weights)
+    state["far"] = _farthest(distances, carried_out["label"], block, first_row, n_far, weights)
     return state
 
 
@@ -199,6 +254,7 @@ def kmeans_bounded_chunk(
     half_gap: np.ndarray,
     n_far: int,
     with_moments: bool = False,
+    weights: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Partial Lloyd state of one row block, skipping the rows whose centroid provably stays.
 
@@ -222,6 +278,7 @@ def kmeans_bounded_chunk(
         (rounded down)
     n_far : int, how many of the farthest rows to keep for relocating empty clusters
     with_moments : bool, also sum x and x**2 per feature (only with ``carried=None``)
+    weights : ndarray of shape (n,), optional, the rows' sample weights
 
     Returns
     -------
@@ -230,15 +287,21 @@ def kmeans_bounded_chunk(
     if with_moments and carried is not None:
         raise ValueError("with_moments needs a full pass (carried=None)")
     centroids = np.asarray(centroids, dtype=np.float64)
+    weights = check_weights(weights, len(block))
     carried_out = np.empty(len(block), dtype=BOUNDS_DTYPE)
     distances = _scratch("distances", (len(block),), np.float64)
-    state = _run_block(block, centroids, carried_out, distances, carried, drift_other, half_gap, with_moments)
-    state["far"] = _farthest(distances, carried_out["label"], block, first_row, n_far)
+    state = _run_block(block, centroids, carried_out, distances, carried, drift_other, half_gap, with_moments, weights)
+    state["far"] = _farthest(distances, carried_out["label"], block, first_row, n_far, weights)
     return state, carried_out
 
 
 def _farthest(
-    distances: np.ndarray, labels: np.ndarray, rows: np.ndarray, first_row: int, n_far: int
+    distances: np.ndarray,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    first_row: int,
+    n_far: int,
+    weights: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     # Farthest first; ties to the lower global row, so the choice is chunking-independent.
     if 0 < n_far < len(distances):
@@ -251,6 +314,7 @@ def _farthest(
         "index": first_row + order.astype(np.int64),
         "label": labels[order],
         "row": rows[order].astype(np.float64),
+        "weight": np.ones(len(order)) if weights is None else weights[order],
     }
 
 
@@ -258,7 +322,7 @@ def kmeans_combine(partials: list[dict[str, Any]], n_far: int) -> dict[str, Any]
     """Merge partial Lloyd states."""
     far = {key: np.concatenate([p["far"][key] for p in partials]) for key in partials[0]["far"]}
     order = np.lexsort((far["index"], -far["distance"]))[:n_far]
-    return {
+    merged = {
         "full_rows": sum(p["full_rows"] for p in partials),
         "sums": sum(p["sums"] for p in partials),
         "counts": sum(p["counts"] for p in partials),
@@ -266,25 +330,31 @@ def kmeans_combine(partials: list[dict[str, Any]], n_far: int) -> dict[str, Any]
         "moments": sum(p["moments"] for p in partials),
         "far": {key: value[order] for key, value in far.items()},
     }
+    if "weights" in partials[0]:
+        merged["weights"] = sum(p["weights"] for p in partials)
+    return merged
 
 
 def update_centroids(state: dict[str, Any], centroids: np.ndarray) -> tuple[np.ndarray, int]:
     """New centroids from a merged state; empty clusters take the farthest rows.
 
-    As scikit-learn does: each empty cluster takes one of the rows farthest
-    from their centroid, which leaves its old cluster. Returns the centroids
-    and the number of clusters relocated.
+    As scikit-learn does: each empty cluster (no weight, when weighted)
+    takes one of the rows farthest from their centroid, which leaves its old
+    cluster with its weight. Returns the centroids and the number of clusters
+    relocated.
     """
     sums = state["sums"].copy()
-    counts = state["counts"].astype(np.float64)
+    weighted = "weights" in state
+    counts = state["weights"].copy() if weighted else state["counts"].astype(np.float64)
     empty = np.flatnonzero(counts == 0)
     far = state["far"]
-    for cluster, (row, old) in zip(empty, zip(far["row"], far["label"], strict=False), strict=False):
-        sums[old] -= row
-        counts[old] -= 1
-        sums[cluster] = row
-        counts[cluster] = 1
-    new = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids)
+    moves = zip(far["row"], far["label"], far["weight"], strict=False)
+    for cluster, (row, old, weight) in zip(empty, moves, strict=False):
+        sums[old] -= row * weight if weighted else row
+        counts[old] -= weight
+        sums[cluster] = row * weight if weighted else row
+        counts[cluster] = weight
+    new = np.where(counts[:, None] > 0, sums / np.where(counts > 0, counts, 1)[:, None], centroids)
     return new.astype(centroids.dtype), len(empty)
 
 
@@ -340,7 +410,13 @@ def row_uniforms(seed: int, stream: int, rows: np.ndarray) -> np.ndarray:
 
 
 def fold_candidates_chunk(
-    block: np.ndarray, first_row: int, nearest: np.ndarray | None, new: np.ndarray, first_label: int, n_labels: int
+    block: np.ndarray,
+    first_row: int,
+    nearest: np.ndarray | None,
+    new: np.ndarray,
+    first_label: int,
+    n_labels: int,
+    weights: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """k-means||: each row's nearest candidate once ``new`` (labelled from ``first_label``) joins ``nearest``'s.
 
@@ -351,13 +427,15 @@ def fold_candidates_chunk(
     nearest : structured ndarray of shape (n,), dtype ``NEAREST_DTYPE``, from the last round; or None
     new : ndarray of shape (m, d), the round's new candidates
     first_label, n_labels : int, the label of ``new[0]`` and the number of candidates in all
+    weights : ndarray of shape (n,), optional, the rows' sample weights
 
     Returns
     -------
-    ({"cost": sum of the rows' squared distances to their nearest candidate, "counts": (n_labels,)
-    rows per candidate}, structured ndarray of shape (n,) of the rows' nearest candidates). Ties
-    keep the older candidate, the lower label.
+    ({"cost": sum of the rows' (weighted) squared distances to their nearest candidate, "counts":
+    (n_labels,) rows (their weight) per candidate}, structured ndarray of shape (n,) of the rows'
+    nearest candidates). Ties keep the older candidate, the lower label.
     """
+    weights = check_weights(weights, len(block))
     labels, costs = assign(block, new)
     folded = np.empty(len(block), dtype=NEAREST_DTYPE)
     folded["label"] = labels + first_label
@@ -365,13 +443,17 @@ def fold_candidates_chunk(
     if nearest is not None:
         older = nearest["cost"] <= costs
         folded[older] = nearest[older]
-    counts = np.bincount(folded["label"], minlength=n_labels)
-    return {"cost": float(folded["cost"].sum()), "counts": counts}, folded
+    if weights is None:
+        return {"cost": float(folded["cost"].sum()), "counts": np.bincount(folded["label"], minlength=n_labels)}, folded
+    counts = np.bincount(folded["label"], weights=weights, minlength=n_labels)
+    return {"cost": float(folded["cost"] @ weights), "counts": counts}, folded
 
 
-def candidate_costs_chunk(block: np.ndarray, first_row: int, candidates: np.ndarray) -> dict[str, Any]:
+def candidate_costs_chunk(
+    block: np.ndarray, first_row: int, candidates: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, Any]:
     """k-means|| without carried state: the fold of every candidate at once (see ``fold_candidates_chunk``)."""
-    return fold_candidates_chunk(block, first_row, None, candidates, 0, len(candidates))[0]
+    return fold_candidates_chunk(block, first_row, None, candidates, 0, len(candidates), weights)[0]
 
 
 def fold_combine(partials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -380,21 +462,58 @@ def fold_combine(partials: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _sample_rows(
-    block: np.ndarray, first_row: int, costs: np.ndarray, rate: float, seed: int, stream: int
+    block: np.ndarray,
+    first_row: int,
+    costs: np.ndarray,
+    rate: float,
+    seed: int,
+    stream: int,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
-    # Row i is drawn with probability rate * cost_i (capped at 1), by a uniform keyed on its global index.
+    # Row i is drawn with probability rate * weight_i * cost_i (capped at 1), by a uniform keyed on its global index.
     draws = row_uniforms(seed, stream, np.arange(first_row, first_row + len(block)))
+    weights = check_weights(weights, len(block))
+    costs = costs if weights is None else costs * weights
     return block[draws < rate * costs].astype(np.float64)
 
 
-def sample_by_cost_chunk(block: np.ndarray, first_row: int, nearest: np.ndarray, **draw: Any) -> np.ndarray:
+def sample_by_cost_chunk(
+    block: np.ndarray, first_row: int, nearest: np.ndarray, weights: np.ndarray | None = None, **draw: Any
+) -> np.ndarray:
     """k-means||: the block's rows drawn by their carried cost (``rate``, ``seed``, ``stream``), as float64."""
-    return _sample_rows(block, first_row, nearest["cost"], **draw)
+    return _sample_rows(block, first_row, nearest["cost"], weights=weights, **draw)
 
 
-def sample_by_distance_chunk(block: np.ndarray, first_row: int, candidates: np.ndarray, **draw: Any) -> np.ndarray:
+def sample_by_distance_chunk(
+    block: np.ndarray, first_row: int, candidates: np.ndarray, weights: np.ndarray | None = None, **draw: Any
+) -> np.ndarray:
     """:func:`sample_by_cost_chunk` without carried costs: the distances to every candidate are computed again."""
-    return _sample_rows(block, first_row, assign(block, candidates)[1], **draw)
+    return _sample_rows(block, first_row, assign(block, candidates)[1], weights=weights, **draw)
+
+
+def weighted_draw_chunk(block: np.ndarray, first_row: int, weights: np.ndarray, size: int, seed: int) -> dict[str, Any]:
+    """The block's ``size`` rows of largest key ``log(u) / weight`` (u keyed by global row), with their keys.
+
+    The rows of largest keys over all blocks are a draw without replacement
+    with probabilities proportional to the weights (Efraimidis and Spirakis);
+    rows of weight 0 are never drawn. Ties go to the lower global row.
+    """
+    weights = check_weights(weights, len(block))
+    rows = np.arange(first_row, first_row + len(block))
+    with np.errstate(divide="ignore"):
+        keys = np.log(row_uniforms(seed, 0, rows)) / weights
+    keys[weights == 0] = -np.inf
+    order = np.lexsort((rows, -keys))[:size]
+    order = order[keys[order] > -np.inf]
+    return {"key": keys[order], "index": rows[order], "row": block[order].astype(np.float64), "size": size}
+
+
+def weighted_draw_combine(partials: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge the draws of :func:`weighted_draw_chunk`."""
+    merged = {key: np.concatenate([p[key] for p in partials]) for key in ("key", "index", "row")}
+    size = partials[0]["size"]
+    order = np.lexsort((merged["index"], -merged["key"]))[:size]
+    return {**{key: value[order] for key, value in merged.items()}, "size": size}
 
 
 def stack_rows(values: list[np.ndarray]) -> np.ndarray:

@@ -83,9 +83,9 @@ def neighbour_weights(distances: np.ndarray, weights: Weights) -> np.ndarray | N
     all_zero = ~(values != 0).any(axis=1)
     if all_zero.any():
         raise ParameterError(
-            f"the weights callable gives every neighbour of {int(all_zero.sum())} queries weight 0 (the first: "
-            f"query {int(np.argmax(all_zero))} of its block); make it return a positive weight for at least one "
-            f"neighbour of every query"
+            f"All neighbors of some sample is getting zero weights. Please modify 'weights' to avoid this case if "
+            f"you are using a user-defined function. ({int(all_zero.sum())} queries, the first: query "
+            f"{int(np.argmax(all_zero))} of its block; give at least one neighbour of every query a positive weight)"
         )
     return values
 

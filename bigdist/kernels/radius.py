@@ -144,7 +144,8 @@ def _score_floor(bound: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """``bound`` in the scores' dtype, rounded down, so no borderline score is dropped."""
     lowest = -np.finfo(dtype).max
     rounded = np.maximum(bound, lowest).astype(dtype)
-    too_high = rounded.astype(np.float64) > bound
+    # A bound below the dtype's range (an infinite radius) is already at its floor.
+    too_high = (rounded.astype(np.float64) > bound) & (rounded > lowest)
     rounded[too_high] = np.nextafter(rounded[too_high], dtype.type(-np.inf))
     return np.maximum(rounded, dtype.type(lowest))
 

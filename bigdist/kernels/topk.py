@@ -37,3 +37,30 @@ def topk_merge(partials: np.ndarray, k: int) -> np.ndarray:
     """
     order = np.lexsort((partials["index"], partials["key"]), axis=-1)[:, :k]
     return np.take_along_axis(partials, order, axis=1)
+
+
+def own_columns(indices: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Column of each query's own row among its neighbours, or 0 where it is not among them.
+
+    The queries are train rows (``rows``, their global indices). When exact
+    duplicates outnumber the neighbours, a row may not find itself; its
+    nearest neighbour (column 0) is then the one to drop, scikit-learn's rule.
+
+    Parameters
+    ----------
+    indices : ndarray of shape (m, k), int64
+    rows : ndarray of shape (m,) or (m, 1), int64
+
+    Returns
+    -------
+    ndarray of shape (m,), intp
+    """
+    is_own = indices == rows.reshape(-1, 1)
+    return np.where(is_own.any(axis=1), is_own.argmax(axis=1), 0)
+
+
+def drop_columns(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``values`` of shape (m, k) without column ``columns[i]`` in row i: shape (m, k - 1)."""
+    keep = np.ones(values.shape, dtype=bool)
+    keep[np.arange(len(values)), columns.reshape(-1)] = False
+    return values[keep].reshape(len(values), values.shape[1] - 1)
