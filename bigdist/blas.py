@@ -75,7 +75,10 @@ def dask_threads() -> int:
             worker = None
         if worker is not None:
             # processes=False puts several workers in one process, all sharing its BLAS.
-            alive = [w for w in list(distributed.Worker._instances) if w.status.name not in _GONE]
+            try:
+                alive = [w for w in list(distributed.Worker._instances) if w.status.name not in _GONE]
+            except RuntimeError:  # a worker of this process started during the copy
+                alive = [worker]
             return max(1, sum(w.state.nthreads for w in alive) or worker.state.nthreads)
     current = threading.current_thread()
     pool = _executor_of(current)
