@@ -29,6 +29,10 @@ DIFFERENCES: list[tuple[str, str]] = [
         r"test_sample_weight_(init|zero)\[.*",
         "tests the private method _init_centroids of scikit-learn's KMeans",
     ),
+    (
+        r"(test_auto_algorithm\[.*|test_neighbors_minkowski_semimetric_algo_warn\[.*-KNeighbors(Classifier|Regressor)\])",
+        "reads the private attribute _fit_method (the tree scikit-learn chose); bigdist builds no tree",
+    ),
 ]
 
 PENDING: list[tuple[str, str]] = [
@@ -37,5 +41,18 @@ PENDING: list[tuple[str, str]] = [
         r"(test_kmeans_results|test_weighted_vs_repeated|test_unit_weights_vs_no_weights|test_scaled_weights"
         r"|test_kmeans_empty_cluster_relocated|test_sample_weight_unchanged)\[?.*",
         "KMeans sample_weight (issue 13, speed-kmeans)",
+    ),
+    (
+        r"(test_kneighbors_brute_backend|test_radius_neighbors_brute_backend|test_neighbors_metrics"
+        r"|test_nan_euclidean_support|test_precomputed_dense|test_precomputed_cross_validation"
+        r"|test_radius_neighbors_sort_results|test_callable_metric|test_pairwise_boolean_distance"
+        r"|test_neigh_predictions_algorithm_agnosticity)\[?.*",
+        "metrics, callables and precomputed distances bigdist's registry lacks (issue 13, sk-metrics); "
+        "not yet analysed test by test",
+    ),
+    (
+        r"(test_unsupervised_inputs|test_unsupervised_kneighbors|test_neighbors_minkowski_semimetric_algo_error"
+        r"|test_radius_neighbors_parallel_array_radius|test_pipeline_with_nearest_neighbors_transformer)\[?.*",
+        "not yet analysed (failing on this branch; see the issue 13 notes)",
     ),
 ]
