@@ -227,11 +227,15 @@ def test_all_workers_gone_fails_within_the_timeout():
 def test_unreachable_scheduler_exits_fast_naming_it_without_traceback(tmp_path):
     run_file = tmp_path / "run.yaml"
     run_file.write_text(yaml.safe_dump({"dask": {"bigdist.runtime.connect-timeout": 2}}))
+    # A readable input: inputs are checked before the scheduler is reached.
+    train = tmp_path / "t.zarr"
+    zarr.create_array(store=str(train), data=np.ones((4, 2)))
     began = time.monotonic()
     result = CliRunner().invoke(
         main,
-        ["knn", "--train", "t.zarr", "--out", "o.zarr", "--scheduler", "tcp://127.0.0.1:1", "--config", str(run_file)],
-    )
+        ["knn", "--train", str(train), "--out", str(tmp_path / "o.zarr"), "--scheduler", "tcp://127.0.0.1:1",
+         "--config", str(run_file)],
+    )  # fmt: skip
     assert result.exit_code == 1
     assert "could not reach the Dask scheduler at 'tcp://127.0.0.1:1' within 2 s" in result.output
     assert "Traceback" not in result.output
