@@ -19,6 +19,7 @@ import numpy as np
 from dask.base import tokenize
 
 from bigdist import config
+from bigdist.blas import limited_blas
 from bigdist.errors import ValueRangeError
 from bigdist.execution.jobs import Job, OutputArray, group_panels, row_blocks
 from bigdist.execution.sources import InputRows, rows_of
@@ -123,20 +124,21 @@ def knn_panel(
     ((query_start, query_rows),) = list(rows_of(queries, query_starts))
     query_index = np.arange(query_start, query_start + len(query_rows), dtype=np.int64)
     best = None
-    for train_start, train_rows in rows_of(train, train_starts):
-        tile = knn_chunk(
-            query_rows,
-            train_rows,
-            query_index,
-            np.arange(train_start, train_start + len(train_rows), dtype=np.int64),
-            k=k,
-            metric=metric,
-            p=p,
-            exclude_self=exclude_self,
-            tile_query_rows=tile_query_rows,
-            tile_train_rows=tile_train_rows,
-        )
-        best = tile if best is None else knn_combine(np.concatenate([best, tile], axis=1), k=k)
+    with limited_blas():  # dask threads x BLAS threads within the cores, on any scheduler
+        for train_start, train_rows in rows_of(train, train_starts):
+            tile = knn_chunk(
+                query_rows,
+                train_rows,
+                query_index,
+                np.arange(train_start, train_start + len(train_rows), dtype=np.int64),
+                k=k,
+                metric=metric,
+                p=p,
+                exclude_self=exclude_self,
+                tile_query_rows=tile_query_rows,
+                tile_train_rows=tile_train_rows,
+            )
+            best = tile if best is None else knn_combine(np.concatenate([best, tile], axis=1), k=k)
     return best
 
 
