@@ -19,6 +19,7 @@ import numpy as np
 from dask.base import tokenize
 
 from bigdist import config
+from bigdist.blas import limited_blas
 from bigdist.errors import ValueRangeError
 from bigdist.execution.jobs import Job, OutputArray, group_panels, row_blocks
 from bigdist.execution.sources import InputRows, rows_of
@@ -144,11 +145,11 @@ def knn_panel(
         tile_train_rows=tile_train_rows,
     )
     best = None
-    for train_start, train_rows in rows_of(train, train_starts):
-        tile = kernel(
-            query_rows, train_rows, query_index, np.arange(train_start, train_start + len(train_rows), dtype=np.int64)
-        )
-        best = tile if best is None else knn_combine(np.concatenate([best, tile], axis=1), k=k)
+    with limited_blas():  # dask threads x BLAS threads within the cores, on any scheduler
+        for train_start, train_rows in rows_of(train, train_starts):
+            train_index = np.arange(train_start, train_start + len(train_rows), dtype=np.int64)
+            tile = kernel(query_rows, train_rows, query_index, train_index)
+            best = tile if best is None else knn_combine(np.concatenate([best, tile], axis=1), k=k)
     return best
 
 
