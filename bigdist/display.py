@@ -126,21 +126,46 @@ def log_progress(level: int | str = logging.INFO, stream: TextIO | None = None) 
     return handler
 
 
-def progress(work: Any) -> Any:
-    """Compute ``work`` (a dask collection, e.g. ``result.to_zarr(path, compute=False)``) with a progress bar.
+class BlockProgress:
+    """``progress(done, total, elapsed_seconds)`` for the waves of ``to_zarr``: a bar of written blocks.
 
-    On the ambient distributed Client the bar is ``distributed.progress``'s
-    (a widget in a notebook when ipywidgets is installed, else text); without
-    a client, ``dask.diagnostics.ProgressBar`` on the local scheduler.
+    tqdm's: a widget in a notebook (with ipywidgets), text in a terminal. A
+    resumed run starts the bar at the blocks an earlier run had written.
+    """
+
+    def __init__(self, description: str = "blocks written") -> None:
+        self.description = description
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int, elapsed: float) -> None:
+        if self._bar is None:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, initial=done - 1, desc=self.description, unit="block")
+        self._bar.update(done - self._bar.n)
+        if done >= total:
+            self._bar.close()
+
+
+def progress(work: Any = None) -> Any:
+    """A progress bar: for the waves of ``to_zarr`` (no argument), or while ``work`` is computed.
+
+    ``res.to_zarr(path, progress=bd.progress())`` draws the blocks written as
+    they come (:class:`BlockProgress`). ``bd.progress(work)`` computes a dask
+    collection (e.g. ``km.labels``) with a bar: on the ambient distributed
+    Client ``distributed.progress``'s (a widget in a notebook when ipywidgets
+    is installed, else text), without a client ``dask.diagnostics.ProgressBar``.
 
     Parameters
     ----------
-    work : dask collection or Delayed
+    work : dask collection or Delayed, optional
 
     Returns
     -------
-    The computed value, as ``dask.compute(work)[0]``.
+    BlockProgress when ``work`` is None, else the computed value, as ``dask.compute(work)[0]``.
     """
+    if work is None:
+        return BlockProgress()
     try:
         from distributed import default_client
 

@@ -2,6 +2,7 @@
 
 import html
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -61,8 +62,8 @@ def test_the_kmeans_repr_no_longer_dumps_centroids_or_stats(data):
 def test_names_from_users_are_escaped_in_html():
     nasty = "<script>alert('x')</script>"
     result = KNNResult(
-        distances=da.zeros((2, 1)), indices=da.zeros((2, 1), dtype=np.int64), k=1, metric=nasty, n_queries=2,
-        n_train=3, n_features=1, self_join=False, params={"w": nasty},
+        k=1, metric=nasty, n_queries=2, n_train=3, n_features=1, self_join=False, params={"w": nasty},
+        precomputed=(da.zeros((2, 1)), da.zeros((2, 1), dtype=np.int64)),
     )  # fmt: skip
     table = result._repr_html_()
     assert "<script>" not in table and html.escape(nasty) in table
@@ -112,6 +113,19 @@ def test_progress_computes_with_a_bar_locally_and_on_a_client(data, tmp_path, ca
     np.testing.assert_array_equal(indices, knn_oracle(data, None, 2)[1])
     assert "100% Completed" in capsys.readouterr().out
     with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address="127.0.0.1:0"):
-        path = bd.progress(bd.knn(X, None, k=2).to_zarr(str(tmp_path / "nn.zarr"), compute=False))
-    assert "100% Completed" in capsys.readouterr().out
+        labels = bd.progress(X.sum(axis=1))
+    assert "100%" in capsys.readouterr().out
+    np.testing.assert_allclose(labels, data.sum(axis=1), rtol=1e-6)
+
+
+def test_progress_bar_of_the_blocks_written(data, tmp_path, capsys):
+    from tests.oracle import knn_oracle
+
+    X = da.from_array(data, chunks=50)
+    with dask.config.set({"bigdist.knn.query-block-rows": 40}):
+        result = bd.knn(X, None, k=2)
+    bar = bd.progress()
+    path = result.to_zarr(str(tmp_path / "nn.zarr"), progress=bar)
+    blocks = result.job.query_blocks
+    assert f"{len(blocks)}/{len(blocks)}" in capsys.readouterr().err
     np.testing.assert_array_equal(bd.io.read_group(path)["indices"].compute(), knn_oracle(data, None, 2)[1])
