@@ -125,11 +125,13 @@ def run_options(
                     **_dask_overrides(extra.pop(DASK_SECTION, None)),
                     **_security_overrides(extra.pop(SECURITY_SECTION, None)),
                 }
+                # Inputs the generate section would make are not checked here (under --plan, the plan names them).
+                generated = extra.get(GENERATE_SECTION)
                 if options.get("plan_only") and extra.pop(GENERATE_SECTION, None) is not None:
                     logger.info("--plan: the run file's generate section is not run (a plan writes nothing)")
                 with dask.config.set(overrides):
                     config.validate()
-                    check_inputs(options, extra.get(GENERATE_SECTION))
+                    check_inputs(options, generated)
                     with output_lock(options["out"]) if options.get("out") else contextlib.nullcontext():
                         with _cluster_errors():
                             command(**options, **extra)
