@@ -347,6 +347,9 @@ def calibrate(job: str, n_features: int, dtype: Any, client: Any = None, **spec:
     float
     """
     dtype_name = np.dtype(dtype).name
+    if client is not None and not client.scheduler_info().get("workers"):
+        # No worker to time it on (yet): the run itself reports the missing workers, not the plan.
+        client = None
     where = client.scheduler.address if client is not None else "local"
     cached = (job, n_features, dtype_name, where, tuple(sorted((name, repr(value)) for name, value in spec.items())))
     if cached not in _calibrations:
