@@ -1,7 +1,7 @@
 """The README's examples run as written, at small sizes: its Python blocks, and its ``bigdist`` commands.
 
 Blocks after a ``<!-- full size ... -->`` comment (installing, the whole test suite, million-row configs)
-are not run. Sizes above a few thousand rows are shrunk; commands run on a test cluster.
+or an ``<!-- illustrative ... -->`` one (reading files of the user's own) are not run. Sizes above a few thousand rows are shrunk; commands run on a test cluster.
 """
 
 import pathlib
@@ -18,15 +18,15 @@ from bigdist.cli.main import main
 
 README = pathlib.Path(__file__).parent.parent.parent / "README.md"
 MAX_ROWS = 2000
-FULL_SIZE = "<!-- full size"
+NOT_RUN = ("<!-- full size", "<!-- illustrative")
 
 
 def _blocks():
-    """(language, code) of every fenced block not marked full size, in order."""
+    """(language, code) of every fenced block not marked full size or illustrative, in order."""
     text = README.read_text(encoding="utf-8")
     blocks = []
     for match in re.finditer(r"(?P<before>[^\n]*)\n[ ]*```(?P<lang>\w*)\n(?P<code>.*?)\n[ ]*```", text, re.S):
-        if not match["before"].startswith(FULL_SIZE):
+        if not match["before"].startswith(NOT_RUN):
             blocks.append((match["lang"], match["code"]))
     return blocks
 
