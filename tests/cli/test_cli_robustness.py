@@ -138,16 +138,16 @@ def test_a_lock_left_by_a_killed_run_is_taken_over_and_removed_at_the_end(tmp_pa
 def test_the_lock_is_held_while_the_run_computes(tmp_path, scheduler, monkeypatch):
     _write(tmp_path / "x.zarr", np.random.default_rng(0).random((60, 3)))
     out = tmp_path / "nn.zarr"
-    import bigdist.cli.knn
+    from bigdist.knn import KNNResult
 
     seen = []
-    real_wait = bigdist.cli.knn.wait
+    real_to_zarr = KNNResult.to_zarr
 
-    def wait(client, delayed):
+    def to_zarr(result, *args, **kwargs):
         seen.append(json.loads(pathlib.Path(f"{out}.lock").read_text()))
-        return real_wait(client, delayed)
+        return real_to_zarr(result, *args, **kwargs)
 
-    monkeypatch.setattr(bigdist.cli.knn, "wait", wait)
+    monkeypatch.setattr(KNNResult, "to_zarr", to_zarr)
     code, output = _run("knn", "--train", tmp_path / "x.zarr", "--k", 3, "--out", out, "--scheduler", scheduler)
     assert code == 0, output
     assert seen[0]["pid"] == os.getpid() and seen[0]["host"] == socket.gethostname()
