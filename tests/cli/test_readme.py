@@ -1,7 +1,8 @@
 """The README's examples run as written, at small sizes: its Python blocks, and its ``bigdist`` commands.
 
 Blocks after a ``<!-- full size ... -->`` comment (installing, the whole test suite, million-row configs)
-or an ``<!-- illustrative ... -->`` one (reading files of the user's own) are not run. Sizes above a few thousand rows are shrunk; commands run on a test cluster.
+or an ``<!-- illustrative ... -->`` one (reading files of the user's own) are not run. Sizes above a few
+thousand rows are shrunk; commands run on a test cluster.
 """
 
 import pathlib
