@@ -114,6 +114,7 @@ def test_copy_x_leaves_the_data_unchanged(blobs):
 
 
 def test_verbose_logs_progress_to_stdout(blobs, capsys):
+    level = logging.getLogger("bigdist").level
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         bd.KMeans(3, random_state=0, verbose=1).fit(blobs)
@@ -122,4 +123,4 @@ def test_verbose_logs_progress_to_stdout(blobs, capsys):
     assert re.search(r"k-means run 1/1: inertia", printed)
     bd.KMeans(3, random_state=0).fit(blobs)
     assert capsys.readouterr().out == ""
-    assert logging.getLogger("bigdist").level == logging.NOTSET
+    assert logging.getLogger("bigdist").level == level  # verbose's handler and level were removed after the fit

@@ -67,7 +67,9 @@ def s3_server():
         s3fs.S3FileSystem.clear_instance_cache()
 
 
-@pytest.fixture(scope="session")
+# Per module: the environment it sets points every s3fs of the process at this server, which must not
+# outlive the cluster tests (other tests give their own endpoint in storage_options).
+@pytest.fixture(scope="module")
 def s3_env():
     with s3_server() as env:
         yield env
