@@ -139,21 +139,11 @@ def _open_path(
     elif key is not None:
         raise InputShapeError(f"key={key!r} names a part of Parquet, HDF5 or AnnData inputs; {text!r} is none")
     try:
-        node = zarr.open(store=text, mode="r", storage_options=storage_options)
+        with formats.protocol_errors(text):
+            node = zarr.open(store=text, mode="r", storage_options=storage_options)
     except FileNotFoundError:
         # zarr's NodeNotFoundError is a FileNotFoundError: an empty directory or a missing URL.
         raise StoreNotFoundError(f"no Zarr array at {text!r}; check the path or URL") from None
-    except ImportError as error:
-        raise StoreNotFoundError(
-            f"cannot open {text!r}: {error}; install the fsspec backend for this protocol (e.g. s3fs, gcsfs)"
-        ) from None
-    except ValueError as error:
-        if "protocol" not in str(error).lower():
-            raise
-        raise StoreNotFoundError(
-            f"cannot open {text!r}: {error}; use a local path or a URL whose protocol fsspec knows "
-            f"(file://, memory://, s3://, gs://, ...)"
-        ) from None
     if isinstance(node, zarr.Group):
         arrays = _array_paths(node)
         example = f"{text.rstrip('/')}/{arrays[0] if arrays else 'NAME'}"

@@ -18,11 +18,12 @@ Shards of a folder or glob are read in natural order of their names
 from __future__ import annotations
 
 import bisect
+import contextlib
 import importlib
 import logging
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import dask.array as da
@@ -72,11 +73,11 @@ def split_fragment(text: str) -> tuple[str, str | None]:
     return base, fragment.strip("/") or None
 
 
-def _filesystem(text: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
-    import fsspec
-
+@contextlib.contextmanager
+def protocol_errors(text: str) -> Iterator[None]:
+    """A URL whose fsspec backend is missing, or whose protocol fsspec does not know, as StoreNotFoundError."""
     try:
-        fs, path = fsspec.core.url_to_fs(text, **(storage_options or {}))
+        yield
     except ImportError as error:
         raise StoreNotFoundError(
             f"cannot open {text!r}: {error}; install the fsspec backend for this protocol (e.g. s3fs, gcsfs)"
@@ -88,6 +89,13 @@ def _filesystem(text: str, storage_options: dict[str, Any] | None) -> tuple[Any,
             f"cannot open {text!r}: {error}; use a local path or a URL whose protocol fsspec knows "
             f"(file://, memory://, s3://, gs://, ...)"
         ) from None
+
+
+def _filesystem(text: str, storage_options: dict[str, Any] | None) -> tuple[Any, str]:
+    import fsspec
+
+    with protocol_errors(text):
+        fs, path = fsspec.core.url_to_fs(text, **(storage_options or {}))
     return fs, path
 
 
