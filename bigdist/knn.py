@@ -13,7 +13,7 @@ import numpy as np
 from dask.base import tokenize
 
 from bigdist import config, display
-from bigdist.errors import ParameterError
+from bigdist.errors import ParameterError, PlanError
 from bigdist.execution.jobs import Job
 from bigdist.execution.knn import cast_distances, knn_job, write_knn
 from bigdist.execution.waves import ProgressCallback
@@ -120,6 +120,9 @@ class KNNResult:
     @property
     def job(self) -> Job:
         """The :class:`bigdist.execution.jobs.Job` that :meth:`to_zarr` runs (what ``bd.plan`` describes)."""
+        if not self._waves:
+            what = "sparse rows" if self.sparse else "precomputed distances"
+            raise PlanError(f"a kNN of {what} is written from one graph, not in waves, so it has no job to describe")
         return knn_job(
             self._wave_queries(),
             self.train_array,

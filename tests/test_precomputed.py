@@ -124,3 +124,11 @@ def test_bad_precomputed_input():
     nan[3, 3] = np.nan
     with pytest.raises(Exception, match="NaN"):
         bd.knn(nan, None, k=2, metric="precomputed").compute()
+
+
+def test_a_precomputed_knn_has_no_wave_job():
+    from bigdist.errors import PlanError
+
+    result = bd.knn(np.abs(np.subtract.outer(np.arange(6.0), np.arange(6.0))), None, k=2, metric="precomputed")
+    with pytest.raises(PlanError, match="precomputed distances is written from one graph"):
+        getattr(result, "job")  # noqa: B009  (a property: reading it is what raises)
