@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -24,3 +25,15 @@ def estimator_checks(estimators: list[Any]) -> pytest.MarkDecorator:
     mark = parametrize_with_checks(estimators).mark
     params = [param for param in mark.args[1] if not _check_name(param).startswith(NOT_APPLICABLE)]
     return pytest.mark.parametrize(mark.args[0], params, **mark.kwargs)
+
+
+def same_message(ours: BaseException, theirs: BaseException) -> bool:
+    """Whether two errors say the same, the valid options of a parameter compared as sets.
+
+    scikit-learn prints them as a Python set, whose order changes with the process's hash seed.
+    """
+
+    def options_sorted(message: str) -> str:
+        return re.sub(r"\{([^}]*)\}", lambda match: "{" + ", ".join(sorted(match[1].split(", "))) + "}", message)
+
+    return options_sorted(str(ours)) == options_sorted(str(theirs))

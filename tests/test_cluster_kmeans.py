@@ -12,6 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import InvalidParameterError
 
 import bigdist as bd
+from tests.estimator_checks import same_message
 
 pytestmark = pytest.mark.usefixtures("synchronous")
 
@@ -88,7 +89,7 @@ def test_invalid_parameters_as_scikit_learn(blobs, params):
     with pytest.raises(InvalidParameterError) as ours:
         bd.KMeans(**params).fit(blobs)
     assert isinstance(ours.value, bd.BigdistError)
-    assert str(ours.value) == str(theirs.value)
+    assert same_message(ours.value, theirs.value)
 
 
 def test_warnings_as_scikit_learn(blobs):
