@@ -87,6 +87,24 @@ def check_values(block: np.ndarray, metric: str, name: str, first_row: int) -> N
 
 
 @numba.njit(cache=True, nogil=True)
+def insert_sorted(best_keys: np.ndarray, best_indices: np.ndarray, row: int, key: float, index: int) -> None:
+    """Put (key, index) into row ``row`` of a running top-k kept in (key, index) order, dropping the last.
+
+    The caller has checked that it beats the last slot. An infinite key goes before the pad slots
+    (inf, PAD_INDEX), so a pad slot takes even an infinite distance.
+    """
+    pos = best_keys.shape[1] - 1
+    while pos > 0 and (
+        best_keys[row, pos - 1] > key or (best_keys[row, pos - 1] == key and best_indices[row, pos - 1] == PAD_INDEX)
+    ):
+        best_keys[row, pos] = best_keys[row, pos - 1]
+        best_indices[row, pos] = best_indices[row, pos - 1]
+        pos -= 1
+    best_keys[row, pos] = key
+    best_indices[row, pos] = index
+
+
+@numba.njit(cache=True, nogil=True)
 def _transpose(train: np.ndarray, out: np.ndarray) -> None:
     """``out[:, :w] = train.T`` in float64."""
     for j in range(train.shape[0]):
@@ -377,17 +395,7 @@ def _direct_topk(
                 key = acc[j] if acc[j] == acc[j] else np.inf
                 # A pad slot (inf, PAD_INDEX) takes even an infinite distance (braycurtis with u = -v).
                 if (key < best_keys[i, last] or (key == np.inf and best_indices[i, last] == PAD_INDEX)) and j != own:
-                    pos = last
-                    # (key, index) order: an infinite key goes before the pad slots, which are (inf, PAD_INDEX).
-                    while pos > 0 and (
-                        best_keys[i, pos - 1] > key
-                        or (best_keys[i, pos - 1] == key and best_indices[i, pos - 1] == PAD_INDEX)
-                    ):
-                        best_keys[i, pos] = best_keys[i, pos - 1]
-                        best_indices[i, pos] = best_indices[i, pos - 1]
-                        pos -= 1
-                    best_keys[i, pos] = key
-                    best_indices[i, pos] = first_train + start + j
+                    insert_sorted(best_keys, best_indices, i, key, first_train + start + j)
 
 
 def direct_topk(

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse
 
 from bigdist.kernels.dense import tile_topk, tile_within
+from bigdist.kernels.direct import insert_sorted
 from bigdist.kernels.knn import knn_chunk
 from bigdist.kernels.pairwise import out_dtype, pairwise_chunk, zero_diagonal
 from bigdist.kernels.radius import check_cap, empty_partial, radius_chunk, radius_combine, radius_key
@@ -102,16 +103,7 @@ def _select(approx, limits, code, qptr, qind, qdat, xptr, xind, xdat, qnorms, xn
                 continue
             key = _exact(code, qptr, qind, qdat, i, xptr, xind, xdat, j, qnorms[i], xnorms[j])
             if key < best_keys[i, last] or (key == np.inf and best_indices[i, last] == PAD_INDEX):
-                pos = last
-                while pos > 0 and (
-                    best_keys[i, pos - 1] > key
-                    or (best_keys[i, pos - 1] == key and best_indices[i, pos - 1] == PAD_INDEX)
-                ):
-                    best_keys[i, pos] = best_keys[i, pos - 1]
-                    best_indices[i, pos] = best_indices[i, pos - 1]
-                    pos -= 1
-                best_keys[i, pos] = key
-                best_indices[i, pos] = first_train + j
+                insert_sorted(best_keys, best_indices, i, key, first_train + j)
 
 
 @numba.njit(cache=True, nogil=True)
