@@ -19,12 +19,14 @@ from sklearn.exceptions import ConvergenceWarning
 
 from bigdist import config, display
 from bigdist.errors import InputShapeError, ParameterError
+from bigdist.execution.passes import CarriedRows, PassColumn, run_pass, write_labels
+from bigdist.execution.sources import InputRows
+from bigdist.execution.waves import ProgressCallback
 from bigdist.io import as_array, check_int, check_number, write_group
 from bigdist.io.integrity import ZarrSource, output_codecs
 from bigdist.io.sparse import as_dense_rows
 from bigdist.kernels.kmeans import (
     BOUNDS_DTYPE,
-    NEAREST_DTYPE,
     bound_updates,
     candidate_costs_chunk,
     fold_candidates_chunk,
@@ -41,7 +43,7 @@ from bigdist.kernels.kmeans import (
     weighted_draw_combine,
     with_row_weights,
 )
-from bigdist.reductions import block_tree_reduce, block_tree_reduce_carry, map_row_blocks
+from bigdist.reductions import map_row_blocks
 from bigdist.resources import maybe_persist, memory_budget, should_persist
 
 logger = logging.getLogger(__name__)
@@ -70,20 +72,49 @@ class KMeansResult:
     stats: list[dict[str, float]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     n_distinct_clusters: int = 0
+    data: da.Array | None = field(default=None, repr=False)
 
     def to_zarr(
-        self, path: str, *, overwrite: bool = False, attrs: dict[str, Any] | None = None, compute: bool = True
-    ) -> Any:
-        """Write centroids and labels (block by block) to a Zarr group; stats go in its attributes."""
-        centroids = da.from_array(self.centroids, chunks=self.centroids.shape)
+        self,
+        path: str,
+        *,
+        overwrite: bool = False,
+        attrs: dict[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> str:
+        """Write centroids and labels to a Zarr group; stats go in its attributes.
+
+        The labels are computed in bounded waves of tasks that read their own
+        row blocks (``bigdist.execution``), each block written and marked; an
+        unfinished group of the same run (same data and centroids) is resumed,
+        its labelled blocks kept.
+
+        Parameters
+        ----------
+        path : str, local path or fsspec URL
+        overwrite : bool
+            Replace a finished output (or another run's unfinished one).
+        attrs : dict, optional
+            More attributes of the run, e.g. the CLI's config.
+        progress : callable, optional
+            ``progress(done, total, elapsed_seconds)`` after every labelled row block.
+
+        Returns
+        -------
+        str, the path
+        """
         meta = {"kmeans": {**self.params, "inertia": self.inertia, "n_iter": self.n_iter, "stats": self.stats}}
-        return write_group(
-            path,
-            {"centroids": centroids, "labels": self.labels},
-            attrs={**meta, **(attrs or {})},
-            overwrite=overwrite,
-            compute=compute,
-        )
+        rows = self.labels if self.data is None else self.data
+        if self.data is None:
+            # Made by hand from lazy labels: no data to read, one graph.
+            centroids = da.from_array(self.centroids, chunks=self.centroids.shape)
+            return write_group(path, {"centroids": centroids, "labels": rows}, attrs={**meta, **(attrs or {})},
+                               overwrite=overwrite)  # fmt: skip
+        return write_labels(
+            path, rows, partial(labels_chunk, centroids=self.centroids), {"centroids": self.centroids},
+            fingerprint=tokenize("bigdist-kmeans-labels", rows.name, rows.chunks, self.centroids),
+            attrs={**meta, **(attrs or {})}, overwrite=overwrite, what=f"k-means labels {path}", progress=progress,
+        )  # fmt: skip
 
     def _rows(self) -> list[tuple[str, Any]]:
         last = self.stats[-1] if self.stats else {}
@@ -109,58 +140,62 @@ class KMeansResult:
         return display.html_table("bigdist KMeansResult", self._rows())
 
 
-def _weighted(chunk: Any, weights: da.Array | None) -> tuple[Any, tuple[da.Array, ...]]:
-    """A block kernel and the per-row arrays it needs: its rows' weights when the run has any."""
-    if weights is None:
-        return chunk, ()
-    return partial(with_row_weights, chunk), (weights,)
+def _weighted(chunk: Any, weights: da.Array | None) -> Any:
+    """A block kernel fed its rows' weights (the pass's ``along`` input) when the run has any."""
+    return chunk if weights is None else partial(with_row_weights, chunk)
 
 
-def _lloyd_state(
-    X: da.Array,
-    centroids: np.ndarray,
-    split_every: int,
-    n_far: int,
-    with_moments: bool = False,
-    weights: da.Array | None = None,
-) -> dict[str, Any]:
-    chunk, along = _weighted(partial(kmeans_chunk, n_far=n_far, with_moments=with_moments), weights)
-    return block_tree_reduce(
-        X,
-        chunk,
-        partial(kmeans_combine, n_far=n_far),
-        split_every=split_every,
-        name="bigdist-kmeans-pass",
-        extra=(centroids,),
-        along=along,
-    ).compute()
+class _Passes:
+    """The data of a run as the passes read it: its row blocks (and weights) read inside each task.
+
+    The input graphs are materialised once, here, not once per pass.
+    """
+
+    def __init__(self, X: da.Array, weights: da.Array | None, split_every: int) -> None:
+        self.X = X
+        self.weights = weights
+        self.split_every = split_every
+        self.rows = InputRows(X)
+        self.along = () if weights is None else (InputRows(weights[:, None]),)
+
+    def run(self, chunk: Any, combine: Any, name: str, extra: tuple[Any, ...] = (), **carry: Any) -> tuple[Any, Any]:
+        """One pass of ``chunk`` over every row block, the partials folded by ``combine``; (state, carried)."""
+        (state,), carried = run_pass(
+            self.rows, [PassColumn(_weighted(chunk, self.weights), combine, extra)], split_every=self.split_every,
+            name=name, what=name.removeprefix("bigdist-"), along=self.along, **carry,
+        )  # fmt: skip
+        return state, carried
+
+
+def _lloyd_state(data: _Passes, centroids: np.ndarray, n_far: int, with_moments: bool = False) -> dict[str, Any]:
+    chunk = partial(kmeans_chunk, n_far=n_far, with_moments=with_moments)
+    return data.run(chunk, partial(kmeans_combine, n_far=n_far), "bigdist-kmeans-pass", (centroids,))[0]
 
 
 def _bounded_pass(
-    X: da.Array,
-    carried: da.Array | None,
+    data: _Passes,
+    carried: CarriedRows | None,
     centroids: np.ndarray,
     previous: np.ndarray | None,
-    split_every: int,
     with_moments: bool,
-    weights: da.Array | None = None,
-) -> tuple[dict[str, Any], da.Array]:
-    """One Lloyd pass that carries each row's label and bound to the next (Hamerly's algorithm)."""
+) -> tuple[dict[str, Any], CarriedRows]:
+    """One Lloyd pass that carries each row's label and bound to the next (Hamerly's algorithm).
+
+    A block whose bounds were lost (its worker died) runs in full: the same partial state.
+    """
     k = len(centroids)
     if carried is None:
         drift_other, half_gap = np.zeros(k), np.zeros(k)
     else:
         drift_other, half_gap = bound_updates(previous, centroids)
-    combine = partial(kmeans_combine, n_far=k)
-    chunk, along = _weighted(partial(kmeans_bounded_chunk, n_far=k, with_moments=with_moments), weights)
-    partials, after = block_tree_reduce_carry(
-        X, carried, chunk, combine, carried_dtype=BOUNDS_DTYPE, split_every=split_every,
-        name="bigdist-kmeans-pass", extra=(centroids, drift_other, half_gap), along=along,
+    chunk = partial(kmeans_bounded_chunk, n_far=k, with_moments=with_moments)
+    state, after = data.run(
+        chunk, partial(kmeans_combine, n_far=k), "bigdist-kmeans-pass", (centroids, drift_other, half_gap),
+        carried=carried, takes_carried=True, returns_carried=True,
     )  # fmt: skip
-    # One graph, unoptimised: fusing the bounds' getitem into its chunk task would give the chunk a second
-    # key, computed once more for the reduction. Each block is read once; its bounds stay in the cluster.
-    *partials, after = dask.persist(*partials, after, optimize_graph=False)
-    return combine(list(dask.compute(*partials))), after
+    if carried is not None:
+        carried.release()
+    return state, after
 
 
 def _carry_rows(X: da.Array, kept_bytes: int) -> bool:
@@ -176,51 +211,55 @@ def _carry_rows(X: da.Array, kept_bytes: int) -> bool:
     return 2 * X.shape[0] * BOUNDS_DTYPE.itemsize <= 0.25 * (memory_budget() - kept_bytes)
 
 
+def _replay_nearest(
+    rounds: tuple[tuple[np.ndarray, int, int], ...], block: np.ndarray, first_row: int, *along: Any
+) -> np.ndarray | None:
+    """A block's nearest k-means|| candidates after ``rounds`` (new candidates, first label, labels), recomputed.
+
+    The same folds as the rounds made, so bitwise the state a lost worker held.
+    """
+    nearest = None
+    for new, first_label, n_labels in rounds:
+        nearest = fold_candidates_chunk(block, first_row, nearest, new, first_label, n_labels)[1]
+    return nearest
+
+
 def _measure_candidates(
-    X: da.Array,
-    nearest: da.Array | None,
+    data: _Passes,
+    nearest: CarriedRows | None,
     new: np.ndarray,
     candidates: np.ndarray,
-    split_every: int,
     carry: bool,
-    weights: da.Array | None = None,
-) -> tuple[dict[str, Any], da.Array | None]:
+    rounds: tuple[tuple[np.ndarray, int, int], ...] = (),
+) -> tuple[dict[str, Any], CarriedRows | None]:
     """One pass: the rows' summed cost and the rows per candidate, over all ``candidates`` (``new`` the last).
 
     With ``carry``, only the distances to ``new`` are computed, folded into
-    the rows' nearest candidates so far, which stay in the cluster for the
-    next round. Otherwise the distances to every candidate are, and no
-    nearest candidates are returned.
+    the rows' nearest candidates so far (after ``rounds``), which stay in the
+    cluster for the next round. Otherwise the distances to every candidate
+    are, and no nearest candidates are returned.
     """
     if not carry:
-        chunk, along = _weighted(candidate_costs_chunk, weights)
-        state = block_tree_reduce(
-            X, chunk, fold_combine, split_every=split_every, name="bigdist-kmeans||-cost",
-            extra=(candidates,), along=along,
-        ).compute()  # fmt: skip
-        return state, None
+        return data.run(candidate_costs_chunk, fold_combine, "bigdist-kmeans||-cost", (candidates,))[0], None
     first_label = len(candidates) - len(new)
-    chunk, along = _weighted(partial(fold_candidates_chunk, first_label=first_label, n_labels=len(candidates)), weights)
-    partials, folded = block_tree_reduce_carry(
-        X, nearest, chunk, fold_combine, carried_dtype=NEAREST_DTYPE, split_every=split_every,
-        name="bigdist-kmeans||-cost", extra=(new,), along=along,
+    chunk = partial(fold_candidates_chunk, first_label=first_label, n_labels=len(candidates))
+    state, folded = data.run(
+        chunk, fold_combine, "bigdist-kmeans||-cost", (new,), carried=nearest, takes_carried=True,
+        returns_carried=True, rebuild=partial(_replay_nearest, rounds),
     )  # fmt: skip
-    *partials, folded = dask.persist(*partials, folded, optimize_graph=False)
-    return fold_combine(list(dask.compute(*partials))), folded
+    if nearest is not None:
+        nearest.release()
+    return state, folded
 
 
-def _weighted_rows(X: da.Array, weights: da.Array, size: int, seed: int, split_every: int) -> np.ndarray:
+def _weighted_rows(data: _Passes, size: int, seed: int) -> np.ndarray:
     """``size`` distinct rows drawn with probabilities proportional to their weights, in one pass."""
-    draw = block_tree_reduce(
-        X, partial(with_row_weights, partial(weighted_draw_chunk, size=size, seed=seed)), weighted_draw_combine,
-        split_every=split_every, name="bigdist-kmeans-weighted-draw", along=(weights,),
-    ).compute()  # fmt: skip
+    draw = data.run(partial(weighted_draw_chunk, size=size, seed=seed), weighted_draw_combine,
+                    "bigdist-kmeans-weighted-draw")[0]  # fmt: skip
     return draw["row"]
 
 
-def _init_kmeans_parallel(
-    X: da.Array, k: int, seed: int, split_every: int, carry: bool, weights: da.Array | None, rounds: int = 5
-) -> np.ndarray:
+def _init_kmeans_parallel(data: _Passes, k: int, seed: int, carry: bool, rounds: int = 5) -> np.ndarray:
     """k-means|| (Bahmani et al. 2012): oversampled rounds, then weighted k-means++ on the candidates.
 
     Each row carries its nearest candidate and cost (16 bytes, kept in the
@@ -232,30 +271,35 @@ def _init_kmeans_parallel(
     """
     from sklearn.cluster import KMeans as SkKMeans
 
+    X = data.X
     rng = np.random.default_rng(seed)
-    if weights is None:
+    if data.weights is None:
         candidates = X[int(rng.integers(X.shape[0]))].compute()[None, :].astype(np.float64)
     else:
-        candidates = _weighted_rows(X, weights, 1, seed, split_every)
-    state, nearest = _measure_candidates(X, None, candidates, candidates, split_every, carry, weights)
+        candidates = _weighted_rows(data, 1, seed)
+    state, nearest = _measure_candidates(data, None, candidates, candidates, carry)
+    # What each carried round folded in: a block whose state was lost is rebuilt from them.
+    folds = ((candidates, 0, len(candidates)),)
     oversampling = 2 * k
     for round_ in range(rounds):
         if state["cost"] == 0:
             break
         draw = {"rate": oversampling / state["cost"], "seed": seed, "stream": round_}
         if carry:
-            chunk, extra = partial(sample_by_cost_chunk, **draw), ()
+            sampled, _ = data.run(
+                partial(sample_by_cost_chunk, **draw), stack_rows, "bigdist-kmeans||-sample", carried=nearest,
+                takes_carried=True, rebuild=partial(_replay_nearest, folds),
+            )  # fmt: skip
         else:
-            chunk, extra = partial(sample_by_distance_chunk, **draw), (candidates,)
-        chunk, along = _weighted(chunk, weights)
-        sampled = block_tree_reduce(
-            X, chunk, stack_rows, split_every=split_every, name="bigdist-kmeans||-sample", extra=extra,
-            carried=nearest, along=along,
-        ).compute()  # fmt: skip
+            sampled, _ = data.run(partial(sample_by_distance_chunk, **draw), stack_rows, "bigdist-kmeans||-sample",
+                                  (candidates,))  # fmt: skip
         if len(sampled):
             candidates = np.concatenate([candidates, sampled])
-            state, nearest = _measure_candidates(X, nearest, sampled, candidates, split_every, carry, weights)
+            state, nearest = _measure_candidates(data, nearest, sampled, candidates, carry, folds)
+            folds = (*folds, (sampled, len(candidates) - len(sampled), len(candidates)))
         logger.info("k-means|| round %d: %d candidates", round_ + 1, len(candidates))
+    if nearest is not None:
+        nearest.release()
     # Identical candidates (duplicate rows) pool their weights.
     candidates, inverse = np.unique(candidates, axis=0, return_inverse=True)
     if len(candidates) <= k:
@@ -269,9 +313,8 @@ def _init_kmeans_parallel(
     return model.fit(candidates, sample_weight=weights).cluster_centers_
 
 
-def _initial_centroids(
-    X: da.Array, k: int, init: Any, seed: int, split_every: int, carry: bool, weights: da.Array | None
-) -> np.ndarray:
+def _initial_centroids(data: _Passes, k: int, init: Any, seed: int, carry: bool) -> np.ndarray:
+    X, weights = data.X, data.weights
     n, d = X.shape
     if not isinstance(init, str):
         centroids = np.asarray(init, dtype=np.float64)
@@ -286,7 +329,7 @@ def _initial_centroids(
     rng = np.random.default_rng(seed)
     if init == "random":
         if weights is not None:
-            return _weighted_rows(X, weights, k, seed, split_every)
+            return _weighted_rows(data, k, seed)
         return X[rng.choice(n, size=k, replace=False)].compute().astype(np.float64)
     if init == "k-means++":
         from sklearn.cluster import kmeans_plusplus
@@ -297,9 +340,9 @@ def _initial_centroids(
         sample_weight = None if weights is None else weights[rows].compute()
         if sample_weight is not None and not sample_weight.any():
             # The sample holds no weighted row: draw it by weight instead.
-            sample, sample_weight = _weighted_rows(X, weights, min(size, n), seed, split_every), None
+            sample, sample_weight = _weighted_rows(data, min(size, n), seed), None
         return kmeans_plusplus(sample, k, random_state=seed, sample_weight=sample_weight)[0]
-    return _init_kmeans_parallel(X, k, seed, split_every, carry, weights)
+    return _init_kmeans_parallel(data, k, seed, carry)
 
 
 def _load_checkpoint(path: str, k: int, d: int, fingerprint: str) -> dict[str, Any] | None:
@@ -427,10 +470,11 @@ def kmeans(
     if weights is not None:
         weights = maybe_persist(weights, keep, "k-means sample weights")
     carry = _carry_rows(array, array.nbytes if keep else 0)
+    data = _Passes(array, weights, split_every)
 
     best: KMeansResult | None = None
     for run, seed in enumerate(seeds):
-        result = _lloyd(array, k, init, int(seed), max_iter, tol, split_every, checkpoint, fingerprint, carry, weights)
+        result = _lloyd(data, k, init, int(seed), max_iter, tol, checkpoint, fingerprint, carry)
         logger.info(
             "k-means run %d/%d: inertia %.6g after %d iterations", run + 1, n_init, result.inertia, result.n_iter
         )
@@ -482,38 +526,36 @@ def check_sample_weights(sample_weight: Any, X: da.Array, n_clusters: int = 0) -
 
 
 def _lloyd(
-    X: da.Array,
+    data: _Passes,
     k: int,
     init: Any,
     seed: int,
     max_iter: int,
     tol: float,
-    split_every: int,
     checkpoint: str | None,
     fingerprint: str,
     carry: bool,
-    weights: da.Array | None = None,
 ) -> KMeansResult:
     """Lloyd passes from the init (or the checkpoint); ``carry``: keep per-row state in the cluster."""
-    n, d = X.shape
+    n, d = data.X.shape
     saved = _load_checkpoint(checkpoint, k, d, fingerprint) if checkpoint else None
     if saved:
         centroids, start, stats, tol_abs = saved["centroids"], saved["n_iter"], saved["stats"], saved["tol_abs"]
         logger.info("k-means: resuming from %s after %d iterations", checkpoint, start)
         if saved.get("converged"):
-            return _finish(X, centroids, start, stats, split_every, weights)
+            return _finish(data, centroids, start, stats)
     else:
-        centroids = _initial_centroids(X, k, init, seed, split_every, carry, weights)
+        centroids = _initial_centroids(data, k, init, seed, carry)
         start, stats, tol_abs = 0, [], None
 
     carried, previous = None, None
     for iteration in range(start, max_iter):
         began = time.perf_counter()
         if carry:
-            state, carried = _bounded_pass(X, carried, centroids, previous, split_every, tol_abs is None, weights)
+            state, carried = _bounded_pass(data, carried, centroids, previous, tol_abs is None)
             previous = centroids
         else:
-            state = _lloyd_state(X, centroids, split_every, n_far=k, with_moments=tol_abs is None, weights=weights)
+            state = _lloyd_state(data, centroids, n_far=k, with_moments=tol_abs is None)
         if tol_abs is None:
             mean, mean_sq = state["moments"] / n
             tol_abs = float(np.mean(mean_sq - mean**2) * tol)
@@ -538,21 +580,16 @@ def _lloyd(
             )  # fmt: skip
         if converged:
             break
-    return _finish(X, centroids, len(stats), stats, split_every, weights)
+    if carried is not None:
+        carried.release()
+    return _finish(data, centroids, len(stats), stats)
 
 
-def _finish(
-    X: da.Array,
-    centroids: np.ndarray,
-    n_iter: int,
-    stats: list[dict[str, float]],
-    split_every: int,
-    weights: da.Array | None = None,
-) -> KMeansResult:
+def _finish(data: _Passes, centroids: np.ndarray, n_iter: int, stats: list[dict[str, float]]) -> KMeansResult:
     # Inertia of the final centroids, as scikit-learn reports it.
-    state = _lloyd_state(X, centroids, split_every, n_far=0, weights=weights)
-    labels = map_row_blocks(X, labels_chunk, dtype=np.int64, name="bigdist-kmeans-labels", extra=(centroids,))
+    state = _lloyd_state(data, centroids, n_far=0)
+    labels = map_row_blocks(data.X, labels_chunk, dtype=np.int64, name="bigdist-kmeans-labels", extra=(centroids,))
     return KMeansResult(
         centroids=centroids, labels=labels, inertia=float(state["inertia"]), n_iter=n_iter, stats=stats,
-        n_distinct_clusters=int((state["counts"] > 0).sum()),
+        n_distinct_clusters=int((state["counts"] > 0).sum()), data=data.X,
     )  # fmt: skip

@@ -1,0 +1,483 @@
+"""Passes over one set of rows (k-means, mean shift) and their labels, as bounded waves of fused tasks.
+
+A pass is one task per row block (times a few *columns*: blocks of mean-shift
+seeds) that reads its rows itself (:class:`~bigdist.execution.sources.InputRows`,
+integrity checks included) and runs a block kernel
+``chunk(block, first_row, *along_blocks, [carried_block], *extra)`` on them.
+The partial states come back to the client, which folds them as they arrive
+in the fixed grouping of the single-graph tree reduction
+(:class:`TreeFold`: leaves ``split_every`` at a time, level by level), so
+the merged state is bitwise the same whatever order the tasks finish in. At
+most a window of tasks is in flight: one ``dask.compute`` per wave on the
+local schedulers, futures refilled as they complete on a ``distributed`` Client.
+
+Per-row state carried from one pass to the next (Hamerly's bounds, the
+k-means|| nearest candidates) stays where the work is: in this process on the
+local schedulers, and on a Client as one future per block on the worker that
+computed it. A task finds its block's state in its worker's memory (it is
+placed there) and, when that worker was lost, rebuilds it or runs without it
+(the kernels give the same partial state either way).
+
+Labels are written block by block to a Zarr group through the same waves,
+each block marked when stored, so a killed run resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+
+from bigdist.blas import limited_blas
+from bigdist.execution.jobs import Job, OutputArray, row_blocks
+from bigdist.execution.sources import InputRows, rows_of
+from bigdist.execution.waves import Progress, ProgressCallback, ambient_client, window_size
+from bigdist.io.store import (
+    PROGRESS_GROUP,
+    WRITE_CONFIG,
+    mark_complete,
+    normalise_path,
+    open_output,
+    regular_chunks,
+    store_block,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class TreeFold:
+    """Merge ``n_leaves`` partials with ``combine(list)`` in the grouping of a tree reduction, as they arrive.
+
+    The grouping is that of :func:`bigdist.reductions.block_tree_reduce`:
+    consecutive leaves ``split_every`` at a time, level by level, until at
+    most ``split_every`` remain, which one last ``combine`` merges. A group is
+    merged as soon as all its members have arrived, so the client holds at
+    most the partials of unfinished groups.
+    """
+
+    def __init__(self, n_leaves: int, combine: Callable[[list[Any]], Any], split_every: int) -> None:
+        if n_leaves < 1:
+            raise ValueError(f"a tree needs at least one leaf, got n_leaves={n_leaves}")
+        self.combine = combine
+        self.split_every = split_every
+        self.sizes = [n_leaves]
+        while self.sizes[-1] > split_every:
+            self.sizes.append(math.ceil(self.sizes[-1] / split_every))
+        self.levels: list[dict[int, Any]] = [{} for _ in self.sizes]
+
+    def add(self, index: int, value: Any) -> None:
+        """The partial of leaf ``index``; merges every group it completes."""
+        level, top = 0, len(self.sizes) - 1
+        while level < top:
+            pending = self.levels[level]
+            pending[index] = value
+            group = index // self.split_every
+            members = range(group * self.split_every, min((group + 1) * self.split_every, self.sizes[level]))
+            if any(member not in pending for member in members):
+                return
+            value = self.combine([pending.pop(member) for member in members])
+            index, level = group, level + 1
+        self.levels[top][index] = value
+
+    def result(self) -> Any:
+        """The merged state, once every leaf has arrived."""
+        top = self.levels[-1]
+        if len(top) != self.sizes[-1]:
+            raise RuntimeError(f"the fold has {len(top)} of its {self.sizes[-1]} top partials")
+        return self.combine([top[i] for i in range(self.sizes[-1])])
+
+
+@dataclass
+class CarriedRows:
+    """Per-row state of a pass, one entry per row block: arrays in this process, or futures on a Client.
+
+    ``blocks[i]`` is None for a block whose state is unknown (its task ran
+    without it): the next pass rebuilds it or runs without it.
+    """
+
+    blocks: list[Any]
+    client: Any = None
+
+    def release(self) -> None:
+        if self.client is not None:
+            futures = [future for future in self.blocks if future is not None]
+            if futures:
+                self.client.cancel(futures)
+        self.blocks = []
+
+
+@dataclass(frozen=True)
+class _WorkerKey:
+    """The key of a block's carried state in the memory of the worker meant to run the task (not a dependency)."""
+
+    key: str
+
+
+def _worker_value(ref: _WorkerKey) -> Any:
+    from distributed import get_worker
+
+    data = get_worker().data
+    try:
+        return data[ref.key]
+    except KeyError:
+        return None  # its worker was lost, or the task ran on another one
+
+
+def pass_task(
+    chunk: Callable[..., Any],
+    source: Any,
+    starts: list[int],
+    along: list[Any],
+    carried: Any,
+    extra: Sequence[Any],
+    takes_carried: bool,
+    rebuild: Callable[..., Any] | None,
+) -> Any:
+    """One row block of a pass: read its rows (and its blocks of the ``along`` inputs), run ``chunk`` on them.
+
+    ``carried`` is the block's state from the last pass (an array, a
+    :class:`_WorkerKey`, or None); a missing one is rebuilt with
+    ``rebuild(block, first_row, *along_blocks)`` when given, else passed as None.
+    """
+    ((first_row, block),) = list(rows_of(source, starts))
+    along_blocks = [np.ascontiguousarray(next(iter(rows_of(rows, starts)))[1][:, 0]) for rows in along]
+    if isinstance(carried, _WorkerKey):
+        carried = _worker_value(carried)
+    if isinstance(extra, _Extra):
+        extra = extra.values
+    with limited_blas():  # dask threads x BLAS threads within the cores, on any scheduler
+        if takes_carried and carried is None and rebuild is not None:
+            carried = rebuild(block, first_row, *along_blocks)
+        before = [carried] if takes_carried else []
+        return chunk(block, first_row, *along_blocks, *before, *extra)
+
+
+class _Extra:
+    """The arguments every task of a pass shares, scattered once to a Client's workers (not a list dask unpacks)."""
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        self.values = values
+
+
+@dataclass(frozen=True)
+class PassColumn:
+    """One reduction of a pass: ``chunk`` and its ``extra`` arguments over every row block, merged by ``combine``."""
+
+    chunk: Callable[..., Any]
+    combine: Callable[[list[Any]], Any]
+    extra: tuple[Any, ...] = ()
+
+
+def run_pass(
+    rows: InputRows,
+    columns: Sequence[PassColumn],
+    *,
+    split_every: int,
+    name: str,
+    what: str,
+    along: Sequence[InputRows] = (),
+    carried: CarriedRows | None = None,
+    takes_carried: bool = False,
+    returns_carried: bool = False,
+    rebuild: Callable[..., Any] | None = None,
+    window: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> tuple[list[Any], CarriedRows | None]:
+    """Run one pass: every column's kernel over every row block, in bounded waves; the merged state of each.
+
+    Parameters
+    ----------
+    rows : InputRows of the (n_rows, n_features) data
+    columns : list of PassColumn
+        Each is one task per row block (mean shift: one per block of seeds); k-means has one.
+    split_every : int
+        Fan-in of the fold (the grouping of the single-graph tree reduction).
+    name, what : str
+        Prefix of the task keys; what the progress lines call the pass.
+    along : list of InputRows of (n_rows, 1) arrays
+        Per-row inputs (sample weights), chunked like ``rows``; each block's column goes to the kernel.
+    carried : CarriedRows, optional
+        The last pass's per-row state (with ``takes_carried``); None for a first pass.
+    takes_carried : bool
+        The kernel takes the block's carried state (None when unknown) after the ``along`` blocks.
+    returns_carried : bool
+        The kernel returns ``(partial, new_carried_block)``, kept for the next pass (one column only).
+    rebuild : callable, optional
+        ``rebuild(block, first_row, *along_blocks)``: a block's carried state when it was lost.
+    window : int, optional
+        Tasks in flight; default :func:`~bigdist.execution.waves.window_size` of the ambient scheduler.
+    progress : callable, optional
+        ``progress(done, total, elapsed_seconds)`` after every row block.
+
+    Returns
+    -------
+    (list of merged states, one per column; CarriedRows or None)
+    """
+    if returns_carried and len(columns) != 1:
+        raise ValueError(f"a pass that carries state has one column, got {len(columns)}")
+    client = ambient_client()
+    window = window or window_size(client)
+    n_blocks = len(rows.keys)
+    folds = [TreeFold(n_blocks, column.combine, split_every) for column in columns]
+    meter = Progress(what, n_blocks * len(columns), 0, progress)
+    runner = _DistributedPass if client is not None else _LocalPass
+    kept = runner(
+        client, rows, columns, along, carried, takes_carried, returns_carried, rebuild, window, name, folds, meter
+    ).run()
+    return [fold.result() for fold in folds], kept
+
+
+class _LocalPass:
+    """A pass on the local schedulers: one ``dask.compute`` per wave of ``window`` tasks; state in this process."""
+
+    def __init__(
+        self,
+        client: Any,
+        rows: InputRows,
+        columns: Sequence[PassColumn],
+        along: Sequence[InputRows],
+        carried: CarriedRows | None,
+        takes_carried: bool,
+        returns_carried: bool,
+        rebuild: Callable[..., Any] | None,
+        window: int,
+        name: str,
+        folds: list[TreeFold],
+        meter: Progress,
+    ) -> None:
+        self.rows, self.columns, self.along = rows, columns, along
+        self.carried, self.takes, self.returns, self.rebuild = carried, takes_carried, returns_carried, rebuild
+        self.window, self.name, self.folds, self.meter = window, name, folds, meter
+
+    def _tasks(self) -> Iterator[tuple[int, int, tuple[Any, ...]]]:
+        for i in range(len(self.rows.keys)):
+            before = None if self.carried is None else self.carried.blocks[i]
+            along = [rows.reader([i]) for rows in self.along]
+            for c, column in enumerate(self.columns):
+                args = (column.chunk, self.rows.reader([i]), [self.rows.starts[i]], along, before, column.extra)
+                yield i, c, (*args, self.takes, self.rebuild)
+
+    def run(self) -> CarriedRows | None:
+        kept: list[Any] = [None] * len(self.rows.keys)
+        tasks = self._tasks()
+        counter = 0
+        token = f"{self.name}-{uuid.uuid4().hex[:12]}"
+        while wave := [task for _, task in zip(range(self.window), tasks, strict=False)]:
+            calls = []
+            for _, _, args in wave:
+                counter += 1
+                calls.append(dask.delayed(pass_task, pure=False)(*args, dask_key_name=f"{token}-{counter}"))
+            for (i, c, _), value in zip(wave, dask.compute(*calls, optimize_graph=False), strict=True):
+                if self.returns:
+                    value, kept[i] = value
+                self.folds[c].add(i, value)
+                self.meter.advance()
+        return CarriedRows(kept) if self.returns else None
+
+
+class _DistributedPass(_LocalPass):
+    """A pass on a Client: futures refilled as they complete; each block's new state stays on its worker."""
+
+    def __init__(self, client: Any, *args: Any) -> None:
+        super().__init__(client, *args)
+        self.client = client
+
+    def run(self) -> CarriedRows | None:
+        from distributed import as_completed
+
+        client = self.client
+        token = f"{self.name}-{uuid.uuid4().hex[:12]}"
+        # Shared arguments (centroids, seeds) sent once, not inside every task.
+        extras = [client.scatter([_Extra(column.extra)], hash=False)[0] for column in self.columns]
+        previous = [] if self.carried is None else self.carried.blocks
+        holders = client.who_has([future for future in previous if future is not None]) if previous else {}
+        kept: list[Any] = [None] * len(self.rows.keys)
+        running = as_completed()
+        live: dict[Any, tuple[int, int]] = {}
+
+        def submit(i: int, c: int) -> None:
+            before = previous[i] if previous else None
+            ref = None if before is None else _WorkerKey(before.key)
+            where = list(holders.get(before.key, ())) if before is not None else []
+            args = (
+                self.columns[c].chunk,
+                self.rows.source([i], client),
+                [self.rows.starts[i]],
+                [rows.source([i], client) for rows in self.along],
+                ref,
+                extras[c],
+                self.takes,
+                self.rebuild,
+            )
+            # Placed where its carried state is, but run elsewhere if that worker is gone.
+            placed = {"workers": where, "allow_other_workers": True} if where else {}
+            future = client.submit(pass_task, *args, key=f"{token}-{i}-{c}", pure=False, **placed)
+            if self.returns:
+                # The partial comes to the client, the state stays in the worker's memory as a key of its own.
+                kept[i] = client.submit(operator.getitem, future, 1, key=f"{token}-carried-{i}")
+                future = client.submit(operator.getitem, future, 0, key=f"{token}-partial-{i}")
+            live[future] = (i, c)
+            running.add(future)
+
+        pending = ((i, c) for i in range(len(self.rows.keys)) for c in range(len(self.columns)))
+        try:
+            for i, c in pending:
+                submit(i, c)
+                if len(live) >= self.window:
+                    break
+            while live:
+                batch = running.next_batch(block=True)
+                values = client.gather(batch)
+                client.cancel(batch)
+                for future, value in zip(batch, values, strict=True):
+                    i, c = live.pop(future)
+                    self.folds[c].add(i, value)
+                    self.meter.advance()
+                for i, c in pending:
+                    submit(i, c)
+                    if len(live) >= self.window:
+                        break
+        except BaseException:
+            client.cancel(list(live) + [future for future in kept if future is not None])
+            raise
+        finally:
+            # Released, not cancelled: a cancel would cancel the tasks that used them, and so the carried states.
+            for future in extras:
+                future.release()
+        return CarriedRows(kept, client) if self.returns else None
+
+
+def pass_job(kind: str, rows: da.Array, n_centres: int, params: Mapping[str, Any], columns: int = 1) -> Job:
+    """The :class:`Job` of one pass (``kind`` ``"kmeans-pass"`` or ``"meanshift-pass"``) or of the labels.
+
+    One task per row block and column, against ``n_centres`` centroids or
+    seeds (2·d FLOPs per row and centre); a labels job also writes one int64 per row.
+    """
+    n, d = rows.shape
+    blocks = row_blocks(rows.chunks[0])
+    outputs = (OutputArray("labels", (n,), np.dtype(np.int64), (tuple(rows.chunks[0]),)),) if kind == "labels" else ()
+    return Job(
+        kind=kind,
+        n_queries=n,
+        n_train=n_centres,
+        n_features=d,
+        query_itemsize=rows.dtype.itemsize,
+        train_itemsize=8,
+        query_blocks=blocks,
+        train_blocks=(),
+        panels=(),
+        outputs=outputs,
+        flops_per_pair=2.0 * d,
+        train_in_store=True,
+        params={**params, "columns": columns},
+    )
+
+
+def _store_labels(
+    chunk: Callable[..., Any], source: Any, starts: list[int], target: Any, region: slice, marker: Any, index: int
+) -> int:
+    ((first_row, block),) = list(rows_of(source, starts))
+    with limited_blas():
+        labels = chunk(block, first_row)
+    return store_block(np.asarray(labels), target, (region,), marker, (index,))
+
+
+def write_labels(
+    path: str,
+    rows: da.Array,
+    chunk: Callable[[np.ndarray, int], np.ndarray],
+    small: Mapping[str, np.ndarray],
+    *,
+    fingerprint: str,
+    attrs: Mapping[str, Any],
+    overwrite: bool,
+    what: str,
+    progress: ProgressCallback | None = None,
+) -> str:
+    """Write ``small`` arrays (centroids, ...) and the rows' labels to a Zarr group, the labels in waves.
+
+    Parameters
+    ----------
+    path : str, local path or fsspec URL
+    rows : dask array of shape (n_rows, n_features)
+        The data; its row blocks are made regular (one Zarr chunk each) as :func:`bigdist.io.write_group` does.
+    chunk : callable
+        ``chunk(block, first_row)``: the int64 labels of a block, shape (block rows,).
+    small : dict of str to ndarray
+        Written whole from the client before the labels.
+    fingerprint : str
+        Token of the run: an unfinished output of the same fingerprint resumes (its labelled blocks kept).
+    attrs, overwrite
+        As for :func:`bigdist.io.write_group`.
+    what : str
+        What the progress lines call the job.
+    progress : callable, optional
+        ``progress(done, total, elapsed_seconds)`` after every labelled block.
+
+    Returns
+    -------
+    str, the path
+    """
+    path = normalise_path(path)
+    rows = regular_chunks(rows)[0]
+    outputs = {
+        name: OutputArray(name, value.shape, value.dtype, tuple((size,) for size in value.shape))
+        for name, value in small.items()
+    }
+    outputs["labels"] = OutputArray("labels", (rows.shape[0],), np.dtype(np.int64), (tuple(rows.chunks[0]),))
+    group, done = open_output(path, outputs, fingerprint=fingerprint, attrs=attrs, overwrite=overwrite)
+    markers = {name: group[f"{PROGRESS_GROUP}/{name}"] for name in outputs}
+    for name, value in small.items():
+        if not done[name].all():
+            store_block(
+                value, group[name], tuple(slice(0, size) for size in value.shape), markers[name], (0,) * value.ndim
+            )
+    reader = InputRows(rows)
+    target = group["labels"].with_config(WRITE_CONFIG)
+    blocks = [block for block in row_blocks(rows.chunks[0]) if not done["labels"][block.index]]
+    client = ambient_client()
+    window = window_size(client)
+    meter = Progress(what, len(done["labels"]), len(done["labels"]) - len(blocks), progress)
+    token = f"bigdist-labels-{uuid.uuid4().hex[:12]}"
+    for start in range(0, len(blocks), window):
+        # Bounded waves of independent writes; each block is marked after it is stored.
+        wave = blocks[start : start + window]
+        args = [
+            (
+                chunk,
+                reader.source([b.index], client),
+                [b.start],
+                target,
+                slice(b.start, b.stop),
+                markers["labels"],
+                b.index,
+            )
+            for b in wave
+        ]
+        if client is None:
+            calls = [
+                dask.delayed(_store_labels, pure=False)(*a, dask_key_name=f"{token}-{b.index}")
+                for a, b in zip(args, wave, strict=True)
+            ]
+            dask.compute(*calls, optimize_graph=False)
+        else:
+            futures = [
+                client.submit(_store_labels, *a, key=f"{token}-{b.index}", pure=False)
+                for a, b in zip(args, wave, strict=True)
+            ]
+            client.gather(futures)
+            client.cancel(futures)
+        for _ in wave:
+            meter.advance()
+    return mark_complete(path)
+
+
+__all__ = ["CarriedRows", "PassColumn", "TreeFold", "pass_job", "pass_task", "run_pass", "write_labels"]
