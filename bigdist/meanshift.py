@@ -9,12 +9,15 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
+from dask.base import tokenize
 
 from bigdist import config, display
 from bigdist.errors import InputShapeError, ParameterError
+from bigdist.execution.passes import PassColumn, run_pass, write_labels
+from bigdist.execution.sources import InputRows
+from bigdist.execution.waves import ProgressCallback
 from bigdist.io import as_array, check_int, check_number, write_group
 from bigdist.kernels.kmeans import labels_chunk
 from bigdist.kernels.meanshift import (
@@ -27,7 +30,7 @@ from bigdist.kernels.meanshift import (
     merge_modes,
 )
 from bigdist.knn import knn
-from bigdist.reductions import block_tree_reduce, kth_neighbour_distance, map_row_blocks
+from bigdist.reductions import kth_neighbour_distance, map_row_blocks
 from bigdist.resources import maybe_persist, threads
 
 logger = logging.getLogger(__name__)
@@ -72,23 +75,55 @@ class MeanShiftResult:
     n_seeds: int
     stats: list[dict[str, float]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    data: da.Array | None = field(default=None, repr=False)
 
     def to_zarr(
-        self, path: str, *, overwrite: bool = False, attrs: dict[str, Any] | None = None, compute: bool = True
-    ) -> Any:
-        """Write modes, intensities and labels (block by block) to a Zarr group; stats go in its attributes."""
-        arrays = {
-            "cluster_centers": da.from_array(self.cluster_centers, chunks=self.cluster_centers.shape),
-            "intensities": da.from_array(self.intensities, chunks=self.intensities.shape),
-            "labels": self.labels,
-        }
+        self,
+        path: str,
+        *,
+        overwrite: bool = False,
+        attrs: dict[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> str:
+        """Write modes, intensities and labels to a Zarr group; stats go in its attributes.
+
+        The labels are computed in bounded waves of tasks that read their own
+        row blocks (``bigdist.execution``), each block written and marked; an
+        unfinished group of the same run is resumed, its labelled blocks kept.
+
+        Parameters
+        ----------
+        path : str, local path or fsspec URL
+        overwrite : bool
+            Replace a finished output (or another run's unfinished one).
+        attrs : dict, optional
+            More attributes of the run, e.g. the CLI's config.
+        progress : callable, optional
+            ``progress(done, total, elapsed_seconds)`` after every labelled row block.
+
+        Returns
+        -------
+        str, the path
+        """
+        small = {"cluster_centers": self.cluster_centers, "intensities": self.intensities}
         meta = {
             "meanshift": {
                 **self.params, "bandwidth": self.bandwidth, "n_iter": self.n_iter, "n_seeds": self.n_seeds,
                 "n_clusters": len(self.cluster_centers), "stats": self.stats,
             }
         }  # fmt: skip
-        return write_group(path, arrays, attrs={**meta, **(attrs or {})}, overwrite=overwrite, compute=compute)
+        if self.data is None:
+            # Made by hand from lazy labels: no data to read, one graph.
+            arrays = {name: da.from_array(value, chunks=value.shape) for name, value in small.items()}
+            return write_group(path, {**arrays, "labels": self.labels}, attrs={**meta, **(attrs or {})},
+                               overwrite=overwrite)  # fmt: skip
+        radius = None if self.params.get("cluster_all", True) else self.bandwidth
+        return write_labels(
+            path, self.data, partial(labels_chunk, centroids=self.cluster_centers, radius=radius), small,
+            fingerprint=tokenize("bigdist-meanshift-labels", self.data.name, self.data.chunks, self.cluster_centers,
+                                 radius),
+            attrs={**meta, **(attrs or {})}, overwrite=overwrite, what=f"mean-shift labels {path}", progress=progress,
+        )  # fmt: skip
 
     def _rows(self) -> list[tuple[str, Any]]:
         return [
@@ -189,18 +224,19 @@ def estimate_bandwidth(
     return bandwidth
 
 
-def _bin_seeds(X: da.Array, bandwidth: Any, min_bin_freq: int, split_every: int) -> np.ndarray | None:
+def _bin_seeds(rows: InputRows, bandwidth: Any, min_bin_freq: int, split_every: int) -> np.ndarray | None:
     """Centres of the grid cells holding at least ``min_bin_freq`` rows, in order of their first row.
 
     None when there are as many such cells as rows (binning failed; scikit-learn then seeds with every row).
     """
     # The cells are all held until counted: as many as ten times the seeds a run may have, no more.
     max_bins = 10 * config.get("meanshift.max-seeds")
-    state = block_tree_reduce(
-        X, partial(bin_chunk, bin_size=bandwidth, max_bins=max_bins),
-        partial(bin_combine, max_bins=max_bins, bin_size=bandwidth), split_every=split_every,
-        name="bigdist-meanshift-bins",
-    ).compute()  # fmt: skip
+    column = PassColumn(
+        partial(bin_chunk, bin_size=bandwidth, max_bins=max_bins), partial(bin_combine, max_bins=max_bins,
+        bin_size=bandwidth),
+    )  # fmt: skip
+    (state,), _ = run_pass(rows, [column], split_every=split_every, name="bigdist-meanshift-bins",
+                           what="mean-shift bins")  # fmt: skip
     keep = state["counts"] >= min_bin_freq
     if not keep.any():
         fullest = int(state["counts"].max())
@@ -208,7 +244,7 @@ def _bin_seeds(X: da.Array, bandwidth: Any, min_bin_freq: int, split_every: int)
             f"no bin of the bandwidth grid holds min_bin_freq={min_bin_freq} rows (the fullest holds {fullest}); "
             f"use min_bin_freq <= {fullest}, a larger bandwidth, or bin_seeding=False"
         )
-    if keep.sum() == X.shape[0]:
+    if keep.sum() == rows.array.shape[0]:
         warnings.warn(
             f"Binning data failed with provided bin_size={float(bandwidth):f}, using data points as seeds.",
             UserWarning,
@@ -221,7 +257,7 @@ def _bin_seeds(X: da.Array, bandwidth: Any, min_bin_freq: int, split_every: int)
 
 
 def _initial_seeds(
-    X: da.Array,
+    rows: InputRows,
     seeds: Any,
     bin_seeding: bool,
     bandwidth: Any,
@@ -230,6 +266,7 @@ def _initial_seeds(
     random_state: Any,
     split_every: int,
 ) -> np.ndarray:
+    X = rows.array
     n, d = X.shape
     if seeds is not None:
         given = np.asarray(seeds, dtype=np.float64)
@@ -241,7 +278,7 @@ def _initial_seeds(
             raise ParameterError("seeds holds NaN or infinity; give finite seed positions")
         return given
     if bin_seeding:
-        binned = _bin_seeds(X, bandwidth, min_bin_freq, split_every)
+        binned = _bin_seeds(rows, bandwidth, min_bin_freq, split_every)
         if binned is not None:
             return binned
     limit = n_seeds if n_seeds is not None else config.get("meanshift.max-seeds")
@@ -345,13 +382,14 @@ def meanshift(
             )
         bandwidth_value = _check_bandwidth(bandwidth)
     array = maybe_persist(array, persist, "mean shift")
-    positions = _initial_seeds(array, seeds, bin_seeding, bandwidth, min_bin_freq, n_seeds, random_state, split_every)
+    rows = InputRows(array)
+    positions = _initial_seeds(rows, seeds, bin_seeding, bandwidth, min_bin_freq, n_seeds, random_state, split_every)
     logger.info(
         "mean shift: %d rows x %d features, %d seeds, %s kernel, bandwidth %.6g",
         n, d, len(positions), kernel, bandwidth_value,
     )  # fmt: skip
 
-    final, intensities, n_iter, stats = _shift(array, positions, bandwidth_value, kernel, max_iter, tol, split_every)
+    final, intensities, n_iter, stats = _shift(rows, positions, bandwidth_value, kernel, max_iter, tol, split_every)
     modes, mode_intensities = merge_modes(final, intensities, bandwidth_value)
     if len(modes) == 0:
         raise ParameterError(
@@ -368,6 +406,7 @@ def meanshift(
         n_iter=n_iter,
         n_seeds=len(positions),
         stats=stats,
+        data=array,
         params={
             "kernel": kernel, "bin_seeding": bool(bin_seeding), "min_bin_freq": min_bin_freq,
             "cluster_all": bool(cluster_all), "max_iter": max_iter, "tol": float(tol),
@@ -377,7 +416,7 @@ def meanshift(
 
 
 def _shift(
-    X: da.Array, positions: np.ndarray, bandwidth: float, kernel: str, max_iter: int, tol: float, split_every: int
+    rows: InputRows, positions: np.ndarray, bandwidth: float, kernel: str, max_iter: int, tol: float, split_every: int
 ) -> tuple[np.ndarray, np.ndarray, int, list[dict[str, float]]]:
     """Move every seed until it converges; return final positions, intensities, n_iter and per-pass stats.
 
@@ -396,7 +435,7 @@ def _shift(
     while len(moving):
         began = time.perf_counter()
         current = final[moving]
-        result = meanshift_agg(_pass(X, current, bandwidth, kernel, split_every), current)
+        result = meanshift_agg(_pass(rows, current, bandwidth, kernel, split_every), current)
         shifts = np.sqrt(((result["means"] - current) ** 2).sum(axis=1))
         intensities[moving] = result["counts"]
         empty = result["weights"] <= 0 if kernel == "gaussian" else result["counts"] == 0
@@ -416,29 +455,22 @@ def _shift(
     return final, intensities, int(completed.max(initial=0)), stats
 
 
-def _pass(X: da.Array, seeds: np.ndarray, bandwidth: float, kernel: str, split_every: int) -> dict[str, np.ndarray]:
-    """Merged mean-shift state of every seed: one reduction per block of seeds, all in one compute.
+def _pass(rows: InputRows, seeds: np.ndarray, bandwidth: float, kernel: str, split_every: int) -> dict[str, np.ndarray]:
+    """Merged mean-shift state of every seed: one reduction per block of seeds, all in one pass of waves.
 
-    The reductions share the data blocks' keys, so each block is read once per
-    pass however many seed blocks use it; seed blocks make tasks for the
-    workers to share when the data has few blocks.
+    Each task is one row block against one block of seeds; seed blocks make
+    tasks for the workers to share when the data has few blocks.
     """
     # At most seed-block-rows seeds per task, fewer when the data has too few
     # blocks to give every thread of the cluster two tasks.
     tasks_wanted = 2 * threads()
-    rows = max(1, min(config.get("meanshift.seed-block-rows"), -(-len(seeds) * X.numblocks[0] // tasks_wanted)))
-    reductions = [
-        block_tree_reduce(
-            X,
-            partial(meanshift_chunk, bandwidth=bandwidth, kernel=kernel),
-            meanshift_combine,
-            split_every=split_every,
-            name="bigdist-meanshift-pass",
-            extra=(seeds[start : start + rows],),
-        )  # fmt: skip
-        for start in range(0, len(seeds), rows)
+    n_blocks = len(rows.keys)
+    size = max(1, min(config.get("meanshift.seed-block-rows"), -(-len(seeds) * n_blocks // tasks_wanted)))
+    chunk = partial(meanshift_chunk, bandwidth=bandwidth, kernel=kernel)
+    columns = [
+        PassColumn(chunk, meanshift_combine, (seeds[start : start + size],)) for start in range(0, len(seeds), size)
     ]
-    states = dask.compute(*reductions)
+    states, _ = run_pass(rows, columns, split_every=split_every, name="bigdist-meanshift-pass", what="mean-shift pass")
     return {key: np.concatenate([state[key] for state in states]) for key in states[0]}
 
 
