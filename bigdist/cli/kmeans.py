@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from bigdist.cli.options import planned, require, run_attrs, run_options, runtime_client, started, wait
+from bigdist.cli.options import planned, require, run_attrs, run_options, runtime_client, started
 
 
 @click.command()
@@ -56,10 +56,8 @@ def kmeans(generate: Any = None, **options: Any) -> None:
             checkpoint=os.path.expanduser(options["checkpoint"]) if options["checkpoint"] else None,
             split_every=options["split_every"],
         )
-        wait(
-            client,
-            result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)}, compute=False),
-        )
+        # Labels in waves on the client's cluster: progress goes to the log every few seconds.
+        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)})
         seconds = time.perf_counter() - start
     update_attrs(out, timings={"seconds": seconds})
     click.echo(

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from bigdist.cli.options import planned, require, run_attrs, run_options, runtime_client, started, wait
+from bigdist.cli.options import planned, require, run_attrs, run_options, runtime_client, started
 
 
 @click.command()
@@ -53,10 +53,8 @@ def meanshift(generate: Any = None, **options: Any) -> None:
             random_state=options["random_state"],
             split_every=options["split_every"],
         )
-        wait(
-            client,
-            result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)}, compute=False),
-        )
+        # Labels in waves on the client's cluster: progress goes to the log every few seconds.
+        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)})
         seconds = time.perf_counter() - start
     update_attrs(out, timings={"seconds": seconds})
     click.echo(

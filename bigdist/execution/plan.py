@@ -556,6 +556,8 @@ def plan(
             # Modes are at most the seeds; labels one int64 per row.
             bytes_written = m * 8 + centres * (d + 1) * 8
             tasks = seed_blocks * query_blocks * passes
+            if not kept:
+                bytes_read *= seed_blocks  # each task of a pass reads its row block for its block of seeds
             job_params = {
                 "bandwidth": "estimated" if bandwidth is None else float(bandwidth),
                 "seeds": centres,
@@ -564,6 +566,15 @@ def plan(
             }
             notes.append("seeds stop moving at different passes: later passes cost less than the first")
         notes.append(f"passes planned at max_iter={passes}, an upper bound: the run stops when it converges")
+        # Each pass runs as waves of its tasks (bigdist.execution.passes), one row block each; then the labels.
+        from bigdist.execution.waves import window_size
+
+        window = window_size(client)
+        waves = passes * -(-(tasks // passes) // window) + -(-query_blocks // window)
+        notes.append(
+            f"each pass runs in waves of {window:,} tasks in flight, its partial results merged on the client; "
+            f"then {query_blocks:,} tasks write the labels, one row block each"
+        )
         if not kept:
             notes.append("the data does not fit the cluster's memory budget, so it is re-read every pass")
         pairs = float(m) * centres * passes
@@ -586,7 +597,7 @@ def plan(
         train_blocks=train_blocks,
         panels=panels,
         tasks=tasks,
-        waves=waves if job in ("knn", "pairwise") else passes,
+        waves=waves if job in ("knn", "pairwise", "kmeans", "meanshift") else passes,
         passes=passes,
         pairs=pairs,
         flops=flops_per_term * pairs * d,
