@@ -196,7 +196,7 @@ def test_worker_killed_mid_kmeans_gives_the_identical_result(process_cluster):
     with dask.config.set(scheduler="synchronous"):
         clean = bd.kmeans(data, 20, persist=False, **options)
     # Kept in worker memory, so the kill also loses persisted blocks that must be recomputed from lineage.
-    watcher = _kill_a_worker_when_busy(client, "bigdist-kmeans-pass-merge")
+    watcher = _kill_a_worker_when_busy(client, "bigdist-kmeans-pass-")
     killed = bd.kmeans(data, 20, persist=True, **options)
     watcher.join()
     assert "killed" in watcher.outcome

@@ -160,6 +160,10 @@ def pass_task(
         return chunk(block, first_row, *along_blocks, *before, *extra)
 
 
+def _shared(extra: _Extra) -> _Extra:
+    return extra
+
+
 class _Extra:
     """The arguments every task of a pass shares, scattered once to a Client's workers (not a list dask unpacks)."""
 
@@ -295,8 +299,12 @@ class _DistributedPass(_LocalPass):
 
         client = self.client
         token = f"{self.name}-{uuid.uuid4().hex[:12]}"
-        # Shared arguments (centroids, seeds) sent once, not inside every task.
-        extras = [client.scatter([_Extra(column.extra)], hash=False)[0] for column in self.columns]
+        # Shared arguments (centroids, seeds) sent once, not inside every task: as a task, not scattered data,
+        # so a worker lost with its copy recomputes it.
+        extras = [
+            client.submit(_shared, _Extra(column.extra), key=f"{token}-extra-{c}", pure=False)
+            for c, column in enumerate(self.columns)
+        ]
         previous = [] if self.carried is None else self.carried.blocks
         holders = client.who_has([future for future in previous if future is not None]) if previous else {}
         kept: list[Any] = [None] * len(self.rows.keys)
