@@ -1,0 +1,185 @@
+"""k-means and mean shift through the waves: bitwise the single-graph results, bounded, resumable, fault tolerant."""
+
+import itertools
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+from distributed import Client, LocalCluster
+from distributed.diagnostics.plugin import SchedulerPlugin
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.cluster import MeanShift as SkMeanShift
+
+import bigdist as bd
+from bigdist.execution.passes import TreeFold
+from bigdist.execution.waves import window_size
+from bigdist.io import make_random, read_group
+from bigdist.kernels.kmeans import kmeans_chunk, kmeans_combine, labels_chunk, update_centroids
+from bigdist.reductions import block_tree_reduce
+
+
+def _nested(parts):
+    return tuple(parts)
+
+
+@pytest.mark.parametrize(("n_leaves", "split_every"), [(1, 2), (2, 2), (5, 2), (9, 3), (17, 4), (8, 8), (30, 2)])
+def test_tree_fold_groups_as_the_single_graph_tree_in_any_arrival_order(n_leaves, split_every):
+    # The oracle: the merge tree dask builds for the single-graph reduction, with a combine that keeps the grouping.
+    leaves = da.arange(n_leaves, chunks=1)
+    expected = block_tree_reduce(
+        leaves, lambda block, first_row: int(block[0]), _nested, split_every=split_every, name="t"
+    ).compute(scheduler="sync")
+    rng = np.random.default_rng(n_leaves)
+    for _ in range(5):
+        fold = TreeFold(n_leaves, _nested, split_every)
+        for i in rng.permutation(n_leaves):
+            fold.add(int(i), int(i))
+        assert fold.result() == expected
+
+
+def _lloyd_oracle(X, chunks, init, max_iter, tol, split_every):
+    """Lloyd's loop on the kernels, reduced by the single-graph tree: the results the waves must equal bitwise."""
+    A = da.from_array(X, chunks=(chunks, X.shape[1]))
+    n, k = len(X), len(init)
+    centroids, tol_abs, n_iter = init.astype(np.float64), None, 0
+    for _ in range(max_iter):
+        chunk = lambda block, first, c=centroids, m=tol_abs is None: kmeans_chunk(block, first, c, k, m)  # noqa: E731
+        state = block_tree_reduce(
+            A, chunk, lambda p: kmeans_combine(p, k), split_every=split_every, name="oracle"
+        ).compute(scheduler="sync")
+        if tol_abs is None:
+            mean, mean_sq = state["moments"] / n
+            tol_abs = float(np.mean(mean_sq - mean**2) * tol)
+        new = update_centroids(state, centroids)[0]
+        shift = float(((new - centroids) ** 2).sum())
+        centroids, n_iter = new, n_iter + 1
+        if shift <= tol_abs:
+            break
+    chunk = lambda block, first: kmeans_chunk(block, first, centroids, 0)  # noqa: E731
+    final = block_tree_reduce(A, chunk, lambda p: kmeans_combine(p, 0), split_every=split_every, name="o").compute(
+        scheduler="sync"
+    )
+    starts = np.concatenate([[0], np.cumsum(A.chunks[0])])
+    labels = np.concatenate([labels_chunk(X[a:b], a, centroids) for a, b in itertools.pairwise(starts)])
+    return centroids, labels, float(final["inertia"]), n_iter
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    rng = np.random.default_rng(3)
+    centres = rng.uniform(-10, 10, size=(6, 5))
+    return (centres[rng.integers(6, size=1100)] + rng.normal(size=(1100, 5))).astype(np.float32)
+
+
+@pytest.mark.parametrize("bounds", ["always", "never"])
+@pytest.mark.parametrize(("chunks", "split_every"), [(100, 2), ((37, 200, 13, 250, 400, 200), 2), (1100, 4)])
+def test_kmeans_is_bitwise_the_single_graph_lloyd(blobs, bounds, chunks, split_every):
+    init = blobs[[0, 100, 200, 300, 400, 500, 600]]
+    expected = _lloyd_oracle(blobs, chunks, init, 30, 1e-6, split_every)
+    with dask.config.set({"bigdist.kmeans.bounds": bounds, "scheduler": "threads", "num_workers": 2}):
+        got = bd.kmeans(da.from_array(blobs, chunks=(chunks, 5)), 7, init=init, max_iter=30, tol=1e-6,
+                        split_every=split_every)  # fmt: skip
+    np.testing.assert_array_equal(got.centroids, expected[0])
+    np.testing.assert_array_equal(got.labels.compute(), expected[1])
+    assert got.inertia == expected[2] and got.n_iter == expected[3]
+    # And scikit-learn, from the same init, finds the same clustering.
+    reference = SkKMeans(7, init=init.astype(np.float64), n_init=1, max_iter=30, tol=1e-6).fit(blobs.astype(np.float64))
+    np.testing.assert_allclose(got.centroids, reference.cluster_centers_, rtol=1e-4, atol=1e-4)
+
+
+def test_kmeans_to_zarr_resumes_a_killed_write_without_relabelling(tmp_path, blobs, synchronous):
+    result = bd.kmeans(da.from_array(blobs, chunks=100), 6, random_state=0)
+    out = str(tmp_path / "km.zarr")
+    window = window_size()
+
+    def interrupt(done, total, elapsed):
+        if done == window:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        result.to_zarr(out, progress=interrupt)
+    seen = []
+    result.to_zarr(out, progress=lambda done, total, elapsed: seen.append((done, total)))
+    assert seen[0] == (window + 1, 11) and seen[-1] == (11, 11)
+    written = read_group(out)
+    np.testing.assert_array_equal(written["labels"].compute(), result.labels.compute())
+    np.testing.assert_array_equal(written["centroids"].compute(), result.centroids)
+    assert zarr.open_group(out, mode="r").attrs["kmeans"]["n_iter"] == result.n_iter
+
+
+def test_meanshift_through_waves_equals_scikit_learn(tmp_path, synchronous):
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(c, 0.4, size=(80, 2)) for c in ((0, 0), (3, 3), (0, 4))])
+    # Several blocks of seeds per pass (one task per row block and seed block), irregular chunks, split_every=2.
+    with dask.config.set({"bigdist.meanshift.seed-block-rows": 50}):
+        got = bd.meanshift(da.from_array(X, chunks=((37, 100, 13, 90), 2)), 1.0, kernel="flat", split_every=2)
+    reference = SkMeanShift(bandwidth=1.0).fit(X)
+    order = np.lexsort(got.cluster_centers.T)
+    np.testing.assert_allclose(got.cluster_centers[order], reference.cluster_centers_[np.lexsort(
+        reference.cluster_centers_.T)], rtol=1e-10)  # fmt: skip
+    out = got.to_zarr(str(tmp_path / "ms.zarr"))
+    labels = read_group(out)["labels"].compute()
+    # The same partition as scikit-learn's labels.
+    pairs = set(zip(labels, reference.labels_, strict=True))
+    assert len(pairs) == len(set(labels)) == len(set(reference.labels_))
+
+
+class _MostTasks(SchedulerPlugin):
+    """The most tasks the scheduler held at once (not counting released ones)."""
+
+    name = "bigdist-test-most-tasks"
+
+    async def start(self, scheduler):
+        self.scheduler, self.most = scheduler, 0
+
+    def transition(self, key, start, finish, *args, **kwargs):
+        live = sum(task.state not in ("released", "forgotten") for task in self.scheduler.tasks.values())
+        self.most = max(self.most, live)
+
+
+@pytest.mark.parametrize("bounds", ["never", "always"])
+def test_kmeans_on_a_cluster_holds_a_bounded_graph_and_equals_synchronous(tmp_path, bounds):
+    path = str(tmp_path / "data.zarr")
+    make_random(path, 6000, 4, chunk_rows=100, random_state=2)
+    init = np.asarray(bd.open_array(path)[:5])
+    settings = {"bigdist.kmeans.bounds": bounds, "bigdist.chunk-bytes": 100 * 4 * 4}
+    with dask.config.set({**settings, "scheduler": "synchronous"}):
+        clean = bd.kmeans(path, 5, init=init, max_iter=4, tol=0)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client, dask.config.set(settings):
+            watch = _MostTasks()
+            client.register_plugin(watch)
+            got = bd.kmeans(path, 5, init=init, max_iter=4, tol=0, persist=False)
+            most = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.plugins[watch.name].most)
+            out = got.to_zarr(str(tmp_path / "km.zarr"))
+    # 60 row blocks a pass: the scheduler holds the window's tasks (three each with bounds), the shared
+    # centroids and, with bounds, one key per block for the last pass's bounds and one for this pass's.
+    window = 2 * 2
+    assert most <= (3 * window + 2 * 60 + 2 if bounds == "always" else window + 2), most
+    np.testing.assert_array_equal(got.centroids, clean.centroids)
+    np.testing.assert_array_equal(read_group(out)["labels"].compute(), clean.labels.compute())
+    assert got.inertia == clean.inertia and got.n_iter == clean.n_iter
+
+
+def test_kmeans_parallel_init_survives_a_lost_worker_bitwise():
+    from tests.test_faults import _kill_a_worker_when_busy
+
+    rng = np.random.default_rng(6)
+    data = da.from_array(rng.uniform(size=(12000, 8)), chunks=500)
+    options = {"init": "k-means||", "max_iter": 6, "tol": 0, "random_state": 2, "split_every": 2}
+    with dask.config.set({"scheduler": "synchronous", "bigdist.kmeans.bounds": "always"}):
+        clean = bd.kmeans(data, 10, persist=False, **options)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client, dask.config.set({"bigdist.kmeans.bounds": "always"}):
+            client.wait_for_workers(2, timeout=60)
+            # A worker dies in a k-means|| round: its blocks' nearest candidates are rebuilt, bit for bit.
+            watcher = _kill_a_worker_when_busy(client, "bigdist-kmeans||-sample-")
+            got = bd.kmeans(data, 10, persist=False, **options)
+            watcher.join()
+            labels = got.labels.compute()
+    assert "killed" in watcher.outcome
+    np.testing.assert_array_equal(got.centroids, clean.centroids)
+    np.testing.assert_array_equal(labels, clean.labels.compute())
+    assert got.inertia == clean.inertia and got.n_iter == clean.n_iter
