@@ -227,6 +227,14 @@ def _knn_job(queries: Any, train: Any, k: int, metric: str, params: dict[str, An
     return knn(queries, train, k=k, metric=metric, **params).job
 
 
+def _radius_job(queries: Any, train: Any, radius: float, metric: str, params: dict[str, Any]) -> Any:
+    """The execution layer's description of the radius neighbours that writing runs; None for one graph."""
+    from bigdist.radius import radius_neighbors
+
+    result = radius_neighbors(queries, train, radius=radius, metric=metric, **params)
+    return result.job if result._waves else None
+
+
 def _free_space(path: str | None) -> tuple[int | None, str | None]:
     """Free bytes where ``path`` would be written, or None and why not."""
     if path is None:
@@ -492,6 +500,14 @@ def plan(
             )
             spec["radius"] = float(radius)
             job_params = {"radius": float(radius), "metric": resolved.name}
+            radius_params = {**params, **({"max_neighbors": cap} if max_neighbors is not None else {})}
+            waves_job = _radius_job(query_array, None if self_join else train_array, radius, resolved.name,
+                                    radius_params)  # fmt: skip
+            if waves_job is not None:
+                notes.append(
+                    "the pairs are staged in the output group, then copied into the CSR arrays by one task per "
+                    "chunk: the disk holds them twice until the run ends"
+                )
         tasks = query_blocks * train_blocks
         calibrated_job = job
         if waves_job is not None:
@@ -586,7 +602,7 @@ def plan(
         train_blocks=train_blocks,
         panels=panels,
         tasks=tasks,
-        waves=waves if job in ("knn", "pairwise") else passes,
+        waves=waves if waves_job is not None or job == "pairwise" else passes,
         passes=passes,
         pairs=pairs,
         flops=flops_per_term * pairs * d,

@@ -243,9 +243,13 @@ def _resume_group(
     finished, total = sum(int(d.sum()) for d in done.values()), sum(d.size for d in done.values())
     meta["resumed_at"] = [*meta.get("resumed_at", []), _now()]
     group.attrs["bigdist"] = meta
-    logger.warning(
-        "resuming the unfinished output at %s: %d of %d blocks already written are kept", path, finished, total
-    )
+    if not done:
+        # A writer that keeps its own markers (radius neighbours' staging) says what it kept.
+        logger.warning("resuming the unfinished output at %s", path)
+    else:
+        logger.warning(
+            "resuming the unfinished output at %s: %d of %d blocks already written are kept", path, finished, total
+        )
     return group, done
 
 
