@@ -384,7 +384,8 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
         rows = result._wave_queries().chunks[0]
         m = result.n_queries
         dtype = classes[0].dtype
-        predictions = ((m, len(classes)), (rows, (len(classes),))) if self.outputs_2d_ else ((m,), (rows,))
+        # Several outputs: one chunk each, as the lazy predictions (one array per output, stacked) are stored.
+        predictions = ((m, len(classes)), (rows, (1,) * len(classes))) if self.outputs_2d_ else ((m,), (rows,))
         outputs = [OutputArray("predictions", predictions[0], dtype, predictions[1])]
         if proba:
             outputs += [

@@ -114,8 +114,9 @@ def labelled_finish(
         keep[np.arange(len(indices)), columns] = False
         values = values[keep].reshape(len(indices), indices.shape[1] - 1, values.shape[2])
     for name, value in vote(distances, values).items():
-        region = (rows, *(slice(0, size) for size in value.shape[1:]))
-        store_block(value, targets[name], region, markers[name], (block, *(0,) * (value.ndim - 1)))
+        targets[name][(rows, *(slice(0, size) for size in value.shape[1:]))] = value
+        # Then the markers of every chunk of the block's rows (several outputs may be one chunk each).
+        markers[name][block] = 1
     return 1
 
 

@@ -485,6 +485,12 @@ def plan(
                 notes.append("the class probabilities are not counted in the output (the number of classes is unknown)")
             spec["k"] = k
             job_params = {"k": k, "metric": resolved.name, **({"n_classes": n_classes} if n_classes else {})}
+            # The kNN's tasks (the train rows themselves are queried as queries, asking k + 1: the same tasks).
+            waves_job = _knn_job(query_array, None if self_join else train_array, k, resolved.name, params)
+            notes.append(
+                "the panel tasks also read their train rows' labels (8 bytes per row and output, per query block), "
+                "not counted in the bytes read"
+            )
         else:
             if radius is None:
                 raise ParameterError("radius neighbours need radius=; give the radius to plan for")
@@ -516,7 +522,9 @@ def plan(
 
             query_blocks, panels, tasks = len(waves_job.query_blocks), len(waves_job.panels), waves_job.n_tasks
             waves = waves_job.n_waves(window_size(client))
-            bytes_read, bytes_written = waves_job.bytes_read, waves_job.bytes_written
+            bytes_read = waves_job.bytes_read
+            if job == "knn":
+                bytes_written = waves_job.bytes_written
             notes.append(
                 f"{query_blocks:,} tasks that merge each query block's panels and write it come on top, "
                 f"in windows of {window_size(client):,} tasks in flight"
