@@ -17,7 +17,9 @@ from scipy.spatial.distance import cdist
 
 import bigdist as bd
 import bigdist.execution.radius as execution_radius
+from bigdist.execution.waves import window_size
 from bigdist.io import make_random, read_group
+from tests.execution.test_knn_waves import _SchedulerWatch
 
 
 def _chunk_digests(path):
@@ -219,6 +221,8 @@ def cluster_client():
 
 
 def test_cluster_write_equals_the_synchronous_one(tmp_path, train_store, cluster_client):
+    client = cluster_client
+    client.register_plugin(_SchedulerWatch())
     settings = {"bigdist.chunk-bytes": 100 * 6 * 4, "bigdist.execution.panel-flops": 2e5}
     with dask.config.set(settings):
         result = bd.radius_neighbors(train_store, None, 0.9, sort_results=True)
@@ -226,6 +230,15 @@ def test_cluster_write_equals_the_synchronous_one(tmp_path, train_store, cluster
         result.to_zarr(str(tmp_path / "cluster.zarr"))
         with dask.config.set(scheduler="synchronous"):
             result.to_zarr(str(tmp_path / "sync.zarr"))
+    most, keys = client.run_on_scheduler(
+        lambda dask_scheduler: (
+            dask_scheduler.plugins["bigdist-test-watch"].most,
+            dask_scheduler.plugins["bigdist-test-watch"].keys,
+        )
+    )
+    assert 1 <= most <= window_size(client)
+    # Only fused tasks (panels, stagings, copies): no key of a train block ever reached the scheduler.
+    assert keys and all(str(key).startswith(("bigdist-radius-panel-", "bigdist-radius-concat-")) for key in keys)
     assert _chunk_digests(str(tmp_path / "cluster.zarr")) == _chunk_digests(str(tmp_path / "sync.zarr"))
     rng = np.random.default_rng(5)
     train = rng.standard_normal((500, 3))
