@@ -10,6 +10,7 @@ train set), then weighted and counted per query block
 
 from __future__ import annotations
 
+import logging
 import warnings
 from functools import partial
 from typing import Any
@@ -26,11 +27,16 @@ from sklearn.utils.validation import check_is_fitted
 
 from bigdist import config
 from bigdist.errors import InputDtypeError, InputShapeError
-from bigdist.io import check_int, in_memory
+from bigdist.execution.jobs import OutputArray
+from bigdist.execution.labelled import write_labelled
+from bigdist.execution.waves import ProgressCallback
+from bigdist.io import check_int, in_memory, write_group
 from bigdist.io.labels import as_labels
 from bigdist.kernels.labels import class_mode, class_proba, neighbour_weights, weighted_average
 from bigdist.neighbors import SEARCH_PARAMETERS, NeighborsBase
 from bigdist.reductions import lookup_rows
+
+logger = logging.getLogger(__name__)
 
 _WEIGHTS = ("uniform", "distance")
 _COLUMN_VECTOR = (
@@ -75,6 +81,29 @@ def _vote_block(
     if proba:
         return class_proba(codes, weight, n_classes[output])
     return class_mode(codes, weight, n_classes[output])
+
+
+def _classify_block(
+    distances: np.ndarray,
+    values: np.ndarray,
+    *,
+    weights: Any,
+    classes: tuple[np.ndarray, ...],
+    outputs_2d: bool,
+    proba: bool,
+    suffixes: tuple[str, ...],
+) -> dict[str, np.ndarray]:
+    """A query block's predictions (and probabilities) by name, as predict and predict_proba give them."""
+    n_classes = tuple(len(found) for found in classes)
+    out: dict[str, np.ndarray] = {}
+    labels = []
+    for output, (found, suffix) in enumerate(zip(classes, suffixes, strict=True)):
+        vote = partial(_vote_block, distances, values, weights=weights, n_classes=n_classes, output=output)
+        labels.append(found.take(vote(proba=False)))
+        if proba:
+            out[f"probabilities{suffix}"] = vote(proba=True)
+    out["predictions"] = np.stack(labels, axis=1).astype(classes[0].dtype) if outputs_2d else labels[0]
+    return out
 
 
 def _average_block(distances: np.ndarray, values: np.ndarray, *, weights: Any, outputs_2d: bool) -> np.ndarray:
@@ -302,6 +331,82 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
         if numpy_out:
             probabilities = list(self._compute(*probabilities))
         return probabilities if self.outputs_2d_ else probabilities[0]
+
+    def write_predictions(
+        self,
+        path: str,
+        X: Any = None,
+        *,
+        proba: bool = True,
+        overwrite: bool = False,
+        attrs: dict[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> str:
+        """Write ``predictions``, ``probabilities`` and ``classes`` of the queries to a Zarr group, in waves.
+
+        The arrays of ``bigdist classify``: with several outputs, ``probabilities_<i>``
+        and ``classes_<i>`` per output. The kNN's panel tasks read their train
+        rows and their labels themselves; a task per query block votes and
+        writes the block, marked done, so an unfinished group of the same run
+        resumes (``bigdist.execution.labelled``). Sparse rows and precomputed
+        distances are written from the lazy graph instead.
+
+        Parameters
+        ----------
+        path : str, local path or fsspec URL
+        X : array-like of shape (n_queries, n_features), optional
+            None means the train rows, each excluding itself.
+        proba : bool, also write the class probabilities
+        overwrite : bool, replace a finished output (or another run's unfinished one)
+        attrs : dict, optional, more attributes of the run
+        progress : callable, optional
+            ``progress(done, total, elapsed_seconds)`` after every written query block.
+
+        Returns
+        -------
+        str, the path
+        """
+        check_is_fitted(self, "classes_")
+        classes = self._classes_list()
+        suffixes = [f"_{output}" for output in range(len(classes))] if self.outputs_2d_ else [""]
+        attrs = {"classify": self.get_params(), **(attrs or {})}
+        result, _ = self._search(X)
+        if not result._waves:
+            logger.info("classify to %s: %s rows are written from one graph, not in waves", path,
+                        "sparse" if result.sparse else "precomputed")  # fmt: skip
+            arrays: dict[str, Any] = {"predictions": self.predict(X)}
+            probabilities = self.predict_proba(X) if proba else None
+            for output, suffix in enumerate(suffixes):
+                arrays[f"classes{suffix}"] = da.from_array(classes[output])
+                if probabilities is not None:
+                    arrays[f"probabilities{suffix}"] = probabilities[output] if self.outputs_2d_ else probabilities
+            return str(write_group(path, arrays, attrs=attrs, overwrite=overwrite))
+        rows = result._wave_queries().chunks[0]
+        m = result.n_queries
+        dtype = classes[0].dtype
+        # Several outputs: one chunk each, as the lazy predictions (one array per output, stacked) are stored.
+        predictions = ((m, len(classes)), (rows, (1,) * len(classes))) if self.outputs_2d_ else ((m,), (rows,))
+        outputs = [OutputArray("predictions", predictions[0], dtype, predictions[1])]
+        if proba:
+            outputs += [
+                OutputArray(f"probabilities{suffix}", (m, len(found)), np.dtype(np.float64), (rows, (len(found),)))
+                for suffix, found in zip(suffixes, classes, strict=True)
+            ]
+        vote = partial(_classify_block, weights=self._weights(), classes=tuple(classes), outputs_2d=self.outputs_2d_,
+                       proba=proba, suffixes=tuple(suffixes))  # fmt: skip
+        return write_labelled(
+            path,
+            result,
+            self._values,
+            outputs=tuple(outputs),
+            constants={f"classes{suffix}": found for suffix, found in zip(suffixes, classes, strict=True)},
+            vote=vote,
+            drop_self=X is None,
+            split_every=result.split_every,
+            attrs=attrs,
+            overwrite=overwrite,
+            progress=progress,
+        )
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """Mean accuracy of ``predict(X)`` against y; with several outputs, the share of rows with all of them right.

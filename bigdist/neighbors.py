@@ -161,6 +161,19 @@ class NeighborsBase(BaseEstimator):
         does: k + 1 neighbours, less the row itself, or less the first when
         exact duplicates crowd the row out of its own neighbours.
         """
+        result, k = self._search(X, n_neighbors)
+        distances, indices = result.distances.astype(np.float64), result.indices
+        if X is None:
+            rows = da.arange(self.n_samples_fit_, chunks=(indices.chunks[0],), dtype=np.int64)
+            columns = da.map_blocks(own_columns, indices, rows[:, None], drop_axis=1, dtype=np.intp,
+                                    meta=np.empty((0,), dtype=np.intp))  # fmt: skip
+            chunks = (indices.chunks[0], (k,))
+            distances = da.map_blocks(drop_columns, distances, columns[:, None], chunks=chunks, dtype=np.float64)
+            indices = da.map_blocks(drop_columns, indices, columns[:, None], chunks=chunks, dtype=np.int64)
+        return distances, indices, self._fit_in_memory if X is None else in_memory(X)
+
+    def _search(self, X: Any, n_neighbors: int | None = None) -> tuple[Any, int]:
+        """The KNNResult behind :meth:`_neighbours` (k + 1 neighbours when X is None), and k."""
         check_is_fitted(self, "_fit_X")
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         if isinstance(k, bool) or not isinstance(k, Integral):
@@ -179,15 +192,7 @@ class NeighborsBase(BaseEstimator):
         metric, params = self.effective_metric_, self.effective_metric_params_
         result = knn(self._fit_X if queries is None else queries, self._fit_X, asked, metric,
                      split_every=self.split_every, **params)  # fmt: skip
-        distances, indices = result.distances.astype(np.float64), result.indices
-        if queries is None:
-            rows = da.arange(self.n_samples_fit_, chunks=(indices.chunks[0],), dtype=np.int64)
-            columns = da.map_blocks(own_columns, indices, rows, drop_axis=1, dtype=np.intp,
-                                    meta=np.empty((0,), dtype=np.intp))  # fmt: skip
-            chunks = (indices.chunks[0], (k,))
-            distances = da.map_blocks(drop_columns, distances, columns[:, None], chunks=chunks, dtype=np.float64)
-            indices = da.map_blocks(drop_columns, indices, columns[:, None], chunks=chunks, dtype=np.int64)
-        return distances, indices, self._fit_in_memory if X is None else in_memory(X)
+        return result, k
 
     def kneighbors(self, X: Any = None, n_neighbors: int | None = None, return_distance: bool = True) -> Any:
         """Find the k nearest neighbours of each query row.

@@ -6,7 +6,7 @@ import logging
 import numbers
 import operator
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import dask
@@ -15,10 +15,14 @@ import numpy as np
 from dask.delayed import Delayed
 
 from bigdist import config, display
-from bigdist.errors import ParameterError
+from bigdist.errors import ParameterError, PlanError
+from bigdist.execution.jobs import Job
+from bigdist.execution.radius import radius_job, write_radius
+from bigdist.execution.waves import ProgressCallback
 from bigdist.io import check_int, check_number, write_group
 from bigdist.io.store import normalise_path, prepare_output
 from bigdist.kernels.dense import function_radius_chunk
+from bigdist.kernels.radius import radius_chunk
 from bigdist.kernels.registry import ResolvedMetric, get_metric
 from bigdist.kernels.sparse import sparse_radius_chunk
 from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
@@ -42,18 +46,19 @@ def _block_objects(block: dict[str, Any], key: str) -> np.ndarray:
 
 @dataclass
 class RadiusResult:
-    """Lazy result of :func:`radius_neighbors`: one Delayed per query block.
+    """Lazy result of :func:`radius_neighbors`: one Delayed per query block while it fits one graph, waves to write.
 
     Attributes
     ----------
     blocks : list of Delayed
-        Each computes a dict with ``counts`` (rows of the block,) int64,
-        ``indices`` (nnz,) int64 global train rows and ``distances`` (nnz,).
+        Built on first use as one graph of (query blocks x train blocks) tiles,
+        each block computing a dict with ``counts`` (rows of the block,) int64,
+        ``indices`` (nnz,) int64 global train rows and ``distances`` (nnz,);
+        :meth:`to_zarr` never builds it (but for sparse rows and precomputed distances).
     block_rows : tuple of int
         Query rows of each block.
     """
 
-    blocks: list[Delayed]
     block_rows: tuple[int, ...]
     radius: float
     metric: str
@@ -61,6 +66,49 @@ class RadiusResult:
     n_train: int
     dtype: np.dtype
     params: dict[str, Any] = field(default_factory=dict)
+    query_array: da.Array | None = field(default=None, repr=False)
+    train_array: da.Array | None = field(default=None, repr=False)
+    # Keyword arguments of bigdist.reductions.radius_pairs (the single graph) but the two inputs.
+    pairs_options: dict[str, Any] = field(default_factory=dict, repr=False)
+    sparse: bool = False
+    # metric="precomputed": the per-block Delayeds, read from the given matrix.
+    precomputed_blocks: list[Delayed] | None = field(default=None, repr=False)
+
+    @cached_property
+    def blocks(self) -> list[Delayed]:
+        if self.precomputed_blocks is not None:
+            return self.precomputed_blocks
+        return radius_pairs(self.query_array, self.train_array, **self.pairs_options)
+
+    @property
+    def _waves(self) -> bool:
+        # Panel tasks read dense rows; sparse blocks and precomputed matrices are written from the single graph.
+        return self.precomputed_blocks is None and not self.sparse
+
+    @property
+    def job(self) -> Job:
+        """The :class:`bigdist.execution.jobs.Job` that :meth:`to_zarr` runs (what ``bd.plan`` describes)."""
+        if not self._waves:
+            what = "sparse rows" if self.sparse else "precomputed distances"
+            raise PlanError(
+                f"radius neighbours of {what} are written from one graph, not in waves, so they have no job to describe"
+            )
+        return radius_job(self.query_array, self.train_array, metric=self.pairs_options["metric"], params=self.params)
+
+    def _tile_kernel(self) -> Any:
+        options = self.pairs_options
+        if options["tile_kernel"] is not None:
+            return options["tile_kernel"]
+        return partial(
+            radius_chunk,
+            radius=options["radius"],
+            metric=options["metric"],
+            p=options["p"],
+            exclude_self=options["exclude_self"],
+            max_neighbors=options["max_neighbors"],
+            tile_query_rows=options["tile_query_rows"],
+            tile_train_rows=options["tile_train_rows"],
+        )
 
     @property
     def counts(self) -> da.Array:
@@ -102,14 +150,66 @@ class RadiusResult:
         distances = np.concatenate([block["distances"] for block in blocks]).astype(self.dtype)
         return indptr, indices, distances
 
-    def to_zarr(self, path: str, *, overwrite: bool = False, attrs: dict[str, Any] | None = None) -> str:
-        """Write the CSR arrays ``indptr``, ``indices`` and ``distances`` to a Zarr group.
+    def to_zarr(
+        self,
+        path: str,
+        *,
+        overwrite: bool = False,
+        attrs: dict[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> str:
+        """Write the CSR arrays ``indptr``, ``indices`` and ``distances`` to a Zarr group, in bounded waves.
 
-        The pairs are computed once and held in the cluster's memory (each
-        query's at most ``max_neighbors``) until their sizes are known, then
-        written block by block; the group is marked complete only after its
-        last block. Query ``i``'s neighbours are ``indices[indptr[i]:indptr[i + 1]]``.
+        A window of (query block, train panel) tasks is in flight at a time on
+        the ambient scheduler (``bigdist.execution.radius``); each task reads
+        its train rows itself. Each query block's pairs are staged inside the
+        group as soon as they are found, then concatenated into the CSR
+        arrays chunk by chunk; the group is marked complete after the last
+        chunk, and an unfinished group of the same run is resumed (staged
+        blocks and written chunks kept). Query ``i``'s neighbours are
+        ``indices[indptr[i]:indptr[i + 1]]``. Sparse rows and precomputed
+        distances are written from the single graph instead.
+
+        Parameters
+        ----------
+        path : str, local path or fsspec URL
+        overwrite : bool
+            Replace a finished output (or another run's unfinished one).
+        attrs : dict, optional
+            More attributes of the run, e.g. the CLI's config.
+        progress : callable, optional
+            ``progress(done, total, elapsed_seconds)`` after every staged query block.
+
+        Returns
+        -------
+        str, the path
         """
+        attrs = {"radius_neighbors": self.params, **(attrs or {})}
+        if not self._waves:
+            logger.info("radius neighbours to %s: %s rows are written from one graph, not in waves", path,
+                        "sparse" if self.sparse else "precomputed")  # fmt: skip
+            return self._write_single_graph(path, attrs=attrs, overwrite=overwrite)
+        options = self.pairs_options
+        return write_radius(
+            path,
+            self.query_array,
+            self.train_array,
+            kernel=self._tile_kernel(),
+            metric=options["metric"],
+            radius=options["radius"],
+            p=options["p"],
+            self_join=options["exclude_self"],
+            max_neighbors=options["max_neighbors"],
+            sort_results=options["sort_results"],
+            out_dtype=self.dtype,
+            split_every=options["split_every"],
+            attrs=attrs,
+            overwrite=overwrite,
+            progress=progress,
+        )
+
+    def _write_single_graph(self, path: str, *, attrs: dict[str, Any], overwrite: bool) -> str:
+        """The pairs computed once and held in the cluster's memory until their sizes are known, then written."""
         prepare_output(normalise_path(path), overwrite, "result")
         blocks = dask.persist(*self.blocks)
         # Only a total per block comes to the client; each block's part of indptr is made in the cluster.
@@ -126,9 +226,7 @@ class RadiusResult:
                 for block, size in zip(blocks, sizes, strict=True)
             ]
             arrays[key] = da.concatenate(parts)
-        return str(
-            write_group(path, arrays, attrs={"radius_neighbors": self.params, **(attrs or {})}, overwrite=overwrite)
-        )
+        return str(write_group(path, arrays, attrs=attrs, overwrite=overwrite))
 
     def _rows(self) -> list[tuple[str, Any]]:
         return [
@@ -136,14 +234,14 @@ class RadiusResult:
             ("train", f"{self.n_train:,} rows"),
             ("radius", f"{self.radius:g}"),
             ("metric", self.metric),
-            ("pairs", f"lazy: {len(self.blocks):,} query blocks of {self.dtype} distances and int64 indices"),
+            ("pairs", f"lazy: {len(self.block_rows):,} query blocks of {self.dtype} distances and int64 indices"),
         ]
 
     def __repr__(self) -> str:
         return display.text(
             "RadiusResult",
             [("n_queries", f"{self.n_queries:,}"), ("n_train", f"{self.n_train:,}"), ("radius", f"{self.radius:g}"),
-             ("metric", repr(self.metric)), ("blocks", len(self.blocks)), ("lazy", True)],
+             ("metric", repr(self.metric)), ("blocks", len(self.block_rows)), ("lazy", True)],
         )  # fmt: skip
 
     def _repr_html_(self) -> str:
@@ -183,7 +281,7 @@ def _precomputed_radius(
     params = {"radius": radius, "metric": "precomputed", "self_join": self_join, "sort_results": bool(sort_results),
               "max_neighbors": max_neighbors}  # fmt: skip
     return RadiusResult(
-        blocks=blocks,
+        precomputed_blocks=blocks,
         block_rows=tuple(int(rows) for rows in matrix.chunks[0]),
         radius=radius,
         metric="precomputed",
@@ -292,20 +390,18 @@ def radius_neighbors(
     if resolved.function:
         tile_kernel = partial(function_radius_chunk, radius=radius, function=distance_function(resolved),
                               exclude_self=self_join, max_neighbors=max_neighbors)  # fmt: skip
-    blocks = radius_pairs(
-        query_array,
-        train_array,
-        radius=radius,
-        metric=kernel_metric.name,
-        exclude_self=self_join,
-        split_every=split_every,
-        max_neighbors=max_neighbors,
-        sort_results=bool(sort_results),
-        out_dtype=out_dtype,
+    pairs_options = {
+        "radius": radius,
+        "metric": kernel_metric.name,
+        "exclude_self": self_join,
+        "split_every": split_every,
+        "max_neighbors": max_neighbors,
+        "sort_results": bool(sort_results),
+        "out_dtype": out_dtype,
         **tiles,
-        p=kernel_metric.p,
-        tile_kernel=tile_kernel,
-    )
+        "p": kernel_metric.p,
+        "tile_kernel": tile_kernel,
+    }
     logger.info(
         "radius_neighbors: %d queries x %d train rows, radius=%g, metric=%s, %d x %d blocks",
         query_array.shape[0],
@@ -325,7 +421,6 @@ def radius_neighbors(
         "split_every": split_every,
     }
     return RadiusResult(
-        blocks=blocks,
         block_rows=tuple(int(rows) for rows in query_array.chunks[0]),
         radius=radius,
         metric=metric,
@@ -333,6 +428,10 @@ def radius_neighbors(
         n_train=int(train_array.shape[0]),
         dtype=np.dtype(out_dtype),
         params=params,
+        query_array=query_array,
+        train_array=train_array,
+        pairs_options=pairs_options,
+        sparse=bool(sparse),
     )
 
 

@@ -1,3 +1,4 @@
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -37,6 +38,18 @@ def test_kneighbors_without_queries_excludes_self(digits):
     expected_distances, _ = theirs.kneighbors()
     np.testing.assert_allclose(distances, expected_distances, rtol=1e-9)
     assert (indices != np.arange(500)[:, None]).all()
+
+
+def test_kneighbors_without_queries_on_several_query_blocks(digits):
+    # Each block's own rows are the ones dropped: the row numbers follow the query blocks, not the k columns.
+    theirs = SkNearestNeighbors(n_neighbors=3, algorithm="brute").fit(digits[:500])
+    with dask.config.set({"bigdist.knn.query-block-rows": 70}):
+        distances, indices = bd.NearestNeighbors(n_neighbors=3).fit(da.from_array(digits[:500], chunks=90)).kneighbors()
+        assert indices.numblocks[0] >= 7
+        distances, indices = dask.compute(distances, indices, scheduler="synchronous")
+    expected_distances, expected_indices = theirs.kneighbors()
+    np.testing.assert_array_equal(indices, expected_indices)
+    np.testing.assert_allclose(distances, expected_distances, rtol=1e-9)
 
 
 def test_kneighbors_graph_matches_scikit_learn(digits):

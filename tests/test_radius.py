@@ -8,6 +8,7 @@ from sklearn.datasets import load_digits
 from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
 
 import bigdist as bd
+import bigdist.execution.radius as execution_radius
 from bigdist.errors import OutputExistsError, ParameterError, TooManyNeighborsError
 from tests.estimator_checks import estimator_checks
 from tests.oracle import knn_keys
@@ -135,21 +136,21 @@ def test_csr_to_zarr_round_trip(digits, tmp_path):
 def test_interrupted_to_zarr_resumes_on_rerun(digits, tmp_path, monkeypatch, caplog):
     # A rerun of the same radius query must resume the unfinished group, not take it for another run's.
     path = str(tmp_path / "radius.zarr")
-    store_block = bd.io.store.store_block
+    stage_block = execution_radius.stage_block
     stored = []
 
-    def killed_after_two_blocks(block, *args):
+    def killed_after_two_blocks(*args, **kwargs):
         if len(stored) == 2:
             raise KeyboardInterrupt("killed")
-        stored.append(store_block(block, *args))
+        stored.append(stage_block(*args, **kwargs))
         return stored[-1]
 
     with dask.config.set({"bigdist.knn.query-block-rows": 30}):
-        monkeypatch.setattr(bd.io.store, "store_block", killed_after_two_blocks)
+        monkeypatch.setattr(execution_radius, "stage_block", killed_after_two_blocks)
         with pytest.raises(KeyboardInterrupt):
             bd.radius_neighbors(digits[:90], digits, 21.0).to_zarr(path)
         assert zarr.open_group(path, mode="r").attrs["bigdist"]["complete"] is False
-        monkeypatch.setattr(bd.io.store, "store_block", store_block)
+        monkeypatch.setattr(execution_radius, "stage_block", stage_block)
         bd.radius_neighbors(digits[:90], digits, 21.0).to_zarr(path)
     assert "resuming the unfinished output" in caplog.text
     stored_group = bd.io.read_group(path)

@@ -17,9 +17,7 @@ from bigdist.cli.options import (
     run_options,
     runtime_client,
     started,
-    wait,
 )
-from bigdist.io.store import written_fraction
 from bigdist.kernels.registry import get_metric, metric_names
 
 
@@ -40,10 +38,8 @@ def classify(generate: Any = None, **options: Any) -> None:
 
     Omitting --queries classifies the train rows themselves, each without its own vote.
     """
-    import dask.array as da
-
     import bigdist
-    from bigdist.io import update_attrs, write_group
+    from bigdist.io import update_attrs
 
     require(options, "train", "labels", "out")
     get_metric(options["metric"], **metric_params(options))  # a bad parameter fails before any cluster starts
@@ -64,31 +60,31 @@ def classify(generate: Any = None, **options: Any) -> None:
         train = os.path.expanduser(options["train"])
         if planned(options, "classify", *((queries, train) if queries else (train,)), n_classes=n_classes, **job):
             return
-        # Predictions and probabilities share one kNN pass: their graphs have the same keys up to the vote.
-        arrays: dict[str, Any] = {"predictions": model.predict(queries)}
-        classes = model.classes_ if model.outputs_2d_ else [model.classes_]
-        probabilities = model.predict_proba(queries) if options["proba"] else None
-        suffixes = [f"_{output}" for output in range(len(classes))] if model.outputs_2d_ else [""]
-        for output, suffix in enumerate(suffixes):
-            arrays[f"classes{suffix}"] = da.from_array(classes[output])
-            if probabilities is not None:
-                arrays[f"probabilities{suffix}"] = probabilities[output] if model.outputs_2d_ else probabilities
-        pending = write_group(
-            out,
-            arrays,
-            attrs={"run": run_attrs(options), "classify": model.get_params()},
-            overwrite=options["overwrite"],
-            compute=False,
-        )
-        share = 1.0 - written_fraction(out, "predictions")  # of the queries, computed by this run
+        blocks: dict[str, int] = {}
+
+        def count_blocks(done: int, total: int, elapsed: float) -> None:
+            # The first written block tells how many an earlier run had written: rates are over the rest.
+            blocks.setdefault("before", done - 1)
+            blocks["total"] = total
+
         start = time.perf_counter()
-        wait(client, pending)
+        # Waves on the client's cluster: one kNN pass for predictions and probabilities, progress in the log.
+        model.write_predictions(
+            out,
+            queries,
+            proba=options["proba"],
+            overwrite=options["overwrite"],
+            attrs={"run": run_attrs(options)},
+            progress=count_blocks,
+        )
         seconds = time.perf_counter() - start
-    n_queries = arrays["predictions"].shape[0]
+        share = 1.0 - blocks["before"] / blocks["total"] if blocks else 0.0
+    stored = bigdist.io.describe(out)["arrays"]
+    n_queries = stored["predictions"]["shape"][0]
     rate = n_queries * share / seconds
     update_attrs(out, timings={"seconds": seconds, "queries_per_second": rate, "computed_share": share})
     click.echo(
         f"classify: {n_queries:,} queries x {model.n_samples_fit_:,} train rows, k={options['k']}, "
         f"{options['weights']} weights, {options['metric']}: {seconds:.1f} s, {rate:,.0f} queries/s"
-        f"{resumed_note(share)}\noutput: {out} ({', '.join(arrays)})"
+        f"{resumed_note(share)}\noutput: {out} ({', '.join(sorted(stored))})"
     )

@@ -227,6 +227,14 @@ def _knn_job(queries: Any, train: Any, k: int, metric: str, params: dict[str, An
     return knn(queries, train, k=k, metric=metric, **params).job
 
 
+def _radius_job(queries: Any, train: Any, radius: float, metric: str, params: dict[str, Any]) -> Any:
+    """The execution layer's description of the radius neighbours that writing runs; None for one graph."""
+    from bigdist.radius import radius_neighbors
+
+    result = radius_neighbors(queries, train, radius=radius, metric=metric, **params)
+    return result.job if result._waves else None
+
+
 def _free_space(path: str | None) -> tuple[int | None, str | None]:
     """Free bytes where ``path`` would be written, or None and why not."""
     if path is None:
@@ -477,6 +485,12 @@ def plan(
                 notes.append("the class probabilities are not counted in the output (the number of classes is unknown)")
             spec["k"] = k
             job_params = {"k": k, "metric": resolved.name, **({"n_classes": n_classes} if n_classes else {})}
+            # The kNN's tasks (the train rows themselves are queried as queries, asking k + 1: the same tasks).
+            waves_job = _knn_job(query_array, None if self_join else train_array, k, resolved.name, params)
+            notes.append(
+                "the panel tasks also read their train rows' labels (8 bytes per row and output, per query block), "
+                "not counted in the bytes read"
+            )
         else:
             if radius is None:
                 raise ParameterError("radius neighbours need radius=; give the radius to plan for")
@@ -492,6 +506,14 @@ def plan(
             )
             spec["radius"] = float(radius)
             job_params = {"radius": float(radius), "metric": resolved.name}
+            radius_params = {**params, **({"max_neighbors": cap} if max_neighbors is not None else {})}
+            waves_job = _radius_job(query_array, None if self_join else train_array, radius, resolved.name,
+                                    radius_params)  # fmt: skip
+            if waves_job is not None:
+                notes.append(
+                    "the pairs are staged in the output group, then copied into the CSR arrays by one task per "
+                    "chunk: the disk holds them twice until the run ends"
+                )
         tasks = query_blocks * train_blocks
         calibrated_job = job
         if waves_job is not None:
@@ -500,7 +522,9 @@ def plan(
 
             query_blocks, panels, tasks = len(waves_job.query_blocks), len(waves_job.panels), waves_job.n_tasks
             waves = waves_job.n_waves(window_size(client))
-            bytes_read, bytes_written = waves_job.bytes_read, waves_job.bytes_written
+            bytes_read = waves_job.bytes_read
+            if job == "knn":
+                bytes_written = waves_job.bytes_written
             notes.append(
                 f"{query_blocks:,} tasks that merge each query block's panels and write it come on top, "
                 f"in windows of {window_size(client):,} tasks in flight"
@@ -597,7 +621,7 @@ def plan(
         train_blocks=train_blocks,
         panels=panels,
         tasks=tasks,
-        waves=waves if job in ("knn", "pairwise", "kmeans", "meanshift") else passes,
+        waves=waves if waves_job is not None or job in ("pairwise", "kmeans", "meanshift") else passes,
         passes=passes,
         pairs=pairs,
         flops=flops_per_term * pairs * d,

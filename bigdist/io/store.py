@@ -243,9 +243,13 @@ def _resume_group(
     finished, total = sum(int(d.sum()) for d in done.values()), sum(d.size for d in done.values())
     meta["resumed_at"] = [*meta.get("resumed_at", []), _now()]
     group.attrs["bigdist"] = meta
-    logger.warning(
-        "resuming the unfinished output at %s: %d of %d blocks already written are kept", path, finished, total
-    )
+    if not done:
+        # A writer that keeps its own markers (radius neighbours' staging) says what it kept.
+        logger.warning("resuming the unfinished output at %s", path)
+    else:
+        logger.warning(
+            "resuming the unfinished output at %s: %d of %d blocks already written are kept", path, finished, total
+        )
     return group, done
 
 
@@ -262,17 +266,48 @@ def _create_group(
     group = zarr.open_group(store=path, mode="w", zarr_format=3)
     # Written before any block: a crash from here on leaves an output that says it is unfinished.
     group.attrs.update({**attrs, "bigdist": meta})
+    return group, create_arrays(group, sources)
+
+
+def create_arrays(group: zarr.Group, sources: Mapping[str, Any], *, overwrite: bool = False) -> dict[str, np.ndarray]:
+    """Create the result arrays of an unfinished output and their per-block markers (none set).
+
+    For writers whose arrays' shapes are only known after a first phase (radius
+    neighbours' pairs); :func:`open_output` creates its arrays through it.
+
+    Parameters
+    ----------
+    group : zarr.Group, an unfinished output
+    sources : dict of str to array-like, as for :func:`open_output`
+    overwrite : bool, replace arrays of these names left by an interrupted creation
+
+    Returns
+    -------
+    dict of str to bool ndarray of shape ``numblocks``, all False
+    """
     progress = group.require_group(PROGRESS_GROUP)
     for name, source in sources.items():
         chunks = tuple(max(1, sizes[0]) if sizes else 1 for sizes in source.chunks)
         group.create_array(
-            name, shape=source.shape, dtype=source.dtype, chunks=chunks, compressors=_compressors(), config=WRITE_CONFIG
+            name,
+            shape=source.shape,
+            dtype=source.dtype,
+            chunks=chunks,
+            compressors=_compressors(),
+            config=WRITE_CONFIG,
+            overwrite=overwrite,
         )
         # One marker chunk per block: tasks never write the same file.
         progress.create_array(
-            name, shape=source.numblocks, dtype="uint8", chunks=(1,) * source.ndim, fill_value=0, compressors=None
+            name,
+            shape=source.numblocks,
+            dtype="uint8",
+            chunks=(1,) * source.ndim,
+            fill_value=0,
+            compressors=None,
+            overwrite=overwrite,
         )
-    return group, {name: np.zeros(source.numblocks, dtype=bool) for name, source in sources.items()}
+    return {name: np.zeros(source.numblocks, dtype=bool) for name, source in sources.items()}
 
 
 def open_output(

@@ -167,3 +167,35 @@ def weighted_average(values: np.ndarray, weights: np.ndarray | None) -> np.ndarr
     for output in range(n_outputs):
         out[:, output] = np.sum(values[:, :, output] * weights, axis=1) / total
     return out
+
+
+def values_of_neighbours(indices: np.ndarray, candidates: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The values of the neighbours ``indices`` found among ``candidates``, whose values are ``values``.
+
+    Each row's candidates are distinct train rows (padding aside), so every
+    neighbour is found once; the values are copied, never recomputed.
+
+    Parameters
+    ----------
+    indices : ndarray of shape (m, k), int64, a subset of each row's candidates
+    candidates : ndarray of shape (m, c), int64 global rows (``PAD_INDEX`` for padding)
+    values : ndarray of shape (m, c, n_outputs), the candidates' values
+
+    Returns
+    -------
+    ndarray of shape (m, k, n_outputs)
+    """
+    m, c = candidates.shape
+    pad = np.iinfo(np.int64).max
+
+    def keys(rows_indices: np.ndarray, span: np.int64) -> np.ndarray:
+        # One sortable key per (row, index): padding as -1, so keys stay far below the int64 range.
+        shifted = np.where(rows_indices == pad, -1, rows_indices) + 1
+        return (np.arange(m, dtype=np.int64)[:, None] * span + shifted).ravel()
+
+    real = candidates[candidates != pad]
+    span = np.int64((real.max() if real.size else 0) + 2)
+    candidate_keys = keys(candidates, span)
+    order = np.argsort(candidate_keys, kind="stable")
+    positions = order[np.searchsorted(candidate_keys[order], keys(indices, span))]
+    return values.reshape(m * c, -1)[positions].reshape(m, indices.shape[1], values.shape[2])

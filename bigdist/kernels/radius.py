@@ -358,6 +358,29 @@ def radius_combine(partials: list[dict[str, Any]], *, max_neighbors: int) -> dic
     }
 
 
+def radius_merge(partials: list[dict[str, Any]], *, max_neighbors: int) -> dict[str, Any]:
+    """Merge partial results of one query block given in any order and any grouping.
+
+    Each row's entries end in increasing train index, as :func:`radius_combine`
+    gives them for partials in train order: a train row is in one partial
+    only, so sorting by (row, index) decides the order whatever arrived first.
+    """
+    if len(partials) == 1:
+        return partials[0]
+    counts = np.sum([part["counts"] for part in partials], axis=0)
+    first_query = partials[0]["first_query"]
+    check_cap(counts, first_query, max_neighbors)
+    rows = np.concatenate([np.repeat(np.arange(len(part["counts"])), part["counts"]) for part in partials])
+    indices = np.concatenate([part["indices"] for part in partials])
+    order = np.lexsort((indices, rows))
+    return {
+        "counts": counts.astype(np.int64),
+        "indices": indices[order],
+        "keys": np.concatenate([part["keys"] for part in partials])[order],
+        "first_query": first_query,
+    }
+
+
 def radius_finish(partial: dict[str, Any], *, metric: str, sort_results: bool, dtype: np.dtype) -> dict[str, Any]:
     """Turn keys into reported values; with ``sort_results`` order each row nearest first (ties by index).
 
