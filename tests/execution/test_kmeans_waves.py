@@ -183,3 +183,13 @@ def test_kmeans_parallel_init_survives_a_lost_worker_bitwise():
     np.testing.assert_array_equal(got.centroids, clean.centroids)
     np.testing.assert_array_equal(labels, clean.labels.compute())
     assert got.inertia == clean.inertia and got.n_iter == clean.n_iter
+
+
+def test_plan_counts_the_waves_of_every_pass_and_of_the_labels(synchronous):
+    X = da.from_array(np.zeros((1000, 3), dtype=np.float32), chunks=100)
+    with dask.config.set({"bigdist.execution.tasks-per-thread": 3}):
+        plan = bd.plan("kmeans", X, n_clusters=4, max_iter=5, calibrate_kernel=False)
+    assert plan.tasks == 5 * 10
+    # 10 row blocks in windows of 3 tasks: 4 waves a pass, and 4 more for the labels.
+    assert plan.waves == 5 * 4 + 4
+    assert any("labels" in note for note in plan.notes)
