@@ -37,7 +37,7 @@ import dask.array as da
 import numpy as np
 
 from bigdist.blas import limited_blas
-from bigdist.execution.jobs import Job, OutputArray, row_blocks
+from bigdist.execution.jobs import OutputArray, row_blocks
 from bigdist.execution.sources import InputRows, rows_of
 from bigdist.execution.waves import Progress, ProgressCallback, ambient_client, window_size
 from bigdist.io.store import (
@@ -99,8 +99,8 @@ class TreeFold:
 class CarriedRows:
     """Per-row state of a pass, one entry per row block: arrays in this process, or futures on a Client.
 
-    ``blocks[i]`` is None for a block whose state is unknown (its task ran
-    without it): the next pass rebuilds it or runs without it.
+    On a Client, a block's future may be lost with its worker: the task of
+    the next pass then rebuilds the state or runs without it.
     """
 
     blocks: list[Any]
@@ -165,7 +165,7 @@ def _shared(extra: _Extra) -> _Extra:
 
 
 class _Extra:
-    """The arguments every task of a pass shares, scattered once to a Client's workers (not a list dask unpacks)."""
+    """The arguments every task of a pass shares, sent once to a Client as one task's result (dask leaves it whole)."""
 
     def __init__(self, values: tuple[Any, ...]) -> None:
         self.values = values
@@ -233,6 +233,10 @@ def run_pass(
     folds = [TreeFold(n_blocks, column.combine, split_every) for column in columns]
     meter = Progress(what, n_blocks * len(columns), 0, progress)
     runner = _DistributedPass if client is not None else _LocalPass
+    logger.debug(
+        "%s: %d row blocks x %d columns in windows of %d tasks%s", what, n_blocks, len(columns), window,
+        ", per-row state kept on the workers" if returns_carried and client is not None else "",
+    )  # fmt: skip
     kept = runner(
         client, rows, columns, along, carried, takes_carried, returns_carried, rebuild, window, name, folds, meter
     ).run()
@@ -363,32 +367,6 @@ class _DistributedPass(_LocalPass):
         return CarriedRows(kept, client) if self.returns else None
 
 
-def pass_job(kind: str, rows: da.Array, n_centres: int, params: Mapping[str, Any], columns: int = 1) -> Job:
-    """The :class:`Job` of one pass (``kind`` ``"kmeans-pass"`` or ``"meanshift-pass"``) or of the labels.
-
-    One task per row block and column, against ``n_centres`` centroids or
-    seeds (2·d FLOPs per row and centre); a labels job also writes one int64 per row.
-    """
-    n, d = rows.shape
-    blocks = row_blocks(rows.chunks[0])
-    outputs = (OutputArray("labels", (n,), np.dtype(np.int64), (tuple(rows.chunks[0]),)),) if kind == "labels" else ()
-    return Job(
-        kind=kind,
-        n_queries=n,
-        n_train=n_centres,
-        n_features=d,
-        query_itemsize=rows.dtype.itemsize,
-        train_itemsize=8,
-        query_blocks=blocks,
-        train_blocks=(),
-        panels=(),
-        outputs=outputs,
-        flops_per_pair=2.0 * d,
-        train_in_store=True,
-        params={**params, "columns": columns},
-    )
-
-
 def _store_labels(
     chunk: Callable[..., Any], source: Any, starts: list[int], target: Any, region: slice, marker: Any, index: int
 ) -> int:
@@ -488,4 +466,4 @@ def write_labels(
     return mark_complete(path)
 
 
-__all__ = ["CarriedRows", "PassColumn", "TreeFold", "pass_job", "pass_task", "run_pass", "write_labels"]
+__all__ = ["CarriedRows", "PassColumn", "TreeFold", "pass_task", "run_pass", "write_labels"]
