@@ -152,7 +152,7 @@ def pass_task(
     if isinstance(carried, _WorkerKey):
         carried = _worker_value(carried)
     if isinstance(extra, _Extra):
-        extra = extra.values
+        extra, rebuild = extra.values, extra.rebuild
     with limited_blas():  # dask threads x BLAS threads within the cores, on any scheduler
         if takes_carried and carried is None and rebuild is not None:
             carried = rebuild(block, first_row, *along_blocks)
@@ -165,10 +165,14 @@ def _shared(extra: _Extra) -> _Extra:
 
 
 class _Extra:
-    """The arguments every task of a pass shares, sent once to a Client as one task's result (dask leaves it whole)."""
+    """What every task of a pass shares (its arguments, the rebuild function and the candidates it holds).
 
-    def __init__(self, values: tuple[Any, ...]) -> None:
+    Sent once to a Client as one task's result, which dask leaves whole.
+    """
+
+    def __init__(self, values: tuple[Any, ...], rebuild: Callable[..., Any] | None = None) -> None:
         self.values = values
+        self.rebuild = rebuild
 
 
 @dataclass(frozen=True)
@@ -306,7 +310,7 @@ class _DistributedPass(_LocalPass):
         # Shared arguments (centroids, seeds) sent once, not inside every task: as a task, not scattered data,
         # so a worker lost with its copy recomputes it.
         extras = [
-            client.submit(_shared, _Extra(column.extra), key=f"{token}-extra-{c}", pure=False)
+            client.submit(_shared, _Extra(column.extra, self.rebuild), key=f"{token}-extra-{c}", pure=False)
             for c, column in enumerate(self.columns)
         ]
         previous = [] if self.carried is None else self.carried.blocks
@@ -327,7 +331,7 @@ class _DistributedPass(_LocalPass):
                 ref,
                 extras[c],
                 self.takes,
-                self.rebuild,
+                None,  # in the shared arguments
             )
             # Placed where its carried state is, but run elsewhere if that worker is gone.
             placed = {"workers": where, "allow_other_workers": True} if where else {}
@@ -368,8 +372,10 @@ class _DistributedPass(_LocalPass):
 
 
 def _store_labels(
-    chunk: Callable[..., Any], source: Any, starts: list[int], target: Any, region: slice, marker: Any, index: int
+    chunk: Any, source: Any, starts: list[int], target: Any, region: slice, marker: Any, index: int
 ) -> int:
+    if isinstance(chunk, _Extra):
+        (chunk,) = chunk.values
     ((first_row, block),) = list(rows_of(source, starts))
     with limited_blas():
         labels = chunk(block, first_row)
@@ -433,12 +439,14 @@ def write_labels(
     window = window_size(client)
     meter = Progress(what, len(done["labels"]), len(done["labels"]) - len(blocks), progress)
     token = f"bigdist-labels-{uuid.uuid4().hex[:12]}"
+    # On a Client the kernel and its centroids are sent once, not inside every task.
+    shared = chunk if client is None else client.submit(_shared, _Extra((chunk,)), key=f"{token}-extra", pure=False)
     for start in range(0, len(blocks), window):
         # Bounded waves of independent writes; each block is marked after it is stored.
         wave = blocks[start : start + window]
         args = [
             (
-                chunk,
+                shared,
                 reader.source([b.index], client),
                 [b.start],
                 target,
