@@ -4,7 +4,8 @@
 runs it on the ambient scheduler with a bounded window of tasks in flight;
 ``sources`` lets a task read its own row blocks; ``knn`` (kNN and the
 self-join) and ``blocks`` (independent blocks: distance matrices) write
-through them.
+through them; ``passes`` runs the passes of k-means and mean shift (partial
+states folded on the client) and writes their labels.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ import dask.array as da
 import numpy as np
 
 from bigdist.blas import limited_blas
-from bigdist.execution.jobs import Job, OutputArray, row_blocks
+from bigdist.execution.jobs import OutputArray, row_blocks
 from bigdist.execution.sources import InputRows, rows_of
 from bigdist.execution.waves import Progress, ProgressCallback, ambient_client, window_size
 from bigdist.io.store import (
@@ -99,8 +99,8 @@ class TreeFold:
 class CarriedRows:
     """Per-row state of a pass, one entry per row block: arrays in this process, or futures on a Client.
 
-    ``blocks[i]`` is None for a block whose state is unknown (its task ran
-    without it): the next pass rebuilds it or runs without it.
+    On a Client, a block's future may be lost with its worker: the task of
+    the next pass then rebuilds the state or runs without it.
     """
 
     blocks: list[Any]
@@ -152,7 +152,7 @@ def pass_task(
     if isinstance(carried, _WorkerKey):
         carried = _worker_value(carried)
     if isinstance(extra, _Extra):
-        extra = extra.values
+        extra, rebuild = extra.values, extra.rebuild
     with limited_blas():  # dask threads x BLAS threads within the cores, on any scheduler
         if takes_carried and carried is None and rebuild is not None:
             carried = rebuild(block, first_row, *along_blocks)
@@ -165,10 +165,14 @@ def _shared(extra: _Extra) -> _Extra:
 
 
 class _Extra:
-    """The arguments every task of a pass shares, scattered once to a Client's workers (not a list dask unpacks)."""
+    """What every task of a pass shares (its arguments, the rebuild function and the candidates it holds).
 
-    def __init__(self, values: tuple[Any, ...]) -> None:
+    Sent once to a Client as one task's result, which dask leaves whole.
+    """
+
+    def __init__(self, values: tuple[Any, ...], rebuild: Callable[..., Any] | None = None) -> None:
         self.values = values
+        self.rebuild = rebuild
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,10 @@ def run_pass(
     folds = [TreeFold(n_blocks, column.combine, split_every) for column in columns]
     meter = Progress(what, n_blocks * len(columns), 0, progress)
     runner = _DistributedPass if client is not None else _LocalPass
+    logger.debug(
+        "%s: %d row blocks x %d columns in windows of %d tasks%s", what, n_blocks, len(columns), window,
+        ", per-row state kept on the workers" if returns_carried and client is not None else "",
+    )  # fmt: skip
     kept = runner(
         client, rows, columns, along, carried, takes_carried, returns_carried, rebuild, window, name, folds, meter
     ).run()
@@ -302,7 +310,7 @@ class _DistributedPass(_LocalPass):
         # Shared arguments (centroids, seeds) sent once, not inside every task: as a task, not scattered data,
         # so a worker lost with its copy recomputes it.
         extras = [
-            client.submit(_shared, _Extra(column.extra), key=f"{token}-extra-{c}", pure=False)
+            client.submit(_shared, _Extra(column.extra, self.rebuild), key=f"{token}-extra-{c}", pure=False)
             for c, column in enumerate(self.columns)
         ]
         previous = [] if self.carried is None else self.carried.blocks
@@ -323,7 +331,7 @@ class _DistributedPass(_LocalPass):
                 ref,
                 extras[c],
                 self.takes,
-                self.rebuild,
+                None,  # in the shared arguments
             )
             # Placed where its carried state is, but run elsewhere if that worker is gone.
             placed = {"workers": where, "allow_other_workers": True} if where else {}
@@ -363,35 +371,11 @@ class _DistributedPass(_LocalPass):
         return CarriedRows(kept, client) if self.returns else None
 
 
-def pass_job(kind: str, rows: da.Array, n_centres: int, params: Mapping[str, Any], columns: int = 1) -> Job:
-    """The :class:`Job` of one pass (``kind`` ``"kmeans-pass"`` or ``"meanshift-pass"``) or of the labels.
-
-    One task per row block and column, against ``n_centres`` centroids or
-    seeds (2·d FLOPs per row and centre); a labels job also writes one int64 per row.
-    """
-    n, d = rows.shape
-    blocks = row_blocks(rows.chunks[0])
-    outputs = (OutputArray("labels", (n,), np.dtype(np.int64), (tuple(rows.chunks[0]),)),) if kind == "labels" else ()
-    return Job(
-        kind=kind,
-        n_queries=n,
-        n_train=n_centres,
-        n_features=d,
-        query_itemsize=rows.dtype.itemsize,
-        train_itemsize=8,
-        query_blocks=blocks,
-        train_blocks=(),
-        panels=(),
-        outputs=outputs,
-        flops_per_pair=2.0 * d,
-        train_in_store=True,
-        params={**params, "columns": columns},
-    )
-
-
 def _store_labels(
-    chunk: Callable[..., Any], source: Any, starts: list[int], target: Any, region: slice, marker: Any, index: int
+    chunk: Any, source: Any, starts: list[int], target: Any, region: slice, marker: Any, index: int
 ) -> int:
+    if isinstance(chunk, _Extra):
+        (chunk,) = chunk.values
     ((first_row, block),) = list(rows_of(source, starts))
     with limited_blas():
         labels = chunk(block, first_row)
@@ -455,12 +439,14 @@ def write_labels(
     window = window_size(client)
     meter = Progress(what, len(done["labels"]), len(done["labels"]) - len(blocks), progress)
     token = f"bigdist-labels-{uuid.uuid4().hex[:12]}"
+    # On a Client the kernel and its centroids are sent once, not inside every task.
+    shared = chunk if client is None else client.submit(_shared, _Extra((chunk,)), key=f"{token}-extra", pure=False)
     for start in range(0, len(blocks), window):
         # Bounded waves of independent writes; each block is marked after it is stored.
         wave = blocks[start : start + window]
         args = [
             (
-                chunk,
+                shared,
                 reader.source([b.index], client),
                 [b.start],
                 target,
@@ -488,4 +474,4 @@ def write_labels(
     return mark_complete(path)
 
 
-__all__ = ["CarriedRows", "PassColumn", "TreeFold", "pass_job", "pass_task", "run_pass", "write_labels"]
+__all__ = ["CarriedRows", "PassColumn", "TreeFold", "pass_task", "run_pass", "write_labels"]

@@ -183,3 +183,32 @@ def test_kmeans_parallel_init_survives_a_lost_worker_bitwise():
     np.testing.assert_array_equal(got.centroids, clean.centroids)
     np.testing.assert_array_equal(labels, clean.labels.compute())
     assert got.inertia == clean.inertia and got.n_iter == clean.n_iter
+
+
+def test_plan_counts_the_waves_of_every_pass_and_of_the_labels(synchronous):
+    X = da.from_array(np.zeros((1000, 3), dtype=np.float32), chunks=100)
+    with dask.config.set({"bigdist.execution.tasks-per-thread": 3}):
+        plan = bd.plan("kmeans", X, n_clusters=4, max_iter=5, calibrate_kernel=False)
+    assert plan.tasks == 5 * 10
+    # 10 row blocks in windows of 3 tasks: 4 waves a pass, and 4 more for the labels.
+    assert plan.waves == 5 * 4 + 4
+    assert any("labels" in note for note in plan.notes)
+
+
+def test_meanshift_on_a_cluster_equals_synchronous(tmp_path):
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.normal(c, 0.5, size=(150, 3)) for c in (0, 3, 6)])
+    A = da.from_array(X, chunks=((100, 37, 200, 113), 3))
+    settings = {"bigdist.meanshift.seed-block-rows": 64}
+    with dask.config.set({**settings, "scheduler": "synchronous"}):
+        clean = bd.meanshift(A, 1.2, split_every=2)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster), dask.config.set(settings):
+            got = bd.meanshift(A, 1.2, split_every=2)
+            out = got.to_zarr(str(tmp_path / "ms.zarr"))
+    np.testing.assert_array_equal(got.cluster_centers, clean.cluster_centers)
+    np.testing.assert_array_equal(got.intensities, clean.intensities)
+    assert got.n_iter == clean.n_iter
+    written = read_group(out)
+    np.testing.assert_array_equal(written["labels"].compute(), clean.labels.compute())
+    np.testing.assert_array_equal(written["cluster_centers"].compute(), clean.cluster_centers)
