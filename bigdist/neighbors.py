@@ -12,7 +12,9 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 from sklearn.base import BaseEstimator
-from sklearn.neighbors import VALID_METRICS
+from sklearn.metrics import DistanceMetric
+from sklearn.neighbors import VALID_METRICS, BallTree, KDTree
+from sklearn.neighbors._base import KNeighborsMixin, RadiusNeighborsMixin
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -75,8 +77,13 @@ def n_threads(n_jobs: int | None) -> int | None:
     return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
 
 
-class NeighborsBase(BaseEstimator):
-    """Parameters, validation and the k-nearest-neighbour query shared by bigdist's neighbour estimators."""
+class NeighborsBase(KNeighborsMixin, BaseEstimator):
+    """Parameters, validation and the k-nearest-neighbour query shared by bigdist's neighbour estimators.
+
+    scikit-learn's ``KNeighborsMixin`` is a base (its methods all overridden
+    here) so that code testing for it, such as
+    ``sklearn.neighbors.kneighbors_graph(fitted_estimator)``, takes these estimators.
+    """
 
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
@@ -84,7 +91,7 @@ class NeighborsBase(BaseEstimator):
         "algorithm": [StrOptions(set(ALGORITHMS))],
         "leaf_size": [Interval(Integral, 1, None, closed="left")],
         "p": [Interval(Real, 0, None, closed="right"), None],
-        "metric": [str, callable],
+        "metric": [str, callable, DistanceMetric],
         "metric_params": [dict, None],
         "n_jobs": [Integral, None],
         "split_every": [Interval(Integral, 2, None, closed="left"), None],
@@ -122,14 +129,23 @@ class NeighborsBase(BaseEstimator):
                 f"to get valid options, or algorithm='brute' / 'auto' for metric={self.metric!r}"
             )
         if metric == "minkowski" and params["p"] < 1:
+            # scikit-learn's wording, which its tests match.
             raise ParameterError(
-                f'algorithm="{self.algorithm}" does not support 0 < p < 1 for the Minkowski metric (got '
-                f"p={params['p']!r}); use algorithm='brute' or 'auto'"
+                f'algorithm="{self.algorithm}" does not support 0 < p < 1 for the Minkowski metric. To resolve this '
+                f'problem either set p >= 1 or algorithm="brute". (Got p={params["p"]!r}.)'
+            )
+        if metric == "minkowski" and self.algorithm == "kd_tree" and params.get("w") is not None:
+            raise ParameterError(
+                "algorithm='kd_tree' does not support the weighted minkowski metric (metric_params with 'w'), as in "
+                "scikit-learn; use algorithm='ball_tree', 'brute' or 'auto'"
             )
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True  # scipy.sparse rows are read in CSR blocks (bigdist.io.sparse)
+        # A precomputed matrix is split on both axes by cross-validation, and holds distances (>= 0).
+        tags.input_tags.pairwise = tags.input_tags.positive_only = self.metric == "precomputed"
+        tags.input_tags.allow_nan = self.metric == "nan_euclidean"
         return tags
 
     def _rows(self, X: Any) -> da.Array:
@@ -137,8 +153,16 @@ class NeighborsBase(BaseEstimator):
         return sparse_or_dense(X, as_array, name="X", check_finite=self.effective_metric_ != "nan_euclidean")
 
     def _record_train(self, X: Any) -> None:
-        self._fit_X = self._rows(X)
-        self._fit_in_memory = in_memory(X)
+        # As scikit-learn: a fitted neighbours estimator (its train rows) or a BallTree / KDTree (its data).
+        if isinstance(X, NeighborsBase):
+            check_is_fitted(X, "_fit_X")
+            self._fit_X, self._fit_in_memory = X._fit_X, X._fit_in_memory
+        else:
+            if isinstance(X, (BallTree, KDTree)):
+                X = np.asarray(X.data)
+            elif isinstance(X, BaseEstimator) and hasattr(X, "_fit_X"):
+                X = X._fit_X
+            self._fit_X, self._fit_in_memory = self._rows(X), in_memory(X)
         self.n_samples_fit_, self.n_features_in_ = (int(size) for size in self._fit_X.shape)
 
     def _threads(self) -> Any:
@@ -255,7 +279,7 @@ SEARCH_PARAMETERS = """algorithm : {"auto", "ball_tree", "kd_tree", "brute"}, de
         workers decide, and lazy results run wherever they are computed."""
 
 
-class NearestNeighbors(NeighborsBase):
+class NearestNeighbors(RadiusNeighborsMixin, NeighborsBase):
     """Exact nearest neighbours of data far bigger than RAM.
 
     Fitting only records the train set (a lazy dask array); every query is a
