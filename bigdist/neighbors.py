@@ -23,6 +23,7 @@ from bigdist.io import as_array, in_memory
 from bigdist.io.sparse import sparse_or_dense
 from bigdist.kernels.topk import drop_columns, own_columns
 from bigdist.knn import check_metric, knn
+from bigdist.precomputed import check_graph_format
 from bigdist.radius import RadiusResult, radius_neighbors
 
 ALGORITHMS = ("auto", "ball_tree", "kd_tree", "brute")
@@ -149,6 +150,8 @@ class NeighborsBase(KNeighborsMixin, BaseEstimator):
         return tags
 
     def _rows(self, X: Any) -> da.Array:
+        if self.effective_metric_ == "precomputed":
+            check_graph_format(X)
         # nan_euclidean is defined on rows with NaN; every other metric refuses them.
         return sparse_or_dense(X, as_array, name="X", check_finite=self.effective_metric_ != "nan_euclidean")
 
