@@ -86,7 +86,9 @@ class DistanceFunction:
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         return (type(self).__name__, self.label, id(self.pair_function), id(self.block_function), repr(self.params))
 
-    def __call__(self, queries: np.ndarray, train: np.ndarray) -> np.ndarray:
+    def __call__(self, queries: Any, train: Any) -> np.ndarray:
+        if scipy.sparse.issparse(queries) or scipy.sparse.issparse(train):
+            return self._sparse(scipy.sparse.csr_matrix(queries), scipy.sparse.csr_matrix(train))
         queries = np.ascontiguousarray(queries, dtype=np.float64)
         train = np.ascontiguousarray(train, dtype=np.float64)
         if self.block_function is not None:
@@ -105,6 +107,25 @@ class DistanceFunction:
             return out
         for i, query in enumerate(queries):
             for j, row in enumerate(train):
+                value = self.pair_function(query, row, **self.params)
+                try:
+                    out[i, j] = value
+                except (TypeError, ValueError) as error:
+                    raise InputValueError(
+                        f"metric {self.label} returned {value!r} for a pair of rows; it must return one number"
+                    ) from error
+        return out
+
+    def _sparse(self, queries: scipy.sparse.csr_matrix, train: scipy.sparse.csr_matrix) -> np.ndarray:
+        """Sparse blocks as scikit-learn gives them to a metric: whole blocks, or 1-row CSR matrices pair by pair."""
+        if self.block_function is not None:
+            return self(queries.toarray(), train.toarray())
+        out = np.empty((queries.shape[0], train.shape[0]))
+        assert self.pair_function is not None
+        rows = [train[j] for j in range(train.shape[0])]
+        for i in range(queries.shape[0]):
+            query = queries[i]
+            for j, row in enumerate(rows):
                 value = self.pair_function(query, row, **self.params)
                 try:
                     out[i, j] = value
