@@ -379,8 +379,10 @@ class NearestNeighbors(RadiusNeighborsMixin, NeighborsBase):
         ----------
         X : array-like of shape (n_queries, n_features), optional
             Query rows. None means the train rows themselves, each excluding itself.
-        radius : float, optional
+        radius : float or array-like of shape (n_queries,), optional
             Defaults to the constructor's ``radius``; distances <= radius count (``np.inf``: every row).
+            An array gives each query its own radius, as scikit-learn's trees take it (the search runs
+            with the largest, then each query keeps its own).
         return_distance : bool, default=True
         sort_results : bool, default=False
             Each query's neighbours nearest first; otherwise in increasing train index.
@@ -393,16 +395,41 @@ class NearestNeighbors(RadiusNeighborsMixin, NeighborsBase):
         """
         if sort_results and not return_distance:
             raise ParameterError("return_distance must be True if sort_results is True.")
+        radius, radii = self._radii(X, radius)
         result, numpy_out = self._radius_result(X, radius, sort_results)
         if numpy_out:
             with self._threads():
                 distances, indices = result.compute()
             # float64 distances whatever the input dtype, as scikit-learn returns them.
             distances = _object_array([row.astype(np.float64, copy=False) for row in distances])
+            if radii is not None:
+                distances, indices = (_within(distances, indices, radii, part) for part in (0, 1))
         else:
             distances, indices = result.to_dask()
             distances = distances.map_blocks(_float64_rows, dtype=object, meta=np.empty(0, dtype=object))
+            if radii is not None:
+                per_query = da.from_array(radii, chunks=distances.chunks)
+                distances, indices = (
+                    da.map_blocks(
+                        _within, distances, indices, per_query, part, dtype=object, meta=np.empty(0, dtype=object)
+                    )  # fmt: skip
+                    for part in (0, 1)
+                )
         return (distances, indices) if return_distance else indices
+
+    def _radii(self, X: Any, radius: Any) -> tuple[Any, np.ndarray | None]:
+        """The radius to search with, and the per-query radii when ``radius`` is an array (else None)."""
+        if radius is None or np.ndim(radius) == 0:
+            return radius, None
+        check_is_fitted(self, "_fit_X")
+        radii = np.asarray(radius, dtype=np.float64)
+        n_queries = self.n_samples_fit_ if X is None else int(self._query_array(X).shape[0])
+        if radii.shape != (n_queries,) or not (radii >= 0).all():
+            raise ParameterError(
+                f"radius as an array gives one radius >= 0 per query: expected shape ({n_queries},), got "
+                f"{radii.shape} (smallest {radii.min() if radii.size else 'none'}); or pass one number"
+            )
+        return float(radii.max()), radii
 
     def radius_neighbors_graph(
         self, X: Any = None, radius: float | None = None, mode: str = "connectivity", sort_results: bool = False
@@ -423,11 +450,20 @@ class NearestNeighbors(RadiusNeighborsMixin, NeighborsBase):
             raise ParameterError(
                 f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead'
             )
-        result, _ = self._radius_result(X, radius, sort_results)
-        with self._threads():
-            indptr, indices, distances = result.to_csr()
+        if np.ndim(radius) == 1:
+            rows_distances, rows_indices = self.radius_neighbors(X, radius, sort_results=sort_results)
+            rows_distances, rows_indices = self._compute(rows_distances, rows_indices)
+            indptr = np.concatenate([[0], np.cumsum([len(row) for row in rows_indices])])
+            indices = np.concatenate([*rows_indices, np.empty(0, dtype=np.int64)])
+            distances = np.concatenate([*rows_distances, np.empty(0)])
+            n_queries = len(rows_indices)
+        else:
+            result, _ = self._radius_result(X, radius, sort_results)
+            with self._threads():
+                indptr, indices, distances = result.to_csr()
+            n_queries = result.n_queries
         data = np.ones(len(indices)) if mode == "connectivity" else distances.astype(np.float64)
-        return scipy.sparse.csr_matrix((data, indices, indptr), shape=(result.n_queries, self.n_samples_fit_))
+        return scipy.sparse.csr_matrix((data, indices, indptr), shape=(n_queries, self.n_samples_fit_))
 
 
 def _object_array(rows: list[np.ndarray]) -> np.ndarray:
@@ -435,6 +471,12 @@ def _object_array(rows: list[np.ndarray]) -> np.ndarray:
     out = np.empty(len(rows), dtype=object)
     out[:] = rows
     return out
+
+
+def _within(distances: np.ndarray, indices: np.ndarray, radii: np.ndarray, part: int) -> np.ndarray:
+    """Each query's neighbours within its own radius: the distances (``part`` 0) or the indices (1)."""
+    kept = [d <= r for d, r in zip(distances, radii, strict=True)]
+    return _object_array([row[keep] for row, keep in zip((distances, indices)[part], kept, strict=True)])
 
 
 def _float64_rows(block: np.ndarray) -> np.ndarray:

@@ -218,3 +218,25 @@ def test_trees_refuse_what_scikit_learn_trees_refuse():
     with pytest.raises(ValueError, match="weighted minkowski"):
         bd.NearestNeighbors(algorithm="kd_tree", metric="minkowski", p=3, metric_params={"w": np.ones(3)}).fit(X)
     bd.NearestNeighbors(algorithm="ball_tree", metric="minkowski", p=3, metric_params={"w": np.ones(3)}).fit(X)
+
+
+def test_a_radius_per_query_as_scikit_learn_trees(digits):
+    train, queries = digits[:300], digits[300:340]
+    radii = np.random.default_rng(1).uniform(10.0, 25.0, size=len(queries))
+    theirs = SkNearestNeighbors(algorithm="ball_tree").fit(train)
+    expected_distances, expected_indices = theirs.radius_neighbors(queries, radius=radii, sort_results=True)
+    expected_graph = theirs.radius_neighbors_graph(queries, radius=radii, mode="distance").toarray()
+    ours = bd.NearestNeighbors()
+    for fitted, query_rows in ((ours.fit(train), queries), (ours.fit(da.from_array(train, chunks=100)), None)):
+        rows = queries if query_rows is not None else da.from_array(queries, chunks=15)
+        distances, indices = fitted.radius_neighbors(rows, radius=radii, sort_results=True)
+        if query_rows is None:
+            distances, indices = distances.compute(), indices.compute()
+        for got, expected in zip(indices, expected_indices, strict=True):
+            np.testing.assert_array_equal(got, expected)
+        for got, expected in zip(distances, expected_distances, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-9)
+        graph = fitted.radius_neighbors_graph(rows, radius=radii, mode="distance").toarray()
+        np.testing.assert_allclose(graph, expected_graph, rtol=1e-9)
+    with pytest.raises(ValueError, match=r"one radius >= 0 per query: expected shape \(40,\), got \(3,\)"):
+        ours.radius_neighbors(queries, radius=radii[:3])
