@@ -240,3 +240,20 @@ def test_a_radius_per_query_as_scikit_learn_trees(digits):
         np.testing.assert_allclose(graph, expected_graph, rtol=1e-9)
     with pytest.raises(ValueError, match=r"one radius >= 0 per query: expected shape \(40,\), got \(3,\)"):
         ours.radius_neighbors(queries, radius=radii[:3])
+
+
+@pytest.mark.parametrize(
+    ("fit_rows", "query_rows", "sentence"),
+    [
+        (np.ones((0, 2)), None, r"Found array with 0 sample\(s\)"),
+        (np.ones((10, 2, 1)), None, "Found array with dim 3"),
+        (np.ones((10, 2)), [[]], r"Found array with 0 feature\(s\)"),
+        (np.random.default_rng(0).random((10, 3)), np.ones((2, 3)), "Haversine distance only valid in 2 dimensions"),
+    ],
+)
+def test_bad_rows_are_refused_in_scikit_learn_words(fit_rows, query_rows, sentence):
+    metric = "haversine" if "Haversine" in sentence else "minkowski"
+    for estimator in (bd.KNeighborsRegressor(2, metric=metric), KNeighborsRegressor(2, metric=metric)):
+        with pytest.raises(ValueError, match=sentence):
+            estimator.fit(fit_rows, np.arange(len(fit_rows), dtype=float))
+            estimator.predict(query_rows)
