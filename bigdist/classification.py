@@ -154,7 +154,7 @@ class _LabelledNeighbors(MultiOutputMixin, NeighborsBase):
                 f"{type(self).__name__} requires y to be passed, but the target y is None; give one label per train row"
             )
         self._record_train(X)
-        self._fit_in_memory = in_memory(X) and in_memory(y)
+        self._fit_in_memory = self._fit_in_memory and in_memory(y)
         return as_labels(y, self.n_samples_fit_, name="y")
 
     def _store_values(self, values: np.ndarray | da.Array) -> None:

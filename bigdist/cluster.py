@@ -268,7 +268,7 @@ class MeanShift(ClusterMixin, BaseEstimator):
     tol : float, default=1e-3
         Convergence threshold, relative to the bandwidth.
     n_seeds : int, optional
-    random_state : int, optional
+    random_state : int, numpy RandomState or Generator, optional
     n_jobs : int, optional
         Threads of dask's local threaded scheduler while ``fit`` runs: -1
         every core, -2 all but one; None the scheduler's default. On a
@@ -314,7 +314,7 @@ class MeanShift(ClusterMixin, BaseEstimator):
         kernel: str = "flat",
         tol: float = 1e-3,
         n_seeds: int | None = None,
-        random_state: int | None = None,
+        random_state: Any = None,
         n_jobs: int | None = None,
         split_every: int | None = None,
         persist: bool | None = None,

@@ -462,7 +462,7 @@ def kmeans(
     seeds = np.random.SeedSequence(random_state).generate_state(n_init)
     # What a checkpoint must match to be resumed: the data (its dask name) and the arguments that shape the run.
     fingerprint = tokenize(array.name, k, init, random_state, tol)
-    weights = None if sample_weight is None else check_sample_weights(sample_weight, array, k)
+    weights, equal_weights = (None, True) if sample_weight is None else _checked_weights(sample_weight, array, k)
     if weights is not None:
         fingerprint = tokenize(fingerprint, weights.name)
     keep = should_persist(array, persist)
@@ -474,7 +474,7 @@ def kmeans(
 
     best: KMeansResult | None = None
     for run, seed in enumerate(seeds):
-        result = _lloyd(data, k, init, int(seed), max_iter, tol, checkpoint, fingerprint, carry)
+        result = _lloyd(data, k, init, int(seed), max_iter, tol, checkpoint, fingerprint, carry, equal_weights)
         logger.info(
             "k-means run %d/%d: inertia %.6g after %d iterations", run + 1, n_init, result.inertia, result.n_iter
         )
@@ -502,6 +502,11 @@ def check_sample_weights(sample_weight: Any, X: da.Array, n_clusters: int = 0) -
 
     At least ``n_clusters`` rows must have a weight > 0.
     """
+    return _checked_weights(sample_weight, X, n_clusters)[0]
+
+
+def _checked_weights(sample_weight: Any, X: da.Array, n_clusters: int) -> tuple[da.Array, bool]:
+    """:func:`check_sample_weights`, and whether every row has the same weight (found in the same pass)."""
     n, k = X.shape[0], n_clusters
     weights = sample_weight if isinstance(sample_weight, da.Array) else da.from_array(np.asarray(sample_weight))
     if weights.shape != (n,):
@@ -510,7 +515,9 @@ def check_sample_weights(sample_weight: Any, X: da.Array, n_clusters: int = 0) -
         )
     weights = weights.astype(np.float64).rechunk((X.chunks[0],))
     valid = da.isfinite(weights) & (weights >= 0)
-    n_valid, n_positive, total = dask.compute(valid.sum(), (weights > 0).sum(), da.where(valid, weights, 0).sum())
+    n_valid, n_positive, total, lowest, highest = dask.compute(
+        valid.sum(), (weights > 0).sum(), da.where(valid, weights, 0).sum(), weights.min(), weights.max()
+    )
     if n_valid < n:
         raise ParameterError(
             f"sample_weight holds {n - int(n_valid)} negative, NaN or infinite values; give finite weights >= 0"
@@ -522,7 +529,7 @@ def check_sample_weights(sample_weight: Any, X: da.Array, n_clusters: int = 0) -
             f"sample_weight gives only {int(n_positive)} rows a weight > 0 (total {float(total):.6g}), fewer than "
             f"n_clusters={k}; give more rows a positive weight or use fewer clusters"
         )
-    return weights
+    return weights, bool(lowest == highest)
 
 
 def _lloyd(
@@ -535,8 +542,13 @@ def _lloyd(
     checkpoint: str | None,
     fingerprint: str,
     carry: bool,
+    equal_weights: bool = True,
 ) -> KMeansResult:
-    """Lloyd passes from the init (or the checkpoint); ``carry``: keep per-row state in the cluster."""
+    """Lloyd passes from the init (or the checkpoint); ``carry``: keep per-row state in the cluster.
+
+    Equal weights draw the inits as no weights do (the draw is the same in
+    distribution), so that unit weights give the unweighted run, as in scikit-learn.
+    """
     n, d = data.X.shape
     saved = _load_checkpoint(checkpoint, k, d, fingerprint) if checkpoint else None
     if saved:
@@ -545,7 +557,8 @@ def _lloyd(
         if saved.get("converged"):
             return _finish(data, centroids, start, stats)
     else:
-        centroids = _initial_centroids(data, k, init, seed, carry)
+        draws = _Passes(data.X, None, data.split_every) if equal_weights and data.weights is not None else data
+        centroids = _initial_centroids(draws, k, init, seed, carry)
         start, stats, tol_abs = 0, [], None
 
     carried, previous = None, None

@@ -301,7 +301,7 @@ def meanshift(
     cluster_all: bool = True,
     max_iter: int = 300,
     tol: float = 1e-3,
-    random_state: int | None = None,
+    random_state: Any = None,
     split_every: int | None = None,
     persist: bool | None = None,
 ) -> MeanShiftResult:
@@ -344,7 +344,7 @@ def meanshift(
         A seed stops after ``max_iter`` iterations (``max_iter + 1`` passes) at most.
     tol : float
         A seed has converged when it moves at most ``tol * bandwidth``.
-    random_state : int, optional
+    random_state : int, numpy RandomState or Generator, optional
         Seed of the row sample (``n_seeds``).
     split_every : int, optional
         Fan-in of the reductions (default from config).

@@ -142,13 +142,13 @@ def load_inputs(
     Raises
     ------
     ParameterError
-        Sparse input with a metric that has no sparse form here (those of transformed rows, ``nan_euclidean``,
-        a user's function), as in scikit-learn.
+        Sparse input with a metric that has no sparse form here (those of transformed rows, ``nan_euclidean``),
+        as in scikit-learn. A user's function takes sparse rows, as there (1-row CSR matrices, pair by pair).
     """
     self_join = train is None
     finite = check_finite_for(resolved)
     sparse = is_sparse(queries) or (not self_join and is_sparse(train))
-    if sparse and (resolved.function or resolved.metric.transform or resolved.name == "nan_euclidean"
+    if sparse and (resolved.metric.transform or resolved.name == "nan_euclidean"
                    or resolved.params.get("w") is not None):  # fmt: skip
         raise ParameterError(
             f"metric {resolved.name!r} does not take sparse input (nor in scikit-learn); pass dense rows "

@@ -12,7 +12,9 @@ import dask.array as da
 import numpy as np
 import scipy.sparse
 from sklearn.base import BaseEstimator
-from sklearn.neighbors import VALID_METRICS
+from sklearn.metrics import DistanceMetric
+from sklearn.neighbors import VALID_METRICS, BallTree, KDTree
+from sklearn.neighbors._base import KNeighborsMixin, RadiusNeighborsMixin
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -21,6 +23,7 @@ from bigdist.io import as_array, in_memory
 from bigdist.io.sparse import sparse_or_dense
 from bigdist.kernels.topk import drop_columns, own_columns
 from bigdist.knn import check_metric, knn
+from bigdist.precomputed import check_graph_format
 from bigdist.radius import RadiusResult, radius_neighbors
 
 ALGORITHMS = ("auto", "ball_tree", "kd_tree", "brute")
@@ -75,8 +78,13 @@ def n_threads(n_jobs: int | None) -> int | None:
     return max(1, n_jobs if n_jobs > 0 else cores + 1 + n_jobs)
 
 
-class NeighborsBase(BaseEstimator):
-    """Parameters, validation and the k-nearest-neighbour query shared by bigdist's neighbour estimators."""
+class NeighborsBase(KNeighborsMixin, BaseEstimator):
+    """Parameters, validation and the k-nearest-neighbour query shared by bigdist's neighbour estimators.
+
+    scikit-learn's ``KNeighborsMixin`` is a base (its methods all overridden
+    here) so that code testing for it, such as
+    ``sklearn.neighbors.kneighbors_graph(fitted_estimator)``, takes these estimators.
+    """
 
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left"), None],
@@ -84,7 +92,7 @@ class NeighborsBase(BaseEstimator):
         "algorithm": [StrOptions(set(ALGORITHMS))],
         "leaf_size": [Interval(Integral, 1, None, closed="left")],
         "p": [Interval(Real, 0, None, closed="right"), None],
-        "metric": [str, callable],
+        "metric": [str, callable, DistanceMetric],
         "metric_params": [dict, None],
         "n_jobs": [Integral, None],
         "split_every": [Interval(Integral, 2, None, closed="left"), None],
@@ -122,23 +130,42 @@ class NeighborsBase(BaseEstimator):
                 f"to get valid options, or algorithm='brute' / 'auto' for metric={self.metric!r}"
             )
         if metric == "minkowski" and params["p"] < 1:
+            # scikit-learn's wording, which its tests match.
             raise ParameterError(
-                f'algorithm="{self.algorithm}" does not support 0 < p < 1 for the Minkowski metric (got '
-                f"p={params['p']!r}); use algorithm='brute' or 'auto'"
+                f'algorithm="{self.algorithm}" does not support 0 < p < 1 for the Minkowski metric. To resolve this '
+                f'problem either set p >= 1 or algorithm="brute". (Got p={params["p"]!r}.)'
+            )
+        if metric == "minkowski" and self.algorithm == "kd_tree" and params.get("w") is not None:
+            raise ParameterError(
+                "algorithm='kd_tree' does not support the weighted minkowski metric (metric_params with 'w'), as in "
+                "scikit-learn; use algorithm='ball_tree', 'brute' or 'auto'"
             )
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True  # scipy.sparse rows are read in CSR blocks (bigdist.io.sparse)
+        # A precomputed matrix is split on both axes by cross-validation, and holds distances (>= 0).
+        tags.input_tags.pairwise = tags.input_tags.positive_only = self.metric == "precomputed"
+        tags.input_tags.allow_nan = self.metric == "nan_euclidean"
         return tags
 
     def _rows(self, X: Any) -> da.Array:
+        if self.effective_metric_ == "precomputed":
+            check_graph_format(X)
         # nan_euclidean is defined on rows with NaN; every other metric refuses them.
         return sparse_or_dense(X, as_array, name="X", check_finite=self.effective_metric_ != "nan_euclidean")
 
     def _record_train(self, X: Any) -> None:
-        self._fit_X = self._rows(X)
-        self._fit_in_memory = in_memory(X)
+        # As scikit-learn: a fitted neighbours estimator (its train rows) or a BallTree / KDTree (its data).
+        if isinstance(X, NeighborsBase):
+            check_is_fitted(X, "_fit_X")
+            self._fit_X, self._fit_in_memory = X._fit_X, X._fit_in_memory
+        else:
+            if isinstance(X, (BallTree, KDTree)):
+                X = np.asarray(X.data)
+            elif isinstance(X, BaseEstimator) and hasattr(X, "_fit_X"):
+                X = X._fit_X
+            self._fit_X, self._fit_in_memory = self._rows(X), in_memory(X)
         self.n_samples_fit_, self.n_features_in_ = (int(size) for size in self._fit_X.shape)
 
     def _threads(self) -> Any:
@@ -260,7 +287,7 @@ SEARCH_PARAMETERS = """algorithm : {"auto", "ball_tree", "kd_tree", "brute"}, de
         workers decide, and lazy results run wherever they are computed."""
 
 
-class NearestNeighbors(NeighborsBase):
+class NearestNeighbors(RadiusNeighborsMixin, NeighborsBase):
     """Exact nearest neighbours of data far bigger than RAM.
 
     Fitting only records the train set (a lazy dask array); every query is a
@@ -357,8 +384,10 @@ class NearestNeighbors(NeighborsBase):
         ----------
         X : array-like of shape (n_queries, n_features), optional
             Query rows. None means the train rows themselves, each excluding itself.
-        radius : float, optional
+        radius : float or array-like of shape (n_queries,), optional
             Defaults to the constructor's ``radius``; distances <= radius count (``np.inf``: every row).
+            An array gives each query its own radius, as scikit-learn's trees take it (the search runs
+            with the largest, then each query keeps its own).
         return_distance : bool, default=True
         sort_results : bool, default=False
             Each query's neighbours nearest first; otherwise in increasing train index.
@@ -371,16 +400,41 @@ class NearestNeighbors(NeighborsBase):
         """
         if sort_results and not return_distance:
             raise ParameterError("return_distance must be True if sort_results is True.")
+        radius, radii = self._radii(X, radius)
         result, numpy_out = self._radius_result(X, radius, sort_results)
         if numpy_out:
             with self._threads():
                 distances, indices = result.compute()
             # float64 distances whatever the input dtype, as scikit-learn returns them.
             distances = _object_array([row.astype(np.float64, copy=False) for row in distances])
+            if radii is not None:
+                distances, indices = (_within(distances, indices, radii, part) for part in (0, 1))
         else:
             distances, indices = result.to_dask()
             distances = distances.map_blocks(_float64_rows, dtype=object, meta=np.empty(0, dtype=object))
+            if radii is not None:
+                per_query = da.from_array(radii, chunks=distances.chunks)
+                distances, indices = (
+                    da.map_blocks(
+                        _within, distances, indices, per_query, part, dtype=object, meta=np.empty(0, dtype=object)
+                    )  # fmt: skip
+                    for part in (0, 1)
+                )
         return (distances, indices) if return_distance else indices
+
+    def _radii(self, X: Any, radius: Any) -> tuple[Any, np.ndarray | None]:
+        """The radius to search with, and the per-query radii when ``radius`` is an array (else None)."""
+        if radius is None or np.ndim(radius) == 0:
+            return radius, None
+        check_is_fitted(self, "_fit_X")
+        radii = np.asarray(radius, dtype=np.float64)
+        n_queries = self.n_samples_fit_ if X is None else int(self._query_array(X).shape[0])
+        if radii.shape != (n_queries,) or not (radii >= 0).all():
+            raise ParameterError(
+                f"radius as an array gives one radius >= 0 per query: expected shape ({n_queries},), got "
+                f"{radii.shape} (smallest {radii.min() if radii.size else 'none'}); or pass one number"
+            )
+        return float(radii.max()), radii
 
     def radius_neighbors_graph(
         self, X: Any = None, radius: float | None = None, mode: str = "connectivity", sort_results: bool = False
@@ -401,11 +455,20 @@ class NearestNeighbors(NeighborsBase):
             raise ParameterError(
                 f'Unsupported mode, must be one of "connectivity", or "distance" but got "{mode}" instead'
             )
-        result, _ = self._radius_result(X, radius, sort_results)
-        with self._threads():
-            indptr, indices, distances = result.to_csr()
+        if np.ndim(radius) == 1:
+            rows_distances, rows_indices = self.radius_neighbors(X, radius, sort_results=sort_results)
+            rows_distances, rows_indices = self._compute(rows_distances, rows_indices)
+            indptr = np.concatenate([[0], np.cumsum([len(row) for row in rows_indices])])
+            indices = np.concatenate([*rows_indices, np.empty(0, dtype=np.int64)])
+            distances = np.concatenate([*rows_distances, np.empty(0)])
+            n_queries = len(rows_indices)
+        else:
+            result, _ = self._radius_result(X, radius, sort_results)
+            with self._threads():
+                indptr, indices, distances = result.to_csr()
+            n_queries = result.n_queries
         data = np.ones(len(indices)) if mode == "connectivity" else distances.astype(np.float64)
-        return scipy.sparse.csr_matrix((data, indices, indptr), shape=(result.n_queries, self.n_samples_fit_))
+        return scipy.sparse.csr_matrix((data, indices, indptr), shape=(n_queries, self.n_samples_fit_))
 
 
 def _object_array(rows: list[np.ndarray]) -> np.ndarray:
@@ -413,6 +476,12 @@ def _object_array(rows: list[np.ndarray]) -> np.ndarray:
     out = np.empty(len(rows), dtype=object)
     out[:] = rows
     return out
+
+
+def _within(distances: np.ndarray, indices: np.ndarray, radii: np.ndarray, part: int) -> np.ndarray:
+    """Each query's neighbours within its own radius: the distances (``part`` 0) or the indices (1)."""
+    kept = [d <= r for d, r in zip(distances, radii, strict=True)]
+    return _object_array([row[keep] for row, keep in zip((distances, indices)[part], kept, strict=True)])
 
 
 def _float64_rows(block: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import warnings
 from functools import partial
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 from dask.array import PerformanceWarning
@@ -16,7 +17,7 @@ from dask.base import tokenize
 from bigdist import config
 from bigdist.blas import BlasLimited
 from bigdist.errors import ParameterError
-from bigdist.io import as_array, check_features, check_number
+from bigdist.io import as_array, check_features, check_number, in_memory
 from bigdist.io.arrays import rows_per_block
 from bigdist.kernels.dense import function_pairwise_chunk
 from bigdist.kernels.pairwise import cosine_similarity_chunk, out_dtype, pairwise_chunk
@@ -232,11 +233,14 @@ def cosine_similarity(queries: Any, train: Any = None, *, eps: float = 1e-8) -> 
 
 def pairwise_distances_argmin_min(
     queries: Any, train: Any, metric: Any = "euclidean", *, split_every: int | None = None, **params: Any
-) -> tuple[da.Array, da.Array]:
+) -> tuple[Any, Any]:
     """For each query row, the closest train row and its distance, without building the matrix.
 
     This is :func:`bigdist.knn` with ``k=1``: each tile is reduced as it is
-    computed, and ties go to the lower index.
+    computed, and ties go to the lower index. In-memory queries (NumPy,
+    lists, scipy.sparse) give NumPy results, as scikit-learn's function,
+    whatever the train rows are (a dask or Zarr array too); lazy queries give
+    lazy results.
 
     Parameters
     ----------
@@ -251,14 +255,15 @@ def pairwise_distances_argmin_min(
 
     Returns
     -------
-    argmin : dask array of shape (n_queries,), int64
+    argmin : ndarray or dask array of shape (n_queries,), int64
         As scikit-learn's ``pairwise_distances_argmin_min``: indices first.
-    distances : dask array of shape (n_queries,)
+    distances : ndarray or dask array of shape (n_queries,)
     """
     if train is None:
         raise ParameterError("pairwise_distances_argmin_min needs train rows; for neighbours within one set use knn")
     result = knn(queries, train, k=1, metric=metric, split_every=split_every, **params)
-    return result.indices[:, 0], result.distances[:, 0]
+    argmin, distances = result.indices[:, 0], result.distances[:, 0]
+    return dask.compute(argmin, distances) if in_memory(queries) else (argmin, distances)
 
 
 __all__ = [

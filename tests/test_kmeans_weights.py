@@ -132,3 +132,18 @@ def test_dask_weights_chunked_otherwise_than_the_rows(data):
 def test_bad_weights_are_refused_naming_the_fix(data, weights, error, match):
     with pytest.raises(error, match=match):
         bd.kmeans(data[0], 7, sample_weight=weights)
+
+
+@pytest.mark.parametrize("init", ["k-means||", "k-means++", "random"])
+def test_equal_weights_give_the_unweighted_run(data, init):
+    # scikit-learn's invariant (its test_unit_weights_vs_no_weights): unit weights are no weights, whatever the seed.
+    X = data[0][:600]
+    for seed in range(4):
+        plain = bd.kmeans(X, 5, init=init, n_init=1, random_state=seed)
+        for scale in (1.0, 3.0):
+            weighted = bd.kmeans(X, 5, init=init, n_init=1, random_state=seed, sample_weight=np.full(len(X), scale))
+            np.testing.assert_array_equal(weighted.labels.compute(), plain.labels.compute())
+            np.testing.assert_allclose(weighted.centroids, plain.centroids, rtol=1e-12)
+            # The inertia is the weighted sum of squared distances to the centroids (SciPy's distances as oracle).
+            expected = scale * (cdist(X, weighted.centroids).min(axis=1) ** 2).sum()
+            assert weighted.inertia == pytest.approx(expected, rel=1e-9)

@@ -3,6 +3,16 @@ import dask.array as da
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
+from sklearn.metrics import DistanceMetric, pairwise_distances
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import (
+    BallTree,
+    KDTree,
+    KNeighborsClassifier,
+    KNeighborsRegressor,
+    kneighbors_graph,
+    radius_neighbors_graph,
+)
 from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
 from sklearn.utils._param_validation import InvalidParameterError
 
@@ -175,3 +185,88 @@ def test_infinite_radius_finds_every_row_as_scikit_learn(digits):
     theirs = SkNearestNeighbors(radius=np.inf).fit(train).radius_neighbors(digits[60:65], sort_results=True)
     for got, expected in zip(ours[1], theirs[1], strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_scikit_learn_graph_functions_take_a_fitted_estimator(digits):
+    # sklearn.neighbors.kneighbors_graph / radius_neighbors_graph use a fitted KNeighborsMixin / RadiusNeighborsMixin.
+    train = digits[:150]
+    ours = bd.NearestNeighbors(n_neighbors=4, radius=18.0).fit(train)
+    theirs = SkNearestNeighbors(n_neighbors=4, radius=18.0).fit(train)
+    for function, argument in ((kneighbors_graph, 4), (radius_neighbors_graph, 18.0)):
+        got = function(ours, argument, mode="distance")
+        expected = function(theirs, argument, mode="distance")
+        np.testing.assert_allclose(got.toarray(), expected.toarray(), rtol=1e-9, atol=1e-9)
+
+
+def test_fit_on_a_fitted_estimator_or_a_tree_as_scikit_learn(digits):
+    train, queries = digits[:200], digits[200:230]
+    expected = SkNearestNeighbors(n_neighbors=3).fit(train).kneighbors(queries)[1]
+    sources = (bd.NearestNeighbors().fit(train), SkNearestNeighbors().fit(train), BallTree(train), KDTree(train))
+    for source in sources:
+        got = bd.KNeighborsClassifier(n_neighbors=3).fit(source, np.arange(200) % 3).kneighbors(queries)[1]
+        assert isinstance(got, np.ndarray)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_distance_metric_objects_as_metric(digits):
+    train, queries = digits[:200], digits[200:220]
+    metric = DistanceMetric.get_metric("manhattan")
+    got = bd.KNeighborsRegressor(n_neighbors=4, metric=metric).fit(train, np.arange(200.0)).predict(queries)
+    expected = KNeighborsRegressor(n_neighbors=4, metric=metric).fit(train, np.arange(200.0)).predict(queries)
+    np.testing.assert_allclose(got, expected)
+
+
+def test_precomputed_matrix_cross_validates_as_scikit_learn():
+    rng = np.random.default_rng(0)
+    X, y = rng.random((40, 3)), rng.integers(3, size=40)
+    D = pairwise_distances(X)
+    got = cross_val_score(bd.KNeighborsClassifier(metric="precomputed"), D, y)
+    np.testing.assert_array_equal(got, cross_val_score(KNeighborsClassifier(metric="precomputed"), D, y))
+
+
+def test_trees_refuse_what_scikit_learn_trees_refuse():
+    X = np.random.default_rng(0).random((10, 3))
+    with pytest.raises(ValueError, match=r"does not support 0 < p < 1 for the Minkowski metric\. To resolve"):
+        bd.NearestNeighbors(algorithm="kd_tree", p=0.5).fit(X)
+    with pytest.raises(ValueError, match="weighted minkowski"):
+        bd.NearestNeighbors(algorithm="kd_tree", metric="minkowski", p=3, metric_params={"w": np.ones(3)}).fit(X)
+    bd.NearestNeighbors(algorithm="ball_tree", metric="minkowski", p=3, metric_params={"w": np.ones(3)}).fit(X)
+
+
+def test_a_radius_per_query_as_scikit_learn_trees(digits):
+    train, queries = digits[:300], digits[300:340]
+    radii = np.random.default_rng(1).uniform(10.0, 25.0, size=len(queries))
+    theirs = SkNearestNeighbors(algorithm="ball_tree").fit(train)
+    expected_distances, expected_indices = theirs.radius_neighbors(queries, radius=radii, sort_results=True)
+    expected_graph = theirs.radius_neighbors_graph(queries, radius=radii, mode="distance").toarray()
+    ours = bd.NearestNeighbors()
+    for fitted, query_rows in ((ours.fit(train), queries), (ours.fit(da.from_array(train, chunks=100)), None)):
+        rows = queries if query_rows is not None else da.from_array(queries, chunks=15)
+        distances, indices = fitted.radius_neighbors(rows, radius=radii, sort_results=True)
+        if query_rows is None:
+            distances, indices = distances.compute(), indices.compute()
+        for got, expected in zip(indices, expected_indices, strict=True):
+            np.testing.assert_array_equal(got, expected)
+        for got, expected in zip(distances, expected_distances, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-9)
+        graph = fitted.radius_neighbors_graph(rows, radius=radii, mode="distance").toarray()
+        np.testing.assert_allclose(graph, expected_graph, rtol=1e-9)
+    with pytest.raises(ValueError, match=r"one radius >= 0 per query: expected shape \(40,\), got \(3,\)"):
+        ours.radius_neighbors(queries, radius=radii[:3])
+
+
+@pytest.mark.parametrize(
+    ("fit_rows", "query_rows", "sentence"),
+    [
+        (np.ones((0, 2)), None, r"Found array with 0 sample\(s\)"),
+        (np.ones((10, 2, 1)), None, "Found array with dim 3"),
+        (np.ones((10, 2)), [[]], r"Found array with 0 feature\(s\)"),
+        (np.random.default_rng(0).random((10, 3)), np.ones((2, 3)), "Haversine distance only valid in 2 dimensions"),
+    ],
+)
+def test_bad_rows_are_refused_in_scikit_learn_words(fit_rows, query_rows, sentence):
+    metric = "haversine" if "Haversine" in sentence else "minkowski"
+    for estimator in (bd.KNeighborsRegressor(2, metric=metric), KNeighborsRegressor(2, metric=metric)):
+        with pytest.raises(ValueError, match=sentence):
+            estimator.fit(fit_rows, np.arange(len(fit_rows), dtype=float))
+            estimator.predict(query_rows)

@@ -132,3 +132,62 @@ def test_a_precomputed_knn_has_no_wave_job():
     result = bd.knn(np.abs(np.subtract.outer(np.arange(6.0), np.arange(6.0))), None, k=2, metric="precomputed")
     with pytest.raises(PlanError, match="precomputed distances is written from one graph"):
         getattr(result, "job")  # noqa: B009  (a property: reading it is what raises)
+
+
+def _graphs(rng, k=6, radius=None):
+    # scikit-learn's graphs of train and queries, distances as stored entries (self-distance 0 stored explicitly).
+    train, queries = rng.random((120, 3)), rng.random((25, 3))
+    nn = SkNearestNeighbors(n_neighbors=k, radius=radius or 1.0).fit(train)
+    if radius is None:
+        return nn.kneighbors_graph(train, mode="distance"), nn.kneighbors_graph(queries, mode="distance")
+    return nn.radius_neighbors_graph(train, mode="distance"), nn.radius_neighbors_graph(queries, mode="distance")
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo", "lil"])
+def test_sparse_graphs_as_scikit_learn(fmt):
+    train_graph, query_graph = _graphs(np.random.default_rng(0))
+    train_graph, query_graph = train_graph.asformat(fmt), query_graph.asformat(fmt)
+    ours = bd.NearestNeighbors(n_neighbors=4, metric="precomputed").fit(train_graph)
+    theirs = SkNearestNeighbors(n_neighbors=4, metric="precomputed").fit(train_graph)
+    for queries in (query_graph, None):
+        distances, indices = ours.kneighbors(queries)
+        expected_distances, expected_indices = theirs.kneighbors(queries)
+        np.testing.assert_array_equal(indices, expected_indices)
+        np.testing.assert_allclose(distances, expected_distances, rtol=1e-12)
+    got = ours.kneighbors_graph(query_graph, mode="distance").toarray()
+    np.testing.assert_allclose(got, theirs.kneighbors_graph(query_graph, mode="distance").toarray(), rtol=1e-12)
+
+
+def test_sparse_radius_graphs_as_scikit_learn():
+    train_graph, query_graph = _graphs(np.random.default_rng(1), radius=0.3)
+    ours = bd.NearestNeighbors(radius=0.2, metric="precomputed").fit(train_graph)
+    theirs = SkNearestNeighbors(radius=0.2, metric="precomputed").fit(train_graph)
+    for queries in (query_graph, None):
+        distances, indices = ours.radius_neighbors(queries, sort_results=True)
+        expected_distances, expected_indices = theirs.radius_neighbors(queries, sort_results=True)
+        for got, expected in zip(indices, expected_indices, strict=True):
+            np.testing.assert_array_equal(got, expected)
+        for got, expected in zip(distances, expected_distances, strict=True):
+            np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_sparse_graph_knn_function_on_a_dask_graph():
+    train_graph, _ = _graphs(np.random.default_rng(2))
+    expected = SkNearestNeighbors(n_neighbors=3, metric="precomputed").fit(train_graph).kneighbors()
+    lazy = da.from_array(train_graph.tocsr(), chunks=(50, 120), asarray=False)
+    result = bd.knn(lazy, None, k=3, metric="precomputed", split_every=2)
+    np.testing.assert_array_equal(result.indices.compute(), expected[1])
+    np.testing.assert_allclose(result.distances.compute(), expected[0], rtol=1e-12)
+
+
+def test_sparse_graphs_too_short_or_ambiguous_are_refused():
+    train_graph, _ = _graphs(np.random.default_rng(3), k=3)
+    nn = bd.NearestNeighbors(metric="precomputed").fit(train_graph)
+    with pytest.raises(InputValueError, match="4 neighbors per samples are required, but some samples have only 3"):
+        nn.kneighbors(train_graph, n_neighbors=4)
+    with pytest.raises(TypeError, match="'dok' format is not supported due to its handling of explicit zeros"):
+        nn.kneighbors(train_graph.todok())
+    negative = train_graph.tocsr(copy=True)
+    negative.data[5] = -1.0
+    with pytest.raises(InputValueError, match="Negative values in data passed to precomputed distance matrix"):
+        nn.kneighbors(negative)

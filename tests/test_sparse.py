@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans as SkKMeans
+from sklearn.metrics import pairwise_distances as sk_pairwise_distances
 from sklearn.neighbors import KNeighborsClassifier as SkKNeighborsClassifier
 from sklearn.neighbors import NearestNeighbors as SkNearestNeighbors
 
@@ -144,8 +145,6 @@ def test_sparse_errors():
     data = _sparse(rng, 20)
     with pytest.raises(ParameterError, match=r"'seuclidean' does not take sparse input.*toarray"):
         bd.knn(data, None, k=2, metric="seuclidean")
-    with pytest.raises(ParameterError, match=r"does not take sparse input"):
-        bd.pairwise_distances(data, metric=lambda u, v: 0.0)
     bad = data.copy()
     bad.data[3] = np.nan
     row = int(np.searchsorted(bad.indptr, 3, side="right") - 1)
@@ -170,3 +169,19 @@ def test_kmeans_on_sparse_rows_equals_scikit_learn():
     np.testing.assert_array_equal(ours.predict(data[:50]), theirs.predict(data[:50]))
     lazy = bd.kmeans(da.from_array(data, chunks=(70, -1), asarray=False), 4, init=init, max_iter=50, tol=0)
     np.testing.assert_allclose(lazy.centroids, theirs.cluster_centers_, rtol=1e-10, atol=1e-12)
+
+
+def test_user_functions_take_sparse_rows_as_in_scikit_learn():
+    # scikit-learn hands a callable metric 1-row sparse matrices when the input is sparse.
+    def overlap(u, v):
+        assert sp.issparse(u) and sp.issparse(v)
+        return float(u.shape[1] - u.dot(v.T).toarray().item())
+
+    rng = np.random.default_rng(6)
+    train, queries = _sparse(rng, 40, integer=False), _sparse(rng, 7, integer=False)
+    expected = SkNearestNeighbors(n_neighbors=3, metric=overlap, algorithm="brute").fit(train).kneighbors(queries)
+    distances, indices = bd.NearestNeighbors(n_neighbors=3, metric=overlap).fit(train).kneighbors(queries)
+    np.testing.assert_array_equal(indices, expected[1])
+    np.testing.assert_allclose(distances, expected[0])
+    matrix = bd.pairwise_distances(queries, train, metric=overlap).compute()
+    np.testing.assert_allclose(matrix, sk_pairwise_distances(queries, train, metric=overlap))

@@ -256,17 +256,21 @@ def _check_shape(shape: Sequence[int], name: str) -> None:
         )
     if len(shape) != 2:
         raise InputShapeError(
-            f"{name} has {len(shape)} dimensions, shape {shape}; bigdist needs a 2-D array (n_samples, n_features). "
+            f"Found array with dim {len(shape)}: {name} has {len(shape)} dimensions, shape {shape}; bigdist needs a "
+            f"2-D array (n_samples, n_features). "
             f"Reshape your data, e.g. {name}.reshape(len({name}), -1) to flatten each sample's features"
         )
     n_rows, n_features = shape
+    # scikit-learn's wording ("Found array with ..."), which its users and tests match.
     if n_features == 0:
         raise InputShapeError(
-            f"{name} is empty: 0 feature(s) (shape={shape}) while a minimum of 1 is required; give at least one column"
+            f"Found array with 0 feature(s) (shape={shape}) while a minimum of 1 is required: {name} is empty; give "
+            f"at least one column"
         )
     if n_rows == 0:
         raise InputShapeError(
-            f"{name} is empty: 0 sample(s) (shape={shape}) while a minimum of 1 is required; give at least one row"
+            f"Found array with 0 sample(s) (shape={shape}) while a minimum of 1 is required: {name} is empty; give "
+            f"at least one row"
         )
 
 

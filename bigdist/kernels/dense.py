@@ -19,6 +19,7 @@ from typing import Any
 
 import numba
 import numpy as np
+import scipy.sparse
 from numba.core.errors import NumbaError
 
 from bigdist.errors import InputValueError
@@ -85,7 +86,9 @@ class DistanceFunction:
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         return (type(self).__name__, self.label, id(self.pair_function), id(self.block_function), repr(self.params))
 
-    def __call__(self, queries: np.ndarray, train: np.ndarray) -> np.ndarray:
+    def __call__(self, queries: Any, train: Any) -> np.ndarray:
+        if scipy.sparse.issparse(queries) or scipy.sparse.issparse(train):
+            return self._sparse(scipy.sparse.csr_matrix(queries), scipy.sparse.csr_matrix(train))
         queries = np.ascontiguousarray(queries, dtype=np.float64)
         train = np.ascontiguousarray(train, dtype=np.float64)
         if self.block_function is not None:
@@ -104,6 +107,25 @@ class DistanceFunction:
             return out
         for i, query in enumerate(queries):
             for j, row in enumerate(train):
+                value = self.pair_function(query, row, **self.params)
+                try:
+                    out[i, j] = value
+                except (TypeError, ValueError) as error:
+                    raise InputValueError(
+                        f"metric {self.label} returned {value!r} for a pair of rows; it must return one number"
+                    ) from error
+        return out
+
+    def _sparse(self, queries: scipy.sparse.csr_matrix, train: scipy.sparse.csr_matrix) -> np.ndarray:
+        """Sparse blocks as scikit-learn gives them to a metric: whole blocks, or 1-row CSR matrices pair by pair."""
+        if self.block_function is not None:
+            return self(queries.toarray(), train.toarray())
+        out = np.empty((queries.shape[0], train.shape[0]))
+        assert self.pair_function is not None
+        rows = [train[j] for j in range(train.shape[0])]
+        for i in range(queries.shape[0]):
+            query = queries[i]
+            for j, row in enumerate(rows):
                 value = self.pair_function(query, row, **self.params)
                 try:
                     out[i, j] = value
@@ -296,24 +318,105 @@ def precomputed_radius_chunk(
     return {"counts": counts, "indices": columns, "keys": values, "first_query": first_query}
 
 
-def check_precomputed(distances: np.ndarray, first_query: int, first_train: int) -> None:
-    """Raise InputValueError when a block of a precomputed distance matrix holds a negative value (as scikit-learn)."""
-    negative = distances < 0
-    if negative.any():
-        row, col = (int(v[0]) for v in np.nonzero(negative))
+def precomputed_graph_knn_chunk(
+    graph: scipy.sparse.csr_matrix, query_index: np.ndarray, train_index: np.ndarray, *, k: int, exclude_self: bool
+) -> np.ndarray:
+    """Top-k of each row of one CSR block of a precomputed graph, shape (m, w) -> (m, k) TOPK_DTYPE.
+
+    As in scikit-learn, the stored entries (explicit zeros too) are the
+    candidate neighbours and an absent entry is none: a row with fewer than
+    k entries keeps padding, which :func:`check_graph_neighbours` refuses after the merge.
+    """
+    m = graph.shape[0]
+    best = empty_topk(m, k)
+    if m == 0 or graph.shape[1] == 0:
+        return best
+    first_query, first_train = int(query_index[0]), int(train_index[0])
+    check_precomputed(graph, first_query, first_train)
+    rows = np.repeat(np.arange(m), np.diff(graph.indptr))
+    columns = graph.indices.astype(np.int64) + first_train
+    keys = graph.data.astype(np.float64)
+    if exclude_self:
+        keep = columns != first_query + rows
+        rows, columns, keys = rows[keep], columns[keep], keys[keep]
+    order = np.lexsort((columns, keys, rows))
+    rows, columns, keys = rows[order], columns[order], keys[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
+    take = rank < k
+    best["key"][rows[take], rank[take]] = keys[take]
+    best["index"][rows[take], rank[take]] = columns[take]
+    return best
+
+
+def check_graph_neighbours(result: np.ndarray, *, k: int) -> np.ndarray:
+    """Raise InputValueError when a row of a precomputed graph gave fewer than k neighbours; else return ``result``."""
+    found = (result["index"] != PAD_INDEX).sum(axis=1)
+    if len(found) and found.min() < k:
+        # scikit-learn's wording, which its users and tests match.
         raise InputValueError(
-            f"metric='precomputed' needs distances >= 0; the matrix holds {distances[row, col].item()!r} at row "
-            f"{first_query + row}, column {first_train + col}: pass distances (not similarities; e.g. 1 - S for "
-            f"cosine similarities S)"
+            f"{k} neighbors per samples are required, but some samples have only {int(found.min())} neighbors in "
+            f"precomputed graph matrix. Decrease number of neighbors used or recompute the graph with more neighbors."
         )
+    return result
+
+
+def precomputed_graph_radius_chunk(
+    graph: scipy.sparse.csr_matrix, first_query: int, first_train: int, *, radius: float, exclude_self: bool,
+    max_neighbors: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The stored entries of one CSR block of a precomputed graph within the radius, as a radius partial result."""
+    check_precomputed(graph, first_query, first_train)
+    m = graph.shape[0]
+    rows = np.repeat(np.arange(m), np.diff(graph.indptr))
+    columns = graph.indices.astype(np.int64) + first_train
+    keep = graph.data <= radius
+    if exclude_self:
+        keep &= columns != first_query + rows
+    rows, columns = rows[keep], columns[keep]
+    counts = np.bincount(rows, minlength=m).astype(np.int64)
+    check_cap(counts, first_query, max_neighbors)
+    return {
+        "counts": counts,
+        "indices": columns,
+        "keys": graph.data[keep].astype(np.float64),
+        "first_query": first_query,
+    }
+
+
+def check_precomputed(distances: Any, first_query: int, first_train: int) -> None:
+    """Raise InputValueError when a block of a precomputed distance matrix holds a negative value (as scikit-learn).
+
+    ``distances`` is a dense block, or a CSR block of a graph (its stored entries checked).
+    """
+    if scipy.sparse.issparse(distances):
+        negative = np.flatnonzero(distances.data < 0)
+        if not len(negative):
+            return
+        row = int(np.searchsorted(distances.indptr, negative[0], side="right") - 1)
+        col, value = int(distances.indices[negative[0]]), distances.data[negative[0]].item()
+    else:
+        negative = distances < 0
+        if not negative.any():
+            return
+        row, col = (int(v[0]) for v in np.nonzero(negative))
+        value = distances[row, col].item()
+    # scikit-learn's first sentence, which its users and tests match.
+    raise InputValueError(
+        f"Negative values in data passed to precomputed distance matrix: metric='precomputed' needs distances >= 0; "
+        f"the matrix holds {value!r} at row {first_query + row}, column {first_train + col}: pass distances (not "
+        f"similarities; e.g. 1 - S for cosine similarities S)"
+    )
 
 
 __all__ = [
     "DistanceFunction",
+    "check_graph_neighbours",
     "check_precomputed",
     "function_knn_chunk",
     "function_pairwise_chunk",
     "function_radius_chunk",
+    "precomputed_graph_knn_chunk",
+    "precomputed_graph_radius_chunk",
     "precomputed_knn_chunk",
     "precomputed_radius_chunk",
     "tile_topk",

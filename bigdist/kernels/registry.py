@@ -179,9 +179,11 @@ class ResolvedMetric:
         """Raise ParameterError when the metric or its parameters do not fit rows of ``n_features``."""
         need = self.metric.n_features
         if need is not None and n_features != need:
+            # scikit-learn's first sentence, which its users and tests match.
             raise ParameterError(
-                f"metric {self.name!r} needs {need} features (latitude and longitude, in radians), got data with "
-                f"n_features={n_features}; pass the two columns [lat, lon] (e.g. np.radians(X[:, :2]))"
+                f"Haversine distance only valid in 2 dimensions: metric {self.name!r} needs {need} features "
+                f"(latitude and longitude, in radians), got data with n_features={n_features}; pass the two columns "
+                f"[lat, lon] (e.g. np.radians(X[:, :2]))"
             )
         for key in ("V", "w"):
             value = self.params.get(key)

@@ -155,8 +155,8 @@ def test_sparse_input_is_refused():
         ((5,), r"1-D with shape \(5,\).*X.reshape\(-1, 1\).*X.reshape\(1, -1\)"),
         ((), "0 dimensions"),
         ((2, 3, 4), r"3 dimensions, shape \(2, 3, 4\).*2-D"),
-        ((0, 3), r"empty: 0 sample\(s\) \(shape=\(0, 3\)\)"),
-        ((3, 0), r"empty: 0 feature\(s\) \(shape=\(3, 0\)\) while a minimum of 1 is required"),
+        ((0, 3), r"Found array with 0 sample\(s\) \(shape=\(0, 3\)\).*X is empty"),
+        ((3, 0), r"Found array with 0 feature\(s\) \(shape=\(3, 0\)\) while a minimum of 1 is required"),
     ],
 )
 def test_bad_shapes(tmp_path, shape, match):

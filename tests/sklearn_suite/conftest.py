@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 
 # Read when sklearn.conftest is imported: the float32 parametrizations run too.
@@ -15,7 +14,7 @@ from sklearn.conftest import global_dtype  # noqa: E402, F401
 from sklearn.conftest import pytest_generate_tests as sklearn_generate_tests  # noqa: E402
 
 from tests.sklearn_suite import harness  # noqa: E402
-from tests.sklearn_suite.differences import DIFFERENCES, PENDING  # noqa: E402
+from tests.sklearn_suite.differences import DIFFERENCES  # noqa: E402
 
 _CALLS_AT_START = pytest.StashKey[int]()
 _tally: dict[str, Counter] = {}
@@ -26,9 +25,9 @@ def pytest_generate_tests(metafunc):
     sklearn_generate_tests(metafunc)
 
 
-def _matching(rules: list[tuple[str, str]], nodeid: str) -> str | None:
+def _matching(rules: list[tuple[tuple[str, ...], str]], nodeid: str) -> str | None:
     name = nodeid.split("::", 1)[1]
-    return next((reason for pattern, reason in rules if re.fullmatch(pattern, name)), None)
+    return next((reason for ids, reason in rules if name in ids), None)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,8 +36,6 @@ def pytest_collection_modifyitems(config, items):
             continue
         if (reason := _matching(DIFFERENCES, item.nodeid)) is not None:
             item.add_marker(pytest.mark.xfail(reason=f"documented difference: {reason}", strict=True))
-        elif (reason := _matching(PENDING, item.nodeid)) is not None:
-            item.add_marker(pytest.mark.xfail(reason=f"not yet in bigdist: {reason}", strict=False))
 
 
 @pytest.fixture(autouse=True)
