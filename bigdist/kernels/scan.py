@@ -73,6 +73,11 @@ def pool_width(k: int) -> int:
     return 2 * k + 16
 
 
+def pool_row_bytes(k: int) -> int:
+    """Bytes of one row's pool (see ``new_pool``)."""
+    return pool_width(k) * (8 + 8 + 8 + 1) + 16
+
+
 @numba.njit(cache=True, nogil=True)
 def scan_tile(
     scores: np.ndarray,

@@ -145,3 +145,18 @@ def test_self_join_duplicates_beyond_the_pool():
     np.testing.assert_array_equal(idx, expected_idx)
     np.testing.assert_array_equal(dist, expected_dist)
     assert (dist == 0).all()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "correlation"])
+def test_pools_in_groups_of_query_rows(monkeypatch, metric):
+    # Pools held for one group of query rows at a time (POOL_BYTES): several groups give the same result.
+    import bigdist.kernels.knn as knn_module
+
+    rng = np.random.default_rng(12)
+    queries = rng.standard_normal((70, 10)).astype(np.float32)
+    train = rng.standard_normal((2500, 10)).astype(np.float32)
+    monkeypatch.setattr(knn_module, "POOL_BYTES", 1)
+    dist, idx = _run(queries, train, 9, metric, tile=(16, 200))
+    expected_dist, expected_idx = knn_oracle(queries, train, 9, metric)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
