@@ -283,6 +283,17 @@ def _stored_rows(source: Any) -> int | None:
     return None
 
 
+def _unit_rows(source: Any) -> int:
+    """Rows of the smallest unit a stored source decodes at once (0 when it reads any rows alone)."""
+    stored = _stored_rows(source)
+    if stored is None:
+        return 0
+    inner = getattr(source, "chunks", None)
+    if getattr(source, "shards", None) and isinstance(inner, tuple) and isinstance(inner[0], numbers.Integral):
+        return int(inner[0])  # zarr reads the inner chunks of a shard on their own
+    return stored
+
+
 def _block_rows(source: Any, n_features: int, itemsize: int, name: str) -> int:
     """Rows per block for a NumPy, .npy or Zarr source: toward chunk-bytes, whole stored chunks each."""
     rows = rows_per_block(n_features, itemsize)
@@ -297,13 +308,30 @@ def _block_rows(source: Any, n_features: int, itemsize: int, name: str) -> int:
         # Shards too large for one block: whole inner chunks, which zarr reads on their own.
         return rows // inner[0] * inner[0]
     logger.warning(
-        "%s is stored in chunks of %d rows, more than the %d rows of bigdist.chunk-bytes; each chunk "
-        "will be read once per block of it (rewrite it with smaller chunks to avoid that)",
+        "%s is stored in chunks of %d rows, more than the %d rows of bigdist.chunk-bytes; each chunk is read "
+        "whole and cut into blocks, and a job written in waves reads it once per block of it (rewrite it "
+        "with smaller chunks to avoid that)",
         name,
         stored,
         rows,
     )
     return rows
+
+
+def _cut_stored_chunks(source: Any, rows: int, n_rows: int, n_features: int) -> da.Array:
+    """``source`` read one whole stored chunk per task (``_unit_rows``), each cut into even blocks of at most ``rows``.
+
+    A compressed chunk is decompressed whole whatever part of it is asked
+    for: read per block of it, it would be decompressed once per block.
+    """
+    stored = _unit_rows(source)
+    blocks: list[int] = []
+    for start in range(0, n_rows, stored):
+        size = min(stored, n_rows - start)
+        pieces = -(-size // rows)
+        base, extra = divmod(size, pieces)
+        blocks += [base + 1] * extra + [base] * (pieces - extra)
+    return da.from_array(source, chunks=(stored, n_features), asarray=True).rechunk({0: tuple(blocks)})
 
 
 def _rechunk_dask(array: da.Array, dtype: np.dtype, name: str) -> da.Array:
@@ -408,7 +436,12 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
     else:
         rows = min(_block_rows(source, n_features, dtype.itemsize, name), n_rows)
         scattered = _scattered(source, rows) if eager else None
-        array = scattered if scattered is not None else da.from_array(source, chunks=(rows, n_features), asarray=True)
+        if scattered is not None:
+            array = scattered
+        elif not eager and _unit_rows(source) > rows:
+            array = _cut_stored_chunks(source, rows, n_rows, n_features)
+        else:
+            array = da.from_array(source, chunks=(rows, n_features), asarray=True)
     if array.dtype != dtype:
         array = array.astype(dtype)
 

@@ -2,9 +2,10 @@
 
 ``knn_chunk`` reduces one (query block, train block) tile to its exact top-k
 without ever holding the tile: it walks the train block in sub-tiles, scores
-each with one GEMM, and folds the scores into the rows' top-k with
-``scan_tile``, which keeps a running bound on each row's k-th key and
-re-checks only the scores that pass it, exactly in float64. ``knn_combine``
+each with one GEMM, and folds the scores into a pool of candidates per row
+with ``scan_tile``, which keeps a running bound on each row's k-th key; at
+the end of the block only the pooled pairs that can still be among the k
+nearest are re-checked, exactly in float64 (``bigdist.kernels.scan``). ``knn_combine``
 and ``knn_agg`` merge partial results across train blocks.
 """
 
@@ -15,11 +16,13 @@ import numpy as np
 from bigdist.kernels.direct import DIRECT_METRICS, direct_topk
 from bigdist.kernels.metrics import keys_to_values
 from bigdist.kernels.scaling import scale_back
-from bigdist.kernels.scan import scan_tile
+from bigdist.kernels.scan import new_pool, pool_row_bytes, pool_topk, scan_tile, settle
 from bigdist.kernels.tiles import GemmTiles
 from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, topk_merge
 
 RESULT_DTYPE = np.dtype([("distance", np.float64), ("index", np.int64)])
+# Candidate pools held at once (bigdist.kernels.scan): at least one query sub-block's.
+POOL_BYTES = 32 * 2**20
 
 
 def knn_chunk(
@@ -66,40 +69,61 @@ def knn_chunk(
         return empty_topk(m, k)
     tiles = GemmTiles.build(queries, train, metric)
     queries, dtype = tiles.queries, tiles.dtype
-    best_keys = np.full((m, k), np.inf)
-    best_indices = np.full((m, k), PAD_INDEX, dtype=np.int64)
+    best_keys = np.empty((m, k))
+    best_indices = np.empty((m, k), dtype=np.int64)
     first_query, first_train = int(query_index[0]), int(train_index[0])
     # Flat, so that every sub-tile's view is C-contiguous for the compiled scan.
     scores_buffer = np.empty(min(tile_query_rows, m) * min(tile_train_rows, n), dtype=dtype)
     train_buffer = np.empty((min(tile_train_rows, n), d + 1), dtype=dtype)
+    # Cosine's exact keys need the norms of every train row a pool may still hold.
+    train_norms = np.empty(n)
+    # Pools for a group of query rows at a time, within POOL_BYTES: each train sub-tile is prepared once
+    # per group and scored against the group's sub-blocks while it is in cache.
+    group_rows = min(m, max(tile_query_rows, POOL_BYTES // pool_row_bytes(k)))
+    pools = new_pool(group_rows, k)
 
-    # Train sub-tiles outside: each is prepared once, small enough to stay in
-    # cache while every query sub-block is scored against it.
-    for x_start in range(0, n, tile_train_rows):
-        x_stop = min(x_start + tile_train_rows, n)
-        tile = tiles.train_tile(x_start, x_stop, buffer=train_buffer)
-        for q_start in range(0, m, tile_query_rows):
-            q_stop = min(q_start + tile_query_rows, m)
-            scores = scores_buffer[: (q_stop - q_start) * (x_stop - x_start)].reshape(
-                q_stop - q_start, x_stop - x_start
-            )
-            np.matmul(tiles.prepared_queries.rows[q_start:q_stop], tile.prepared.rows.T, out=scores)
-            scan_tile(
-                scores,
-                queries[q_start:q_stop],
-                tile.rows,
-                first_query + q_start,
-                first_train + x_start,
-                tiles.prepared_queries.alpha[q_start:q_stop],
-                tiles.beta,
-                tile.bounds[q_start:q_stop],
-                tiles.query_norms[q_start:q_stop],
-                tile.norms,
-                tiles.code,
-                exclude_self,
-                best_keys[q_start:q_stop],
-                best_indices[q_start:q_stop],
-            )
+    for g_start in range(0, m, group_rows):
+        g_stop = min(g_start + group_rows, m)
+        pools[4][:] = np.inf
+        pools[5][:] = 0
+        for x_start in range(0, n, tile_train_rows):
+            x_stop = min(x_start + tile_train_rows, n)
+            tile = tiles.train_tile(x_start, x_stop, buffer=train_buffer, query_rows=slice(g_start, g_stop))
+            train_norms[x_start:x_stop] = tile.norms
+            for q_start in range(g_start, g_stop, tile_query_rows):
+                q_stop = min(q_start + tile_query_rows, g_stop)
+                scores = scores_buffer[: (q_stop - q_start) * (x_stop - x_start)].reshape(
+                    q_stop - q_start, x_stop - x_start
+                )
+                np.matmul(tiles.prepared_queries.rows[q_start:q_stop], tile.prepared.rows.T, out=scores)
+                pool = tuple(part[q_start - g_start : q_stop - g_start] for part in pools)
+                # Centred rows (correlation) live for one sub-tile: its pooled pairs are re-checked before it goes.
+                rows = (
+                    (queries[q_start:q_stop], tile.rows, first_train + x_start, tiles.query_norms[q_start:q_stop],
+                     tile.norms, tiles.code)
+                    if tiles.centred
+                    else (queries[q_start:q_stop], tiles.train, first_train, tiles.query_norms[q_start:q_stop],
+                          train_norms, tiles.code)
+                )  # fmt: skip
+                scan_tile(
+                    scores,
+                    first_query + q_start,
+                    first_train + x_start,
+                    tiles.prepared_queries.alpha[q_start:q_stop],
+                    tiles.beta,
+                    tile.bounds[q_start - g_start : q_stop - g_start],
+                    exclude_self,
+                    pool,
+                    rows,
+                    k,
+                )
+                if tiles.centred:
+                    settle(pool, rows, k)
+        pool = tuple(part[: g_stop - g_start] for part in pools)
+        # Centred: every pooled pair is re-checked already, so the un-centred rows are never read.
+        settle(pool, (queries[g_start:g_stop], tiles.train, first_train, tiles.query_norms[g_start:g_stop],
+                      train_norms, tiles.code), k)  # fmt: skip
+        pool_topk(pool, best_keys[g_start:g_stop], best_indices[g_start:g_stop], PAD_INDEX)
     if tiles.metric != "cosine":  # cosine keys do not change with the scale
         best_keys = scale_back(best_keys, tiles.exponent, f"kNN with metric={metric!r}")
     best = np.empty((m, k), dtype=TOPK_DTYPE)

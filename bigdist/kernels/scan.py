@@ -1,12 +1,21 @@
-"""The compiled inner loop of the kNN tile: one pass over a sub-tile of scores.
+"""The compiled inner loop of the kNN tile: one pass over a sub-tile of scores, into a pool per row.
 
 A NumPy selection (``argpartition``, or masks + ``nonzero``) costs as much
 per score as the GEMM that made it at d=128; this loop touches each score
 once with a single comparison against the row's running bound, and does
-real work only for the few scores that pass: recompute the pair's key
-exactly in float64 from the original rows and insert it into the row's
-sorted top-k. Compiled with numba (``cache=True``: compiled once per
-installation, not per process).
+real work only for the few scores that pass. Those go to the row's *pool*
+with their approximate key's interval ``[a - M, a + M]`` (``M`` the GEMM's
+error bound), not re-checked yet: most of them are pushed out by better
+ones later, and an exact re-check costs a d-length float64 sum (1.4 us at
+d=1024), a sorted insert into the top-k O(k). The bound is ``U``, the k-th
+smallest upper end in the pool: no pair whose lower end is above it can be
+among the k nearest. When the pool is full, entries above ``U`` are dropped
+and, when that frees too little (many ties), the pool is settled exactly:
+its entries re-checked and cut to the k best. At the end of a block only the
+survivors are re-checked in float64 (``pair_key``) and sorted by
+(key, index), so the result is the same exact top-k, with the same keys, as
+re-checking every candidate. Compiled with numba (``cache=True``: compiled
+once per installation, not per process).
 """
 
 from __future__ import annotations
@@ -59,93 +68,190 @@ def _score_threshold(kth_key: float, alpha: float, beta: float, margin: float, c
     return cell[0]
 
 
+def pool_width(k: int) -> int:
+    """Entries of one row's pool: room for k survivors and as many newcomers between two compactions."""
+    return 2 * k + 16
+
+
+def pool_row_bytes(k: int) -> int:
+    """Bytes of one row's pool (see ``new_pool``)."""
+    return pool_width(k) * (8 + 8 + 8 + 1) + 16
+
+
 @numba.njit(cache=True, nogil=True)
 def scan_tile(
     scores: np.ndarray,
-    queries: np.ndarray,
-    train: np.ndarray,
     first_query: int,
     first_train: int,
     alpha: np.ndarray,
     beta: float,
     margin: np.ndarray,
-    query_norms: np.ndarray,
-    train_norms: np.ndarray,
-    code: int,
     exclude_self: bool,
-    best_keys: np.ndarray,
-    best_indices: np.ndarray,
+    pool: tuple,  # type: ignore[type-arg]
+    rows: tuple,  # type: ignore[type-arg]
+    k: int,
 ) -> None:
-    """Fold one sub-tile of scores into the rows' top-k, in place.
+    """Fold one sub-tile of scores into the rows' pools, in place.
 
     Parameters
     ----------
     scores : ndarray of shape (r, w), the GEMM's scores (larger is better)
-    queries : ndarray of shape (r, d), the original query rows
-    train : ndarray of shape (w, d), the original train rows
-    first_query, first_train : int, global index of ``queries[0]`` and ``train[0]``
+    first_query, first_train : int, global index of the sub-tile's first row and column
     alpha, margin : ndarray of shape (r,), float64, per-row key constant and error bound
     beta : float, ``key = alpha - beta * score``
-    query_norms, train_norms : ndarray of shape (r,) and (w,), float64 (cosine only)
-    code : int, from ``metric_code``
     exclude_self : bool, skip the pair of a row with its own global index
-    best_keys, best_indices : ndarray of shape (r, k), each row sorted by (key, index)
+    pool : tuple, the rows' pools (see ``new_pool``), sliced to the sub-tile's rows
+    rows : tuple, what an exact re-check reads (see ``settle``); every pooled index not yet
+        re-checked must be among its rows
+    k : int
     """
-    rows, width = scores.shape
-    last = best_keys.shape[1] - 1
+    n_rows, width = scores.shape
+    low, high, index, checked, upper, count = pool
+    capacity = low.shape[1]
     cell = np.empty(2, dtype=scores.dtype)
     cell[1] = -np.finfo(scores.dtype).max
     if exclude_self:
         # Mask each row's pair with itself, so the hot loop needs no check.
-        for i in range(rows):
+        for i in range(n_rows):
             own_column = first_query + i - first_train
             if 0 <= own_column < width:
                 scores[i, own_column] = -np.inf
-    state = (scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms, code, best_keys, best_indices, cell)  # fmt: skip # noqa: E501
     full = width - width % CHUNK
-    for i in range(rows):
-        threshold = _score_threshold(best_keys[i, last], alpha[i], beta, margin[i], cell)
-        for start in range(0, full, CHUNK):
-            # The hot loop: a fixed-length count that the compiler
-            # vectorises; almost every chunk has nothing to offer.
-            passing = 0
-            for offset in range(CHUNK):
-                if scores[i, start + offset] >= threshold:
-                    passing += 1
-            if passing:
-                threshold = _offer(state, i, start, start + CHUNK, threshold)
-        if full < width:
-            _offer(state, i, full, width, threshold)
+    for i in range(n_rows):
+        row = scores[i]
+        threshold = _score_threshold(upper[i], alpha[i], beta, margin[i], cell)
+        for start in range(0, width, CHUNK):
+            stop = min(start + CHUNK, width)
+            if start < full:
+                # The hot loop: a fixed-length count that the compiler
+                # vectorises; almost every chunk has nothing to offer.
+                passing = 0
+                for offset in range(CHUNK):
+                    passing += row[start + offset] >= threshold
+                if passing == 0:
+                    continue
+            # Pooled here, not in a function of its own: a call that takes the pool's arrays
+            # costs more (reference counts) than the few stores it makes.
+            for j in range(start, stop):
+                if row[j] >= threshold:
+                    key = alpha[i] - beta * np.float64(row[j])
+                    c = count[i]
+                    low[i, c] = key - margin[i]
+                    high[i, c] = key + margin[i]
+                    index[i, c] = first_train + j
+                    checked[i, c] = False
+                    count[i] = c + 1
+                    if c + 1 == capacity:
+                        _compact(i, pool, rows, k)
+                        threshold = _score_threshold(upper[i], alpha[i], beta, margin[i], cell)
+
+
+def new_pool(n_rows: int, k: int) -> tuple[np.ndarray, ...]:
+    """Empty pools of ``n_rows`` rows: (low, high, index, checked, upper, count).
+
+    ``low``/``high`` (float64) bound each entry's exact key (both equal to it once
+    re-checked, ``checked``), ``index`` its global train row; ``upper`` is the
+    row's bound U (+inf until k entries are in), ``count`` its entries.
+    """
+    width = pool_width(k)
+    return (
+        np.empty((n_rows, width)),
+        np.empty((n_rows, width)),
+        np.empty((n_rows, width), dtype=np.int64),
+        np.empty((n_rows, width), dtype=np.bool_),
+        np.full(n_rows, np.inf),
+        np.zeros(n_rows, dtype=np.int64),
+    )
 
 
 @numba.njit(cache=True, nogil=True)
-def _offer(state, i, start, stop, threshold):  # type: ignore[no-untyped-def]
-    """Re-check the scores of row ``i`` in [start, stop) that pass; return the new bound.
+def _kth_smallest(values: np.ndarray, k: int) -> float:
+    """The k-th smallest of ``values`` (1-based k <= len(values))."""
+    return np.partition(values.copy(), k - 1)[k - 1]
 
-    ``state`` is the tuple of ``scan_tile``'s arrays and constants.
-    """
-    scores, queries, train, first_train, alpha, beta, margin, query_norms, train_norms, code, best_keys, best_indices, cell = state  # fmt: skip # noqa: E501
-    last = best_keys.shape[1] - 1
-    for j in range(start, stop):
-        if scores[i, j] >= threshold:
+
+@numba.njit(cache=True, nogil=True)
+def _drop_above(i, pool, k):  # type: ignore[no-untyped-def]
+    """Set row ``i``'s bound U from its entries and drop those whose lower end is above it (order kept)."""
+    low, high, index, checked, upper, count = pool
+    c = count[i]
+    if c < k:
+        return
+    bound = _kth_smallest(high[i, :c], k)
+    upper[i] = bound
+    kept = 0
+    for e in range(c):
+        if low[i, e] <= bound:
+            low[i, kept] = low[i, e]
+            high[i, kept] = high[i, e]
+            index[i, kept] = index[i, e]
+            checked[i, kept] = checked[i, e]
+            kept += 1
+    count[i] = kept
+
+
+@numba.njit(cache=True, nogil=True)
+def _compact(i, pool, rows, k):  # type: ignore[no-untyped-def]
+    """Make room in row ``i``'s full pool: drop what cannot win, else settle it exactly (then k entries stay)."""
+    _drop_above(i, pool, k)
+    if pool[5][i] > pool[0].shape[1] // 2:
+        # Ties within the error bound (duplicates): only exact keys tell them apart.
+        _settle_row(i, pool, rows, k)
+
+
+@numba.njit(cache=True, nogil=True)
+def _settle_row(i, pool, rows, k):  # type: ignore[no-untyped-def]
+    """Re-check row ``i``'s pooled entries exactly and keep its k best by (key, index), sorted."""
+    low, high, index, checked, upper, count = pool
+    queries, train, first, query_norms, train_norms, code = rows
+    c = count[i]
+    for e in range(c):
+        if not checked[i, e]:
+            j = index[i, e] - first
             key = pair_key(queries[i], train[j], code, query_norms[i], train_norms[j])
-            if key < best_keys[i, last]:
-                _insert(best_keys[i], best_indices[i], key, first_train + j)
-                threshold = _score_threshold(best_keys[i, last], alpha[i], beta, margin[i], cell)
-    return threshold
+            low[i, e] = key
+            high[i, e] = key
+            checked[i, e] = True
+    # By index, then stably by key: (key, index) order, ties to the lower index.
+    by_index = np.argsort(index[i, :c])
+    order = by_index[np.argsort(low[i, :c][by_index], kind="mergesort")]
+    kept = min(c, k)
+    keys = low[i, :c][order[:kept]]
+    indices = index[i, :c][order[:kept]]
+    low[i, :kept] = keys
+    high[i, :kept] = keys
+    index[i, :kept] = indices
+    checked[i, :kept] = True
+    count[i] = kept
+    if kept == k:
+        upper[i] = keys[k - 1]
 
 
 @numba.njit(cache=True, nogil=True)
-def _insert(keys: np.ndarray, indices: np.ndarray, key: float, index: int) -> None:
-    """Insert into a row sorted by (key, index), dropping its last entry.
+def settle(pool: tuple, rows: tuple, k: int) -> None:  # type: ignore[type-arg]
+    """Re-check every pooled entry that can still win, exactly, and cut each row to its k best.
 
-    Indices arrive in increasing order, so equal keys stay in index order and
-    a key equal to the last one never displaces it (ties go to the lower index).
+    Parameters
+    ----------
+    pool : tuple, from ``new_pool``
+    rows : tuple (queries, train, first, query_norms, train_norms, code)
+        ``queries`` of shape (r, d), the original rows of the pool's rows;
+        ``train`` of shape (w, d), original train rows, ``train[j]`` being global row ``first + j``;
+        norms of shape (r,) and (w,), float64 (cosine only); ``code`` from ``metric_code``.
+    k : int
     """
-    pos = len(keys) - 1
-    while pos > 0 and keys[pos - 1] > key:
-        keys[pos] = keys[pos - 1]
-        indices[pos] = indices[pos - 1]
-        pos -= 1
-    keys[pos] = key
-    indices[pos] = index
+    for i in range(pool[0].shape[0]):
+        _drop_above(i, pool, k)
+        _settle_row(i, pool, rows, k)
+
+
+@numba.njit(cache=True, nogil=True)
+def pool_topk(pool: tuple, best_keys: np.ndarray, best_indices: np.ndarray, pad_index: int) -> None:  # type: ignore[type-arg]
+    """Write settled pools as sorted top-k rows of shape (r, k), padded with (inf, ``pad_index``)."""
+    low, index, count = pool[0], pool[2], pool[5]
+    for i in range(best_keys.shape[0]):
+        c = count[i]
+        best_keys[i, :c] = low[i, :c]
+        best_indices[i, :c] = index[i, :c]
+        best_keys[i, c:] = np.inf
+        best_indices[i, c:] = pad_index

@@ -24,7 +24,7 @@ class TrainTile:
     rows : ndarray of shape (w, d), the rows the exact keys come from (scaled; correlation: centred)
     norms : ndarray of shape (w,), float64 norms of ``rows`` (cosine only, else uninitialised)
     prepared : Prepared, the GEMM's train side
-    bounds : ndarray of shape (m,), each query row's bound on the GEMM key's rounding error
+    bounds : ndarray of shape (r,), each query row's (of those asked for) bound on the GEMM key's rounding error
     """
 
     rows: np.ndarray
@@ -94,12 +94,14 @@ class GemmTiles:
             centred=centred,
         )
 
-    def train_tile(self, start: int, stop: int, buffer: np.ndarray | None = None) -> TrainTile:
-        """Train rows [start, stop) prepared (into ``buffer``, see ``prepare``), with the query rows' bounds."""
+    def train_tile(
+        self, start: int, stop: int, buffer: np.ndarray | None = None, query_rows: slice = slice(None)
+    ) -> TrainTile:
+        """Train rows [start, stop) prepared (into ``buffer``, see ``prepare``), with the bounds of ``query_rows``."""
         rows = centre_rows(self.train[start:stop]) if self.centred else self.train[start:stop]
         norms = row_norms(rows) if self.metric == "cosine" else np.empty(stop - start)
         prepared = prepare(rows, self.metric, self.center, self.dtype, "train", buffer=buffer)
         bounds = margin(
-            self.metric, self.dtype, rows.shape[1], self.prepared_queries.norms, float(prepared.norms.max())
+            self.metric, self.dtype, rows.shape[1], self.prepared_queries.norms[query_rows], float(prepared.norms.max())
         )
         return TrainTile(rows=rows, norms=norms, prepared=prepared, bounds=bounds)

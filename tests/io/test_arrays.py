@@ -294,3 +294,24 @@ def test_large_numpy_inputs_under_a_client_are_scattered_not_sent_in_graphs():
     np.testing.assert_array_equal(indices, oracle_indices)
     np.testing.assert_allclose(distances, oracle_distances, rtol=1e-12)
     assert array.chunks == as_array(X).chunks  # the same blocks as without a client
+
+
+def test_stored_chunks_larger_than_a_block_are_read_once(tmp_path, data):
+    # A compressed chunk is decompressed whole for any rows of it: read once, then cut into blocks.
+    from zarr.storage import LocalStore, WrapperStore
+
+    reads: list[str] = []
+
+    class CountingStore(WrapperStore):
+        async def get(self, key, prototype, byte_range=None):
+            if key.startswith("c/"):
+                reads.append(key)
+            return await self._store.get(key, prototype, byte_range)
+
+    zarr.create_array(str(tmp_path / "big.zarr"), data=data, chunks=(200, 7))
+    stored = zarr.open_array(store=CountingStore(LocalStore(str(tmp_path / "big.zarr"))), mode="r")
+    with dask.config.set({"bigdist.chunk-bytes": 60 * 7 * 4}):
+        array = as_array(stored)
+    assert max(array.chunks[0]) <= 60
+    assert_eq(array, data)
+    assert sorted(reads) == ["c/0/0", "c/1/0", "c/2/0"]

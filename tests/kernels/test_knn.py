@@ -87,3 +87,76 @@ def test_all_points_equal_returns_lowest_indices():
     dist, idx = _run(data[:5], data, 4, "euclidean")
     np.testing.assert_array_equal(idx, np.tile(np.arange(4), (5, 1)))
     assert (dist == 0).all()
+
+
+# The candidates of a row wait in a pool of 2k + 16 entries (bigdist.kernels.scan) and are re-checked at the
+# end of the block: the tests below fill that pool past its size, with ties, duplicates and far offsets.
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "inner_product"])
+def test_pool_overflows_with_ties(metric):
+    # 600 exact duplicates at one query's nearest distance: far more ties than the pool holds. Integer
+    # data, so that tied keys are tied in float64 too (the oracle's rounding cannot reorder them).
+    rng = np.random.default_rng(8)
+    points = rng.integers(-3, 4, size=(40, 6)).astype(np.float32)
+    train = np.concatenate([rng.integers(-3, 4, size=(300, 6)), np.repeat(points[:1], 600, axis=0),
+                            rng.integers(-3, 4, size=(300, 6))]).astype(np.float32)  # fmt: skip
+    queries = np.concatenate([points[:1] + 1, points]).astype(np.float32)
+    dist, idx = _run(queries, train, 12, metric, tile=(16, 128))
+    expected_dist, expected_idx = knn_oracle(queries, train, 12, metric)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 7, 60])
+@pytest.mark.parametrize(("metric", "offset"), [("euclidean", 0.0), ("euclidean", 1e6), ("cosine", 0.0),
+                                                ("correlation", 3.0), ("inner_product", 0.0)])  # fmt: skip
+def test_pool_many_rounds_far_from_origin(metric, k, offset):
+    # Random order over 6,000 rows: the pool fills, drops and settles many times per row.
+    rng = np.random.default_rng(9)
+    queries = (rng.standard_normal((30, 24)) + offset).astype(np.float32)
+    train = (rng.standard_normal((6000, 24)) + offset).astype(np.float32)
+    dist, idx = _run(queries, train, k, metric, tile=(13, 256))
+    expected_dist, expected_idx = knn_oracle(queries, train, k, metric)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_k_above_the_block_rows_pads(metric):
+    rng = np.random.default_rng(10)
+    queries = rng.standard_normal((9, 5)).astype(np.float32)
+    train = rng.standard_normal((23, 5)).astype(np.float32)
+    partial = knn_chunk(queries, train, np.arange(9), np.arange(23), k=40, metric=metric, exclude_self=False,
+                        tile_query_rows=4, tile_train_rows=8)  # fmt: skip
+    _, expected_idx = knn_oracle(queries, train, 23, metric)
+    np.testing.assert_array_equal(partial["index"][:, :23], expected_idx)
+    assert np.isinf(partial["key"][:, 23:]).all()
+    assert (partial["index"][:, 23:] == np.iinfo(np.int64).max).all()
+
+
+def test_self_join_duplicates_beyond_the_pool():
+    # Each row has 80 exact copies (itself excluded by index): the k nearest are the copies of lowest index.
+    rng = np.random.default_rng(11)
+    data = np.repeat(rng.standard_normal((5, 3)), 80, axis=0).astype(np.float32)
+    data = data[rng.permutation(len(data))]
+    dist, idx = _run(data, None, 10, "euclidean", self_join=True, tile=(32, 64))
+    expected_dist, expected_idx = knn_oracle(data, None, 10)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_array_equal(dist, expected_dist)
+    assert (dist == 0).all()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "correlation"])
+def test_pools_in_groups_of_query_rows(monkeypatch, metric):
+    # Pools held for one group of query rows at a time (POOL_BYTES): several groups give the same result.
+    import bigdist.kernels.knn as knn_module
+
+    rng = np.random.default_rng(12)
+    queries = rng.standard_normal((70, 10)).astype(np.float32)
+    train = rng.standard_normal((2500, 10)).astype(np.float32)
+    monkeypatch.setattr(knn_module, "POOL_BYTES", 1)
+    dist, idx = _run(queries, train, 9, metric, tile=(16, 200))
+    expected_dist, expected_idx = knn_oracle(queries, train, 9, metric)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
