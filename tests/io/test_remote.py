@@ -1,17 +1,9 @@
-"""Outputs on an S3 server (moto's, on 127.0.0.1) reached only through ``storage_options``, and its faults.
-
-No AWS environment variable is set: credentials and endpoint travel in
-``storage_options``. The server answers through a fault filter that can
-refuse chosen requests with S3's ``503 SlowDown`` (what a busy store
-answers), so retries and persistent failures are those of the real s3fs
-client.
-"""
+"""Every output on an S3 server reached only through ``storage_options``; transient and persistent store faults."""
 
 from __future__ import annotations
 
 import os
 import re
-import threading
 from collections import Counter
 
 import dask
@@ -22,57 +14,7 @@ import zarr
 import bigdist as bd
 from bigdist.errors import StoreError
 from bigdist.execution.blocks import write_blocks
-
-moto_server = pytest.importorskip("moto.server")
-s3fs = pytest.importorskip("s3fs")
-
-BUCKET = "bigdist-remote"
-SLOW_DOWN = (
-    b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
-    b"<Message>Please reduce your request rate.</Message></Error>"
-)
-
-
-class FaultyMotoServer(moto_server.ThreadedMotoServer):
-    """moto's S3 server behind a filter that answers 503 SlowDown to the requests ``faults`` picks.
-
-    ``faults`` maps a regular expression of ``METHOD /bucket/key`` to how
-    many more times it fails (``None``: always). ``requests`` counts every
-    request that reached the filter, by the same ``METHOD /bucket/key``.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(ip_address="127.0.0.1", port=0, verbose=False)
-        self.faults: dict[str, int | None] = {}
-        self.requests: Counter[str] = Counter()
-        self.lock = threading.Lock()
-
-    def _fails(self, request: str) -> bool:
-        with self.lock:
-            self.requests[request] += 1
-            for pattern, left in self.faults.items():
-                if re.fullmatch(pattern, request) and (left is None or left > 0):
-                    if left is not None:
-                        self.faults[pattern] = left - 1
-                    return True
-        return False
-
-    def _server_entry(self) -> None:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-        from moto.server import MotoRequestHandler
-        from werkzeug.serving import make_server
-
-        backend = DomainDispatcherApplication(create_backend_app)
-
-        def app(environ, start_response):
-            if self._fails(f"{environ['REQUEST_METHOD']} {environ.get('PATH_INFO', '')}"):
-                start_response("503 Slow Down", [("Content-Type", "application/xml")])
-                return [SLOW_DOWN]
-            return backend(environ, start_response)
-
-        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
-        self._server_ready_event.set()
-        self._server.serve_forever()
+from tests.s3 import BUCKET, FaultyMotoServer, new_url, s3_options
 
 
 @pytest.fixture(scope="module")
@@ -87,27 +29,8 @@ def server():
 
 @pytest.fixture
 def options(server, monkeypatch):
-    """storage_options of the server: no botocore retries (its back-off takes seconds); s3fs retries a SlowDown."""
-    for key in list(os.environ):
-        if key.startswith(("AWS_", "FSSPEC_S3")):
-            monkeypatch.delenv(key)
-    host, port = server.get_host_and_port()
-    opts = {
-        "key": "remote-test",
-        "secret": "remote-test",
-        "client_kwargs": {"endpoint_url": f"http://{host}:{port}"},
-        "config_kwargs": {"retries": {"max_attempts": 1}},
-    }
-    fs = s3fs.S3FileSystem(**opts)
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    server.faults.clear()
-    server.requests.clear()
-    try:
+    with s3_options(server, monkeypatch) as opts:
         yield opts
-    finally:
-        server.faults.clear()
-        s3fs.S3FileSystem.clear_instance_cache()
 
 
 @pytest.fixture(autouse=True)
@@ -123,10 +46,6 @@ def data():
     return rng.standard_normal((90, 6)).astype(np.float32)
 
 
-def _url(name: str) -> str:
-    return f"s3://{BUCKET}/{name}-{os.urandom(4).hex()}.zarr"
-
-
 def _read(path: str, storage_options=None) -> dict[str, np.ndarray]:
     return {name: np.asarray(array) for name, array in bd.io.read_group(path, storage_options).items()}
 
@@ -137,38 +56,31 @@ def _assert_same(remote: dict[str, np.ndarray], local: dict[str, np.ndarray]) ->
         np.testing.assert_array_equal(remote[name], local[name], err_msg=name)
 
 
-def _outputs(data: np.ndarray):
-    """Each output kind, as ``write(path, **storage_options_kwarg)``."""
+def _classify(X, path, **kw):
+    labels = (np.asarray(X[:, 0]) > 0).astype(np.int64)
+    return bd.KNeighborsClassifier(n_neighbors=3).fit(X, labels).write_predictions(path, X[:60], **kw)
+
+
+# Each output kind, as write(X, path, **storage_options_kwarg); the fits are deterministic.
+WRITERS = {
+    "knn": lambda X, path, **kw: bd.knn(X, None, k=4).to_zarr(path, **kw),
+    "radius": lambda X, path, **kw: bd.radius_neighbors(X, None, radius=2.5).to_zarr(path, **kw),
+    "kmeans": lambda X, path, **kw: bd.kmeans(X, n_clusters=3, random_state=0, max_iter=5).to_zarr(path, **kw),
+    "meanshift": lambda X, path, **kw: bd.meanshift(X, bandwidth=3.0).to_zarr(path, **kw),
+    "classify": _classify,
+    "pairwise": lambda X, path, **kw: write_blocks(path, {"distances": bd.pairwise_distances(X, X[:40])}, **kw),
+}
+
+
+@pytest.mark.usefixtures("synchronous")
+@pytest.mark.parametrize("kind", list(WRITERS))
+def test_every_output_on_s3_equals_the_local_one(options, data, tmp_path, kind):
     X = dask.array.from_array(data, chunks=30)
-    labels = (data[:, 0] > 0).astype(np.int64)
-    classifier = bd.KNeighborsClassifier(n_neighbors=3).fit(X, labels)
-    km = bd.kmeans(X, n_clusters=3, random_state=0, max_iter=5)
-    ms = bd.meanshift(X, bandwidth=3.0)
-    return {
-        "knn": lambda path, **kw: bd.knn(X, None, k=4).to_zarr(path, **kw),
-        "radius": lambda path, **kw: bd.radius_neighbors(X, None, radius=2.5).to_zarr(path, **kw),
-        "kmeans": lambda path, **kw: km.to_zarr(path, **kw),
-        "meanshift": lambda path, **kw: ms.to_zarr(path, **kw),
-        "classify": lambda path, **kw: classifier.write_predictions(path, X[:60], **kw),
-        "pairwise": lambda path, **kw: write_blocks(path, {"distances": bd.pairwise_distances(X, X[:40])}, **kw),
-    }
-
-
-@pytest.mark.usefixtures("synchronous")
-def test_every_output_on_s3_equals_the_local_one(options, data, tmp_path):
-    for kind, write in _outputs(data).items():
-        url = _url(kind)
-        write(str(tmp_path / f"{kind}.zarr"))
-        assert write(url, storage_options=options) == url, kind
-        _assert_same(_read(url, options), _read(str(tmp_path / f"{kind}.zarr")))
-        assert bd.io.describe(url, options)["complete"] is True
-
-
-@pytest.mark.usefixtures("synchronous")
-def test_without_storage_options_the_store_is_not_reached(options, data):
-    # No credentials or endpoint in the environment: the options are what made the test above work.
-    with pytest.raises(Exception):  # noqa: B017, PT011  (botocore's own error, whatever it is)
-        bd.knn(data, None, k=3).to_zarr(_url("anonymous"), storage_options={"retries": 1})
+    out = new_url(kind)
+    local = WRITERS[kind](X, str(tmp_path / "local.zarr"))
+    assert WRITERS[kind](X, out, storage_options=options) == out
+    assert bd.io.describe(out, options)["complete"] is True
+    _assert_same(_read(out, options), _read(local))
 
 
 def _chunk_puts(server: FaultyMotoServer, url: str, array: str) -> Counter[str]:
@@ -179,7 +91,7 @@ def _chunk_puts(server: FaultyMotoServer, url: str, array: str) -> Counter[str]:
 @pytest.mark.usefixtures("synchronous")
 def test_transient_errors_are_retried_by_s3fs(server, options, data, tmp_path):
     local = bd.knn(data, None, k=4).to_zarr(str(tmp_path / "local.zarr"))
-    url = _url("flaky")
+    url = new_url("flaky")
     # Twice the write of query block 1's distances, twice its marker: within s3fs's 5 attempts each.
     server.faults[f"PUT /{url.removeprefix('s3://')}/distances/c/1/0"] = 2
     server.faults[f"PUT /{url.removeprefix('s3://')}/bigdist_progress/indices/c/2/0"] = 2
@@ -192,7 +104,7 @@ def test_transient_errors_are_retried_by_s3fs(server, options, data, tmp_path):
 def test_a_store_that_keeps_failing_names_the_key_and_the_rerun_resumes(server, options, data, tmp_path):
     X = dask.array.from_array(data, chunks=30)
     local = bd.knn(X, None, k=4).to_zarr(str(tmp_path / "local.zarr"))
-    url = _url("broken")
+    url = new_url("broken")
     bucket_path = url.removeprefix("s3://")
     server.faults[f"PUT /{bucket_path}/distances/c/2/0"] = None
     with pytest.raises(StoreError, match=rf"'distances/c/2/0'.*{re.escape(bucket_path)}.*resume"):
