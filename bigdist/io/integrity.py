@@ -30,6 +30,22 @@ from bigdist.errors import CorruptChunkError, DataIntegrityError, MissingChunkEr
 _DECODE_ERRORS = (ValueError, RuntimeError, TypeError)
 
 
+def _store_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = [OSError, TimeoutError]
+    try:
+        # s3fs passes botocore's connection errors through untranslated.
+        from botocore.exceptions import BotoCoreError
+
+        errors.append(BotoCoreError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+#: What a filesystem raises when the store itself fails (after its own retries), not the data.
+STORE_ERRORS = _store_errors()
+
+
 def output_codecs(compressor: str) -> list[Any]:
     """Bytes-to-bytes codecs of arrays bigdist writes: the compressor (if any), then a crc32c checksum.
 
@@ -189,7 +205,7 @@ class ZarrSource:
         try:
             self.check_present(key)
             return np.asarray(self.array[key])
-        except (OSError, TimeoutError) as error:
+        except STORE_ERRORS as error:
             if isinstance(error, DataIntegrityError):
                 raise
             # The filesystem has retried already (s3fs, botocore): the store kept failing.

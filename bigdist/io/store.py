@@ -32,7 +32,7 @@ from zarr.core.sync import sync
 
 from bigdist import config
 from bigdist.errors import IncompleteOutputError, OutputExistsError, ParameterError, StoreError, StoreNotFoundError
-from bigdist.io.integrity import ZarrSource, output_codecs
+from bigdist.io.integrity import STORE_ERRORS, ZarrSource, output_codecs
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,13 @@ def _open_node(path: str, storage_options: StorageOptions = None) -> zarr.Array 
         return zarr.open(store=path, mode="r", storage_options=zarr_options(path, storage_options))
     except FileNotFoundError:
         return None
+    except STORE_ERRORS as error:
+        if "://" not in path:
+            raise
+        raise StoreError(
+            f"cannot reach the store at {path!r} ({type(error).__name__}: {error}); check the URL and its "
+            f"storage_options (credentials, endpoint)"
+        ) from error
 
 
 def _meta(node: zarr.Array | zarr.Group) -> dict[str, Any] | None:
@@ -187,7 +194,7 @@ def store_region(array: zarr.Array, region: tuple[Any, ...], value: Any) -> None
     # The filesystem has retried already (s3fs, botocore): an error here is one the store kept giving.
     try:
         array[region] = value
-    except (OSError, TimeoutError) as error:
+    except STORE_ERRORS as error:
         store = str(array.store_path.store).removeprefix("file://")
         raise StoreError(
             f"writing the chunk {_key(array, region)!r} to {store} failed ({type(error).__name__}: {error}) after "

@@ -130,3 +130,18 @@ def test_an_input_chunk_that_keeps_failing_is_named(server, options, data):
     X = bd.open_array(url, storage_options=options)
     with pytest.raises(StoreError, match=r"'c/1/0'.*rows 30-59"):
         bd.knn(X, None, k=3).compute()
+
+
+def test_workers_in_other_processes_write_with_the_options_they_are_given(options, data, tmp_path):
+    # The environment has no credentials: the workers reach the store only through the pickled options.
+    from distributed import Client, LocalCluster
+
+    X = dask.array.from_array(data, chunks=30)
+    local = bd.knn(X, None, k=4).to_zarr(str(tmp_path / "local.zarr"))
+    out = new_url("cluster")
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            bd.knn(X, None, k=4).to_zarr(out, storage_options=options)
+            worker_env = client.run(lambda: sorted(key for key in os.environ if key.startswith("AWS_")))
+    assert all(keys == [] for keys in worker_env.values())
+    _assert_same(_read(out, options), _read(local))
