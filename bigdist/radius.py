@@ -215,7 +215,7 @@ class RadiusResult:
         )
 
     def _write_single_graph(
-        self, path: str, *, attrs: dict[str, Any], overwrite: bool, storage_options: dict[str, Any] | None
+        self, path: str, *, attrs: dict[str, Any], overwrite: bool, storage_options: dict[str, Any] | None = None
     ) -> str:
         """The pairs computed once and held in the cluster's memory until their sizes are known, then written."""
         prepare_output(normalise_path(path), overwrite, "result", storage_options=storage_options)

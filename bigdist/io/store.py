@@ -185,6 +185,7 @@ def _key(array: zarr.Array, region: tuple[Any, ...]) -> str:
     """The store key of the chunk holding the start of ``region`` of ``array``."""
     starts = [(item.start or 0) if isinstance(item, slice) else int(item) for item in region]
     coords = tuple(start // size for start, size in zip(starts, array.chunks, strict=False))
+    coords += (0,) * (array.ndim - len(coords))
     key = array.metadata.encode_chunk_key(coords)
     return f"{array.path}/{key}" if array.path else key
 

@@ -69,6 +69,7 @@ WRITERS = {
     "meanshift": lambda X, path, **kw: bd.meanshift(X, bandwidth=3.0).to_zarr(path, **kw),
     "classify": _classify,
     "pairwise": lambda X, path, **kw: write_blocks(path, {"distances": bd.pairwise_distances(X, X[:40])}, **kw),
+    "write_group": lambda X, path, **kw: bd.io.write_group(path, {"doubled": X * 2, "sums": X.sum(axis=1)}, **kw),
 }
 
 
