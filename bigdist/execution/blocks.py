@@ -92,7 +92,7 @@ def write_blocks(
     path : str, local path or fsspec URL
     arrays : dict of str to dask array of shape (n_rows, ...)
         Arrays with the same row blocks; block ``(i, j, ...)`` of each is one Zarr chunk.
-    attrs, overwrite
+    attrs, overwrite, storage_options
         As for :func:`bigdist.io.write_group` (same fingerprint: either resumes the other's output).
     flops_per_element : float
         Arithmetic per output element (``2 * n_features`` for a GEMM distance): consecutive blocks of a row

@@ -206,6 +206,8 @@ def write_knn(
 
     ``query_array`` has regular row blocks, one output chunk each. An
     unfinished output of the same run is resumed: its written blocks are kept.
+    ``storage_options`` (as for :func:`bigdist.io.write_group`) open the output
+    here; the finish tasks write through the pickled zarr arrays, which carry them.
 
     Returns
     -------

@@ -154,8 +154,8 @@ def write_labelled(
         What ``vote`` gives, by name.
     constants : dict of str to ndarray
         Small arrays written whole before the waves (the classes).
-    vote, drop_self, split_every, attrs, overwrite, progress
-        See :func:`labelled_finish` and :func:`bigdist.execution.knn.write_knn`.
+    vote, drop_self, split_every, attrs, overwrite, progress, storage_options
+        See :func:`labelled_finish`, :func:`bigdist.execution.knn.write_knn` and :func:`bigdist.io.write_group`.
 
     Returns
     -------

@@ -425,7 +425,7 @@ def write_labels(
         Written whole from the client before the labels.
     fingerprint : str
         Token of the run: an unfinished output of the same fingerprint resumes (its labelled blocks kept).
-    attrs, overwrite
+    attrs, overwrite, storage_options
         As for :func:`bigdist.io.write_group`.
     what : str
         What the progress lines call the job.
