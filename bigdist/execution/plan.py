@@ -24,6 +24,7 @@ import numpy as np
 from bigdist import config
 from bigdist.errors import BigdistError, InsufficientSpaceError, ParameterError, PlanError
 from bigdist.io.arrays import check_int, open_array, rows_per_block
+from bigdist.io.integrity import STORE_ERRORS
 from bigdist.kernels.registry import get_metric
 from bigdist.planning import even_blocks
 
@@ -204,7 +205,7 @@ def _open(data: Any, role: str, storage_options: dict[str, Any] | None) -> Any:
         return open_array(data, name=role, storage_options=storage_options)
     except BigdistError as error:
         raise PlanError(f"cannot plan: the {role} cannot be opened: {error}") from None
-    except OSError as error:
+    except STORE_ERRORS as error:
         raise PlanError(
             f"cannot plan: the {role} store {data!r} is unreachable ({error}); check it and retry"
         ) from None

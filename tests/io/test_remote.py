@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 import bigdist as bd
-from bigdist.errors import StoreError
+from bigdist.errors import PlanError, StoreError
 from bigdist.execution.blocks import write_blocks
 from tests.s3 import BUCKET, FaultyMotoServer, new_url, s3_options
 
@@ -146,3 +146,13 @@ def test_workers_in_other_processes_write_with_the_options_they_are_given(option
             worker_env = client.run(lambda: sorted(key for key in os.environ if key.startswith("AWS_")))
     assert all(keys == [] for keys in worker_env.values())
     _assert_same(_read(out, options), _read(local))
+
+
+@pytest.mark.parametrize("where", ["input", "output"])
+def test_a_plan_with_an_unreachable_store_says_which(options, data, tmp_path, where):
+    unreachable = {**options, "client_kwargs": {"endpoint_url": "http://127.0.0.1:9"}}
+    dead = new_url(where)
+    np.save(tmp_path / "x.npy", data)
+    inputs, out = (dead, str(tmp_path / "out.zarr")) if where == "input" else (str(tmp_path / "x.npy"), dead)
+    with pytest.raises(PlanError, match=rf"cannot plan: the (queries|output) store {re.escape(repr(dead))}"):
+        bd.plan("knn", inputs, out=out, k=3, storage_options=unreachable, calibrate_kernel=False)
