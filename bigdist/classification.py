@@ -341,6 +341,7 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
         overwrite: bool = False,
         attrs: dict[str, Any] | None = None,
         progress: ProgressCallback | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> str:
         """Write ``predictions``, ``probabilities`` and ``classes`` of the queries to a Zarr group, in waves.
 
@@ -361,6 +362,8 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
         attrs : dict, optional, more attributes of the run
         progress : callable, optional
             ``progress(done, total, elapsed_seconds)`` after every written query block.
+        storage_options : dict, optional
+            fsspec options of the output URL's filesystem (credentials, endpoint, retries).
 
         Returns
         -------
@@ -380,7 +383,7 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
                 arrays[f"classes{suffix}"] = da.from_array(classes[output])
                 if probabilities is not None:
                     arrays[f"probabilities{suffix}"] = probabilities[output] if self.outputs_2d_ else probabilities
-            return str(write_group(path, arrays, attrs=attrs, overwrite=overwrite))
+            return str(write_group(path, arrays, attrs=attrs, overwrite=overwrite, storage_options=storage_options))
         rows = result._wave_queries().chunks[0]
         m = result.n_queries
         dtype = classes[0].dtype
@@ -406,6 +409,7 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
             attrs=attrs,
             overwrite=overwrite,
             progress=progress,
+            storage_options=storage_options,
         )
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:

@@ -46,6 +46,10 @@ class StoreNotFoundError(BigdistError, FileNotFoundError):
     """A path or URL names nothing bigdist can open."""
 
 
+class StoreError(BigdistError, OSError):
+    """A store (an object store, a filesystem) kept failing to read or write a key after its retries."""
+
+
 class OutputExistsError(BigdistError, FileExistsError):
     """An output already exists and overwriting was not asked for."""
 

@@ -81,6 +81,7 @@ class KMeansResult:
         overwrite: bool = False,
         attrs: dict[str, Any] | None = None,
         progress: ProgressCallback | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> str:
         """Write centroids and labels to a Zarr group; stats go in its attributes.
 
@@ -98,6 +99,10 @@ class KMeansResult:
             More attributes of the run, e.g. the CLI's config.
         progress : callable, optional
             ``progress(done, total, elapsed_seconds)`` after every labelled row block.
+        storage_options : dict, optional
+            fsspec options of the output URL's filesystem (e.g. s3fs ``key``, ``secret``,
+            ``client_kwargs={"endpoint_url": ...}``, ``config_kwargs={"retries": ...}``), used on the client and
+            by the workers.
 
         Returns
         -------
@@ -109,11 +114,12 @@ class KMeansResult:
             # Made by hand from lazy labels: no data to read, one graph.
             centroids = da.from_array(self.centroids, chunks=self.centroids.shape)
             return write_group(path, {"centroids": centroids, "labels": rows}, attrs={**meta, **(attrs or {})},
-                               overwrite=overwrite)  # fmt: skip
+                               overwrite=overwrite, storage_options=storage_options)  # fmt: skip
         return write_labels(
             path, rows, partial(labels_chunk, centroids=self.centroids), {"centroids": self.centroids},
             fingerprint=tokenize("bigdist-kmeans-labels", rows.name, rows.chunks, self.centroids),
             attrs={**meta, **(attrs or {})}, overwrite=overwrite, what=f"k-means labels {path}", progress=progress,
+            storage_options=storage_options,
         )  # fmt: skip
 
     def _rows(self) -> list[tuple[str, Any]]:

@@ -147,6 +147,7 @@ class KNNResult:
         overwrite: bool = False,
         attrs: dict[str, Any] | None = None,
         progress: ProgressCallback | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> str:
         """Write ``distances`` and ``indices`` to a Zarr group, in bounded waves of fused tasks.
 
@@ -165,6 +166,10 @@ class KNNResult:
             More attributes of the run, e.g. the CLI's config.
         progress : callable, optional
             ``progress(done, total, elapsed_seconds)`` after every written query block.
+        storage_options : dict, optional
+            fsspec options of the output URL's filesystem (e.g. s3fs ``key``, ``secret``,
+            ``client_kwargs={"endpoint_url": ...}``, ``config_kwargs={"retries": ...}``), used on the client and
+            by the workers.
 
         Returns
         -------
@@ -176,7 +181,11 @@ class KNNResult:
             logger.info("knn to %s: %s rows are written from one graph, not in waves", path,
                         "sparse" if self.sparse else "precomputed")  # fmt: skip
             return write_group(
-                path, {"distances": self.distances, "indices": self.indices}, attrs=attrs, overwrite=overwrite
+                path,
+                {"distances": self.distances, "indices": self.indices},
+                attrs=attrs,
+                overwrite=overwrite,
+                storage_options=storage_options,
             )
         return write_knn(
             path,
@@ -192,6 +201,7 @@ class KNNResult:
             progress=progress,
             chunk=self.chunk,
             out_dtype=self._out_dtype,
+            storage_options=storage_options,
         )
 
     def _rows(self) -> list[tuple[str, Any]]:

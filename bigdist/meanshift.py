@@ -84,6 +84,7 @@ class MeanShiftResult:
         overwrite: bool = False,
         attrs: dict[str, Any] | None = None,
         progress: ProgressCallback | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> str:
         """Write modes, intensities and labels to a Zarr group; stats go in its attributes.
 
@@ -100,6 +101,10 @@ class MeanShiftResult:
             More attributes of the run, e.g. the CLI's config.
         progress : callable, optional
             ``progress(done, total, elapsed_seconds)`` after every labelled row block.
+        storage_options : dict, optional
+            fsspec options of the output URL's filesystem (e.g. s3fs ``key``, ``secret``,
+            ``client_kwargs={"endpoint_url": ...}``, ``config_kwargs={"retries": ...}``), used on the client and
+            by the workers.
 
         Returns
         -------
@@ -116,13 +121,14 @@ class MeanShiftResult:
             # Made by hand from lazy labels: no data to read, one graph.
             arrays = {name: da.from_array(value, chunks=value.shape) for name, value in small.items()}
             return write_group(path, {**arrays, "labels": self.labels}, attrs={**meta, **(attrs or {})},
-                               overwrite=overwrite)  # fmt: skip
+                               overwrite=overwrite, storage_options=storage_options)  # fmt: skip
         radius = None if self.params.get("cluster_all", True) else self.bandwidth
         return write_labels(
             path, self.data, partial(labels_chunk, centroids=self.cluster_centers, radius=radius), small,
             fingerprint=tokenize("bigdist-meanshift-labels", self.data.name, self.data.chunks, self.cluster_centers,
                                  radius),
             attrs={**meta, **(attrs or {})}, overwrite=overwrite, what=f"mean-shift labels {path}", progress=progress,
+            storage_options=storage_options,
         )  # fmt: skip
 
     def _rows(self) -> list[tuple[str, Any]]:

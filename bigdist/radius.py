@@ -157,6 +157,7 @@ class RadiusResult:
         overwrite: bool = False,
         attrs: dict[str, Any] | None = None,
         progress: ProgressCallback | None = None,
+        storage_options: dict[str, Any] | None = None,
     ) -> str:
         """Write the CSR arrays ``indptr``, ``indices`` and ``distances`` to a Zarr group, in bounded waves.
 
@@ -179,6 +180,10 @@ class RadiusResult:
             More attributes of the run, e.g. the CLI's config.
         progress : callable, optional
             ``progress(done, total, elapsed_seconds)`` after every staged query block.
+        storage_options : dict, optional
+            fsspec options of the output URL's filesystem (e.g. s3fs ``key``, ``secret``,
+            ``client_kwargs={"endpoint_url": ...}``, ``config_kwargs={"retries": ...}``), used on the client and
+            by the workers.
 
         Returns
         -------
@@ -188,7 +193,7 @@ class RadiusResult:
         if not self._waves:
             logger.info("radius neighbours to %s: %s rows are written from one graph, not in waves", path,
                         "sparse" if self.sparse else "precomputed")  # fmt: skip
-            return self._write_single_graph(path, attrs=attrs, overwrite=overwrite)
+            return self._write_single_graph(path, attrs=attrs, overwrite=overwrite, storage_options=storage_options)
         options = self.pairs_options
         return write_radius(
             path,
@@ -206,11 +211,14 @@ class RadiusResult:
             attrs=attrs,
             overwrite=overwrite,
             progress=progress,
+            storage_options=storage_options,
         )
 
-    def _write_single_graph(self, path: str, *, attrs: dict[str, Any], overwrite: bool) -> str:
+    def _write_single_graph(
+        self, path: str, *, attrs: dict[str, Any], overwrite: bool, storage_options: dict[str, Any] | None = None
+    ) -> str:
         """The pairs computed once and held in the cluster's memory until their sizes are known, then written."""
-        prepare_output(normalise_path(path), overwrite, "result")
+        prepare_output(normalise_path(path), overwrite, "result", storage_options=storage_options)
         blocks = dask.persist(*self.blocks)
         # Only a total per block comes to the client; each block's part of indptr is made in the cluster.
         sizes = dask.compute(*(dask.delayed(_block_size, pure=True)(block) for block in blocks))
@@ -226,7 +234,7 @@ class RadiusResult:
                 for block, size in zip(blocks, sizes, strict=True)
             ]
             arrays[key] = da.concatenate(parts)
-        return str(write_group(path, arrays, attrs=attrs, overwrite=overwrite))
+        return str(write_group(path, arrays, attrs=attrs, overwrite=overwrite, storage_options=storage_options))
 
     def _rows(self) -> list[tuple[str, Any]]:
         return [

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from bigdist.cli.options import (
+    input_of,
     metric_params,
     planned,
     require,
@@ -52,13 +53,14 @@ def classify(generate: Any = None, **options: Any) -> None:
             metric=options["metric"],
             p=options["p"],
             split_every=options["split_every"],
-        ).fit(os.path.expanduser(options["train"]), os.path.expanduser(options["labels"]))
-        queries = os.path.expanduser(options["queries"]) if options["queries"] else None
+        ).fit(input_of(options, "train"), os.path.expanduser(options["labels"]))
+        queries = input_of(options, "queries") if options["queries"] else None
         job = {"k": options["k"], "metric": options["metric"], "proba": options["proba"], **metric_params(options)}
         n_classes = sum(len(classes) for classes in (model.classes_ if model.outputs_2d_ else [model.classes_]))
         # Classifying the train rows themselves plans as the self-join of --train.
-        train = os.path.expanduser(options["train"])
-        if planned(options, "classify", *((queries, train) if queries else (train,)), n_classes=n_classes, **job):
+        train = input_of(options, "train")
+        planned_inputs = (train,) if queries is None else (queries, train)
+        if planned(options, "classify", *planned_inputs, n_classes=n_classes, **job):
             return
         blocks: dict[str, int] = {}
 
@@ -76,13 +78,18 @@ def classify(generate: Any = None, **options: Any) -> None:
             overwrite=options["overwrite"],
             attrs={"run": run_attrs(options)},
             progress=count_blocks,
+            storage_options=options["storage_options"],
         )
         seconds = time.perf_counter() - start
         share = 1.0 - blocks["before"] / blocks["total"] if blocks else 0.0
-    stored = bigdist.io.describe(out)["arrays"]
+    stored = bigdist.io.describe(out, options["storage_options"])["arrays"]
     n_queries = stored["predictions"]["shape"][0]
     rate = n_queries * share / seconds
-    update_attrs(out, timings={"seconds": seconds, "queries_per_second": rate, "computed_share": share})
+    update_attrs(
+        out,
+        timings={"seconds": seconds, "queries_per_second": rate, "computed_share": share},
+        storage_options=options["storage_options"],
+    )
     click.echo(
         f"classify: {n_queries:,} queries x {model.n_samples_fit_:,} train rows, k={options['k']}, "
         f"{options['weights']} weights, {options['metric']}: {seconds:.1f} s, {rate:,.0f} queries/s"

@@ -33,7 +33,7 @@ from bigdist.cli.options import generate_data, require, run_options, runtime_cli
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=None, help="Rows per stored chunk.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--out", type=click.Path(), required=False, help="Zarr array to write.")
-@run_options(generate_section=False, planning=False)
+@run_options(generate_section=False, planning=False, remote=False)
 def generate(**options: Any) -> None:
     """Write synthetic data to a Zarr array, block by block (any size)."""
     require(options, "n_samples", "n_features", "out")

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from bigdist.cli.options import planned, require, run_attrs, run_options, runtime_client, started
+from bigdist.cli.options import input_of, planned, require, run_attrs, run_options, runtime_client, started
 
 
 @click.command()
@@ -42,11 +42,11 @@ def kmeans(generate: Any = None, **options: Any) -> None:
         started(client, generate, {"data": options["data"]})
         out = os.path.expanduser(options["out"])
         job = {"n_clusters": options["n_clusters"], "max_iter": options["max_iter"]}
-        if planned(options, "kmeans", os.path.expanduser(options["data"]), **job):
+        if planned(options, "kmeans", input_of(options, "data"), **job):
             return
         start = time.perf_counter()
         result = bigdist.kmeans(
-            os.path.expanduser(options["data"]),
+            input_of(options, "data"),
             options["n_clusters"],
             init=options["init"],
             n_init=options["n_init"],
@@ -57,9 +57,14 @@ def kmeans(generate: Any = None, **options: Any) -> None:
             split_every=options["split_every"],
         )
         # Labels in waves on the client's cluster: progress goes to the log every few seconds.
-        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)})
+        result.to_zarr(
+            out,
+            overwrite=options["overwrite"],
+            attrs={"run": run_attrs(options)},
+            storage_options=options["storage_options"],
+        )
         seconds = time.perf_counter() - start
-    update_attrs(out, timings={"seconds": seconds})
+    update_attrs(out, timings={"seconds": seconds}, storage_options=options["storage_options"])
     click.echo(
         f"kmeans: {result.labels.shape[0]:,} rows, {options['n_clusters']} clusters, {result.n_iter} iterations, "
         f"inertia {result.inertia:.6g}: {seconds:.1f} s\noutput: {out} (centroids, labels)"

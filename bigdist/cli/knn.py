@@ -62,14 +62,20 @@ def knn(generate: Any = None, **options: Any) -> None:
 
         start = time.perf_counter()
         # Waves on the client's cluster: progress goes to the log every few seconds.
-        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)}, progress=count_blocks)
+        result.to_zarr(
+            out,
+            overwrite=options["overwrite"],
+            attrs={"run": run_attrs(options)},
+            progress=count_blocks,
+            storage_options=options["storage_options"],
+        )
         seconds = time.perf_counter() - start
         share = 1.0 - blocks["before"] / blocks["total"] if blocks else 0.0
     rate = result.n_queries * share / seconds
     timings = {"seconds": seconds, "queries_per_second": rate, "computed_share": share}
     if get_metric(result.metric).gemm:  # the direct metrics run no GEMM, so no GFLOP/s
         timings["gflops"] = result.flops * share / seconds / 1e9
-    update_attrs(out, timings=timings)
+    update_attrs(out, timings=timings, storage_options=options["storage_options"])
     click.echo(
         f"knn: {result.n_queries:,} queries x {result.n_train:,} train rows x {result.n_features} features, "
         f"k={result.k}, {result.metric}: {seconds:.1f} s, {rate:,.0f} queries/s, "

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from bigdist.cli.options import planned, require, run_attrs, run_options, runtime_client, started
+from bigdist.cli.options import input_of, planned, require, run_attrs, run_options, runtime_client, started
 
 
 @click.command()
@@ -37,11 +37,11 @@ def meanshift(generate: Any = None, **options: Any) -> None:
         started(client, generate, {"data": options["data"]})
         out = os.path.expanduser(options["out"])
         job = {"bandwidth": options["bandwidth"], "kernel": options["kernel"], "max_iter": options["max_iter"]}
-        if planned(options, "meanshift", os.path.expanduser(options["data"]), n_seeds=options["n_seeds"], **job):
+        if planned(options, "meanshift", input_of(options, "data"), n_seeds=options["n_seeds"], **job):
             return
         start = time.perf_counter()
         result = bigdist.meanshift(
-            os.path.expanduser(options["data"]),
+            input_of(options, "data"),
             options["bandwidth"],
             kernel=options["kernel"],
             bin_seeding=options["bin_seeding"],
@@ -54,9 +54,14 @@ def meanshift(generate: Any = None, **options: Any) -> None:
             split_every=options["split_every"],
         )
         # Labels in waves on the client's cluster: progress goes to the log every few seconds.
-        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)})
+        result.to_zarr(
+            out,
+            overwrite=options["overwrite"],
+            attrs={"run": run_attrs(options)},
+            storage_options=options["storage_options"],
+        )
         seconds = time.perf_counter() - start
-    update_attrs(out, timings={"seconds": seconds})
+    update_attrs(out, timings={"seconds": seconds}, storage_options=options["storage_options"])
     click.echo(
         f"meanshift: {result.labels.shape[0]:,} rows, {result.n_seeds:,} seeds, {len(result.cluster_centers)} modes, "
         f"{result.n_iter} iterations ({len(result.stats)} passes over the data), bandwidth {result.bandwidth:.6g}: "

@@ -18,7 +18,7 @@ from click.core import ParameterSource
 
 from bigdist import config
 from bigdist.cli.lock import output_lock
-from bigdist.errors import BigdistError, ConfigError
+from bigdist.errors import BigdistError, ConfigError, StoreNotFoundError
 
 logger = logging.getLogger("bigdist")
 
@@ -33,6 +33,32 @@ INTERRUPTED_EXIT = 130
 
 # Options that name input arrays: opened by the library's own opener before any cluster starts.
 INPUT_OPTIONS = ("data", "train", "queries")
+
+
+class StorageOptionsType(click.ParamType):
+    """``--storage-options``: a JSON or YAML mapping (read with ``yaml.safe_load``), or a mapping in a run file."""
+
+    name = "mapping"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> dict[str, Any] | None:
+        if value is None or isinstance(value, dict):
+            return value
+        try:
+            parsed = yaml.safe_load(value) if isinstance(value, str) else value
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or error
+            self.fail(f"{value!r} is not valid JSON or YAML ({problem}); give a mapping, e.g. '{EXAMPLE}'", param, ctx)
+        if not isinstance(parsed, dict):
+            self.fail(
+                f"{value!r} is not a mapping of fsspec options (it reads as {type(parsed).__name__}); give one, "
+                f"e.g. '{EXAMPLE}'",
+                param,
+                ctx,
+            )
+        return parsed
+
+
+EXAMPLE = '{"key": "...", "secret": "...", "client_kwargs": {"endpoint_url": "https://s3.example.org"}}'
 
 
 def setup_logging(verbose: int) -> None:
@@ -79,13 +105,14 @@ def _load_run_file(path: str, ctx: click.Context, sections: tuple[str, ...]) -> 
 
 
 def run_options(
-    *, generate_section: bool = True, planning: bool = True
+    *, generate_section: bool = True, planning: bool = True, remote: bool = True
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Options every run command shares, and the run-file merge (a flag wins over the file).
 
     Every run file may carry ``dask:`` and ``security:`` sections; ``generate:`` only when the command has
     inputs to make (its function then takes ``generate``). ``planning`` adds ``--plan`` and ``--force``
-    (the command then calls :func:`planned`).
+    (the command then calls :func:`planned`); ``remote`` adds ``--storage-options`` (the command passes
+    ``options["storage_options"]`` to its readers and writers).
     """
     sections = ((GENERATE_SECTION,) if generate_section else ()) + (DASK_SECTION, SECURITY_SECTION)
 
@@ -146,6 +173,14 @@ def run_options(
                 click.echo(f"\ninterrupted: {_resume_hint(options)}", err=True)
                 sys.exit(INTERRUPTED_EXIT)
 
+        if remote:
+            wrapper = click.option(
+                "--storage-options",
+                type=StorageOptionsType(),
+                default=None,
+                help="fsspec options of the URLs of inputs and output, as a JSON or YAML mapping (credentials, "
+                "endpoint, botocore retries); a mapping in a run file. Never written to the output's attributes.",
+            )(wrapper)
         if planning:
             wrapper = click.option(
                 "--force", is_flag=True, default=False, help="Run even if the output exceeds its disk's free space."
@@ -190,9 +225,9 @@ def check_inputs(options: dict[str, Any], generate: Any) -> None:
         if not options.get(name):
             continue
         path = os.path.expanduser(options[name])
-        if name in made and not finished(path):
+        if name in made and not finished(path, options.get("storage_options")):
             continue
-        opened[name] = open_array(path)
+        opened[name] = open_array(path, storage_options=options.get("storage_options"))
     if "queries" in opened and "train" in opened:
         check_features(opened["queries"], opened["train"], names=(options["queries"], options["train"]))
     if options.get("labels") and "train" in opened:
@@ -336,14 +371,17 @@ def generate_data(kind: str, out: str, spec: dict[str, Any], *, overwrite: bool)
     )
 
 
-def finished(path: str) -> bool:
+def finished(path: str, storage_options: dict[str, Any] | None = None) -> bool:
     """Whether ``path`` exists and is not something a killed run left unfinished (which is made again or resumed)."""
-    if not os.path.exists(path):
-        return False
     from bigdist.io import describe
 
+    if "://" not in path and not os.path.exists(path):
+        return False
     try:
-        return describe(path)["complete"] is not False
+        return describe(path, storage_options)["complete"] is not False
+    except StoreNotFoundError:
+        # Nothing at a URL; a local path that is not Zarr is left to the opener, which says what is wrong.
+        return "://" not in path
     except BigdistError:
         return True  # not Zarr: opening it will say what is wrong
 
@@ -399,10 +437,10 @@ def refuse_existing_output(options: dict[str, Any]) -> None:
     An unfinished output is left to the write, which resumes it or says how its run differs.
     """
     out = os.path.expanduser(options["out"])
-    if finished(out):
+    if finished(out, options.get("storage_options")):
         from bigdist.io.store import prepare_output
 
-        prepare_output(out, options["overwrite"], "result")
+        prepare_output(out, options["overwrite"], "result", storage_options=options.get("storage_options"))
 
 
 def started(client: Any, generate: Any, inputs: dict[str, str | None]) -> None:
@@ -412,10 +450,21 @@ def started(client: Any, generate: Any, inputs: dict[str, str | None]) -> None:
     generate_missing(client, generate, inputs)
 
 
-def queries_and_train(options: dict[str, Any]) -> tuple[str, str | None]:
+def input_of(options: dict[str, Any], name: str) -> Any:
+    """The library's argument for input option ``name``: its path, or with --storage-options a URL opened with them."""
+    path = os.path.expanduser(options[name])
+    storage_options = options.get("storage_options")
+    if storage_options and "://" in path:
+        from bigdist.io import open_array
+
+        return open_array(path, storage_options=storage_options)
+    return path
+
+
+def queries_and_train(options: dict[str, Any]) -> tuple[Any, Any]:
     """The library's (queries, train) arguments: (--train, None), the self-join, when --queries is not given."""
-    train = os.path.expanduser(options["train"])
-    return (os.path.expanduser(options["queries"]), train) if options["queries"] else (train, None)
+    train = input_of(options, "train")
+    return (input_of(options, "queries"), train) if options["queries"] else (train, None)
 
 
 def resumed_note(share: float) -> str:
@@ -426,7 +475,9 @@ def resumed_note(share: float) -> str:
 
 
 def run_attrs(options: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in options.items() if key not in ("verbose", "plan_only", "force")}
+    # Storage options hold credentials: never written to the output.
+    hidden = ("verbose", "plan_only", "force", "storage_options")
+    return {key: value for key, value in options.items() if key not in hidden}
 
 
 def planned(options: dict[str, Any], job: str, data: str, train: str | None = None, **params: Any) -> bool:
@@ -436,7 +487,7 @@ def planned(options: dict[str, Any], job: str, data: str, train: str | None = No
     """
     from bigdist.execution.plan import plan
 
-    job_plan = plan(job, data, train, out=options["out"], **params)
+    job_plan = plan(job, data, train, out=options["out"], storage_options=options.get("storage_options"), **params)
     if options["plan_only"]:
         click.echo(str(job_plan))
         return True

@@ -48,7 +48,7 @@ def pairwise(generate: Any = None, **options: Any) -> None:
             return
         matrix = bigdist.pairwise_distances(queries, train, options["metric"], **metric_params(options))
         params = {"metric": options["metric"], **metric_params(options), "self_join": train is None}
-        n_features = bigdist.open_array(train or queries).shape[1]
+        n_features = bigdist.open_array(queries if train is None else train).shape[1]
         rows: dict[str, int] = {}
 
         def count_rows(done: int, total: int, elapsed: float) -> None:
@@ -65,13 +65,18 @@ def pairwise(generate: Any = None, **options: Any) -> None:
             overwrite=options["overwrite"],
             flops_per_element=flops_per_pair(get_metric(options["metric"]).name, n_features),
             progress=count_rows,
+            storage_options=options["storage_options"],
         )
         seconds = time.perf_counter() - start
         share = 1.0 - rows["before"] / rows["total"] if rows else 0.0
     n_queries, n_train = matrix.shape
     gigabytes = matrix.nbytes / 1e9
     rate = gigabytes * share / seconds
-    update_attrs(out, timings={"seconds": seconds, "gigabytes_per_second": rate, "computed_share": share})
+    update_attrs(
+        out,
+        timings={"seconds": seconds, "gigabytes_per_second": rate, "computed_share": share},
+        storage_options=options["storage_options"],
+    )
     click.echo(
         f"pairwise: {n_queries:,} x {n_train:,} {options['metric']} matrix ({gigabytes:.2f} GB, {matrix.dtype}, "
         f"blocks of {matrix.chunks[0][0]:,} x {matrix.chunks[1][0]:,}): {seconds:.1f} s, "

@@ -57,10 +57,19 @@ def radius(generate: Any = None, **options: Any) -> None:
             **metric_params(options),
         )
         start = time.perf_counter()
-        result.to_zarr(out, overwrite=options["overwrite"], attrs={"run": run_attrs(options)})
+        result.to_zarr(
+            out,
+            overwrite=options["overwrite"],
+            attrs={"run": run_attrs(options)},
+            storage_options=options["storage_options"],
+        )
         seconds = time.perf_counter() - start
-    pairs = int(bigdist.io.read_group(out)["indptr"][-1].compute())
-    update_attrs(out, timings={"seconds": seconds, "queries_per_second": result.n_queries / seconds})
+    pairs = int(bigdist.io.read_group(out, options["storage_options"])["indptr"][-1].compute())
+    update_attrs(
+        out,
+        timings={"seconds": seconds, "queries_per_second": result.n_queries / seconds},
+        storage_options=options["storage_options"],
+    )
     click.echo(
         f"radius: {result.n_queries:,} queries x {result.n_train:,} train rows, radius {result.radius:g}, "
         f"{result.metric}: {pairs:,} pairs ({pairs / result.n_queries:.1f} per query), {seconds:.1f} s"

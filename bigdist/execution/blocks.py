@@ -27,6 +27,7 @@ from bigdist.execution.waves import BlockWork, ProgressCallback, run_blocks
 from bigdist.io.store import (
     PROGRESS_GROUP,
     WRITE_CONFIG,
+    StorageOptions,
     mark_complete,
     normalise_path,
     open_output,
@@ -82,6 +83,7 @@ def write_blocks(
     overwrite: bool = False,
     flops_per_element: float = 0.0,
     progress: ProgressCallback | None = None,
+    storage_options: StorageOptions = None,
 ) -> str:
     """Write lazy arrays to a Zarr group in waves: one task per run of blocks of one row, reading its own inputs.
 
@@ -90,7 +92,7 @@ def write_blocks(
     path : str, local path or fsspec URL
     arrays : dict of str to dask array of shape (n_rows, ...)
         Arrays with the same row blocks; block ``(i, j, ...)`` of each is one Zarr chunk.
-    attrs, overwrite
+    attrs, overwrite, storage_options
         As for :func:`bigdist.io.write_group` (same fingerprint: either resumes the other's output).
     flops_per_element : float
         Arithmetic per output element (``2 * n_features`` for a GEMM distance): consecutive blocks of a row
@@ -108,7 +110,12 @@ def write_blocks(
     if len(rows) != 1:
         raise ParameterError(f"write_blocks needs arrays with the same row blocks, got {sorted(rows)}")
     group, done = open_output(
-        path, sources, fingerprint=output_fingerprint(sources), attrs=attrs or {}, overwrite=overwrite
+        path,
+        sources,
+        fingerprint=output_fingerprint(sources),
+        attrs=attrs or {},
+        overwrite=overwrite,
+        storage_options=storage_options,
     )
     graphs = {name: dict(array.__dask_graph__()) for name, array in sources.items()}
     targets = {name: group[name].with_config(WRITE_CONFIG) for name in sources}
@@ -157,7 +164,7 @@ def write_blocks(
         what=f"write {path}",
         progress=progress,
     )
-    return mark_complete(path)
+    return mark_complete(path, storage_options=storage_options)
 
 
 __all__ = ["BlockGraph", "compute_and_store", "write_blocks"]

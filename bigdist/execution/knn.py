@@ -24,7 +24,15 @@ from bigdist.errors import ValueRangeError
 from bigdist.execution.jobs import Job, OutputArray, group_panels, row_blocks
 from bigdist.execution.sources import InputRows, rows_of
 from bigdist.execution.waves import BlockWork, ProgressCallback, ambient_client, run_blocks
-from bigdist.io.store import PROGRESS_GROUP, WRITE_CONFIG, mark_complete, normalise_path, open_output, store_block
+from bigdist.io.store import (
+    PROGRESS_GROUP,
+    WRITE_CONFIG,
+    StorageOptions,
+    mark_complete,
+    normalise_path,
+    open_output,
+    store_block,
+)
 from bigdist.kernels.knn import knn_agg, knn_chunk, knn_combine
 from bigdist.kernels.registry import get_metric
 
@@ -192,11 +200,14 @@ def write_knn(
     progress: ProgressCallback | None = None,
     chunk: Any = None,
     out_dtype: np.dtype | None = None,
+    storage_options: StorageOptions = None,
 ) -> str:
     """Write the exact kNN of ``query_array`` within ``train_array`` to a Zarr group, in waves.
 
     ``query_array`` has regular row blocks, one output chunk each. An
     unfinished output of the same run is resumed: its written blocks are kept.
+    ``storage_options`` (as for :func:`bigdist.io.write_group`) open the output
+    here; the finish tasks write through the pickled zarr arrays, which carry them.
 
     Returns
     -------
@@ -213,7 +224,12 @@ def write_knn(
         "bigdist-knn-waves", query_array.name, query_array.chunks, train_array.name, k, metric, p, self_join, chunk
     )
     group, done = open_output(
-        path, {"distances": distances, "indices": indices}, fingerprint=fingerprint, attrs=attrs, overwrite=overwrite
+        path,
+        {"distances": distances, "indices": indices},
+        fingerprint=fingerprint,
+        attrs=attrs,
+        overwrite=overwrite,
+        storage_options=storage_options,
     )
     targets = {name: group[name].with_config(WRITE_CONFIG) for name in ("distances", "indices")}
     markers = {name: group[f"{PROGRESS_GROUP}/{name}"] for name in ("distances", "indices")}
@@ -275,7 +291,7 @@ def write_knn(
         what=f"knn {path}",
         progress=progress,
     )
-    return mark_complete(path)
+    return mark_complete(path, storage_options=storage_options)
 
 
 __all__ = ["cast_distances", "flops_per_pair", "knn_finish", "knn_job", "knn_panel", "write_knn"]

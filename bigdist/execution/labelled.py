@@ -25,7 +25,16 @@ from bigdist.execution.jobs import Job, OutputArray
 from bigdist.execution.knn import cast_distances, knn_job, knn_panel
 from bigdist.execution.sources import InputRows, rows_of
 from bigdist.execution.waves import BlockWork, ProgressCallback, ambient_client, run_blocks
-from bigdist.io.store import PROGRESS_GROUP, WRITE_CONFIG, mark_complete, normalise_path, open_output, store_block
+from bigdist.io.store import (
+    PROGRESS_GROUP,
+    WRITE_CONFIG,
+    StorageOptions,
+    mark_complete,
+    normalise_path,
+    open_output,
+    store_block,
+    store_region,
+)
 from bigdist.kernels.knn import knn_agg, knn_combine
 from bigdist.kernels.labels import values_of_neighbours
 from bigdist.kernels.topk import PAD_INDEX, drop_columns, own_columns
@@ -114,9 +123,9 @@ def labelled_finish(
         keep[np.arange(len(indices)), columns] = False
         values = values[keep].reshape(len(indices), indices.shape[1] - 1, values.shape[2])
     for name, value in vote(distances, values).items():
-        targets[name][(rows, *(slice(0, size) for size in value.shape[1:]))] = value
+        store_region(targets[name], (rows, *(slice(0, size) for size in value.shape[1:])), value)
         # Then the markers of every chunk of the block's rows (several outputs may be one chunk each).
-        markers[name][block] = 1
+        store_region(markers[name], (block,), 1)
     return 1
 
 
@@ -133,6 +142,7 @@ def write_labelled(
     attrs: dict[str, Any],
     overwrite: bool,
     progress: ProgressCallback | None = None,
+    storage_options: StorageOptions = None,
 ) -> str:
     """Write the votes of the kNN ``result`` (a KNNResult) on ``labels`` to a Zarr group, in waves.
 
@@ -144,8 +154,8 @@ def write_labelled(
         What ``vote`` gives, by name.
     constants : dict of str to ndarray
         Small arrays written whole before the waves (the classes).
-    vote, drop_self, split_every, attrs, overwrite, progress
-        See :func:`labelled_finish` and :func:`bigdist.execution.knn.write_knn`.
+    vote, drop_self, split_every, attrs, overwrite, progress, storage_options
+        See :func:`labelled_finish`, :func:`bigdist.execution.knn.write_knn` and :func:`bigdist.io.write_group`.
 
     Returns
     -------
@@ -177,7 +187,9 @@ def write_labelled(
         vote,
         sorted(arrays),
     )
-    group, done = open_output(path, arrays, fingerprint=fingerprint, attrs=attrs, overwrite=overwrite)
+    group, done = open_output(
+        path, arrays, fingerprint=fingerprint, attrs=attrs, overwrite=overwrite, storage_options=storage_options
+    )
     for name, value in constants.items():
         if not done[name].all():
             store_block(
@@ -257,7 +269,7 @@ def write_labelled(
         what=f"classify {path}",
         progress=progress,
     )
-    return mark_complete(path)
+    return mark_complete(path, storage_options=storage_options)
 
 
 __all__ = ["Vote", "labelled_finish", "labelled_job", "labelled_panel", "write_labelled"]

@@ -43,6 +43,7 @@ from bigdist.execution.waves import Progress, ProgressCallback, ambient_client, 
 from bigdist.io.store import (
     PROGRESS_GROUP,
     WRITE_CONFIG,
+    StorageOptions,
     mark_complete,
     normalise_path,
     open_output,
@@ -393,6 +394,7 @@ def write_labels(
     overwrite: bool,
     what: str,
     progress: ProgressCallback | None = None,
+    storage_options: StorageOptions = None,
 ) -> str:
     """Write ``small`` arrays (centroids, ...) and the rows' labels to a Zarr group, the labels in waves.
 
@@ -407,7 +409,7 @@ def write_labels(
         Written whole from the client before the labels.
     fingerprint : str
         Token of the run: an unfinished output of the same fingerprint resumes (its labelled blocks kept).
-    attrs, overwrite
+    attrs, overwrite, storage_options
         As for :func:`bigdist.io.write_group`.
     what : str
         What the progress lines call the job.
@@ -425,7 +427,9 @@ def write_labels(
         for name, value in small.items()
     }
     outputs["labels"] = OutputArray("labels", (rows.shape[0],), np.dtype(np.int64), (tuple(rows.chunks[0]),))
-    group, done = open_output(path, outputs, fingerprint=fingerprint, attrs=attrs, overwrite=overwrite)
+    group, done = open_output(
+        path, outputs, fingerprint=fingerprint, attrs=attrs, overwrite=overwrite, storage_options=storage_options
+    )
     markers = {name: group[f"{PROGRESS_GROUP}/{name}"] for name in outputs}
     for name, value in small.items():
         if not done[name].all():
@@ -471,7 +475,7 @@ def write_labels(
             client.cancel(futures)
         for _ in wave:
             meter.advance()
-    return mark_complete(path)
+    return mark_complete(path, storage_options=storage_options)
 
 
 __all__ = ["CarriedRows", "PassColumn", "TreeFold", "pass_task", "run_pass", "write_labels"]

@@ -24,6 +24,7 @@ import numpy as np
 from bigdist import config
 from bigdist.errors import BigdistError, InsufficientSpaceError, ParameterError, PlanError
 from bigdist.io.arrays import check_int, open_array, rows_per_block
+from bigdist.io.integrity import STORE_ERRORS
 from bigdist.kernels.registry import get_metric
 from bigdist.planning import even_blocks
 
@@ -204,7 +205,7 @@ def _open(data: Any, role: str, storage_options: dict[str, Any] | None) -> Any:
         return open_array(data, name=role, storage_options=storage_options)
     except BigdistError as error:
         raise PlanError(f"cannot plan: the {role} cannot be opened: {error}") from None
-    except OSError as error:
+    except STORE_ERRORS as error:
         raise PlanError(
             f"cannot plan: the {role} store {data!r} is unreachable ({error}); check it and retry"
         ) from None
@@ -235,12 +236,22 @@ def _radius_job(queries: Any, train: Any, radius: float, metric: str, params: di
     return result.job if result._waves else None
 
 
-def _free_space(path: str | None) -> tuple[int | None, str | None]:
-    """Free bytes where ``path`` would be written, or None and why not."""
+def _free_space(path: str | None, storage_options: dict[str, Any] | None = None) -> tuple[int | None, str | None]:
+    """Free bytes where ``path`` would be written, or None and why not; PlanError when a URL's store is unreachable."""
     if path is None:
         return None, None
     text = os.fspath(path)
     if "://" in text and not text.startswith("file://"):
+        import fsspec
+
+        try:
+            fs, root = fsspec.core.url_to_fs(text, **(storage_options or {}))
+            fs.exists(root)
+        except Exception as error:  # any filesystem's own error: the plan says why it stops
+            raise PlanError(
+                f"cannot plan: the output store {text!r} cannot be reached ({type(error).__name__}: {error}); "
+                f"check the URL and its storage_options (credentials, endpoint)"
+            ) from error
         return None, f"the free space of {text.split('://')[0]}:// storage is unknown: the output size is not checked"
     local = os.path.abspath(os.path.expanduser(text.removeprefix("file://")))
     while not os.path.exists(local):
@@ -419,7 +430,8 @@ def plan(
         As for :func:`bigdist.kmeans` and :func:`bigdist.meanshift`; passes are planned at
         ``max_iter`` (an upper bound: runs stop when they converge).
     storage_options : dict, optional
-        fsspec options for inputs given as URLs.
+        fsspec options for the inputs and the output given as URLs; an output
+        store that cannot be reached with them is a PlanError.
     calibrate_kernel : bool
         Time the kernel for an estimate (False: ``seconds`` is None).
     **params
@@ -432,7 +444,7 @@ def plan(
     Raises
     ------
     PlanError
-        An input cannot be opened or its size is unknown.
+        An input cannot be opened or its size is unknown, or the output's store cannot be reached.
     ParameterError
         An unknown job, metric or parameter.
     """
@@ -605,7 +617,7 @@ def plan(
         calibrated_job = job
         flops_per_term = 2.0
 
-    free, free_note = _free_space(output)
+    free, free_note = _free_space(output, storage_options)
     if free_note:
         notes.append(free_note)
     seconds_per_pair = None

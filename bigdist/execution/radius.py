@@ -42,11 +42,13 @@ from bigdist.io.integrity import output_codecs
 from bigdist.io.store import (
     PROGRESS_GROUP,
     WRITE_CONFIG,
+    StorageOptions,
     create_arrays,
     mark_complete,
     normalise_path,
     open_output,
     store_block,
+    store_region,
     update_attrs,
 )
 from bigdist.kernels.radius import radius_combine, radius_finish, radius_merge
@@ -146,9 +148,9 @@ def stage_block(
             config=WRITE_CONFIG,
             overwrite=True,
         )
-        staged[...] = values
-    group[f"{STAGING}/sizes"][block] = len(result["indices"])
-    group[STAGED][block] = 1
+        store_region(staged, (slice(None),), values)
+    store_region(group[f"{STAGING}/sizes"], (block,), len(result["indices"]))
+    store_region(group[STAGED], (block,), 1)
     return 1
 
 
@@ -268,6 +270,7 @@ def write_radius(
     attrs: dict[str, Any],
     overwrite: bool,
     progress: ProgressCallback | None = None,
+    storage_options: StorageOptions = None,
 ) -> str:
     """Write the radius neighbours of ``query_array`` within ``train_array`` to a Zarr group, in waves.
 
@@ -299,7 +302,9 @@ def write_radius(
         str(np.dtype(out_dtype)),
         kernel,
     )
-    group, _ = open_output(path, {}, fingerprint=fingerprint, attrs=attrs, overwrite=overwrite)
+    group, _ = open_output(
+        path, {}, fingerprint=fingerprint, attrs=attrs, overwrite=overwrite, storage_options=storage_options
+    )
     n_blocks = len(job.query_blocks)
     if f"{STAGING}/sizes" not in group or STAGED not in group:
         # New, or killed before any block was staged: the staging area's bookkeeping, one chunk per block.
@@ -367,7 +372,7 @@ def write_radius(
 
     sizes = np.asarray(group[f"{STAGING}/sizes"][...])
     arrays = _final_arrays(job, sizes, out_dtype)
-    update_attrs(path, bigdist={"arrays": list(ARRAYS)})
+    update_attrs(path, storage_options=storage_options, bigdist={"arrays": list(ARRAYS)})
     done = _open_final(group, arrays)
     total = sum(int(np.count_nonzero(np.diff(np.concatenate([[0], np.cumsum(a.chunks[0])])))) for a in arrays.values())
     written = sum(int(d.sum()) for d in done.values())
@@ -386,7 +391,7 @@ def write_radius(
         name="bigdist-radius-concat",
         what=f"radius neighbours {path} (CSR arrays)",
     )
-    return mark_complete(path)
+    return mark_complete(path, storage_options=storage_options)
 
 
 __all__ = ["radius_job", "radius_panel", "stage_block", "write_radius"]

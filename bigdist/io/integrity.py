@@ -23,11 +23,27 @@ import zarr.codecs
 from zarr.core.sync import sync
 
 from bigdist import config
-from bigdist.errors import CorruptChunkError, MissingChunkError
+from bigdist.errors import CorruptChunkError, DataIntegrityError, MissingChunkError, StoreError
 
 # Zarr raises these for a chunk whose bytes cannot be decoded: a checksum
 # mismatch or a wrong size (ValueError), a broken compressed stream (RuntimeError).
 _DECODE_ERRORS = (ValueError, RuntimeError, TypeError)
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    errors: list[type[Exception]] = [OSError, TimeoutError]
+    try:
+        # s3fs passes botocore's connection errors through untranslated.
+        from botocore.exceptions import BotoCoreError
+
+        errors.append(BotoCoreError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+#: What a filesystem raises when the store itself fails (after its own retries), not the data.
+STORE_ERRORS = _store_errors()
 
 
 def output_codecs(compressor: str) -> list[Any]:
@@ -174,10 +190,26 @@ class ZarrSource:
                 return self._store_key(shard), self._rows_of(coords, self.chunks), error
         return None
 
+    def _store_failed(self, key: Any, error: Exception) -> StoreError:
+        ranges = self._ranges(key)
+        coords = list(self._units(ranges, self._grid))
+        unit = "shard" if self.shards else "chunk"
+        names = ", ".join(repr(self._store_key(c)) for c in coords[:3]) + (" ..." if len(coords) > 3 else "")
+        return StoreError(
+            f"{self.label}: reading the {unit}(s) {names} (rows {ranges[0][0]}-{ranges[0][1] - 1}) from "
+            f"{_describe_store(self.array)} failed ({type(error).__name__}: {error}) after the filesystem's "
+            f"retries; check the store, then run again (a bigdist output being written resumes)"
+        )
+
     def __getitem__(self, key: Any) -> np.ndarray:
-        self.check_present(key)
         try:
+            self.check_present(key)
             return np.asarray(self.array[key])
+        except STORE_ERRORS as error:
+            if isinstance(error, DataIntegrityError):
+                raise
+            # The filesystem has retried already (s3fs, botocore): the store kept failing.
+            raise self._store_failed(key, error) from error
         except _DECODE_ERRORS as error:
             ranges = self._ranges(key)
             found = self._find_corrupt(ranges)

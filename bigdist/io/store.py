@@ -31,8 +31,8 @@ from dask.highlevelgraph import HighLevelGraph
 from zarr.core.sync import sync
 
 from bigdist import config
-from bigdist.errors import IncompleteOutputError, OutputExistsError, ParameterError, StoreNotFoundError
-from bigdist.io.integrity import ZarrSource, output_codecs
+from bigdist.errors import IncompleteOutputError, OutputExistsError, ParameterError, StoreError, StoreNotFoundError
+from bigdist.io.integrity import STORE_ERRORS, ZarrSource, output_codecs
 
 logger = logging.getLogger(__name__)
 
@@ -83,11 +83,27 @@ def normalise_path(path: str | os.PathLike[str]) -> str:
     return text if "://" in text else os.path.expanduser(text)
 
 
-def _open_node(path: str) -> zarr.Array | zarr.Group | None:
+#: fsspec options of a URL's filesystem (``key``, ``secret``, ``client_kwargs``, ...), as ``s3fs`` takes them.
+StorageOptions = Mapping[str, Any] | None
+
+
+def zarr_options(path: str, storage_options: StorageOptions) -> dict[str, Any] | None:
+    """``storage_options`` for ``zarr.open(store=path, ...)``: None for a local path (zarr refuses them there)."""
+    return dict(storage_options) if storage_options and "://" in path else None
+
+
+def _open_node(path: str, storage_options: StorageOptions = None) -> zarr.Array | zarr.Group | None:
     try:
-        return zarr.open(store=path, mode="r")
+        return zarr.open(store=path, mode="r", storage_options=zarr_options(path, storage_options))
     except FileNotFoundError:
         return None
+    except STORE_ERRORS as error:
+        if "://" not in path:
+            raise
+        raise StoreError(
+            f"cannot reach the store at {path!r} ({type(error).__name__}: {error}); check the URL and its "
+            f"storage_options (credentials, endpoint)"
+        ) from error
 
 
 def _meta(node: zarr.Array | zarr.Group) -> dict[str, Any] | None:
@@ -95,9 +111,9 @@ def _meta(node: zarr.Array | zarr.Group) -> dict[str, Any] | None:
     return dict(meta) if isinstance(meta, Mapping) and "complete" in meta else None
 
 
-def _state(path: str) -> State:
+def _state(path: str, storage_options: StorageOptions = None) -> State:
     """What is at ``path``: nothing, a finished or unfinished bigdist output, or something else."""
-    node = _open_node(path)
+    node = _open_node(path, storage_options)
     if node is None:
         local = pathlib.Path(path) if "://" not in path else None
         if local is not None and (local.is_file() or (local.is_dir() and any(local.iterdir()))):
@@ -109,7 +125,7 @@ def _state(path: str) -> State:
     return "complete" if meta["complete"] is True else "incomplete"
 
 
-def prepare_output(path: str, overwrite: bool, what: str) -> None:
+def prepare_output(path: str, overwrite: bool, what: str, *, storage_options: StorageOptions = None) -> None:
     """Raise unless ``path`` may be (re)written; never replaces data bigdist did not write unless asked.
 
     :func:`write_group` calls it; a writer that must compute something
@@ -121,6 +137,7 @@ def prepare_output(path: str, overwrite: bool, what: str) -> None:
     path : str, from :func:`normalise_path`
     overwrite : bool, replace a finished output or foreign Zarr data
     what : str, what is written, for the message (e.g. "result")
+    storage_options : dict, optional, fsspec options of a URL's filesystem (credentials, endpoint)
 
     Raises
     ------
@@ -128,14 +145,14 @@ def prepare_output(path: str, overwrite: bool, what: str) -> None:
         ``path`` holds a finished output or foreign data and ``overwrite`` is False,
         or ``path`` is an existing file or directory that is not a Zarr store.
     """
-    state = _state(path)
+    state = _state(path, storage_options)
     if state == "complete" and not overwrite:
         raise OutputExistsError(
             f"{path!r} already holds a finished {what}; pass --overwrite (overwrite=True) to replace it, "
             f"or choose another output path"
         )
     if state == "foreign":
-        if _open_node(path) is None:
+        if _open_node(path, storage_options) is None:
             # Not a Zarr store at all: bigdist deletes no files it cannot recognise, even with overwrite.
             raise OutputExistsError(
                 f"{path!r} exists and is not a Zarr store; bigdist will not replace it, choose another output path"
@@ -164,18 +181,41 @@ def regular_chunks(array: da.Array) -> tuple[da.Array, tuple[int, ...]]:
 PROGRESS_GROUP = "bigdist_progress"
 
 
+def _key(array: zarr.Array, region: tuple[Any, ...]) -> str:
+    """The store key of the chunk holding the start of ``region`` of ``array``."""
+    starts = [(item.start or 0) if isinstance(item, slice) else int(item) for item in region]
+    coords = tuple(start // size for start, size in zip(starts, array.chunks, strict=False))
+    coords += (0,) * (array.ndim - len(coords))
+    key = array.metadata.encode_chunk_key(coords)
+    return f"{array.path}/{key}" if array.path else key
+
+
+def store_region(array: zarr.Array, region: tuple[Any, ...], value: Any) -> None:
+    """``array[region] = value``; a store that keeps failing raises StoreError naming the chunk and the store."""
+    # The filesystem has retried already (s3fs, botocore): an error here is one the store kept giving.
+    try:
+        array[region] = value
+    except STORE_ERRORS as error:
+        store = str(array.store_path.store).removeprefix("file://")
+        raise StoreError(
+            f"writing the chunk {_key(array, region)!r} to {store} failed ({type(error).__name__}: {error}) after "
+            f"the filesystem's retries; every block written before it is kept and marked: once the store works "
+            f"again, run the same command (same arguments, no --overwrite) to resume"
+        ) from error
+
+
 def store_block(
     block: np.ndarray, target: zarr.Array, region: tuple[slice, ...], done: zarr.Array, index: tuple[int, ...]
 ) -> int:
     """Store one block, then mark it done: a marker always stands for a block already written."""
-    target[region] = block
-    done[index] = 1
+    store_region(target, region, block)
+    store_region(done, index, 1)
     return 1
 
 
-def mark_complete(path: str, *_stored: Any) -> str:
+def mark_complete(path: str, *_stored: Any, storage_options: StorageOptions = None) -> str:
     """Flag the group finished, then drop the per-block markers; runs only after every store task."""
-    group = zarr.open_group(store=path, mode="r+")
+    group = zarr.open_group(store=path, mode="r+", storage_options=zarr_options(path, storage_options))
     meta = dict(group.attrs.get("bigdist", {}))
     meta.update(complete=True, versions=versions(), finished_at=_now())
     group.attrs["bigdist"] = meta
@@ -217,17 +257,21 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return "; ".join(shown) + (f"; and {len(keys) - 5} more" if len(keys) > 5 else "")
 
 
-def _stored_fingerprint(path: str) -> str | None:
-    node = _open_node(path)
+def _stored_fingerprint(path: str, storage_options: StorageOptions = None) -> str | None:
+    node = _open_node(path, storage_options)
     meta = _meta(node) if node is not None else None
     return None if meta is None else meta.get("fingerprint")
 
 
 def _resume_group(
-    path: str, sources: Mapping[str, da.Array], fingerprint: str, attrs: Mapping[str, Any]
+    path: str,
+    sources: Mapping[str, da.Array],
+    fingerprint: str,
+    attrs: Mapping[str, Any],
+    storage_options: StorageOptions = None,
 ) -> tuple[zarr.Group, dict[str, np.ndarray]] | None:
     """Open an unfinished output of the same run for resuming (None: nothing to resume), or refuse another run's."""
-    group = zarr.open_group(store=path, mode="r+")
+    group = zarr.open_group(store=path, mode="r+", storage_options=zarr_options(path, storage_options))
     meta = _meta(group) or {}
     if meta.get("fingerprint") != fingerprint:
         differences = _differences(dict(group.attrs), attrs)
@@ -254,7 +298,11 @@ def _resume_group(
 
 
 def _create_group(
-    path: str, sources: Mapping[str, da.Array], fingerprint: str, attrs: dict[str, Any]
+    path: str,
+    sources: Mapping[str, da.Array],
+    fingerprint: str,
+    attrs: dict[str, Any],
+    storage_options: StorageOptions = None,
 ) -> tuple[zarr.Group, dict[str, np.ndarray]]:
     meta = {
         **dict(attrs.pop("bigdist", None) or {}),
@@ -263,7 +311,7 @@ def _create_group(
         "fingerprint": fingerprint,
         "started_at": _now(),
     }
-    group = zarr.open_group(store=path, mode="w", zarr_format=3)
+    group = zarr.open_group(store=path, mode="w", zarr_format=3, storage_options=zarr_options(path, storage_options))
     # Written before any block: a crash from here on leaves an output that says it is unfinished.
     group.attrs.update({**attrs, "bigdist": meta})
     return group, create_arrays(group, sources)
@@ -317,6 +365,7 @@ def open_output(
     fingerprint: str,
     attrs: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    storage_options: StorageOptions = None,
 ) -> tuple[zarr.Group, dict[str, np.ndarray]]:
     """Create the unfinished output group for ``arrays``, or reopen an unfinished one of the same run to resume it.
 
@@ -332,7 +381,7 @@ def open_output(
     fingerprint : str
         Token of the run (inputs, parameters, chunking): an unfinished output
         with another fingerprint is refused unless ``overwrite``.
-    attrs, overwrite
+    attrs, overwrite, storage_options
         As for :func:`write_group`.
 
     Returns
@@ -342,15 +391,15 @@ def open_output(
     """
     path = normalise_path(path)
     attrs = dict(attrs or {})
-    state = _state(path)
+    state = _state(path, storage_options)
     # The same run resumes even with overwrite: its blocks would be written again byte for byte.
     resumed = None
-    if state == "incomplete" and (not overwrite or _stored_fingerprint(path) == fingerprint):
-        resumed = _resume_group(path, arrays, fingerprint, attrs)
+    if state == "incomplete" and (not overwrite or _stored_fingerprint(path, storage_options) == fingerprint):
+        resumed = _resume_group(path, arrays, fingerprint, attrs, storage_options)
     if resumed is not None:
         return resumed
-    prepare_output(path, overwrite, "result")
-    return _create_group(path, arrays, fingerprint, attrs)
+    prepare_output(path, overwrite, "result", storage_options=storage_options)
+    return _create_group(path, arrays, fingerprint, attrs, storage_options)
 
 
 def write_group(
@@ -360,6 +409,7 @@ def write_group(
     attrs: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     compute: bool = True,
+    storage_options: StorageOptions = None,
 ) -> Any:
     """Write dask arrays into a Zarr v3 group, block by block, marked complete last; resume an unfinished one.
 
@@ -392,6 +442,13 @@ def write_group(
         Write now. With False, create (or reopen) the unfinished group and
         return a dask Delayed whose computation writes the missing blocks
         and then marks the group complete.
+    storage_options : dict, optional
+        fsspec options of the URL's filesystem (e.g. ``key``, ``secret``,
+        ``client_kwargs={"endpoint_url": ...}`` for s3fs), used by the client
+        and, inside the pickled store, by the workers that write the blocks.
+        Retries of failed requests are the filesystem's (s3fs retries
+        throttling and dropped connections; botocore's own retries are set by
+        ``config_kwargs={"retries": {"max_attempts": ...}}``).
 
     Returns
     -------
@@ -404,6 +461,9 @@ def write_group(
         ``path`` holds a finished output, an unfinished output of a different
         run, or foreign data, and ``overwrite`` is False; or ``path`` is an
         existing file or directory that is not a Zarr store.
+    StoreError
+        The store kept failing to write a chunk (named in the message); the
+        blocks written before are kept, and the same call resumes.
     """
     path = normalise_path(path)
     for key in arrays:
@@ -413,7 +473,14 @@ def write_group(
         name: regular_chunks(value if isinstance(value, da.Array) else da.asarray(value))[0]
         for name, value in arrays.items()
     }
-    group, done = open_output(path, sources, fingerprint=output_fingerprint(sources), attrs=attrs, overwrite=overwrite)
+    group, done = open_output(
+        path,
+        sources,
+        fingerprint=output_fingerprint(sources),
+        attrs=attrs,
+        overwrite=overwrite,
+        storage_options=storage_options,
+    )
 
     # Optimised together, so blocks shared by several arrays (e.g. distances and indices) are computed once.
     optimised = dask.optimize(*sources.values())
@@ -440,19 +507,22 @@ def write_group(
         dependencies.update(graph.dependencies)
         stored.extend(tasks)
     finish_name = f"bigdist-finish-output-{token}"
-    layers[finish_name] = {finish_name: (mark_complete, path, stored)}
+    finish = functools.partial(mark_complete, storage_options=storage_options)
+    layers[finish_name] = {finish_name: (finish, path, stored)}
     dependencies[finish_name] = {key[0] for key in stored}
     finished = Delayed(finish_name, HighLevelGraph(layers, dependencies), layer=finish_name)
     return finished.compute() if compute else finished
 
 
-def read_group(path: str | os.PathLike[str]) -> dict[str, da.Array]:
+def read_group(path: str | os.PathLike[str], storage_options: StorageOptions = None) -> dict[str, da.Array]:
     """Open a finished bigdist output group as dask arrays.
 
     Parameters
     ----------
     path : str or PathLike
         Local path or fsspec URL of a group written by :func:`write_group`.
+    storage_options : dict, optional
+        fsspec options of the URL's filesystem.
 
     Returns
     -------
@@ -469,7 +539,7 @@ def read_group(path: str | os.PathLike[str]) -> dict[str, da.Array]:
         The run that wrote it did not finish, or bigdist did not write it.
     """
     path = normalise_path(path)
-    node = _open_node(path)
+    node = _open_node(path, storage_options)
     if node is None:
         raise StoreNotFoundError(f"no Zarr group at {path!r}; check the path")
     if not isinstance(node, zarr.Group):
@@ -490,7 +560,7 @@ def read_group(path: str | os.PathLike[str]) -> dict[str, da.Array]:
     }
 
 
-def update_attrs(path: str | os.PathLike[str], **attrs: Any) -> None:
+def update_attrs(path: str | os.PathLike[str], *, storage_options: StorageOptions = None, **attrs: Any) -> None:
     """Merge ``attrs`` into the attributes of the Zarr group or array at ``path``.
 
     Top-level keys are replaced, e.g. ``update_attrs(out, timings={"seconds": 1.5})``
@@ -499,7 +569,7 @@ def update_attrs(path: str | os.PathLike[str], **attrs: Any) -> None:
     """
     path = normalise_path(path)
     try:
-        node = zarr.open(store=path, mode="r+")
+        node = zarr.open(store=path, mode="r+", storage_options=zarr_options(path, storage_options))
     except FileNotFoundError:
         raise StoreNotFoundError(f"no Zarr array or group at {path!r}; check the path") from None
     if "bigdist" in attrs:
@@ -538,14 +608,14 @@ def _progress(group: zarr.Group) -> dict[str, str]:
     }
 
 
-def written_fraction(path: str | os.PathLike[str], name: str) -> float:
+def written_fraction(path: str | os.PathLike[str], name: str, storage_options: StorageOptions = None) -> float:
     """Share of the elements of array ``name`` in blocks already written to an unfinished output.
 
     0 for an output with no markers (new, or finished); a run that resumes reports its rates over the
     rest, the part it computes itself.
     """
     path = normalise_path(path)
-    node = _open_node(path)
+    node = _open_node(path, storage_options)
     if not isinstance(node, zarr.Group) or f"{PROGRESS_GROUP}/{name}" not in node or name not in node:
         return 0.0
     array, done = node[name], np.asarray(node[f"{PROGRESS_GROUP}/{name}"][...]).astype(bool)
@@ -560,13 +630,15 @@ def written_fraction(path: str | os.PathLike[str], name: str) -> float:
     return float(elements[done].sum() / array.size)
 
 
-def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
+def describe(path: str | os.PathLike[str], storage_options: StorageOptions = None) -> dict[str, Any]:
     """Arrays (shape, dtype, chunks, codecs), attributes and completeness of a Zarr group or array.
 
     Parameters
     ----------
     path : str or PathLike
         Local path or URL of a group (e.g. a bigdist output) or of one array.
+    storage_options : dict, optional
+        fsspec options of the URL's filesystem.
 
     Returns
     -------
@@ -579,7 +651,7 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
         ``progress``: the blocks written so far per array.
     """
     path = normalise_path(path)
-    node = _open_node(path)
+    node = _open_node(path, storage_options)
     if node is None:
         raise StoreNotFoundError(f"no Zarr array or group at {path!r}; check the path")
     if isinstance(node, zarr.Group):
