@@ -61,6 +61,18 @@ class StorageOptionsType(click.ParamType):
 EXAMPLE = '{"key": "...", "secret": "...", "client_kwargs": {"endpoint_url": "https://s3.example.org"}}'
 
 
+class _InterruptedSyncFilter(logging.Filter):
+    """Drops the NameError distributed's ``sync`` logs when Ctrl-C comes before its call started.
+
+    Its ``cancel`` callback reads a variable the call had not yet set (distributed 2026.8); the
+    traceback says nothing about the run, whose own line says it was interrupted.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(error, NameError) and "free variable 'future'" in str(error))
+
+
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -71,6 +83,10 @@ def setup_logging(verbose: int) -> None:
     # Without -v a failed task's "Compute Failed" dump stays out of the terminal (workers in this process,
     # and those of a LocalCluster, see bigdist.cli.workers): the error line after it says what happened.
     logging.getLogger("distributed.worker").setLevel(logging.CRITICAL if verbose == 0 else logging.NOTSET)
+    if verbose < 2:
+        tornado_errors = logging.getLogger("tornado.application")
+        if not any(isinstance(f, _InterruptedSyncFilter) for f in tornado_errors.filters):
+            tornado_errors.addFilter(_InterruptedSyncFilter())
 
 
 def _load_run_file(path: str, ctx: click.Context, sections: tuple[str, ...]) -> dict[str, Any]:
