@@ -25,13 +25,18 @@ from bigdist.io.sparse import as_dense_rows
 from bigdist.kernels.kmeans import (
     BOUNDS_DTYPE,
     NEAREST_DTYPE,
+    bound_groups,
     bound_updates,
     candidate_costs_chunk,
+    centroid_groups,
     fold_candidates_chunk,
     fold_combine,
+    group_bound_updates,
+    group_bounds_dtype,
     kmeans_bounded_chunk,
     kmeans_chunk,
     kmeans_combine,
+    kmeans_grouped_chunk,
     labels_chunk,
     sample_by_cost_chunk,
     sample_by_distance_chunk,
@@ -144,18 +149,29 @@ def _bounded_pass(
     split_every: int,
     with_moments: bool,
     weights: da.Array | None = None,
+    groups: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], da.Array]:
-    """One Lloyd pass that carries each row's label and bound to the next (Hamerly's algorithm)."""
+    """One Lloyd pass that carries each row's label and bounds to the next.
+
+    Hamerly's algorithm (one bound per row), or with ``groups`` (each
+    centroid's group, fixed for the run) Yinyang's (one bound per group).
+    """
     k = len(centroids)
-    if carried is None:
-        drift_other, half_gap = np.zeros(k), np.zeros(k)
+    if groups is None:
+        kernel, carried_dtype = kmeans_bounded_chunk, BOUNDS_DTYPE
+        updates = (np.zeros(k), np.zeros(k)) if carried is None else bound_updates(previous, centroids)
     else:
-        drift_other, half_gap = bound_updates(previous, centroids)
+        n_groups = int(groups.max()) + 1
+        kernel, carried_dtype = kmeans_grouped_chunk, group_bounds_dtype(n_groups)
+        if carried is None:
+            updates = (groups, np.zeros(k), np.zeros(n_groups), np.zeros(k))
+        else:
+            updates = (groups, *group_bound_updates(previous, centroids, groups))
     combine = partial(kmeans_combine, n_far=k)
-    chunk, along = _weighted(partial(kmeans_bounded_chunk, n_far=k, with_moments=with_moments), weights)
+    chunk, along = _weighted(partial(kernel, n_far=k, with_moments=with_moments), weights)
     partials, after = block_tree_reduce_carry(
-        X, carried, chunk, combine, carried_dtype=BOUNDS_DTYPE, split_every=split_every,
-        name="bigdist-kmeans-pass", extra=(centroids, drift_other, half_gap), along=along,
+        X, carried, chunk, combine, carried_dtype=carried_dtype, split_every=split_every,
+        name="bigdist-kmeans-pass", extra=(centroids, *updates), along=along,
     )  # fmt: skip
     # One graph, unoptimised: fusing the bounds' getitem into its chunk task would give the chunk a second
     # key, computed once more for the reduction. Each block is read once; its bounds stay in the cluster.
@@ -174,6 +190,16 @@ def _carry_rows(X: da.Array, kept_bytes: int) -> bool:
     # 16 bytes per row, twice while a pass runs (the last pass's state is its input), within a quarter of
     # what the persisted data leaves of the budget.
     return 2 * X.shape[0] * BOUNDS_DTYPE.itemsize <= 0.25 * (memory_budget() - kept_bytes)
+
+
+def _bound_groups(X: da.Array, k: int, kept_bytes: int) -> int:
+    """How many groups of centroids the carried bounds tell apart (Yinyang); 0: Hamerly's single bound.
+
+    Chosen by k (``bound_groups``), within the budget of :func:`_carry_rows`:
+    a row then carries its label and a float64 per group.
+    """
+    room = 0.25 * (memory_budget() - kept_bytes) / (2 * X.shape[0])
+    return bound_groups(k, int((room - BOUNDS_DTYPE["label"].itemsize) // np.dtype(np.float64).itemsize))
 
 
 def _measure_candidates(
@@ -427,10 +453,13 @@ def kmeans(
     if weights is not None:
         weights = maybe_persist(weights, keep, "k-means sample weights")
     carry = _carry_rows(array, array.nbytes if keep else 0)
+    n_groups = _bound_groups(array, k, array.nbytes if keep else 0) if carry else 0
 
     best: KMeansResult | None = None
     for run, seed in enumerate(seeds):
-        result = _lloyd(array, k, init, int(seed), max_iter, tol, split_every, checkpoint, fingerprint, carry, weights)
+        result = _lloyd(
+            array, k, init, int(seed), max_iter, tol, split_every, checkpoint, fingerprint, carry, weights, n_groups
+        )
         logger.info(
             "k-means run %d/%d: inertia %.6g after %d iterations", run + 1, n_init, result.inertia, result.n_iter
         )
@@ -493,8 +522,13 @@ def _lloyd(
     fingerprint: str,
     carry: bool,
     weights: da.Array | None = None,
+    n_groups: int = 0,
 ) -> KMeansResult:
-    """Lloyd passes from the init (or the checkpoint); ``carry``: keep per-row state in the cluster."""
+    """Lloyd passes from the init (or the checkpoint); ``carry``: keep per-row state in the cluster.
+
+    ``n_groups``: with ``carry``, the bounds are per group of centroids, grouped once from the first
+    pass's centroids (0: Hamerly's single bound).
+    """
     n, d = X.shape
     saved = _load_checkpoint(checkpoint, k, d, fingerprint) if checkpoint else None
     if saved:
@@ -507,10 +541,13 @@ def _lloyd(
         start, stats, tol_abs = 0, [], None
 
     carried, previous = None, None
+    groups = centroid_groups(centroids, n_groups) if carry and n_groups else None
     for iteration in range(start, max_iter):
         began = time.perf_counter()
         if carry:
-            state, carried = _bounded_pass(X, carried, centroids, previous, split_every, tol_abs is None, weights)
+            state, carried = _bounded_pass(
+                X, carried, centroids, previous, split_every, tol_abs is None, weights, groups
+            )
             previous = centroids
         else:
             state = _lloyd_state(X, centroids, split_every, n_far=k, with_moments=tol_abs is None, weights=weights)
