@@ -374,7 +374,7 @@ def grouped_block(
     group_of, starts = groups[0], groups[2]
     labels, lower, distances = outputs[0], outputs[1], outputs[2]
     products_buffer, shifted_buffer, best, second, first, selected, norms = scratch[:7]
-    best_buffer, second_buffer, moved, values, single = scratch[7:]
+    best_buffer, second_buffer, first_buffer, moved, values, single = scratch[7:]
     n, d = block.shape
     k = centres.shape[0]
     t = starts.shape[0] - 1
@@ -400,12 +400,14 @@ def grouped_block(
                 return OUT_OF_RANGE, 0.0, 0, 0
             group_best = best_buffer[: t * m].reshape((t, m))
             group_second = second_buffer[: t * m].reshape((t, m))
+            group_first = first_buffer[: t * m].reshape((t, m))
             for low in range(0, k, tile):
                 high = min(low + tile, k)
                 products = products_buffer[: (high - low) * m].reshape((high - low, m))
                 np.dot(centres[low:high], shifted.T, products)
-                nearest_two(products, gemm_half_norms[low:high], low, best[:m], second[:m], first[:m])
-                group_two(products, gemm_half_norms[low:high], group_of[low:high], low, group_best, group_second)
+                group_two(products, gemm_half_norms[low:high], group_of[low:high], low, group_best, group_second,
+                          group_first)  # fmt: skip
+            _nearest_of_groups(group_best, group_second, group_first, best[:m], second[:m], first[:m])
             _settle(block, centroids, shifted, norms, products, low == 0, centres, half_norms, gemm_half_norms,
                     max_norm, bound_factor, selected[:m], best, second, first, labels, single, distances)  # fmt: skip
             _group_bounds(selected[:m], norms, first, group_of, group_best, group_second, max_norm, bound_factor,
@@ -468,12 +470,18 @@ def _filter_groups(
             for g in range(t):
                 lower[i, g] = max(moved[g], gap_lower, 0.0)
             continue
-        # The centroids the local filter leaves against the last centroid's distance: at most that many are compared.
         candidates = 0
         for g in range(t):
             if not _beyond(moved[g], distance):
-                for p in range(starts[g], starts[g + 1]):
-                    candidates += not _beyond(lower_before[i, g] - drift[members[p]], distance)
+                candidates += starts[g + 1] - starts[g]
+        if local_limit < candidates <= 4 * local_limit:
+            # The centroids the local filter leaves against the last centroid's distance: at most that many
+            # are compared (counted only when it may decide: the count costs a step per centroid).
+            candidates = 0
+            for g in range(t):
+                if not _beyond(moved[g], distance):
+                    for p in range(starts[g], starts[g + 1]):
+                        candidates += not _beyond(lower_before[i, g] - drift[members[p]], distance)
         if candidates > local_limit:
             selected[m] = i
             m += 1
@@ -528,25 +536,59 @@ def group_two(
     low: int,
     group_best: np.ndarray,
     group_second: np.ndarray,
+    group_first: np.ndarray,
 ) -> None:
     """:func:`nearest_two` per group: fold a tile into every row's two smallest values in each group.
 
-    ``group_of``: the group of each of the tile's centroids; ``group_best`` and ``group_second`` of shape
-    (t, s), reset by the tile starting at 0 (``low``).
+    ``group_of``: the group of each of the tile's centroids; ``group_best``, ``group_second`` and
+    ``group_first`` (int32, the lowest centroid index reaching the best) of shape (t, s), reset by the tile
+    starting at 0 (``low``).
     """
     t, s = products.shape
     if low == 0:
         group_best[:] = np.inf
         group_second[:] = np.inf
+        group_first[:] = 0
     for c in range(t):
         half_norm = half_norms[c]
+        label = np.int32(low + c)
         best = group_best[group_of[c]]
         second = group_second[group_of[c]]
+        first = group_first[group_of[c]]
         for i in range(s):
             value = half_norm - products[c, i]
             so_far = best[i]
             second[i] = max(so_far, min(second[i], value))
+            first[i] = label if value < so_far else first[i]
             best[i] = min(value, so_far)
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_of_groups(
+    group_best: np.ndarray,
+    group_second: np.ndarray,
+    group_first: np.ndarray,
+    best: np.ndarray,
+    second: np.ndarray,
+    first: np.ndarray,
+) -> None:
+    """What :func:`nearest_two` gives over all the centroids, from each group's best two (the same values)."""
+    t, s = group_best.shape
+    best[:] = np.inf
+    second[:] = np.inf
+    first[:] = 0
+    for g in range(t):
+        for i in range(s):
+            value = group_best[g, i]
+            so_far = best[i]
+            if value < so_far:
+                second[i] = min(so_far, group_second[g, i])
+                first[i] = group_first[g, i]
+                best[i] = value
+            else:
+                second[i] = min(second[i], value)
+                if value == so_far:
+                    first[i] = min(first[i], group_first[g, i])
 
 
 @numba.njit(cache=True, nogil=True)

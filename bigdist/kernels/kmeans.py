@@ -174,6 +174,7 @@ def _run_block(
             scratch += (
                 _scratch("group_best", (n_groups * step_rows,), gemm_dtype),
                 _scratch("group_second", (n_groups * step_rows,), gemm_dtype),
+                _scratch("group_first", (n_groups * step_rows,), np.int32),
                 _scratch("moved", (n_groups,), np.float64),
                 _scratch("values", (k,), np.float64),
                 _scratch("single", (n,), np.float64),
