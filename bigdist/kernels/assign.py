@@ -358,12 +358,12 @@ def grouped_block(
         other than its own, from the last pass; how far each centroid moved (k,) and the farthest any of a
         group's did (t,), rounded up; half each centroid's distance to its nearest other one (k,)
     groups : tuple ``(group_of, members, starts, local_limit)``: each centroid's group (k,), the centroids
-        sorted by group then index (k,), where each group starts in ``members`` (t + 1,), and the most
+        sorted by group, then by decreasing drift (k,), where each group starts in ``members`` (t + 1,), and the most
         centroids a row compares outside the GEMM
     outputs : as for :func:`lloyd_block`, but the lower bounds (n, t)
-    scratch : :func:`lloyd_block`'s, then two flat buffers of t * s values of the GEMM dtype (each group's
-        best two), one of t and one of k float64 values, and one of n float64 values (the single bound
-        :func:`_settle` writes, unused)
+    scratch : :func:`lloyd_block`'s, then flat buffers of t * s values: two of the GEMM dtype and one int32
+        (each group's best two and lowest index); t float64 values, k float64 values, t int64 values, and n
+        float64 values (the single bound :func:`_settle` writes, unused)
 
     Returns
     -------
@@ -374,7 +374,7 @@ def grouped_block(
     group_of, starts = groups[0], groups[2]
     labels, lower, distances = outputs[0], outputs[1], outputs[2]
     products_buffer, shifted_buffer, best, second, first, selected, norms = scratch[:7]
-    best_buffer, second_buffer, first_buffer, moved, values, single = scratch[7:]
+    best_buffer, second_buffer, first_buffer, moved, values, cut, single = scratch[7:]
     n, d = block.shape
     k = centres.shape[0]
     t = starts.shape[0] - 1
@@ -386,7 +386,7 @@ def grouped_block(
         stop = min(start + step_rows, n)
         if bounded:
             m, local_pairs = _filter_groups(
-                block, start, stop, centroids, carried, groups, labels, lower, distances, selected, moved, values
+                block, start, stop, centroids, carried, groups, labels, lower, distances, selected, moved, values, cut
             )
             pairs += local_pairs
         else:
@@ -436,6 +436,7 @@ def _filter_groups(
     selected: np.ndarray,
     moved: np.ndarray,
     values: np.ndarray,
+    cut: np.ndarray,
 ) -> tuple[int, int]:
     """Label the rows of the step that the group bounds settle; list the others in ``selected``.
 
@@ -476,27 +477,31 @@ def _filter_groups(
                 candidates += starts[g + 1] - starts[g]
         if local_limit < candidates <= 4 * local_limit:
             # The centroids the local filter leaves against the last centroid's distance: at most that many
-            # are compared (counted only when it may decide: the count costs a step per centroid).
+            # are compared. A group's centroids come by decreasing drift, so those left come first.
             candidates = 0
             for g in range(t):
                 if not _beyond(moved[g], distance):
                     for p in range(starts[g], starts[g + 1]):
-                        candidates += not _beyond(lower_before[i, g] - drift[members[p]], distance)
+                        if _beyond(lower_before[i, g] - drift[members[p]], distance):
+                            break
+                        candidates += 1
         if candidates > local_limit:
             selected[m] = i
             m += 1
             continue
         best, best_label = distance, label
         for g in range(t):
+            cut[g] = starts[g + 1]
             if _beyond(moved[g], distance):
                 continue
             for p in range(starts[g], starts[g + 1]):
                 c = members[p]
                 if c == label:
                     continue
-                values[c] = lower_before[i, g] - drift[c]
-                if _beyond(values[c], best):
-                    continue
+                # By decreasing drift: once one centroid is ruled out, so are the group's next ones.
+                if _beyond(lower_before[i, g] - drift[c], best):
+                    cut[g] = p
+                    break
                 total = squared_distance(block[i], centroids[c])
                 pairs += 1
                 values[c] = np.sqrt(total)
@@ -504,19 +509,22 @@ def _filter_groups(
                     best, best_label = total, c
         labels[i] = best_label
         distances[i] = best
-        # New bounds: a group left out keeps its moved bound (and takes in the last centroid if the row left
-        # it); a group compared takes its smallest value, over its centroids other than the new label.
-        values[label] = np.sqrt(distance)
+        # New bounds: a group left out keeps its moved bound; a group compared, the smallest distance of its
+        # centroids compared and its first centroid ruled out's bound (the smallest of theirs); the new label
+        # left out, the last one taken in.
         for g in range(t):
             if _beyond(moved[g], distance):
                 bound = moved[g]
-                if g == group_of[label] and best_label != label:
-                    bound = min(bound, values[label])
             else:
                 bound = np.inf
-                for p in range(starts[g], starts[g + 1]):
-                    if members[p] != best_label:
-                        bound = min(bound, values[members[p]])
+                for p in range(starts[g], cut[g]):
+                    c = members[p]
+                    if c != best_label and c != label:
+                        bound = min(bound, values[c])
+                if cut[g] < starts[g + 1]:
+                    bound = min(bound, lower_before[i, g] - drift[members[cut[g]]])
+            if g == group_of[label] and best_label != label:
+                bound = min(bound, np.sqrt(distance))
             lower[i, g] = max(bound, 0.0)
     return m, pairs
 

@@ -135,7 +135,8 @@ def _run_block(
     labels, lower = carried_out["label"], carried_out["lower"]
     if groups is not None:
         group_of, group_drift = groups
-        members = np.argsort(group_of, kind="stable")
+        # By group, then by decreasing drift: the local filter stops at a group's first centroid ruled out.
+        members = np.lexsort((-drift_other, group_of)) if carried is not None else np.argsort(group_of, kind="stable")
         n_groups = len(group_drift)
         starts = np.searchsorted(group_of[members], np.arange(n_groups + 1))
         group_info = (group_of, members, starts, int(LOCAL_SHARE * k))
@@ -177,6 +178,7 @@ def _run_block(
                 _scratch("group_first", (n_groups * step_rows,), np.int32),
                 _scratch("moved", (n_groups,), np.float64),
                 _scratch("values", (k,), np.float64),
+                _scratch("cut", (n_groups,), np.int64),
                 _scratch("single", (n,), np.float64),
             )
             status, inertia, gemm_rows, pairs = grouped_block(
