@@ -38,7 +38,7 @@ def main() -> None:
     centroids = data[rng.choice(n, k, replace=False)].astype(np.float64)
     n_groups = kernels.bound_groups(k, kernels.MAX_GROUPS)
     if not n_groups:
-        raise SystemExit(f"k={k}: fewer than 20 centroids, the passes use Hamerly's bounds only")
+        raise SystemExit(f"k={k}: under {kernels.MIN_GROUPED_CLUSTERS} centroids, Hamerly's bounds only")
     groups = kernels.centroid_groups(centroids, n_groups)
     t = int(groups.max()) + 1
     hamerly = grouped = previous = None

@@ -59,6 +59,7 @@ def test_hamerly_bounds_skip_rows_without_changing_the_result(blobs, bounds):
 
 def test_group_bounds_give_the_plain_passes_result_bitwise(monkeypatch):
     kmeans_module = importlib.import_module("bigdist.kmeans")
+    monkeypatch.setattr(importlib.import_module("bigdist.kernels.kmeans"), "MIN_GROUPED_CLUSTERS", 20)
     calls = []
     grouped = kmeans_module.kmeans_grouped_chunk
     monkeypatch.setattr(
@@ -73,7 +74,7 @@ def test_group_bounds_give_the_plain_passes_result_bitwise(monkeypatch):
     for bounds in ("always", "never"):
         with dask.config.set({"bigdist.kmeans.bounds": bounds}):
             runs[bounds] = bd.kmeans(chunked, 40, init=init, tol=0, max_iter=15, split_every=2, sample_weight=weights)
-    assert calls, "40 centroids: the passes carry group bounds"
+    assert calls, "40 centroids (4 groups): the passes carry group bounds"
     ours, plain = runs["always"], runs["never"]
     np.testing.assert_array_equal(ours.centroids, plain.centroids)
     np.testing.assert_array_equal(ours.labels.compute(), plain.labels.compute())

@@ -152,6 +152,7 @@ def test_group_bound_updates_against_direct_distances():
 
 def test_bound_groups_by_k_and_memory():
     assert kernels_kmeans.bound_groups(10, 1000) == 0  # Hamerly
+    assert kernels_kmeans.bound_groups(kernels_kmeans.MIN_GROUPED_CLUSTERS - 1, 1000) == 0
     assert kernels_kmeans.bound_groups(100, 1000) == 10
     assert kernels_kmeans.bound_groups(65536, 1000) == kernels_kmeans.MAX_GROUPS
     assert kernels_kmeans.bound_groups(1000, 5) == 5
