@@ -328,3 +328,305 @@ def squared_distance(row: np.ndarray, centroid: np.ndarray) -> float:
         diff = np.float64(row[f]) - centroid[f]
         total += diff * diff
     return total
+
+
+@numba.njit(cache=True, nogil=True)
+def grouped_block(
+    block: np.ndarray,
+    centroids: np.ndarray,
+    gemm: tuple,
+    carried: tuple,
+    groups: tuple,
+    outputs: tuple,
+    scratch: tuple,
+) -> tuple[int, float, int, int]:
+    """:func:`lloyd_block` with a lower bound per group of centroids (Yinyang); returns also the pairs.
+
+    A row whose filters fail for too many centroids (more than
+    ``local_limit``) goes through the GEMM and the exact settle of
+    :func:`lloyd_block`, whose products also give its new bound for every
+    group (:func:`group_two`). Any other row compares only the centroids the
+    group and local filters leave, exactly in float64 (ties to the lower
+    index): its label is the one the GEMM would give, so the partial state
+    is bitwise that of :func:`lloyd_block`.
+
+    Parameters
+    ----------
+    block, centroids, gemm : as for :func:`lloyd_block`
+    carried : tuple ``(bounded, labels_before, lower_before, drift, group_drift, half_gap)``: whether to use
+        it; each row's label (n,) and lower bounds (n, t), per group, on its distance to the group's centroids
+        other than its own, from the last pass; how far each centroid moved (k,) and the farthest any of a
+        group's did (t,), rounded up; half each centroid's distance to its nearest other one (k,)
+    groups : tuple ``(group_of, members, starts, local_limit)``: each centroid's group (k,), the centroids
+        sorted by group, then by decreasing drift (k,), where each group starts in ``members`` (t + 1,), and the most
+        centroids a row compares outside the GEMM
+    outputs : as for :func:`lloyd_block`, but the lower bounds (n, t)
+    scratch : :func:`lloyd_block`'s, then flat buffers of t * s values: two of the GEMM dtype and one int32
+        (each group's best two and lowest index); t float64 values, k float64 values, t int64 values, and n
+        float64 values (the single bound :func:`_settle` writes, unused)
+
+    Returns
+    -------
+    (status, inertia, rows assigned through the GEMM, row-centroid distances computed outside the GEMM)
+    """
+    centres, shift, half_norms, gemm_half_norms, tile, max_norm, bound_factor, safe_low, safe_high, centroid_amax = gemm
+    bounded = carried[0]
+    group_of, starts = groups[0], groups[2]
+    labels, lower, distances = outputs[0], outputs[1], outputs[2]
+    products_buffer, shifted_buffer, best, second, first, selected, norms = scratch[:7]
+    best_buffer, second_buffer, first_buffer, moved, values, cut, single = scratch[7:]
+    n, d = block.shape
+    k = centres.shape[0]
+    t = starts.shape[0] - 1
+    step_rows = selected.shape[0]
+    inertia = 0.0
+    gemm_rows = 0
+    pairs = 0
+    for start in range(0, n, step_rows):
+        stop = min(start + step_rows, n)
+        if bounded:
+            m, local_pairs = _filter_groups(
+                block, start, stop, centroids, carried, groups, labels, lower, distances, selected, moved, values, cut
+            )
+            pairs += local_pairs
+        else:
+            m = stop - start
+            for j in range(m):
+                selected[j] = start + j
+        if m > 0:
+            shifted = shifted_buffer[: m * d].reshape((m, d))
+            amax = _gather_shifted(block, selected[:m], shift, shifted, norms, centroid_amax)
+            if amax != 0.0 and not safe_low <= amax <= safe_high:
+                return OUT_OF_RANGE, 0.0, 0, 0
+            group_best = best_buffer[: t * m].reshape((t, m))
+            group_second = second_buffer[: t * m].reshape((t, m))
+            group_first = first_buffer[: t * m].reshape((t, m))
+            for low in range(0, k, tile):
+                high = min(low + tile, k)
+                products = products_buffer[: (high - low) * m].reshape((high - low, m))
+                np.dot(centres[low:high], shifted.T, products)
+                group_two(products, gemm_half_norms[low:high], group_of[low:high], low, group_best, group_second,
+                          group_first)  # fmt: skip
+            _nearest_of_groups(group_best, group_second, group_first, best[:m], second[:m], first[:m])
+            _settle(block, centroids, shifted, norms, products, low == 0, centres, half_norms, gemm_half_norms,
+                    max_norm, bound_factor, selected[:m], best, second, first, labels, single, distances)  # fmt: skip
+            _group_bounds(selected[:m], norms, first, group_of, group_best, group_second, max_norm, bound_factor,
+                          labels, lower)  # fmt: skip
+            gemm_rows += m
+        inertia += _accumulate_step(block, start, stop, centroids, outputs)
+    return DONE, inertia, gemm_rows, pairs
+
+
+# Relative margin of a bound test: far above the float64 rounding of the bounds and of the distances, so a
+# row or centroid the filters leave out is strictly farther than the label, never a tie.
+_MARGIN = 1.0 - 1e-9
+
+
+@numba.njit(cache=True, nogil=True)
+def _filter_groups(
+    block: np.ndarray,
+    start: int,
+    stop: int,
+    centroids: np.ndarray,
+    carried: tuple,
+    groups: tuple,
+    labels: np.ndarray,
+    lower: np.ndarray,
+    distances: np.ndarray,
+    selected: np.ndarray,
+    moved: np.ndarray,
+    values: np.ndarray,
+    cut: np.ndarray,
+) -> tuple[int, int]:
+    """Label the rows of the step that the group bounds settle; list the others in ``selected``.
+
+    Ding et al.'s three filters, on the row's exact distance ``u`` to its
+    last centroid ``a``. Global: ``u`` below every group's bound less the
+    group's drift, or below half the gap of ``a`` to its nearest other
+    centroid, keeps ``a``. Group: the groups whose moved bound ``u`` reaches
+    hold the only centroids that can be nearer. Local: of those, a centroid
+    whose group bound less its own drift exceeds the best distance so far
+    cannot be nearer either. A row left with more than ``local_limit``
+    centroids to compare (against ``u``) goes to the GEMM; the others compare theirs exactly
+    here. Returns the rows left and the distances computed.
+    """
+    _, labels_before, lower_before, drift, group_drift, half_gap = carried
+    group_of, members, starts, local_limit = groups
+    t = starts.shape[0] - 1
+    m = 0
+    pairs = 0
+    for i in range(start, stop):
+        label = labels_before[i]
+        distance = squared_distance(block[i], centroids[label])
+        nearest = np.inf
+        for g in range(t):
+            moved[g] = lower_before[i, g] - group_drift[g]
+            nearest = min(nearest, moved[g])
+        limit = max(nearest, half_gap[label]) * _MARGIN
+        if limit > 0.0 and distance < limit * limit:
+            labels[i] = label
+            distances[i] = distance
+            # The triangle inequality bounds the other centroids by the gap too (less a rounding margin).
+            gap_lower = 2.0 * half_gap[label] * (1.0 - 1e-12) - np.sqrt(distance)
+            for g in range(t):
+                lower[i, g] = max(moved[g], gap_lower, 0.0)
+            continue
+        candidates = 0
+        for g in range(t):
+            if not _beyond(moved[g], distance):
+                candidates += starts[g + 1] - starts[g]
+        if local_limit < candidates <= 4 * local_limit:
+            # The centroids the local filter leaves against the last centroid's distance: at most that many
+            # are compared. A group's centroids come by decreasing drift, so those left come first.
+            candidates = 0
+            for g in range(t):
+                if not _beyond(moved[g], distance):
+                    for p in range(starts[g], starts[g + 1]):
+                        if _beyond(lower_before[i, g] - drift[members[p]], distance):
+                            break
+                        candidates += 1
+        if candidates > local_limit:
+            selected[m] = i
+            m += 1
+            continue
+        best, best_label = distance, label
+        for g in range(t):
+            cut[g] = starts[g + 1]
+            if _beyond(moved[g], distance):
+                continue
+            for p in range(starts[g], starts[g + 1]):
+                c = members[p]
+                if c == label:
+                    continue
+                # By decreasing drift: once one centroid is ruled out, so are the group's next ones.
+                if _beyond(lower_before[i, g] - drift[c], best):
+                    cut[g] = p
+                    break
+                total = squared_distance(block[i], centroids[c])
+                pairs += 1
+                values[c] = np.sqrt(total)
+                if total < best or (total == best and c < best_label):
+                    best, best_label = total, c
+        labels[i] = best_label
+        distances[i] = best
+        # New bounds: a group left out keeps its moved bound; a group compared, the smallest distance of its
+        # centroids compared and its first centroid ruled out's bound (the smallest of theirs); the new label
+        # left out, the last one taken in.
+        for g in range(t):
+            if _beyond(moved[g], distance):
+                bound = moved[g]
+            else:
+                bound = np.inf
+                for p in range(starts[g], cut[g]):
+                    c = members[p]
+                    if c != best_label and c != label:
+                        bound = min(bound, values[c])
+                if cut[g] < starts[g + 1]:
+                    bound = min(bound, lower_before[i, g] - drift[members[cut[g]]])
+            if g == group_of[label] and best_label != label:
+                bound = min(bound, np.sqrt(distance))
+            lower[i, g] = max(bound, 0.0)
+    return m, pairs
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _beyond(bound: float, squared: float) -> bool:
+    """Whether a lower bound on a distance provably exceeds the distance whose square is ``squared``."""
+    limit = bound * _MARGIN
+    return limit > 0.0 and squared < limit * limit
+
+
+@numba.njit(cache=True, nogil=True)
+def group_two(
+    products: np.ndarray,
+    half_norms: np.ndarray,
+    group_of: np.ndarray,
+    low: int,
+    group_best: np.ndarray,
+    group_second: np.ndarray,
+    group_first: np.ndarray,
+) -> None:
+    """:func:`nearest_two` per group: fold a tile into every row's two smallest values in each group.
+
+    ``group_of``: the group of each of the tile's centroids; ``group_best``, ``group_second`` and
+    ``group_first`` (int32, the lowest centroid index reaching the best) of shape (t, s), reset by the tile
+    starting at 0 (``low``).
+    """
+    t, s = products.shape
+    if low == 0:
+        group_best[:] = np.inf
+        group_second[:] = np.inf
+        group_first[:] = 0
+    for c in range(t):
+        half_norm = half_norms[c]
+        label = np.int32(low + c)
+        best = group_best[group_of[c]]
+        second = group_second[group_of[c]]
+        first = group_first[group_of[c]]
+        for i in range(s):
+            value = half_norm - products[c, i]
+            so_far = best[i]
+            second[i] = max(so_far, min(second[i], value))
+            first[i] = label if value < so_far else first[i]
+            best[i] = min(value, so_far)
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_of_groups(
+    group_best: np.ndarray,
+    group_second: np.ndarray,
+    group_first: np.ndarray,
+    best: np.ndarray,
+    second: np.ndarray,
+    first: np.ndarray,
+) -> None:
+    """What :func:`nearest_two` gives over all the centroids, from each group's best two (the same values)."""
+    t, s = group_best.shape
+    best[:] = np.inf
+    second[:] = np.inf
+    first[:] = 0
+    for g in range(t):
+        for i in range(s):
+            value = group_best[g, i]
+            so_far = best[i]
+            if value < so_far:
+                second[i] = min(so_far, group_second[g, i])
+                first[i] = group_first[g, i]
+                best[i] = value
+            else:
+                second[i] = min(second[i], value)
+                if value == so_far:
+                    first[i] = min(first[i], group_first[g, i])
+
+
+@numba.njit(cache=True, nogil=True)
+def _group_bounds(
+    selected: np.ndarray,
+    norms: np.ndarray,
+    first: np.ndarray,
+    group_of: np.ndarray,
+    group_best: np.ndarray,
+    group_second: np.ndarray,
+    max_norm: float,
+    bound_factor: float,
+    labels: np.ndarray,
+    lower: np.ndarray,
+) -> None:
+    """The GEMM rows' lower bound on each group's centroids other than their label, from the group's best two.
+
+    The label's group uses its second value when the label is the GEMM's
+    best (then also its group's best); its best otherwise, which bounds
+    every centroid of the group. Values err as in :func:`_settle`.
+    """
+    for j in range(selected.shape[0]):
+        i = selected[j]
+        norm2 = norms[j]
+        bound = bound_factor * (np.sqrt(norm2) + max_norm) ** 2
+        label = labels[i]
+        own = group_of[label]
+        for g in range(group_best.shape[0]):
+            if g == own and label == first[j]:
+                value = np.float64(group_second[g, j])
+            else:
+                value = np.float64(group_best[g, j])
+            lower[i, g] = np.sqrt(max(norm2 + 2.0 * (value - 2.0 * bound), 0.0))
