@@ -7,7 +7,6 @@ story. The per-block maths is in ``bigdist.kernels``.
 
 from __future__ import annotations
 
-import operator
 from functools import partial
 from typing import Any
 
@@ -136,14 +135,11 @@ def block_tree_reduce(
     split_every: int,
     name: str,
     extra: tuple[Any, ...] = (),
-    carried: da.Array | None = None,
     along: tuple[da.Array, ...] = (),
 ) -> Delayed:
     """Map ``chunk(block, first_row, *extra)`` over the row blocks and tree-reduce with ``combine(list)``.
 
-    With ``carried`` (per-row state from :func:`block_tree_reduce_carry`, chunked like the rows of
-    ``array``), the chunk is ``chunk(block, first_row, carried_block, *extra)``. The blocks of the
-    ``along`` arrays (per-row inputs such as sample weights, chunked like the rows of ``array``) come
+    The blocks of the ``along`` arrays (per-row inputs such as sample weights, chunked like the rows of ``array``) come
     right after ``first_row``.
 
     The partial states may be any Python objects (dicts of small arrays);
@@ -154,9 +150,8 @@ def block_tree_reduce(
     -------
     dask Delayed of the merged state
     """
-    token = tokenize(array, chunk, combine, split_every, extra, carried, along)
-    before = () if carried is None else (carried,)
-    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=before, along=along)
+    token = tokenize(array, chunk, combine, split_every, extra, along)
+    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, along=along)
     return _tree(layers, dependencies, chunk_keys, combine, split_every, name, token)
 
 
@@ -182,66 +177,18 @@ def map_row_blocks(
     return da.Array(HighLevelGraph(layers, dependencies), chunk_keys[0][0], chunks=(sizes,), dtype=dtype)
 
 
-def block_tree_reduce_carry(
-    array: da.Array,
-    carried: da.Array | None,
-    chunk: Any,
-    combine: Any,
-    *,
-    carried_dtype: np.dtype,
-    split_every: int,
-    name: str,
-    extra: tuple[Any, ...] = (),
-    along: tuple[da.Array, ...] = (),
-) -> tuple[list[Delayed], da.Array]:
-    """:func:`block_tree_reduce` for kernels that also carry per-row state from one pass to the next.
-
-    ``chunk(block, first_row, carried_block, *extra)`` returns ``(partial, new_carried_block)``,
-    ``carried_block`` being the block's rows of ``carried`` (None when ``carried`` is None);
-    ``along`` as in :func:`block_tree_reduce`.
-
-    Returns
-    -------
-    (list of at most ``split_every`` Delayed partial states, dask array of shape (n_rows,) of the new
-    carried state, chunked like the rows of ``array``). Persist them together, unoptimised, so each
-    block is read once; the caller merges the partials (on the client: an iterative algorithm then
-    saves a transfer between workers and a task each pass).
-    """
-    token = tokenize(array, carried, chunk, combine, split_every, extra, along)
-    layers, dependencies, chunk_keys = _chunk_layer(array, chunk, extra, name, token, carried=(carried,), along=along)
-    chunk_layer = chunk_keys[0][0]
-    carried_name = f"{name}-carried-{token}"
-    layers[carried_name] = {(carried_name, i): (operator.getitem, key, 1) for i, key in enumerate(chunk_keys)}
-    dependencies[carried_name] = {chunk_layer}
-    # Copies: the partial and merge layers added below are not part of this array's graph.
-    graph = HighLevelGraph(dict(layers), {layer: set(needs) for layer, needs in dependencies.items()})
-    after = da.Array(graph, carried_name, chunks=(array.chunks[0],), dtype=carried_dtype)
-    partial_name = f"{name}-partial-{token}"
-    layers[partial_name] = {(partial_name, i): (operator.getitem, key, 0) for i, key in enumerate(chunk_keys)}
-    dependencies[partial_name] = {chunk_layer}
-    merge_name = f"{name}-merge-{token}"
-    tasks, top = _merge_levels(list(layers[partial_name]), combine, split_every, merge_name)
-    if tasks:
-        layers[merge_name] = tasks
-        dependencies[merge_name] = {partial_name}
-    graph = HighLevelGraph(layers, dependencies)
-    return [Delayed(key, graph, layer=key[0]) for key in top], after
-
-
 def _chunk_layer(
     array: da.Array,
     chunk: Any,
     extra: tuple[Any, ...],
     name: str,
     token: str,
-    carried: tuple[da.Array | None, ...] = (),
     along: tuple[da.Array, ...] = (),
 ) -> tuple[dict[str, dict[Any, Any]], dict[str, set[str]], list[tuple[str, int]]]:
     """The graph layers of ``chunk`` over the row blocks (built directly: a pass is rebuilt every iteration).
 
-    ``carried``: empty for ``chunk(block, first_row, *extra)``; ``(None,)`` or ``(array,)`` for
-    ``chunk(block, first_row, carried_block, *extra)``. The blocks of the ``along`` arrays, chunked
-    like the rows of ``array``, come right after ``first_row``.
+    The chunk is ``chunk(block, first_row, *along_blocks, *extra)``: the blocks of the ``along``
+    arrays, chunked like the rows of ``array``, come right after ``first_row``.
     """
     layer_name = f"{name}-chunk-{token}"
     # Row blocks in order (``array`` has its feature axis in one chunk, or is 1-D).
@@ -255,23 +202,19 @@ def _chunk_layer(
     else:
         extra_args = [(f"{name}-extra-{token}", j) for j in range(len(extra))]
         tasks.update(zip(extra_args, extra, strict=True))
-    carried_arrays = [previous for previous in carried if previous is not None]
-    carried_keys = carried_arrays[0].__dask_keys__() if carried_arrays else [None] * len(blocks)
     along_keys = [list(flatten(rows.__dask_keys__())) for rows in along]
     for rows in along:
         if rows.chunks[0] != array.chunks[0]:
             raise ValueError(f"per-row inputs must be chunked like the rows: {rows.chunks[0]} != {array.chunks[0]}")
     for i, (block, offset) in enumerate(zip(blocks, _offsets(array), strict=True)):
-        before = [carried_keys[i]] if carried else []
         tasks[(layer_name, i)] = (
             BlasLimited(chunk),
             block,
             offset,
             *(keys[i] for keys in along_keys),
-            *before,
             *extra_args,
         )
-    collections = [array, *carried_arrays, *along]
+    collections = [array, *along]
     graph = HighLevelGraph.from_collections(layer_name, tasks, dependencies=collections)
     return dict(graph.layers), dict(graph.dependencies), [(layer_name, i) for i in range(len(blocks))]
 
