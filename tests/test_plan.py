@@ -146,13 +146,6 @@ def test_output_bigger_than_the_free_space_is_refused_naming_both_sizes(tmp_path
     fitting.check_space()
 
 
-def test_url_output_has_unknown_free_space(no_calibration):
-    plan = bd.plan("knn", np.zeros((10, 2)), k=3, out="s3://bucket/out.zarr")
-    assert plan.free_bytes is None and plan.fits is None
-    assert any("s3://" in note and "unknown" in note for note in plan.notes)
-    plan.check_space()
-
-
 def test_plan_is_printable_and_json_serialisable(tmp_path, no_calibration):
     plan = bd.plan("knn", np.zeros((50, 3)), np.ones((80, 3)), k=2, out=tmp_path / "o.zarr")
     values = json.loads(json.dumps(plan.to_dict()))

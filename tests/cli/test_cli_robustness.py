@@ -174,6 +174,9 @@ def _cli(*args, env=None, **popen):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        # Ctrl-C's default, as a terminal's foreground job has it: a shell's background job (a CI runner's
+        # `cmd &`) starts with SIGINT ignored, and its children inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         **popen,
     )
 

@@ -156,3 +156,11 @@ def test_a_plan_with_an_unreachable_store_says_which(options, data, tmp_path, wh
     inputs, out = (dead, str(tmp_path / "out.zarr")) if where == "input" else (str(tmp_path / "x.npy"), dead)
     with pytest.raises(PlanError, match=rf"cannot plan: the (queries|output) store {re.escape(repr(dead))}"):
         bd.plan("knn", inputs, out=out, k=3, storage_options=unreachable, calibrate_kernel=False)
+
+
+def test_a_url_output_has_unknown_free_space(options):
+    plan = bd.plan("knn", np.zeros((10, 2)), k=3, out=new_url("out.zarr"), storage_options=options,
+                   calibrate_kernel=False)  # fmt: skip
+    assert plan.free_bytes is None and plan.fits is None
+    assert any("s3://" in note and "unknown" in note for note in plan.notes)
+    plan.check_space()
