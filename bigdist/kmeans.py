@@ -27,17 +27,13 @@ from bigdist.io.integrity import ZarrSource, output_codecs
 from bigdist.io.sparse import as_dense_rows
 from bigdist.kernels.kmeans import (
     BOUNDS_DTYPE,
-    bound_groups,
     bound_updates,
     candidate_costs_chunk,
-    centroid_groups,
     fold_candidates_chunk,
     fold_combine,
-    group_bound_updates,
     kmeans_bounded_chunk,
     kmeans_chunk,
     kmeans_combine,
-    kmeans_grouped_chunk,
     labels_chunk,
     sample_by_cost_chunk,
     sample_by_distance_chunk,
@@ -188,28 +184,19 @@ def _bounded_pass(
     centroids: np.ndarray,
     previous: np.ndarray | None,
     with_moments: bool,
-    groups: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], CarriedRows]:
-    """One Lloyd pass that carries each row's label and bounds to the next.
+    """One Lloyd pass that carries each row's label and bound to the next (Hamerly's algorithm).
 
-    Hamerly's algorithm (one bound per row), or with ``groups`` (each
-    centroid's group, fixed for the run) Yinyang's (one bound per group).
     A block whose bounds were lost (its worker died) runs in full: the same partial state.
     """
     k = len(centroids)
-    if groups is None:
-        kernel = kmeans_bounded_chunk
-        updates = (np.zeros(k), np.zeros(k)) if carried is None else bound_updates(previous, centroids)
+    if carried is None:
+        drift_other, half_gap = np.zeros(k), np.zeros(k)
     else:
-        n_groups = int(groups.max()) + 1
-        kernel = kmeans_grouped_chunk
-        if carried is None:
-            updates = (groups, np.zeros(k), np.zeros(n_groups), np.zeros(k))
-        else:
-            updates = (groups, *group_bound_updates(previous, centroids, groups))
-    chunk = partial(kernel, n_far=k, with_moments=with_moments)
+        drift_other, half_gap = bound_updates(previous, centroids)
+    chunk = partial(kmeans_bounded_chunk, n_far=k, with_moments=with_moments)
     state, after = data.run(
-        chunk, partial(kmeans_combine, n_far=k), "bigdist-kmeans-pass", (centroids, *updates),
+        chunk, partial(kmeans_combine, n_far=k), "bigdist-kmeans-pass", (centroids, drift_other, half_gap),
         carried=carried, takes_carried=True, returns_carried=True,
     )  # fmt: skip
     if carried is not None:
@@ -241,16 +228,6 @@ def _replay_nearest(
     for new, first_label, n_labels in rounds:
         nearest = fold_candidates_chunk(block, first_row, nearest, new, first_label, n_labels)[1]
     return nearest
-
-
-def _bound_groups(X: da.Array, k: int, kept_bytes: int) -> int:
-    """How many groups of centroids the carried bounds tell apart (Yinyang); 0: Hamerly's single bound.
-
-    Chosen by k (``bound_groups``), within the budget of :func:`_carry_rows`:
-    a row then carries its label and a float64 per group.
-    """
-    room = 0.25 * (memory_budget() - kept_bytes) / (2 * X.shape[0])
-    return bound_groups(k, int((room - BOUNDS_DTYPE["label"].itemsize) // np.dtype(np.float64).itemsize))
 
 
 def _measure_candidates(
@@ -499,14 +476,11 @@ def kmeans(
     if weights is not None:
         weights = maybe_persist(weights, keep, "k-means sample weights")
     carry = _carry_rows(array, array.nbytes if keep else 0)
-    n_groups = _bound_groups(array, k, array.nbytes if keep else 0) if carry else 0
     data = _Passes(array, weights, split_every)
 
     best: KMeansResult | None = None
     for run, seed in enumerate(seeds):
-        result = _lloyd(
-            data, k, init, int(seed), max_iter, tol, checkpoint, fingerprint, carry, equal_weights, n_groups
-        )
+        result = _lloyd(data, k, init, int(seed), max_iter, tol, checkpoint, fingerprint, carry, equal_weights)
         logger.info(
             "k-means run %d/%d: inertia %.6g after %d iterations", run + 1, n_init, result.inertia, result.n_iter
         )
@@ -575,14 +549,11 @@ def _lloyd(
     fingerprint: str,
     carry: bool,
     equal_weights: bool = True,
-    n_groups: int = 0,
 ) -> KMeansResult:
     """Lloyd passes from the init (or the checkpoint); ``carry``: keep per-row state in the cluster.
 
     Equal weights draw the inits as no weights do (the draw is the same in
     distribution), so that unit weights give the unweighted run, as in scikit-learn.
-    ``n_groups``: with ``carry``, the bounds are per group of centroids, grouped once from the first
-    pass's centroids (0: Hamerly's single bound).
     """
     n, d = data.X.shape
     saved = _load_checkpoint(checkpoint, k, d, fingerprint) if checkpoint else None
@@ -597,11 +568,10 @@ def _lloyd(
         start, stats, tol_abs = 0, [], None
 
     carried, previous = None, None
-    groups = centroid_groups(centroids, n_groups) if carry and n_groups else None
     for iteration in range(start, max_iter):
         began = time.perf_counter()
         if carry:
-            state, carried = _bounded_pass(data, carried, centroids, previous, tol_abs is None, groups)
+            state, carried = _bounded_pass(data, carried, centroids, previous, tol_abs is None)
             previous = centroids
         else:
             state = _lloyd_state(data, centroids, n_far=k, with_moments=tol_abs is None)

@@ -57,34 +57,6 @@ def test_hamerly_bounds_skip_rows_without_changing_the_result(blobs, bounds):
         assert fractions == [1] * len(fractions)
 
 
-def test_group_bounds_give_the_plain_passes_result_bitwise(monkeypatch):
-    kmeans_module = importlib.import_module("bigdist.kmeans")
-    monkeypatch.setattr(importlib.import_module("bigdist.kernels.kmeans"), "MIN_GROUPED_CLUSTERS", 20)
-    calls = []
-    grouped = kmeans_module.kmeans_grouped_chunk
-    monkeypatch.setattr(
-        kmeans_module, "kmeans_grouped_chunk", lambda *args, **kwargs: calls.append(1) or grouped(*args, **kwargs)
-    )
-    X, _ = make_blobs(3000, 6, centers=30, cluster_std=1.5, random_state=3)
-    X = np.concatenate([X, X[:40]]) + 1e4  # duplicate rows, far from the origin
-    weights = np.random.default_rng(0).uniform(0, 2, len(X))
-    init = X[np.random.default_rng(1).choice(len(X), 40, replace=False)]
-    chunked = da.from_array(X, chunks=((1000, 1, 999, 600, 440), 6))
-    runs = {}
-    for bounds in ("always", "never"):
-        with dask.config.set({"bigdist.kmeans.bounds": bounds}):
-            runs[bounds] = bd.kmeans(chunked, 40, init=init, tol=0, max_iter=15, split_every=2, sample_weight=weights)
-    assert calls, "40 centroids (4 groups): the passes carry group bounds"
-    ours, plain = runs["always"], runs["never"]
-    np.testing.assert_array_equal(ours.centroids, plain.centroids)
-    np.testing.assert_array_equal(ours.labels.compute(), plain.labels.compute())
-    assert (ours.inertia, ours.n_iter) == (plain.inertia, plain.n_iter)
-    assert [s["inertia"] for s in ours.stats] == [s["inertia"] for s in plain.stats]
-    assert min(s["reassigned_fraction"] for s in ours.stats) < 0.2
-    # And the labels are the exact nearest centroids.
-    np.testing.assert_array_equal(ours.labels.compute(), np.argmin(cdist(X, ours.centroids, "sqeuclidean"), axis=1))
-
-
 def test_seed_001_example():
     x = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
     y = np.array([[1.0, 0.0], [0.0, 1.0]])

@@ -5,14 +5,11 @@ each thread keeps its scratch arrays between tasks (``_scratch``).
 
 A Lloyd pass maps ``kmeans_chunk`` (or ``kmeans_bounded_chunk``, which also
 carries per-row bounds between passes and skips the rows whose centroid
-provably stays; or ``kmeans_grouped_chunk``, the same with a bound per group
-of centroids) over the row blocks and merges the partial states with
+provably stays) over the row blocks and merges the partial states with
 ``kmeans_combine``; the state is a small dict::
 
     {"sums": (k, d) float64, "counts": (k,) int64, "inertia": float,
-     "full_rows": rows assigned through the GEMM (the others kept their centroid by the bounds, or compared
-     the few centroids the group bounds left),
-     "pairs": row-centroid distances computed to label the rows (k per GEMM row, and the group filters'),
+     "full_rows": rows assigned through the GEMM (the others kept their centroid by Hamerly's bounds),
      "moments": (2, d) float64 (sum of x and of x**2, for the data's variance),
      "far": the block's rows farthest from their centroid (for empty clusters)}
 
@@ -32,7 +29,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from bigdist.errors import InputShapeError, ParameterError, ValueRangeError
-from bigdist.kernels.assign import DONE, grouped_block, lloyd_block
+from bigdist.kernels.assign import DONE, lloyd_block
 from bigdist.kernels.metrics import margin
 from bigdist.kernels.scaling import largest_magnitude, safe_range
 
@@ -48,21 +45,6 @@ _thread_scratch = threading.local()
 
 # What a row carries from one Lloyd pass to the next (Hamerly's bounds).
 BOUNDS_DTYPE = np.dtype([("label", np.int64), ("lower", np.float64)])
-
-# Group bounds (Yinyang): a tenth as many groups as centroids (Ding et al. 2015), at most MAX_GROUPS (each
-# a float64 per row, carried; and each group's best two per step row in the GEMM path), from
-# MIN_GROUPED_CLUSTERS centroids on. Callgrind, one late pass of 5,000 x 64 float32 rows against Hamerly's:
-# k=1000 random 0.63x the instructions; k=100 blobs 0.91x, random 1.01x (below that, Hamerly's single
-# bound, 16 bytes a row instead of 8 + 8t, does as well).
-MAX_GROUPS = 64
-CENTROIDS_PER_GROUP = 10
-MIN_GROUPED_CLUSTERS = 100
-
-# A row whose group and local filters leave more than this share of the centroids goes through the GEMM
-# (which computes a distance at a fraction of the cost of an exact float64 one); the others compare theirs
-# one by one. Callgrind, one pass of 5,000 x 64 float32 rows: 0.1 and 0.25 equal at k=1000, 0.25 costs 16%
-# more instructions than 0.1 at k=100 on random data.
-LOCAL_SHARE = 0.1
 
 # Each row's nearest k-means|| candidate so far and its squared distance, carried from one round to the next.
 NEAREST_DTYPE = np.dtype([("label", np.int64), ("cost", np.float64)])
@@ -122,33 +104,19 @@ def _run_block(
     half_gap: np.ndarray | None = None,
     with_moments: bool = False,
     weights: np.ndarray | None = None,
-    groups: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Label ``block`` into ``carried_out`` and ``distances`` and return its partial sums (see ``lloyd_block``).
 
     The GEMM runs in float32 for float32 data unless squares leave float32's
     range (then in float64, as exact); ``carried`` (with ``drift_other`` and
-    ``half_gap``) are Hamerly's bounds from the last pass. With ``groups``
-    (each centroid's group, and the groups' drifts), the bounds are per
-    group (``grouped_block``) and ``drift_other`` is each centroid's drift.
+    ``half_gap``) are Hamerly's bounds from the last pass.
     """
     # One memory layout (and the step's rows contiguous): each layout would be another compiled kernel.
     block = np.ascontiguousarray(block)
     n, d = block.shape
     k = len(centroids)
     labels, lower = carried_out["label"], carried_out["lower"]
-    if groups is not None:
-        group_of, group_drift = groups
-        # By group, then by decreasing drift: the local filter stops at a group's first centroid ruled out.
-        members = np.lexsort((-drift_other, group_of)) if carried is not None else np.argsort(group_of, kind="stable")
-        n_groups = len(group_drift)
-        starts = np.searchsorted(group_of[members], np.arange(n_groups + 1))
-        group_info = (group_of, members, starts, int(LOCAL_SHARE * k))
-        if carried is None:
-            bounds = (False, labels, lower, np.zeros(k), np.zeros(n_groups), np.zeros(k))
-        else:
-            bounds = (True, carried["label"], carried["lower"], drift_other, group_drift, half_gap)
-    elif carried is None:
+    if carried is None:
         # Unused: the same array types as real bounds, so no second kernel is compiled for the first pass.
         bounds = (False, labels, lower, np.zeros(k), np.zeros(k))
     else:
@@ -172,26 +140,9 @@ def _run_block(
             labels, lower, distances, state["sums"], state["counts"], state["moments"], with_moments,
             distances if weights is None else weights, weight_sums, weights is not None,
         )  # fmt: skip
-        if groups is None:
-            status, inertia, gemm_rows = lloyd_block(block, centroids, gemm, bounds, outputs, scratch)
-            pairs = 0
-        else:
-            scratch += (
-                _scratch("group_best", (n_groups * step_rows,), gemm_dtype),
-                _scratch("group_second", (n_groups * step_rows,), gemm_dtype),
-                _scratch("group_first", (n_groups * step_rows,), np.int32),
-                _scratch("moved", (n_groups,), np.float64),
-                _scratch("values", (k,), np.float64),
-                _scratch("cut", (n_groups,), np.int64),
-                _scratch("single", (n,), np.float64),
-            )
-            status, inertia, gemm_rows, pairs = grouped_block(
-                block, centroids, gemm, bounds, group_info, outputs, scratch
-            )
+        status, inertia, gemm_rows = lloyd_block(block, centroids, gemm, bounds, outputs, scratch)
         if status == DONE:
-            # The row-centroid distances computed to label the rows (the GEMM's, and the exact ones of the
-            # group filters), besides each bounded row's distance to its last centroid.
-            state.update(inertia=inertia, full_rows=gemm_rows, pairs=gemm_rows * k + pairs)
+            state.update(inertia=inertia, full_rows=gemm_rows)
             if weights is not None:
                 state["weights"] = weight_sums
             return state
@@ -344,106 +295,6 @@ def kmeans_bounded_chunk(
     return state, carried_out
 
 
-def group_bounds_dtype(n_groups: int) -> np.dtype:
-    """What a row carries from one pass to the next with group bounds: its label, one bound per group."""
-    return np.dtype([("label", np.int64), ("lower", np.float64, (n_groups,))])
-
-
-def kmeans_grouped_chunk(
-    block: np.ndarray,
-    first_row: int,
-    carried: np.ndarray | None,
-    centroids: np.ndarray,
-    groups: np.ndarray,
-    drift: np.ndarray,
-    group_drift: np.ndarray,
-    half_gap: np.ndarray,
-    n_far: int,
-    with_moments: bool = False,
-    weights: np.ndarray | None = None,
-) -> tuple[dict[str, Any], np.ndarray]:
-    """:func:`kmeans_bounded_chunk` with a lower bound per group of centroids (Yinyang k-means).
-
-    Each row carries its label and, for each group, a lower bound on its
-    distance to the group's centroids other than its own. A row keeps its
-    label when its exact distance stays below every group's bound less the
-    group's drift; otherwise only the centroids of the groups (and, within
-    them, those) the bounds cannot rule out are compared with it, exactly,
-    or through the GEMM when they are many. The partial state is bitwise that
-    of :func:`kmeans_chunk`.
-
-    Parameters
-    ----------
-    block : ndarray of shape (n, d)
-    first_row : int, global index of ``block[0]``
-    carried : structured ndarray of shape (n,), dtype ``group_bounds_dtype(t)``, from the last pass; or None
-        (the first pass: every row is assigned in full)
-    centroids : ndarray of shape (k, d), the current centroids
-    groups : ndarray of shape (k,), int64, each centroid's group in ``[0, t)``, the same every pass
-    drift : ndarray of shape (k,), how far each centroid moved since the last pass (rounded up)
-    group_drift : ndarray of shape (t,), the farthest any centroid of each group moved (rounded up)
-    half_gap : ndarray of shape (k,), as for :func:`kmeans_bounded_chunk`
-    n_far, with_moments, weights : as for :func:`kmeans_bounded_chunk`
-
-    Returns
-    -------
-    (dict, structured ndarray of shape (n,)), the partial state and the rows' new labels and bounds
-    """
-    if with_moments and carried is not None:
-        raise ValueError("with_moments needs a full pass (carried=None)")
-    centroids = np.asarray(centroids, dtype=np.float64)
-    weights = check_weights(weights, len(block))
-    carried_out = np.empty(len(block), dtype=group_bounds_dtype(len(group_drift)))
-    distances = _scratch("distances", (len(block),), np.float64)
-    groups = np.ascontiguousarray(groups, dtype=np.int64)
-    state = _run_block(
-        block, centroids, carried_out, distances, carried, drift, half_gap, with_moments, weights, (groups, group_drift)
-    )
-    state["far"] = _farthest(distances, carried_out["label"], block, first_row, n_far, weights)
-    return state, carried_out
-
-
-def bound_groups(n_clusters: int, affordable: int) -> int:
-    """How many groups of centroids the rows' bounds tell apart; 0: Hamerly's single bound.
-
-    ``affordable``: the most bounds per row the memory budget holds.
-    """
-    if n_clusters < MIN_GROUPED_CLUSTERS:
-        return 0
-    n_groups = min(n_clusters // CENTROIDS_PER_GROUP, MAX_GROUPS, affordable)
-    return n_groups if n_groups >= 2 else 0
-
-
-def centroid_groups(centroids: np.ndarray, n_groups: int, n_iter: int = 5) -> np.ndarray:
-    """Each centroid's group: a few Lloyd iterations over the centroids (Ding et al.), deterministic.
-
-    Only the speed depends on the grouping, never the result.
-
-    Parameters
-    ----------
-    centroids : ndarray of shape (k, d)
-    n_groups : int, t <= k
-
-    Returns
-    -------
-    ndarray of shape (k,), int64, in ``[0, t)``, each group holding at least one centroid (fewer than
-    ``n_groups`` groups when one ends empty)
-    """
-    centroids = np.asarray(centroids, dtype=np.float64)
-    k = len(centroids)
-    centres = centroids[np.linspace(0, k - 1, n_groups).astype(np.int64)]
-    norms2 = np.einsum("ij,ij->i", centroids, centroids)
-    for _ in range(n_iter):
-        gaps2 = norms2[:, None] - 2 * centroids @ centres.T + np.einsum("ij,ij->i", centres, centres)[None, :]
-        groups = np.argmin(gaps2, axis=1)
-        counts = np.bincount(groups, minlength=n_groups)
-        sums = np.zeros_like(centres)
-        np.add.at(sums, groups, centroids)
-        centres = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centres)
-    # Groups numbered 0 to t' - 1 without gaps (a group left empty is dropped).
-    return np.unique(groups, return_inverse=True)[1].astype(np.int64).ravel()
-
-
 def _farthest(
     distances: np.ndarray,
     labels: np.ndarray,
@@ -473,7 +324,6 @@ def kmeans_combine(partials: list[dict[str, Any]], n_far: int) -> dict[str, Any]
     order = np.lexsort((far["index"], -far["distance"]))[:n_far]
     merged = {
         "full_rows": sum(p["full_rows"] for p in partials),
-        "pairs": sum(p["pairs"] for p in partials),
         "sums": sum(p["sums"] for p in partials),
         "counts": sum(p["counts"] for p in partials),
         "inertia": sum(p["inertia"] for p in partials),
@@ -527,46 +377,13 @@ def bound_updates(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np
     half_gap : ndarray of shape (k,), half the distance of each new centroid to its nearest other one,
         rounded down (0 when k is 1: no other centroid to tell apart)
     """
-    k = len(after)
-    drift = _drifts(before, after)
+    k, d = after.shape
+    drift = np.sqrt(((after - before) ** 2).sum(axis=1)) * (1 + 1e-12)
     if k == 1:
         return np.zeros(1), np.full(1, np.inf)
     order = np.argsort(drift)
     drift_other = np.full(k, drift[order[-1]])
     drift_other[order[-1]] = drift[order[-2]]
-    return drift_other, _half_gaps(after)
-
-
-def group_bound_updates(
-    before: np.ndarray, after: np.ndarray, groups: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """What :func:`kmeans_grouped_chunk` needs to know of a centroid update.
-
-    Parameters
-    ----------
-    before, after : ndarray of shape (k, d), float64, the centroids of the last pass and of this one
-    groups : ndarray of shape (k,), int64, each centroid's group in ``[0, t)``
-
-    Returns
-    -------
-    drift : ndarray of shape (k,), how far each centroid moved, rounded up
-    group_drift : ndarray of shape (t,), the farthest move in each group (0 for an empty group)
-    half_gap : ndarray of shape (k,), as :func:`bound_updates` gives it
-    """
-    drift = _drifts(before, after)
-    group_drift = np.zeros(int(groups.max()) + 1)
-    np.maximum.at(group_drift, groups, drift)
-    half_gap = np.full(1, np.inf) if len(after) == 1 else _half_gaps(after)
-    return drift, group_drift, half_gap
-
-
-def _drifts(before: np.ndarray, after: np.ndarray) -> np.ndarray:
-    return np.sqrt(((after - before) ** 2).sum(axis=1)) * (1 + 1e-12)
-
-
-def _half_gaps(after: np.ndarray) -> np.ndarray:
-    """Half of each centroid's distance to its nearest other one, rounded down."""
-    k, d = after.shape
     centred = after - after.mean(axis=0)
     norms2 = np.einsum("ij,ij->i", centred, centred)
     # Expansion in float64, in row blocks: the k x k gaps at GEMM speed, with the rounding bound subtracted.
@@ -578,7 +395,8 @@ def _half_gaps(after: np.ndarray) -> np.ndarray:
             gaps2 = norms2[start : start + 1024, None] - 2 * centred[start : start + 1024] @ centred.T + norms2[None, :]
             gaps2[np.arange(len(gaps2)), np.arange(start, start + len(gaps2))] = np.inf
             nearest2[start : start + 1024] = gaps2.min(axis=1)
-    return 0.5 * np.sqrt(np.maximum(nearest2 - error, 0.0)) * (1 - 1e-12)
+    half_gap = 0.5 * np.sqrt(np.maximum(nearest2 - error, 0.0)) * (1 - 1e-12)
+    return drift_other, half_gap
 
 
 def row_uniforms(seed: int, stream: int, rows: np.ndarray) -> np.ndarray:
