@@ -12,6 +12,10 @@
 2. The scheduler's own overhead per task: many no-op tasks on a LocalCluster.
 3. One real run of ``bigdist knn`` (self-join) at ``--real-rows`` rows, on
    data generated first, with the peak RSS of every process of the run.
+4. Worker memory against n (``--worker-train``): the same block of queries
+   against lazy synthetic train sets of growing n, written through the
+   waves on a LocalCluster; the peak RSS of each worker, which should not
+   grow with n (each task generates its own train panel).
 
 Run from the repository root: ``python scripts/bench_scale.py --quick`` (well under a minute).
 """
@@ -151,6 +155,61 @@ def child_waves(n_rows: int, n_features: int, k: int, chunk_rows: int, processes
             workdir=workdir,
         )
         os._exit(0)
+
+
+def child_workers(n_rows: int, args: argparse.Namespace) -> None:
+    """``--worker-queries`` queries against n_rows lazy train rows, to Zarr; peak RSS of every worker."""
+    import threading
+
+    import dask.array as da
+    import numpy as np
+    from distributed import Client
+
+    import bigdist as bd
+
+    peaks: dict[str, int] = {}
+    stop = threading.Event()
+    workdir = tempfile.mkdtemp(prefix="bigdist-scale-workers-")
+    with _cluster(processes=True) as cluster, Client(cluster) as client:
+        baseline = client.run(_rss)
+
+        def sample() -> None:
+            while not stop.wait(0.2):
+                for worker, rss in client.run(_rss).items():
+                    peaks[worker] = max(peaks.get(worker, 0), rss)
+
+        queries = np.random.default_rng(0).random((args.worker_queries, args.features), dtype=np.float32)
+        train = da.random.default_rng(1).random((n_rows, args.features), chunks=(args.chunk_rows, args.features))
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        start = time.perf_counter()
+        bd.knn(queries, train.astype(np.float32), k=args.k).to_zarr(os.path.join(workdir, "nn.zarr"))
+        seconds = time.perf_counter() - start
+        stop.set()
+        sampler.join()
+    _emit(phase="workers", n=n_rows, seconds=seconds, baseline=list(baseline.values()), peaks=list(peaks.values()))
+    import shutil
+
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def worker_memory(sizes: tuple[int, ...], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Each train size in a fresh process; the workers' peak RSS printed per size."""
+    rows = []
+    for n_rows in sizes:
+        command = [sys.executable, __file__, "--child", str(n_rows), "--mode", "workers",
+                   "--features", str(args.features), "--k", str(args.k), "--chunk-rows", str(args.chunk_rows),
+                   "--worker-queries", str(args.worker_queries)]  # fmt: skip
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        row = next(json.loads(line) for line in output.splitlines() if line.startswith("{"))
+        rows.append(row)
+        print(
+            f"workers: {args.worker_queries:,} queries x {n_rows:.0e} train rows x {args.features}, k={args.k}: "
+            f"{row['seconds']:.1f} s; worker peak RSS {', '.join(_mb(rss) for rss in sorted(row['peaks']))} "
+            f"(idle {', '.join(_mb(rss) for rss in sorted(row['baseline']))})",
+            flush=True,
+        )
+    return rows
 
 
 def _scheduler_state(dask_scheduler: Any) -> dict[str, Any]:
@@ -315,7 +374,7 @@ def real_run(n_rows: int, args: argparse.Namespace, workdir: str) -> dict[str, A
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="Small sizes, a short timeout: a smoke check.")
-    parser.add_argument("--sizes", type=float, nargs="+", help="Rows of the simulated self-joins (default 1e6..1e9).")
+    parser.add_argument("--sizes", type=float, nargs="*", help="Rows of the simulated self-joins (default 1e6..1e9).")
     parser.add_argument("--features", type=int, default=128)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--chunk-rows", type=int, default=65536, help="Row chunks of the lazy input.")
@@ -333,12 +392,19 @@ def main() -> None:
     parser.add_argument(
         "--watch", type=float, default=5.0, help="Seconds the waves are watched after their first task."
     )
-    parser.add_argument("--mode", choices=("graph", "waves"), default="graph", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker-train", type=float, nargs="*", default=None,
+        help="Train rows of the worker-memory runs, e.g. 1e6 1e7 1e8 (default: none; --quick: 1e4 1e5).",
+    )  # fmt: skip
+    parser.add_argument("--worker-queries", type=int, default=256, help="Queries of the worker-memory runs.")
+    parser.add_argument("--mode", choices=("graph", "waves", "workers"), default="graph", help=argparse.SUPPRESS)
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         processes = args.cluster == "processes"
-        if args.mode == "waves":
+        if args.mode == "workers":
+            child_workers(args.child, args)
+        elif args.mode == "waves":
             child_waves(args.child, args.features, args.k, args.chunk_rows, processes, args.watch)
         else:
             child_graph(args.child, args.features, args.k, args.chunk_rows, processes)
@@ -351,17 +417,21 @@ def main() -> None:
         real_rows = 5_000 if args.real_rows is None else int(args.real_rows)
         args.cluster = args.cluster or "threads"
         args.features = min(args.features, 32)
+        worker_train = QUICK_SIZES if args.worker_train is None else args.worker_train
     else:
         sizes = SIZES
         real_rows = 0 if args.real_rows is None else int(args.real_rows)
+        worker_train = args.worker_train or ()
     args.cluster = args.cluster or "processes"
-    if args.sizes:
+    if args.sizes is not None:
         sizes = tuple(int(size) for size in args.sizes)
-    figures: dict[str, Any] = {mode: run_graph_sizes(sizes, args, mode) for mode in ("graph", "waves")}
+    figures: dict[str, Any] = {mode: run_graph_sizes(sizes, args, mode) for mode in ("graph", "waves") if sizes}
     figures["scheduler_overhead"] = scheduler_overhead(args.overhead_tasks, args.cluster == "processes")
     if real_rows:
         with tempfile.TemporaryDirectory(prefix="bigdist-scale-", dir=args.workdir) as workdir:
             figures["real_run"] = real_run(real_rows, args, workdir)
+    if worker_train:
+        figures["worker_memory"] = worker_memory(tuple(int(n) for n in worker_train), args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=1)
