@@ -22,9 +22,9 @@ from bigdist import config
 from bigdist.blas import limited_blas
 from bigdist.errors import ValueRangeError
 from bigdist.execution.jobs import Job, OutputArray
-from bigdist.execution.panels import panel_blocks, panel_job, panel_summary
+from bigdist.execution.panels import panel_job, panel_summary, run_panels
 from bigdist.execution.sources import InputRows, rows_of
-from bigdist.execution.waves import ProgressCallback, ambient_client, run_blocks
+from bigdist.execution.waves import ProgressCallback
 from bigdist.io.store import (
     PROGRESS_GROUP,
     WRITE_CONFIG,
@@ -241,7 +241,7 @@ def write_knn(
     finish = partial(knn_finish, k=k, metric=metric, dtype=distances.dtype)
     panel = partial(knn_panel, **knn_panel_options(k=k, metric=metric, p=p, exclude_self=self_join, chunk=chunk))
     logger.info("knn to %s: %s", path, panel_summary(job, train))
-    blocks = panel_blocks(
+    run_panels(
         job,
         queries,
         train,
@@ -250,12 +250,6 @@ def write_knn(
         combine=merge,
         finish=finish,
         finish_args=lambda block: (targets, markers, slice(block.start, block.stop), block.index),
-        client=ambient_client(),
-    )
-    run_blocks(
-        blocks,
-        total=len(job.query_blocks),
-        done=int(finished.sum()),
         split_every=split_every,
         name="bigdist-knn-panel",
         what=f"knn {path}",

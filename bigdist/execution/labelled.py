@@ -22,9 +22,9 @@ from dask.base import tokenize
 
 from bigdist.execution.jobs import Job, OutputArray
 from bigdist.execution.knn import cast_distances, knn_job, knn_panel, knn_panel_options
-from bigdist.execution.panels import panel_blocks, panel_summary
+from bigdist.execution.panels import panel_summary, run_panels
 from bigdist.execution.sources import InputRows, rows_of
-from bigdist.execution.waves import ProgressCallback, ambient_client, run_blocks
+from bigdist.execution.waves import ProgressCallback
 from bigdist.io.store import (
     PROGRESS_GROUP,
     WRITE_CONFIG,
@@ -217,7 +217,7 @@ def write_labelled(
         vote=vote,
     )
     logger.info("classify to %s: %s", path, panel_summary(job, train))
-    blocks = panel_blocks(
+    run_panels(
         job,
         queries,
         train,
@@ -226,17 +226,11 @@ def write_labelled(
         combine=merge,
         finish=finish,
         finish_args=lambda block: (targets, markers, slice(block.start, block.stop), block.index),
-        client=ambient_client(),
-        aligned=(label_rows,),
-    )
-    run_blocks(
-        blocks,
-        total=len(job.query_blocks),
-        done=int(finished.sum()),
         split_every=split_every,
         name="bigdist-classify-panel",
         what=f"classify {path}",
         progress=progress,
+        aligned=(label_rows,),
     )
     return mark_complete(path, storage_options=storage_options)
 

@@ -1,4 +1,4 @@
-"""Jobs of (query block, train panel) tasks, and the work of each query block for the waves.
+"""Jobs of (query block, train panel) tasks, and their run in waves.
 
 The kNN, ``bigdist classify`` and the radius neighbours cut their inputs the
 same way — the query rows in their row blocks, the train blocks grouped into
@@ -18,7 +18,7 @@ import numpy as np
 from bigdist import config
 from bigdist.execution.jobs import Job, OutputArray, RowBlock, group_panels, row_blocks
 from bigdist.execution.sources import InputRows
-from bigdist.execution.waves import BlockWork
+from bigdist.execution.waves import BlockWork, ProgressCallback, ambient_client, run_blocks
 
 
 def panel_job(
@@ -75,7 +75,7 @@ def panel_summary(job: Job, train: InputRows) -> str:
     )
 
 
-def panel_blocks(
+def run_panels(
     job: Job,
     queries: InputRows,
     train: InputRows,
@@ -85,10 +85,13 @@ def panel_blocks(
     combine: Callable[[list[Any]], Any],
     finish: Callable[..., Any],
     finish_args: Callable[[RowBlock], tuple[Any, ...]],
-    client: Any | None,
+    split_every: int,
+    name: str,
+    what: str,
+    progress: ProgressCallback | None = None,
     aligned: Sequence[InputRows] = (),
-) -> Iterator[BlockWork]:
-    """The work of each query block of ``job`` not marked in ``skip``, for :func:`bigdist.execution.waves.run_blocks`.
+) -> None:
+    """Run the query blocks of ``job`` not marked in ``skip`` in waves, one task per (query block, panel).
 
     Parameters
     ----------
@@ -104,22 +107,35 @@ def panel_blocks(
         As for :class:`bigdist.execution.waves.BlockWork`.
     finish_args : callable
         ``finish_args(query_block)``: the finish's arguments after the partials.
-    client : distributed.Client or None
-        Where in-memory inputs are persisted (see :meth:`InputRows.source`).
+    split_every, name, what, progress
+        As for :func:`bigdist.execution.waves.run_blocks`.
     aligned : sequence of InputRows
         Inputs cut as the panels (block ``i`` holds the rows of panel ``i``); each task
         also gets its panel's block of each, as a source and ``[panel.start]``.
     """
-    for block in job.query_blocks:
-        if skip[block.index]:
-            continue
-        query_source = queries.source([block.index], client)
-        work = []
-        for p in job.panels:
-            train_args = (train.source(list(p.blocks), client), [train.starts[j] for j in p.blocks])
-            extra = [value for rows in aligned for value in (rows.source([p.index], client), [p.start])]
-            work.append((panel, (query_source, [block.start], *train_args, *extra)))
-        yield BlockWork(index=block.index, panels=work, combine=combine, finish=finish, finish_args=finish_args(block))
+    client = ambient_client()
+
+    def blocks() -> Iterator[BlockWork]:
+        for block in job.query_blocks:
+            if skip[block.index]:
+                continue
+            query_source = queries.source([block.index], client)
+            work = []
+            for p in job.panels:
+                train_args = (train.source(list(p.blocks), client), [train.starts[j] for j in p.blocks])
+                extra = [value for rows in aligned for value in (rows.source([p.index], client), [p.start])]
+                work.append((panel, (query_source, [block.start], *train_args, *extra)))
+            yield BlockWork(block.index, work, combine=combine, finish=finish, finish_args=finish_args(block))
+
+    run_blocks(
+        blocks(),
+        total=len(job.query_blocks),
+        done=int(skip.sum()),
+        split_every=split_every,
+        name=name,
+        what=what,
+        progress=progress,
+    )
 
 
-__all__ = ["panel_blocks", "panel_job", "panel_summary"]
+__all__ = ["panel_job", "panel_summary", "run_panels"]

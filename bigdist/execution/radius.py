@@ -36,9 +36,9 @@ from bigdist import config
 from bigdist.blas import limited_blas
 from bigdist.execution.jobs import Job, OutputArray
 from bigdist.execution.knn import flops_per_pair
-from bigdist.execution.panels import panel_blocks, panel_job, panel_summary
+from bigdist.execution.panels import panel_job, panel_summary, run_panels
 from bigdist.execution.sources import InputRows, rows_of
-from bigdist.execution.waves import BlockWork, ProgressCallback, ambient_client, run_blocks
+from bigdist.execution.waves import BlockWork, ProgressCallback, run_blocks
 from bigdist.io.integrity import output_codecs
 from bigdist.io.store import (
     PROGRESS_GROUP,
@@ -320,7 +320,7 @@ def write_radius(
     logger.info(
         "radius neighbours to %s: %s (%d blocks staged before)", path, panel_summary(job, train), int(staged.sum())
     )
-    blocks = panel_blocks(
+    run_panels(
         job,
         queries,
         train,
@@ -329,12 +329,6 @@ def write_radius(
         combine=merge,
         finish=finish,
         finish_args=lambda block: (group, block.index),
-        client=ambient_client(),
-    )
-    run_blocks(
-        blocks,
-        total=n_blocks,
-        done=int(staged.sum()),
         split_every=split_every,
         name="bigdist-radius-panel",
         what=f"radius neighbours {path} (pairs staged)",
