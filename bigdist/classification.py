@@ -363,7 +363,7 @@ class KNeighborsClassifier(ClassifierMixin, _LabelledNeighbors):
         progress : callable, optional
             ``progress(done, total, elapsed_seconds)`` after every written query block.
         storage_options : dict, optional
-            fsspec options of the output URL's filesystem (credentials, endpoint, retries).
+            fsspec options of the output URL's filesystem, as for :func:`bigdist.io.write_group`.
 
         Returns
         -------

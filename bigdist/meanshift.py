@@ -102,9 +102,7 @@ class MeanShiftResult:
         progress : callable, optional
             ``progress(done, total, elapsed_seconds)`` after every labelled row block.
         storage_options : dict, optional
-            fsspec options of the output URL's filesystem (e.g. s3fs ``key``, ``secret``,
-            ``client_kwargs={"endpoint_url": ...}``, ``config_kwargs={"retries": ...}``), used on the client and
-            by the workers.
+            fsspec options of the output URL's filesystem, as for :func:`bigdist.io.write_group`.
 
         Returns
         -------

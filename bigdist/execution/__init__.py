@@ -2,10 +2,12 @@
 
 ``jobs`` describes a job in numbers (what ``bd.plan`` reads); ``waves``
 runs it on the ambient scheduler with a bounded window of tasks in flight;
-``sources`` lets a task read its own row blocks; ``knn`` (kNN and the
-self-join) and ``blocks`` (independent blocks: distance matrices) write
-through them; ``passes`` runs the passes of k-means and mean shift (partial
-states folded on the client) and writes their labels.
+``sources`` lets a task read its own row blocks; ``panels`` builds the jobs
+of (query block, train panel) tasks and runs them, for ``knn`` (kNN and the
+self-join), ``labelled`` (``bigdist classify``) and ``radius`` (radius
+neighbours); ``blocks`` (independent blocks: distance matrices) writes
+through the waves too; ``passes`` runs the passes of k-means and mean shift
+(partial states folded on the client) and writes their labels.
 """
 
 from __future__ import annotations

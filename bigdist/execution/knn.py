@@ -21,9 +21,10 @@ from dask.base import tokenize
 from bigdist import config
 from bigdist.blas import limited_blas
 from bigdist.errors import ValueRangeError
-from bigdist.execution.jobs import Job, OutputArray, group_panels, row_blocks
+from bigdist.execution.jobs import Job, OutputArray
+from bigdist.execution.panels import panel_job, panel_summary, run_panels
 from bigdist.execution.sources import InputRows, rows_of
-from bigdist.execution.waves import BlockWork, ProgressCallback, ambient_client, run_blocks
+from bigdist.execution.waves import ProgressCallback
 from bigdist.io.store import (
     PROGRESS_GROUP,
     WRITE_CONFIG,
@@ -89,32 +90,21 @@ def knn_job(
     out_dtype : dtype, optional
         Of the distances; default the inputs' result type (a user's metric function gives float64).
     """
-    n_queries, n_features = query_array.shape
+    n_queries = query_array.shape[0]
     if out_dtype is None:
         out_dtype = np.result_type(query_array.dtype, train_array.dtype)
-    per_pair = flops_per_pair(metric, n_features)
-    query_blocks = row_blocks(query_array.chunks[0])
-    train_blocks = row_blocks(train_array.chunks[0])
     chunks = (tuple(query_array.chunks[0]), (k,))
-    return Job(
-        kind="knn",
-        n_queries=n_queries,
-        n_train=train_array.shape[0],
-        n_features=n_features,
-        query_itemsize=query_array.dtype.itemsize,
-        train_itemsize=train_array.dtype.itemsize,
-        query_blocks=query_blocks,
-        train_blocks=train_blocks,
-        panels=group_panels(
-            train_blocks, max(query_array.chunks[0]), per_pair, float(config.get("execution.panel-flops"))
-        ),
+    return panel_job(
+        "knn",
+        query_array,
+        train_array,
+        flops_per_pair=flops_per_pair(metric, query_array.shape[1]),
         outputs=(
             OutputArray("distances", (n_queries, k), np.dtype(out_dtype), chunks),
             OutputArray("indices", (n_queries, k), np.dtype(np.int64), chunks),
         ),
-        flops_per_pair=per_pair,
-        train_in_store=(train_rows or InputRows(train_array)).in_store,
         params=params,
+        train_rows=train_rows,
     )
 
 
@@ -159,6 +149,19 @@ def knn_panel(
             tile = kernel(query_rows, train_rows, query_index, train_index)
             best = tile if best is None else knn_combine(np.concatenate([best, tile], axis=1), k=k)
     return best
+
+
+def knn_panel_options(*, k: int, metric: str, p: float, exclude_self: bool, chunk: Any = None) -> dict[str, Any]:
+    """The keyword arguments of :func:`knn_panel` for one run, its tile sizes from config (read now)."""
+    return {
+        "k": k,
+        "metric": metric,
+        "p": p,
+        "exclude_self": exclude_self,
+        "tile_query_rows": config.get("knn.tile-query-rows"),
+        "tile_train_rows": config.get("knn.tile-train-rows"),
+        "chunk": chunk,
+    }
 
 
 def knn_merge(partials: list[np.ndarray], *, k: int) -> np.ndarray:
@@ -234,58 +237,19 @@ def write_knn(
     targets = {name: group[name].with_config(WRITE_CONFIG) for name in ("distances", "indices")}
     markers = {name: group[f"{PROGRESS_GROUP}/{name}"] for name in ("distances", "indices")}
     finished = done["distances"][:, 0] & done["indices"][:, 0]
-    client = ambient_client()
-    options = {
-        "k": k,
-        "metric": metric,
-        "p": p,
-        "exclude_self": self_join,
-        "tile_query_rows": config.get("knn.tile-query-rows"),
-        "tile_train_rows": config.get("knn.tile-train-rows"),
-        "chunk": chunk,
-    }
     merge = partial(knn_merge, k=k)
     finish = partial(knn_finish, k=k, metric=metric, dtype=distances.dtype)
-    panel = partial(knn_panel, **options)
-    logger.info(
-        "knn to %s: %d query blocks x %d panels of %d train blocks = %d tasks, train rows read %s",
-        path,
-        len(job.query_blocks),
-        len(job.panels),
-        len(job.train_blocks),
-        job.n_tasks,
-        "inside the tasks" if train.in_store else "from blocks persisted once",
-    )
-
-    def blocks() -> Any:
-        for block in job.query_blocks:
-            if finished[block.index]:
-                continue
-            query_source = queries.source([block.index], client)
-            work = [
-                (
-                    panel,
-                    (
-                        query_source,
-                        [block.start],
-                        train.source(list(p.blocks), client),
-                        [train.starts[j] for j in p.blocks],
-                    ),
-                )
-                for p in job.panels
-            ]
-            yield BlockWork(
-                index=block.index,
-                panels=work,
-                combine=merge,
-                finish=finish,
-                finish_args=(targets, markers, slice(block.start, block.stop), block.index),
-            )
-
-    run_blocks(
-        blocks(),
-        total=len(job.query_blocks),
-        done=int(finished.sum()),
+    panel = partial(knn_panel, **knn_panel_options(k=k, metric=metric, p=p, exclude_self=self_join, chunk=chunk))
+    logger.info("knn to %s: %s", path, panel_summary(job, train))
+    run_panels(
+        job,
+        queries,
+        train,
+        panel,
+        skip=finished,
+        combine=merge,
+        finish=finish,
+        finish_args=lambda block: (targets, markers, slice(block.start, block.stop), block.index),
         split_every=split_every,
         name="bigdist-knn-panel",
         what=f"knn {path}",
@@ -294,4 +258,4 @@ def write_knn(
     return mark_complete(path, storage_options=storage_options)
 
 
-__all__ = ["cast_distances", "flops_per_pair", "knn_finish", "knn_job", "knn_panel", "write_knn"]
+__all__ = ["cast_distances", "flops_per_pair", "knn_finish", "knn_job", "knn_panel", "knn_panel_options", "write_knn"]

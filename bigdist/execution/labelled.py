@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import numpy as np
 from dask.base import tokenize
 
-from bigdist import config
 from bigdist.execution.jobs import Job, OutputArray
-from bigdist.execution.knn import cast_distances, knn_job, knn_panel
+from bigdist.execution.knn import cast_distances, knn_job, knn_panel, knn_panel_options
+from bigdist.execution.panels import panel_summary, run_panels
 from bigdist.execution.sources import InputRows, rows_of
-from bigdist.execution.waves import BlockWork, ProgressCallback, ambient_client, run_blocks
+from bigdist.execution.waves import ProgressCallback
 from bigdist.io.store import (
     PROGRESS_GROUP,
     WRITE_CONFIG,
@@ -203,16 +203,9 @@ def write_labelled(
     targets = {name: group[name].with_config(WRITE_CONFIG) for name in names}
     markers = {name: group[f"{PROGRESS_GROUP}/{name}"] for name in names}
     finished = np.logical_and.reduce([done[name].reshape(len(job.query_blocks), -1).all(axis=1) for name in names])
-    client = ambient_client()
-    options = {
-        "k": result.k,
-        "metric": result._kernel_metric,
-        "p": result.p,
-        "exclude_self": result.self_join,
-        "tile_query_rows": config.get("knn.tile-query-rows"),
-        "tile_train_rows": config.get("knn.tile-train-rows"),
-        "chunk": result.chunk,
-    }
+    options = knn_panel_options(
+        k=result.k, metric=result._kernel_metric, p=result.p, exclude_self=result.self_join, chunk=result.chunk
+    )
     panel = partial(labelled_panel, **options)
     merge = partial(labelled_merge, k=result.k)
     finish = partial(
@@ -223,51 +216,21 @@ def write_labelled(
         drop_self=drop_self,
         vote=vote,
     )
-    logger.info(
-        "classify to %s: %d query blocks x %d panels of %d train blocks = %d tasks, train rows read %s",
-        path,
-        len(job.query_blocks),
-        len(job.panels),
-        len(job.train_blocks),
-        job.n_tasks,
-        "inside the tasks" if train.in_store else "from blocks persisted once",
-    )
-
-    def blocks() -> Iterator[BlockWork]:
-        for block in job.query_blocks:
-            if finished[block.index]:
-                continue
-            query_source = queries.source([block.index], client)
-            work = [
-                (
-                    panel,
-                    (
-                        query_source,
-                        [block.start],
-                        train.source(list(p.blocks), client),
-                        [train.starts[j] for j in p.blocks],
-                        label_rows.source([p.index], client),
-                        [p.start],
-                    ),
-                )
-                for p in job.panels
-            ]
-            yield BlockWork(
-                index=block.index,
-                panels=work,
-                combine=merge,
-                finish=finish,
-                finish_args=(targets, markers, slice(block.start, block.stop), block.index),
-            )
-
-    run_blocks(
-        blocks(),
-        total=len(job.query_blocks),
-        done=int(finished.sum()),
+    logger.info("classify to %s: %s", path, panel_summary(job, train))
+    run_panels(
+        job,
+        queries,
+        train,
+        panel,
+        skip=finished,
+        combine=merge,
+        finish=finish,
+        finish_args=lambda block: (targets, markers, slice(block.start, block.stop), block.index),
         split_every=split_every,
         name="bigdist-classify-panel",
         what=f"classify {path}",
         progress=progress,
+        aligned=(label_rows,),
     )
     return mark_complete(path, storage_options=storage_options)
 

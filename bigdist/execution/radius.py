@@ -34,10 +34,11 @@ from dask.base import tokenize
 
 from bigdist import config
 from bigdist.blas import limited_blas
-from bigdist.execution.jobs import Job, OutputArray, group_panels, row_blocks
+from bigdist.execution.jobs import Job, OutputArray
 from bigdist.execution.knn import flops_per_pair
+from bigdist.execution.panels import panel_job, panel_summary, run_panels
 from bigdist.execution.sources import InputRows, rows_of
-from bigdist.execution.waves import BlockWork, ProgressCallback, ambient_client, run_blocks
+from bigdist.execution.waves import BlockWork, ProgressCallback, run_blocks
 from bigdist.io.integrity import output_codecs
 from bigdist.io.store import (
     PROGRESS_GROUP,
@@ -76,25 +77,15 @@ def radius_job(
 
     Its one output is ``indptr``: the pairs' arrays have sizes known only after the run.
     """
-    n_queries, n_features = query_array.shape
-    per_pair = flops_per_pair(metric, n_features)
-    train_blocks = row_blocks(train_array.chunks[0])
-    return Job(
-        kind="radius",
-        n_queries=n_queries,
-        n_train=train_array.shape[0],
-        n_features=n_features,
-        query_itemsize=query_array.dtype.itemsize,
-        train_itemsize=train_array.dtype.itemsize,
-        query_blocks=row_blocks(query_array.chunks[0]),
-        train_blocks=train_blocks,
-        panels=group_panels(
-            train_blocks, max(query_array.chunks[0]), per_pair, float(config.get("execution.panel-flops"))
-        ),
+    n_queries = query_array.shape[0]
+    return panel_job(
+        "radius",
+        query_array,
+        train_array,
+        flops_per_pair=flops_per_pair(metric, query_array.shape[1]),
         outputs=(OutputArray("indptr", (n_queries + 1,), np.dtype(np.int64), ((n_queries + 1,),)),),
-        flops_per_pair=per_pair,
-        train_in_store=(train_rows or InputRows(train_array)).in_store,
         params=params,
+        train_rows=train_rows,
     )
 
 
@@ -321,49 +312,23 @@ def write_radius(
             STAGED, shape=(n_blocks,), dtype="uint8", chunks=(1,), fill_value=0, compressors=None, overwrite=True
         )
     staged = np.asarray(group[STAGED][...]).astype(bool)
-    client = ambient_client()
     finish = partial(
         stage_block, max_neighbors=max_neighbors, metric=metric, sort_results=sort_results, dtype=np.dtype(out_dtype)
     )
     panel = partial(radius_panel, kernel=kernel, max_neighbors=max_neighbors)
     merge = partial(radius_merge, max_neighbors=max_neighbors)
     logger.info(
-        "radius neighbours to %s: %d query blocks x %d panels of %d train blocks = %d tasks (%d blocks staged "
-        "before), train rows read %s",
-        path,
-        n_blocks,
-        len(job.panels),
-        len(job.train_blocks),
-        job.n_tasks,
-        int(staged.sum()),
-        "inside the tasks" if train.in_store else "from blocks persisted once",
+        "radius neighbours to %s: %s (%d blocks staged before)", path, panel_summary(job, train), int(staged.sum())
     )
-
-    def blocks() -> Iterator[BlockWork]:
-        for block in job.query_blocks:
-            if staged[block.index]:
-                continue
-            query_source = queries.source([block.index], client)
-            work = [
-                (
-                    panel,
-                    (
-                        query_source,
-                        [block.start],
-                        train.source(list(p.blocks), client),
-                        [train.starts[j] for j in p.blocks],
-                    ),
-                )
-                for p in job.panels
-            ]
-            yield BlockWork(
-                index=block.index, panels=work, combine=merge, finish=finish, finish_args=(group, block.index)
-            )
-
-    run_blocks(
-        blocks(),
-        total=n_blocks,
-        done=int(staged.sum()),
+    run_panels(
+        job,
+        queries,
+        train,
+        panel,
+        skip=staged,
+        combine=merge,
+        finish=finish,
+        finish_args=lambda block: (group, block.index),
         split_every=split_every,
         name="bigdist-radius-panel",
         what=f"radius neighbours {path} (pairs staged)",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numba
@@ -105,27 +105,21 @@ class DistanceFunction:
         if compiled is not None:
             _compiled_pairs(compiled, queries, train, out)
             return out
-        for i, query in enumerate(queries):
-            for j, row in enumerate(train):
-                value = self.pair_function(query, row, **self.params)
-                try:
-                    out[i, j] = value
-                except (TypeError, ValueError) as error:
-                    raise InputValueError(
-                        f"metric {self.label} returned {value!r} for a pair of rows; it must return one number"
-                    ) from error
-        return out
+        return self._pairs(queries, train, out)
 
     def _sparse(self, queries: scipy.sparse.csr_matrix, train: scipy.sparse.csr_matrix) -> np.ndarray:
         """Sparse blocks as scikit-learn gives them to a metric: whole blocks, or 1-row CSR matrices pair by pair."""
         if self.block_function is not None:
             return self(queries.toarray(), train.toarray())
         out = np.empty((queries.shape[0], train.shape[0]))
-        assert self.pair_function is not None
         rows = [train[j] for j in range(train.shape[0])]
-        for i in range(queries.shape[0]):
-            query = queries[i]
-            for j, row in enumerate(rows):
+        return self._pairs((queries[i] for i in range(queries.shape[0])), rows, out)
+
+    def _pairs(self, queries: Iterable[Any], train: Sequence[Any] | np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``out[i, j]`` = the pair function of query ``i`` and train row ``j``, called from Python."""
+        assert self.pair_function is not None
+        for i, query in enumerate(queries):
+            for j, row in enumerate(train):
                 value = self.pair_function(query, row, **self.params)
                 try:
                     out[i, j] = value

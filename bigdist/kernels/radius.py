@@ -340,22 +340,30 @@ def scaled_radius(metric: str, radius: float, exponent: int) -> float:
     return float(np.ldexp(radius, -exponent if metric == "euclidean" else -2 * exponent))
 
 
-def radius_combine(partials: list[dict[str, Any]], *, max_neighbors: int) -> dict[str, Any]:
-    """Merge partial results of one query block, given in increasing train order."""
+def _merge_rows(
+    partials: list[dict[str, Any]], max_neighbors: int, order_of: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> dict[str, Any]:
+    """Partial results of one query block as one, the entries put in the order ``order_of(rows, indices)`` gives."""
     if len(partials) == 1:
         return partials[0]
     counts = np.sum([part["counts"] for part in partials], axis=0)
     first_query = partials[0]["first_query"]
     check_cap(counts, first_query, max_neighbors)
     rows = np.concatenate([np.repeat(np.arange(len(part["counts"])), part["counts"]) for part in partials])
-    # Stable: within a row, earlier train blocks (lower indices) stay first.
-    order = np.argsort(rows, kind="stable")
+    indices = np.concatenate([part["indices"] for part in partials])
+    order = order_of(rows, indices)
     return {
         "counts": counts.astype(np.int64),
-        "indices": np.concatenate([part["indices"] for part in partials])[order],
+        "indices": indices[order],
         "keys": np.concatenate([part["keys"] for part in partials])[order],
         "first_query": first_query,
     }
+
+
+def radius_combine(partials: list[dict[str, Any]], *, max_neighbors: int) -> dict[str, Any]:
+    """Merge partial results of one query block, given in increasing train order."""
+    # Stable: within a row, earlier train blocks (lower indices) stay first.
+    return _merge_rows(partials, max_neighbors, lambda rows, _indices: np.argsort(rows, kind="stable"))
 
 
 def radius_merge(partials: list[dict[str, Any]], *, max_neighbors: int) -> dict[str, Any]:
@@ -365,20 +373,7 @@ def radius_merge(partials: list[dict[str, Any]], *, max_neighbors: int) -> dict[
     gives them for partials in train order: a train row is in one partial
     only, so sorting by (row, index) decides the order whatever arrived first.
     """
-    if len(partials) == 1:
-        return partials[0]
-    counts = np.sum([part["counts"] for part in partials], axis=0)
-    first_query = partials[0]["first_query"]
-    check_cap(counts, first_query, max_neighbors)
-    rows = np.concatenate([np.repeat(np.arange(len(part["counts"])), part["counts"]) for part in partials])
-    indices = np.concatenate([part["indices"] for part in partials])
-    order = np.lexsort((indices, rows))
-    return {
-        "counts": counts.astype(np.int64),
-        "indices": indices[order],
-        "keys": np.concatenate([part["keys"] for part in partials])[order],
-        "first_query": first_query,
-    }
+    return _merge_rows(partials, max_neighbors, lambda rows, indices: np.lexsort((indices, rows)))
 
 
 def radius_finish(partial: dict[str, Any], *, metric: str, sort_results: bool, dtype: np.dtype) -> dict[str, Any]:

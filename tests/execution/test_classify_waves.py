@@ -1,9 +1,6 @@
 """Predictions written through the waves: scikit-learn's votes, the bytes of the lazy write, resumable."""
 
-import glob
-import hashlib
 import logging
-import os
 import pathlib
 
 import dask
@@ -11,19 +8,12 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
-from distributed import Client, LocalCluster
 from sklearn.neighbors import KNeighborsClassifier as SkClassifier
 
 import bigdist as bd
 import bigdist.execution.labelled as execution_labelled
 from bigdist.io import make_random, read_group, write_group
-
-
-def _chunk_digests(path):
-    """md5 of every stored chunk file of the output's result arrays, by relative path."""
-    files = sorted(glob.glob(f"{path}/*/c/**", recursive=True))
-    return {os.path.relpath(f, path): hashlib.md5(pathlib.Path(f).read_bytes()).hexdigest() for f in files
-            if os.path.isfile(f) and "bigdist_progress" not in f}  # fmt: skip
+from tests.execution.helpers import chunk_digests, counting
 
 
 def _lazy_write(model, X, path):
@@ -70,15 +60,15 @@ def test_predictions_equal_scikit_learn_and_the_lazy_write(tmp_path, stores, mon
                 "bigdist.execution.panel-flops": panel_flops}  # fmt: skip
     waves, graph = str(tmp_path / "waves.zarr"), str(tmp_path / "graph.zarr")
     calls: dict[str, int] = {}
-    _counting(monkeypatch, "labelled_panel", calls)
+    counting(monkeypatch, execution_labelled, "labelled_panel", calls)
     with dask.config.set(settings):
         model = bd.KNeighborsClassifier(5, weights=weights, split_every=split_every).fit(train, labels)
         model.write_predictions(waves, queries)
         _lazy_write(model, None if queries is None else da.from_array(queries, chunks=100), graph)
     query_blocks = len(read_group(waves)["predictions"].chunks[0])
     assert calls["labelled_panel"] >= query_blocks * (2 if panel_flops < 1e12 else 1)
-    digests = _chunk_digests(waves)
-    assert len(digests) >= 3 and digests == _chunk_digests(graph)
+    digests = chunk_digests(waves)
+    assert len(digests) >= 3 and digests == chunk_digests(graph)
     expected = SkClassifier(5, weights=weights, algorithm="brute").fit(points, y)
     out = read_group(waves)
     np.testing.assert_array_equal(out["predictions"].compute(), expected.predict(queries))
@@ -98,23 +88,10 @@ def test_several_outputs_and_no_probabilities(tmp_path):
         model.write_predictions(waves, queries)
         model.write_predictions(str(tmp_path / "bare.zarr"), queries, proba=False)
         _lazy_write(model, da.from_array(queries, chunks=50), graph)
-    assert _chunk_digests(waves) == _chunk_digests(graph)
+    assert chunk_digests(waves) == chunk_digests(graph)
     expected = SkClassifier(4, algorithm="brute").fit(points, y)
     np.testing.assert_array_equal(read_group(waves)["predictions"].compute(), expected.predict(queries))
     assert sorted(read_group(str(tmp_path / "bare.zarr"))) == ["classes_0", "classes_1", "predictions"]
-
-
-def _counting(monkeypatch, name, calls, fail_at=None):
-    real = getattr(execution_labelled, name)
-
-    def counted(*args, **kwargs):
-        calls[name] = calls.get(name, 0) + 1
-        if calls[name] == fail_at:
-            raise KeyboardInterrupt  # as if the run were killed here
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(execution_labelled, name, counted)
-    return real
 
 
 @pytest.mark.usefixtures("synchronous")
@@ -124,13 +101,13 @@ def test_interrupted_write_resumes_without_recomputing_finished_blocks(tmp_path,
                 "bigdist.execution.panel-flops": 1e5}  # fmt: skip
     out, clean = str(tmp_path / "pred.zarr"), str(tmp_path / "clean.zarr")
     calls: dict[str, int] = {}
-    real = _counting(monkeypatch, "labelled_finish", calls, fail_at=4)
+    real = counting(monkeypatch, execution_labelled, "labelled_finish", calls, fail_at=4)
     with dask.config.set(settings), pytest.raises(KeyboardInterrupt):
         bd.KNeighborsClassifier(3).fit(train, labels).write_predictions(out)
     assert zarr.open_group(out, mode="r").attrs["bigdist"]["complete"] is False
     monkeypatch.setattr(execution_labelled, "labelled_finish", real)
     calls.clear()
-    _counting(monkeypatch, "labelled_panel", calls)
+    counting(monkeypatch, execution_labelled, "labelled_panel", calls)
     seen = []
     with dask.config.set(settings), caplog.at_level(logging.INFO, logger="bigdist"):
         model = bd.KNeighborsClassifier(3).fit(train, labels)
@@ -143,7 +120,7 @@ def test_interrupted_write_resumes_without_recomputing_finished_blocks(tmp_path,
     assert [done for done, _, _ in seen] == list(range(4, 10)) and {total for _, total, _ in seen} == {9}
     with dask.config.set(settings):
         bd.KNeighborsClassifier(3).fit(train, labels).write_predictions(clean)
-    assert _chunk_digests(out) == _chunk_digests(clean)
+    assert chunk_digests(out) == chunk_digests(clean)
     assert not (pathlib.Path(out) / "bigdist_progress").exists()
 
 
@@ -153,7 +130,7 @@ def test_plan_counts_the_tasks_that_run(tmp_path, stores, monkeypatch):
     queries = str(tmp_path / "queries.zarr")
     make_random(queries, 333, 5, chunk_rows=70, random_state=2)
     calls: dict[str, int] = {}
-    _counting(monkeypatch, "labelled_panel", calls)
+    counting(monkeypatch, execution_labelled, "labelled_panel", calls)
     settings = {"bigdist.chunk-bytes": 100 * 5 * 4, "bigdist.knn.query-block-rows": 100,
                 "bigdist.execution.panel-flops": 1e5}  # fmt: skip
     with dask.config.set(settings):
@@ -161,15 +138,6 @@ def test_plan_counts_the_tasks_that_run(tmp_path, stores, monkeypatch):
         bd.KNeighborsClassifier(4).fit(train, labels).write_predictions(str(tmp_path / "p.zarr"), queries)
     assert plan.tasks == calls["labelled_panel"] == plan.query_blocks * plan.panels and plan.panels >= 2
     assert plan.bytes_written == 333 * 8 + 333 * 4 * 8
-
-
-@pytest.fixture(scope="module")
-def cluster_client():
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
 
 
 def test_cluster_write_equals_the_synchronous_one(tmp_path, stores, cluster_client):
@@ -184,6 +152,6 @@ def test_cluster_write_equals_the_synchronous_one(tmp_path, stores, cluster_clie
         bd.KNeighborsClassifier(5).fit(da.from_array(points, chunks=200), y).write_predictions(
             str(tmp_path / "memory.zarr"), points[:150]
         )
-    assert _chunk_digests(str(tmp_path / "cluster.zarr")) == _chunk_digests(str(tmp_path / "sync.zarr"))
+    assert chunk_digests(str(tmp_path / "cluster.zarr")) == chunk_digests(str(tmp_path / "sync.zarr"))
     expected = SkClassifier(5, algorithm="brute").fit(points, y).predict(points[:150])
     np.testing.assert_array_equal(read_group(str(tmp_path / "memory.zarr"))["predictions"].compute(), expected)

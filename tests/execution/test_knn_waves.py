@@ -1,9 +1,6 @@
 """kNN written through the waves: the bytes of the single-graph write, resumable, bounded, reading its own rows."""
 
-import glob
-import hashlib
 import logging
-import os
 import pathlib
 import sys
 
@@ -12,34 +9,19 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
-from distributed import Client, LocalCluster
-from distributed.diagnostics.plugin import SchedulerPlugin
 
 import bigdist as bd
 import bigdist.execution.knn as execution_knn
 from bigdist.errors import CorruptChunkError
 from bigdist.execution.waves import window_size
 from bigdist.io import make_random, read_group, write_group
+from tests.execution.helpers import SchedulerWatch, chunk_digests
 from tests.oracle import knn_oracle
-
-
-def _chunk_digests(path):
-    """md5 of every stored chunk file of the output's result arrays, by relative path."""
-    files = sorted(glob.glob(f"{path}/*/c/**", recursive=True))
-    return {os.path.relpath(f, path): hashlib.md5(pathlib.Path(f).read_bytes()).hexdigest() for f in files
-            if os.path.isfile(f) and "bigdist_progress" not in f}  # fmt: skip
 
 
 def _single_graph(result, path):
     """Today's single-graph write of the lazy arrays: the reference the waves must match byte for byte."""
     write_group(path, {"distances": result.distances, "indices": result.indices}, attrs={"knn": result.params})
-
-
-@pytest.fixture
-def train_store(tmp_path):
-    path = str(tmp_path / "train.zarr")
-    make_random(path, 1300, 6, chunk_rows=100, random_state=4)
-    return path
 
 
 SETTINGS = [
@@ -65,7 +47,7 @@ def test_self_join_bytes_equal_single_graph(tmp_path, train_store, block_rows, q
         assert len(result.job.panels) >= 1
         result.to_zarr(str(tmp_path / "waves.zarr"))
         _single_graph(result, str(tmp_path / "graph.zarr"))
-    waves, graph = _chunk_digests(str(tmp_path / "waves.zarr")), _chunk_digests(str(tmp_path / "graph.zarr"))
+    waves, graph = chunk_digests(str(tmp_path / "waves.zarr")), chunk_digests(str(tmp_path / "graph.zarr"))
     assert len(waves) >= 2 * -(-1300 // min(query_rows, block_rows)) and waves == graph
     points = zarr.open_array(train_store, mode="r")[:]
     expected = knn_oracle(points, None, 4, metric=metric)[1]
@@ -82,7 +64,7 @@ def test_in_memory_queries_and_train_equal_single_graph(tmp_path, train_chunks):
         result = bd.knn(queries, da.from_array(train, chunks=train_chunks), k=3)
         result.to_zarr(str(tmp_path / "waves.zarr"))
         _single_graph(result, str(tmp_path / "graph.zarr"))
-    assert _chunk_digests(str(tmp_path / "waves.zarr")) == _chunk_digests(str(tmp_path / "graph.zarr"))
+    assert chunk_digests(str(tmp_path / "waves.zarr")) == chunk_digests(str(tmp_path / "graph.zarr"))
     expected_distances, expected_indices = knn_oracle(queries, train, 3)
     out = read_group(str(tmp_path / "waves.zarr"))
     np.testing.assert_array_equal(out["indices"].compute(), expected_indices)
@@ -136,7 +118,7 @@ def test_interrupted_write_resumes_without_recomputing_finished_blocks(tmp_path,
     assert calls["panel"] == (13 - 5) * panels
     with dask.config.set(settings):
         bd.knn(train_store, None, k=3).to_zarr(clean)
-    assert _chunk_digests(out) == _chunk_digests(clean)
+    assert chunk_digests(out) == chunk_digests(clean)
     assert not (pathlib.Path(out) / "bigdist_progress").exists()
 
 
@@ -169,41 +151,9 @@ def test_corrupt_train_chunk_inside_a_panel_names_the_chunk(tmp_path, train_stor
     assert zarr.open_group(str(tmp_path / "nn.zarr"), mode="r").attrs["bigdist"]["complete"] is False
 
 
-@pytest.fixture(scope="module")
-def cluster_client():
-    # A cluster of its own (not distributed.utils_test's client fixture, whose thread-leak check trips over
-    # the I/O threads zarr starts on demand in this process).
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
-
-
-class _SchedulerWatch(SchedulerPlugin):
-    """Records the most tasks the scheduler held at once, and every key it saw."""
-
-    name = "bigdist-test-watch"
-
-    async def start(self, scheduler):
-        self.scheduler, self.most, self.keys, self.at_most = scheduler, 0, set(), {}
-
-    def transition(self, key, start, finish, *args, **kwargs):
-        if start == "released" and finish == "waiting":
-            self.keys.add(key)  # submitted since the watch began (the fixture's input may linger as released keys)
-        live = {
-            k: task
-            for k, task in self.scheduler.tasks.items()
-            if k in self.keys and task.state not in ("released", "forgotten")
-        }
-        if len(live) > self.most:
-            self.most = len(live)
-            self.at_most = {str(k): (task.state, len(task.who_wants or ())) for k, task in live.items()}
-
-
 def test_cluster_tasks_stay_within_the_window_and_panels_read_train_rows(tmp_path, train_store, cluster_client):
     client = cluster_client
-    client.register_plugin(_SchedulerWatch())
+    client.register_plugin(SchedulerWatch())
     settings = {"bigdist.chunk-bytes": 100 * 6 * 4, "bigdist.execution.panel-flops": 2e5}
     with dask.config.set(settings):
         result = bd.knn(train_store, None, k=3)
@@ -221,7 +171,7 @@ def test_cluster_tasks_stay_within_the_window_and_panels_read_train_rows(tmp_pat
     assert 1 <= most <= window_size(client), at_most
     # Only fused tasks: no key of a train (or query) block ever reached the scheduler.
     assert keys and all(str(key).startswith("bigdist-knn-panel-") for key in keys)
-    assert _chunk_digests(str(tmp_path / "nn.zarr")) == _chunk_digests(str(tmp_path / "sync.zarr"))
+    assert chunk_digests(str(tmp_path / "nn.zarr")) == chunk_digests(str(tmp_path / "sync.zarr"))
 
 
 def test_cluster_in_memory_inputs_give_the_oracle(tmp_path, cluster_client):

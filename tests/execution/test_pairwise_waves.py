@@ -11,7 +11,7 @@ import bigdist as bd
 import bigdist.execution.blocks as blocks
 from bigdist.execution.blocks import write_blocks
 from bigdist.io import make_random, read_group, write_group
-from tests.execution.test_knn_waves import _chunk_digests
+from tests.execution.helpers import chunk_digests
 from tests.oracle import distances as oracle_distances
 
 pytestmark = pytest.mark.usefixtures("synchronous")
@@ -33,8 +33,8 @@ def test_matrix_bytes_equal_write_group(tmp_path, inputs, chunk_bytes, panel_flo
         matrix = bd.pairwise_distances(*inputs, metric=metric)
         write_blocks(str(tmp_path / "waves.zarr"), {"distances": matrix}, flops_per_element=10.0)
         write_group(str(tmp_path / "graph.zarr"), {"distances": matrix})
-    waves = _chunk_digests(str(tmp_path / "waves.zarr"))
-    assert len(waves) == np.prod(matrix.numblocks) and waves == _chunk_digests(str(tmp_path / "graph.zarr"))
+    waves = chunk_digests(str(tmp_path / "waves.zarr"))
+    assert len(waves) == np.prod(matrix.numblocks) and waves == chunk_digests(str(tmp_path / "graph.zarr"))
     queries, train = (zarr.open_array(path, mode="r")[:] for path in inputs)
     np.testing.assert_allclose(
         read_group(str(tmp_path / "waves.zarr"))["distances"].compute(),
@@ -64,4 +64,4 @@ def test_interrupted_matrix_resumes_keeping_written_blocks(tmp_path, inputs, mon
         write_blocks(out, {"distances": bd.pairwise_distances(*inputs)})
         write_blocks(clean, {"distances": bd.pairwise_distances(*inputs)})
     assert "8 of 66 blocks already written are kept" in caplog.text
-    assert _chunk_digests(out) == _chunk_digests(clean)
+    assert chunk_digests(out) == chunk_digests(clean)

@@ -1,7 +1,5 @@
 """Radius neighbours written through the waves: the bytes of the single-graph write, resumable in both phases."""
 
-import glob
-import hashlib
 import logging
 import os
 import pathlib
@@ -12,21 +10,13 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
-from distributed import Client, LocalCluster
 from scipy.spatial.distance import cdist
 
 import bigdist as bd
 import bigdist.execution.radius as execution_radius
 from bigdist.execution.waves import window_size
-from bigdist.io import make_random, read_group
-from tests.execution.test_knn_waves import _SchedulerWatch
-
-
-def _chunk_digests(path):
-    """md5 of every stored chunk file of the output's result arrays, by relative path."""
-    files = sorted(glob.glob(f"{path}/*/c/**", recursive=True))
-    return {os.path.relpath(f, path): hashlib.md5(pathlib.Path(f).read_bytes()).hexdigest() for f in files
-            if os.path.isfile(f) and "bigdist_progress" not in f}  # fmt: skip
+from bigdist.io import read_group
+from tests.execution.helpers import SchedulerWatch, chunk_digests, counting
 
 
 def _csr(path):
@@ -50,13 +40,6 @@ def _check_oracle(path, queries, train, radius, metric, self_join, rtol):
     for i, (expected, expected_values) in enumerate(zip(rows, values, strict=True)):
         np.testing.assert_array_equal(indices[indptr[i] : indptr[i + 1]], expected)
         np.testing.assert_allclose(distances[indptr[i] : indptr[i + 1]], expected_values, rtol=rtol)
-
-
-@pytest.fixture
-def train_store(tmp_path):
-    path = str(tmp_path / "train.zarr")
-    make_random(path, 1300, 6, chunk_rows=100, random_state=4)
-    return path
 
 
 SETTINGS = [
@@ -87,8 +70,8 @@ def test_self_join_bytes_equal_single_graph_and_oracle(tmp_path, train_store, bl
     if query_rows == 97:
         assert len(set(job.query_blocks[i].rows for i in range(len(job.query_blocks)))) == 2
     assert len(job.panels) >= (4 if panel_flops < 1e12 else 1)
-    digests = _chunk_digests(waves)
-    assert len(digests) >= 3 and digests == _chunk_digests(graph)
+    digests = chunk_digests(waves)
+    assert len(digests) >= 3 and digests == chunk_digests(graph)
     assert sorted(os.listdir(waves)) == ["distances", "indices", "indptr", "zarr.json"]
     points = zarr.open_array(train_store, mode="r")[:]
     if sort_results:
@@ -109,7 +92,7 @@ def test_in_memory_queries_and_train_give_the_oracle_and_the_single_graph(tmp_pa
         result = bd.radius_neighbors(queries, da.from_array(train, chunks=train_chunks), 1.1)
         result.to_zarr(waves)
         result._write_single_graph(graph, attrs={}, overwrite=False)
-    assert _chunk_digests(waves) == _chunk_digests(graph)
+    assert chunk_digests(waves) == chunk_digests(graph)
     _check_oracle(waves, queries, train, 1.1, "euclidean", False, rtol=1e-12)
 
 
@@ -121,7 +104,7 @@ def test_no_pair_at_all_writes_empty_arrays(tmp_path, train_store):
         result._write_single_graph(str(tmp_path / "graph.zarr"), attrs={}, overwrite=False)
     indptr, indices, distances = _csr(str(tmp_path / "waves.zarr"))
     assert indices.shape == distances.shape == (0,) and np.array_equal(indptr, np.zeros(1301, dtype=np.int64))
-    assert _chunk_digests(str(tmp_path / "waves.zarr")) == _chunk_digests(str(tmp_path / "graph.zarr"))
+    assert chunk_digests(str(tmp_path / "waves.zarr")) == chunk_digests(str(tmp_path / "graph.zarr"))
 
 
 @pytest.mark.usefixtures("synchronous")
@@ -137,26 +120,13 @@ def test_to_zarr_never_builds_the_single_graph(tmp_path, train_store, monkeypatc
     assert read_group(str(tmp_path / "r.zarr"))["indptr"].shape == (1301,)
 
 
-def _counting(monkeypatch, name, calls, fail_at=None):
-    real = getattr(execution_radius, name)
-
-    def counted(*args, **kwargs):
-        calls[name] = calls.get(name, 0) + 1
-        if calls[name] == fail_at:
-            raise KeyboardInterrupt  # as if the run were killed here
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(execution_radius, name, counted)
-    return real
-
-
 @pytest.mark.usefixtures("synchronous")
 @pytest.mark.parametrize("killed_in", ["stage_block", "concat_pairs"])
 def test_interrupted_write_resumes_without_recomputing(tmp_path, train_store, monkeypatch, caplog, killed_in):
     settings = {"bigdist.chunk-bytes": 100 * 6 * 4, "bigdist.execution.panel-flops": 1e6}
     out, clean = str(tmp_path / "r.zarr"), str(tmp_path / "clean.zarr")
     calls: dict[str, int] = {}
-    real = _counting(monkeypatch, killed_in, calls, fail_at=6 if killed_in == "stage_block" else 2)
+    real = counting(monkeypatch, execution_radius, killed_in, calls, fail_at=6 if killed_in == "stage_block" else 2)
     with dask.config.set(settings), pytest.raises(KeyboardInterrupt):
         bd.radius_neighbors(train_store, None, 1.0).to_zarr(out)
     assert zarr.open_group(out, mode="r").attrs["bigdist"]["complete"] is False
@@ -165,7 +135,7 @@ def test_interrupted_write_resumes_without_recomputing(tmp_path, train_store, mo
     monkeypatch.setattr(execution_radius, killed_in, real)
     calls.clear()
     for name in ("radius_panel", "stage_block", "concat_pairs"):
-        _counting(monkeypatch, name, calls)
+        counting(monkeypatch, execution_radius, name, calls)
     with dask.config.set(settings), caplog.at_level(logging.INFO, logger="bigdist"):
         result = bd.radius_neighbors(train_store, None, 1.0)
         panels = len(result.job.panels)
@@ -181,7 +151,7 @@ def test_interrupted_write_resumes_without_recomputing(tmp_path, train_store, mo
         assert 1 <= calls["concat_pairs"] < 2 * read_group(out)["indices"].numblocks[0]
     with dask.config.set(settings):
         bd.radius_neighbors(train_store, None, 1.0).to_zarr(clean)
-    assert _chunk_digests(out) == _chunk_digests(clean)
+    assert chunk_digests(out) == chunk_digests(clean)
     assert not (pathlib.Path(out) / "bigdist_progress").exists()
 
 
@@ -189,7 +159,7 @@ def test_interrupted_write_resumes_without_recomputing(tmp_path, train_store, mo
 def test_progress_callback_plan_and_log_lines(tmp_path, train_store, caplog, monkeypatch):
     seen = []
     calls: dict[str, int] = {}
-    _counting(monkeypatch, "radius_panel", calls)
+    counting(monkeypatch, execution_radius, "radius_panel", calls)
     settings = {"bigdist.chunk-bytes": 100 * 6 * 4, "bigdist.execution.progress-interval": 0,
                 "bigdist.execution.panel-flops": 1e6}  # fmt: skip
     with dask.config.set(settings), caplog.at_level(logging.INFO, logger="bigdist.execution"):
@@ -211,18 +181,9 @@ def test_sparse_rows_are_written_from_the_single_graph(tmp_path, caplog):
     _check_oracle(str(tmp_path / "r.zarr"), rows.toarray(), rows.toarray(), 0.8, "euclidean", True, rtol=1e-12)
 
 
-@pytest.fixture(scope="module")
-def cluster_client():
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
-
-
 def test_cluster_write_equals_the_synchronous_one(tmp_path, train_store, cluster_client):
     client = cluster_client
-    client.register_plugin(_SchedulerWatch())
+    client.register_plugin(SchedulerWatch())
     settings = {"bigdist.chunk-bytes": 100 * 6 * 4, "bigdist.execution.panel-flops": 2e5}
     with dask.config.set(settings):
         result = bd.radius_neighbors(train_store, None, 0.9, sort_results=True)
@@ -239,7 +200,7 @@ def test_cluster_write_equals_the_synchronous_one(tmp_path, train_store, cluster
     assert 1 <= most <= window_size(client)
     # Only fused tasks (panels, stagings, copies): no key of a train block ever reached the scheduler.
     assert keys and all(str(key).startswith(("bigdist-radius-panel-", "bigdist-radius-concat-")) for key in keys)
-    assert _chunk_digests(str(tmp_path / "cluster.zarr")) == _chunk_digests(str(tmp_path / "sync.zarr"))
+    assert chunk_digests(str(tmp_path / "cluster.zarr")) == chunk_digests(str(tmp_path / "sync.zarr"))
     rng = np.random.default_rng(5)
     train = rng.standard_normal((500, 3))
     with dask.config.set({"bigdist.knn.query-block-rows": 100, "bigdist.execution.panel-flops": 1e5}):
