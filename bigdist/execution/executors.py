@@ -140,7 +140,7 @@ class ThreadExecutor:
             yield future, future.result()
 
     def cancel(self) -> None:
-        """Drop the calls not started; those running finish in their threads, unwaited."""
+        """Drop the calls not started (those running finish in their threads)."""
         for future in self.live:
             future.cancel()
         self.live.clear()
@@ -219,9 +219,10 @@ class DistributedExecutor:
 def open_executor(name: str, client: Any | None = None) -> Iterator[Any]:
     """The executor of the ambient scheduler for one run (``client``: from :func:`ambient_client`).
 
-    On an error the calls not yet started are dropped and, unless it is an
-    interrupt (Ctrl-C stops at once), those running are waited for, so no
-    task of the run is still writing when its error reaches the caller.
+    On any error (a task's, or Ctrl-C) the calls not yet started are
+    dropped and the error goes to the caller at once, as dask's threaded
+    scheduler does: calls already running finish in their threads, and a
+    block they write is only marked done once it is stored.
     """
     scheduler = _scheduler_name()
     pool = _thread_pool()
@@ -235,11 +236,8 @@ def open_executor(name: str, client: Any | None = None) -> Iterator[Any]:
         executor = WaveExecutor(name)
     try:
         yield executor
-    except BaseException as error:
-        started = list(executor.live) if isinstance(executor, ThreadExecutor) else []
+    except BaseException:
         executor.cancel()
-        if started and isinstance(error, Exception):
-            wait(started)
         raise
     finally:
         if isinstance(executor, ThreadExecutor):
