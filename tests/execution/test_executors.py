@@ -123,7 +123,8 @@ def test_a_slow_task_does_not_hold_back_the_others(job):
     assert released == [True]
 
 
-def test_configured_thread_pool_runs_the_tasks_and_sets_the_blas_share():
+@pytest.mark.parametrize("given_as", ["pool", "scheduler"])
+def test_configured_thread_pool_runs_the_tasks_and_sets_the_blas_share(given_as):
     pool = ThreadPoolExecutor(3, thread_name_prefix="users-pool")
     seen: list[tuple[str, int, int]] = []
 
@@ -131,7 +132,8 @@ def test_configured_thread_pool_runs_the_tasks_and_sets_the_blas_share():
         seen.append((threading.current_thread().name, dask_threads(), blas_threads()))
 
     try:
-        with dask.config.set({"scheduler": "threads", "pool": pool}):
+        settings = {"scheduler": "threads", "pool": pool} if given_as == "pool" else {"scheduler": pool}
+        with dask.config.set(settings):
             assert executors.local_threads() == 3
             _sum_pass(6, hook)
     finally:
