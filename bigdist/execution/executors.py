@@ -245,7 +245,7 @@ def open_executor(name: str, client: Any | None = None) -> Iterator[Any]:
 
 
 def run_window(
-    executor: Any,
+    executor: Executor,
     items: Iterable[T],
     submit: Callable[[T], Hashable],
     done: Callable[[T, Any], None],
@@ -259,11 +259,8 @@ def run_window(
     live: dict[Hashable, T] = {}
 
     def refill() -> None:
-        while len(live) < window:
-            item = next(pending, _END)
-            if item is _END:
-                return
-            live[submit(item)] = item  # type: ignore[arg-type]
+        for item in itertools.islice(pending, max(0, window - len(live))):
+            live[submit(item)] = item
 
     refill()
     while live:
@@ -271,8 +268,6 @@ def run_window(
             done(live.pop(handle), value)
         refill()
 
-
-_END: Any = object()
 
 __all__ = [
     "DistributedExecutor",
