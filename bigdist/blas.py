@@ -14,7 +14,8 @@ same lowered count (the price of a process-wide setting).
 
 The share is ``cores // dask threads of this process``, the dask threads
 being those of the distributed workers living in this process, of the
-thread pool running the task (the threaded scheduler's), or, in the main thread of a
+thread pool running the task (the threaded scheduler's, or the one the waves
+start with its thread count), or, in the main thread of a
 process started by ``multiprocessing`` (the processes scheduler starts one
 per core), one per core. The ``bigdist.runtime.blas-threads`` config, when
 set, replaces the share.

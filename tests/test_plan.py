@@ -10,10 +10,10 @@ import dask.array as da
 import numpy as np
 import pytest
 import zarr
-from dask.callbacks import Callback
 
 import bigdist as bd
 from bigdist.errors import InsufficientSpaceError, ParameterError, PlanError
+from bigdist.execution import executors
 from bigdist.execution import plan as plan_module
 from bigdist.planning import even_blocks
 
@@ -29,13 +29,27 @@ def _function_name(task):
 
 
 @pytest.fixture
+def executed(monkeypatch):
+    """The function names of the tasks the waves run on the synchronous scheduler (inline, not through dask)."""
+    names = []
+    submit = executors.InlineExecutor.submit
+
+    def recorded(executor, func, *args, **kwargs):
+        names.append(_function_name(func))
+        return submit(executor, func, *args, **kwargs)
+
+    monkeypatch.setattr(executors.InlineExecutor, "submit", recorded)
+    return names
+
+
+@pytest.fixture
 def no_calibration(monkeypatch):
     """Plans without the kernel timing, for tests of the counts (fast; the timing has its own tests)."""
     monkeypatch.setattr(plan_module, "calibrate", lambda *args, **kwargs: 1e-9)
 
 
 @pytest.mark.parametrize("self_join", [False, True])
-def test_knn_plan_counts_the_waves_tasks_bytes_and_flops_of_the_shapes(self_join, tmp_path, no_calibration):
+def test_knn_plan_counts_the_waves_tasks_bytes_and_flops_of_the_shapes(self_join, tmp_path, no_calibration, executed):
     m, n, d, k = 1000, 5000, 7, 4
     rng = np.random.default_rng(0)
     train = da.from_array(rng.random((n, d)).astype(np.float32), chunks=(700, d))
@@ -46,9 +60,7 @@ def test_knn_plan_counts_the_waves_tasks_bytes_and_flops_of_the_shapes(self_join
     settings = {"bigdist.knn.query-block-rows": 300, "bigdist.execution.panel-flops": 4e6, "scheduler": "sync"}
     with dask.config.set(settings):
         plan = bd.plan("knn", queries, None if self_join else train, k=k)
-        executed = []
-        with Callback(pretask=lambda key, graph, state: executed.append(_function_name(graph[key]))):
-            bd.knn(queries, None if self_join else train, k=k).to_zarr(str(tmp_path / "nn.zarr"))
+        bd.knn(queries, None if self_join else train, k=k).to_zarr(str(tmp_path / "nn.zarr"))
     query_rows = max(even_blocks(m, 300))
     query_blocks, train_blocks, panels = math.ceil(m / query_rows), math.ceil(n / 700), math.ceil(n / 1400)
     assert plan.job == ("self-join" if self_join else "knn")
@@ -70,7 +82,7 @@ def test_knn_plan_counts_the_waves_tasks_bytes_and_flops_of_the_shapes(self_join
     assert any(f"{query_blocks:,} tasks that merge" in note for note in plan.notes)
 
 
-def test_pairwise_plan_matches_the_blocks_and_tasks_of_its_waves(tmp_path, no_calibration):
+def test_pairwise_plan_matches_the_blocks_and_tasks_of_its_waves(tmp_path, no_calibration, executed):
     from bigdist.execution.blocks import write_blocks
 
     rng = np.random.default_rng(1)
@@ -81,9 +93,7 @@ def test_pairwise_plan_matches_the_blocks_and_tasks_of_its_waves(tmp_path, no_ca
         # Work of two blocks (2 x features FLOPs per element): tasks of two blocks of a row each.
         with dask.config.set({"bigdist.execution.panel-flops": 2 * rows * cols * 2 * 5}):
             plan = bd.plan("pairwise", queries, train, metric="cosine")
-            executed = []
-            with Callback(pretask=lambda key, graph, state: executed.append(_function_name(graph[key]))):
-                write_blocks(str(tmp_path / "d.zarr"), {"distances": matrix}, flops_per_element=2 * 5)
+            write_blocks(str(tmp_path / "d.zarr"), {"distances": matrix}, flops_per_element=2 * 5)
     query_blocks, train_blocks = matrix.numblocks
     runs = math.ceil(train_blocks / 2)
     assert (plan.query_blocks, plan.train_blocks, plan.panels) == (query_blocks, train_blocks, runs)

@@ -8,8 +8,8 @@ The partial states come back to the client, which folds them as they arrive
 in the fixed grouping of the single-graph tree reduction
 (:class:`TreeFold`: leaves ``split_every`` at a time, level by level), so
 the merged state is bitwise the same whatever order the tasks finish in. At
-most a window of tasks is in flight: one ``dask.compute`` per wave on the
-local schedulers, futures refilled as they complete on a ``distributed`` Client.
+most a window of tasks is in flight, refilled as tasks complete (see
+:mod:`bigdist.execution.executors`).
 
 Per-row state carried from one pass to the next (Hamerly's bounds, the
 k-means|| nearest candidates) stays where the work is: in this process on the
@@ -28,18 +28,18 @@ import logging
 import math
 import operator
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 
 from bigdist.blas import limited_blas
-from bigdist.execution.jobs import OutputArray, row_blocks
+from bigdist.execution.executors import ambient_client, open_executor, run_window
+from bigdist.execution.jobs import OutputArray, RowBlock, row_blocks
 from bigdist.execution.sources import InputRows, rows_of
-from bigdist.execution.waves import Progress, ProgressCallback, ambient_client, window_size
+from bigdist.execution.waves import Progress, ProgressCallback, window_size
 from bigdist.io.store import (
     PROGRESS_GROUP,
     WRITE_CONFIG,
@@ -237,22 +237,27 @@ def run_pass(
     n_blocks = len(rows.keys)
     folds = [TreeFold(n_blocks, column.combine, split_every) for column in columns]
     meter = Progress(what, n_blocks * len(columns), 0, progress)
-    runner = _DistributedPass if client is not None else _LocalPass
     logger.debug(
         "%s: %d row blocks x %d columns in windows of %d tasks%s", what, n_blocks, len(columns), window,
         ", per-row state kept on the workers" if returns_carried and client is not None else "",
     )  # fmt: skip
-    kept = runner(
-        client, rows, columns, along, carried, takes_carried, returns_carried, rebuild, window, name, folds, meter
-    ).run()
+    with open_executor(f"{name}-{uuid.uuid4().hex[:12]}", client) as executor:
+        run = _Pass(executor, client, rows, columns, along, carried, takes_carried, returns_carried, rebuild, folds)
+        kept = run.run(window, meter)
     return [fold.result() for fold in folds], kept
 
 
-class _LocalPass:
-    """A pass on the local schedulers: one ``dask.compute`` per wave of ``window`` tasks; state in this process."""
+class _Pass:
+    """The tasks of one pass, submitted through the executor and folded as they come back.
+
+    On the local schedulers the carried state comes back with each partial
+    and stays in this process; on a Client it stays on the worker as a key
+    of its own, and the next pass's task is placed where it is.
+    """
 
     def __init__(
         self,
+        executor: Any,
         client: Any,
         rows: InputRows,
         columns: Sequence[PassColumn],
@@ -261,115 +266,84 @@ class _LocalPass:
         takes_carried: bool,
         returns_carried: bool,
         rebuild: Callable[..., Any] | None,
-        window: int,
-        name: str,
         folds: list[TreeFold],
-        meter: Progress,
     ) -> None:
+        self.executor, self.client = executor, client
         self.rows, self.columns, self.along = rows, columns, along
         self.carried, self.takes, self.returns, self.rebuild = carried, takes_carried, returns_carried, rebuild
-        self.window, self.name, self.folds, self.meter = window, name, folds, meter
+        self.folds = folds
+        self.kept: list[Any] = [None] * len(rows.keys)
 
-    def _tasks(self) -> Iterator[tuple[int, int, tuple[Any, ...]]]:
-        for i in range(len(self.rows.keys)):
-            before = None if self.carried is None else self.carried.blocks[i]
-            along = [rows.reader([i]) for rows in self.along]
-            for c, column in enumerate(self.columns):
-                args = (column.chunk, self.rows.reader([i]), [self.rows.starts[i]], along, before, column.extra)
-                yield i, c, (*args, self.takes, self.rebuild)
+    def run(self, window: int, meter: Progress) -> CarriedRows | None:
+        tasks = ((i, c) for i in range(len(self.rows.keys)) for c in range(len(self.columns)))
 
-    def run(self) -> CarriedRows | None:
-        kept: list[Any] = [None] * len(self.rows.keys)
-        tasks = self._tasks()
-        counter = 0
-        token = f"{self.name}-{uuid.uuid4().hex[:12]}"
-        while wave := [task for _, task in zip(range(self.window), tasks, strict=False)]:
-            calls = []
-            for _, _, args in wave:
-                counter += 1
-                calls.append(dask.delayed(pass_task, pure=False)(*args, dask_key_name=f"{token}-{counter}"))
-            for (i, c, _), value in zip(wave, dask.compute(*calls, optimize_graph=False), strict=True):
-                if self.returns:
-                    value, kept[i] = value
-                self.folds[c].add(i, value)
-                self.meter.advance()
-        return CarriedRows(kept) if self.returns else None
+        def done(task: tuple[int, int], value: Any) -> None:
+            i, c = task
+            if self.returns and self.client is None:
+                value, self.kept[i] = value
+            self.folds[c].add(i, value)
+            meter.advance()
 
-
-class _DistributedPass(_LocalPass):
-    """A pass on a Client: futures refilled as they complete; each block's new state stays on its worker."""
-
-    def __init__(self, client: Any, *args: Any) -> None:
-        super().__init__(client, *args)
-        self.client = client
-
-    def run(self) -> CarriedRows | None:
-        from distributed import as_completed
-
-        client = self.client
-        token = f"{self.name}-{uuid.uuid4().hex[:12]}"
+        if self.client is None:
+            run_window(self.executor, tasks, self._submit_local, done, window)
+            return CarriedRows(self.kept) if self.returns else None
         # Shared arguments (centroids, seeds) sent once, not inside every task: as a task, not scattered data,
         # so a worker lost with its copy recomputes it.
         extras = [
-            client.submit(_shared, _Extra(column.extra, self.rebuild), key=f"{token}-extra-{c}", pure=False)
+            self.executor.submit(_shared, _Extra(column.extra, self.rebuild), key=f"extra-{c}", track=False)
             for c, column in enumerate(self.columns)
         ]
         previous = [] if self.carried is None else self.carried.blocks
-        holders = client.who_has([future for future in previous if future is not None]) if previous else {}
-        kept: list[Any] = [None] * len(self.rows.keys)
-        running = as_completed()
-        live: dict[Any, tuple[int, int]] = {}
-
-        def submit(i: int, c: int) -> None:
-            before = previous[i] if previous else None
-            ref = None if before is None else _WorkerKey(before.key)
-            where = list(holders.get(before.key, ())) if before is not None else []
-            args = (
-                self.columns[c].chunk,
-                self.rows.source([i], client),
-                [self.rows.starts[i]],
-                [rows.source([i], client) for rows in self.along],
-                ref,
-                extras[c],
-                self.takes,
-                None,  # in the shared arguments
-            )
-            # Placed where its carried state is, but run elsewhere if that worker is gone.
-            placed = {"workers": where, "allow_other_workers": True} if where else {}
-            future = client.submit(pass_task, *args, key=f"{token}-{i}-{c}", pure=False, **placed)
-            if self.returns:
-                # The partial comes to the client, the state stays in the worker's memory as a key of its own.
-                kept[i] = client.submit(operator.getitem, future, 1, key=f"{token}-carried-{i}")
-                future = client.submit(operator.getitem, future, 0, key=f"{token}-partial-{i}")
-            live[future] = (i, c)
-            running.add(future)
-
-        pending = ((i, c) for i in range(len(self.rows.keys)) for c in range(len(self.columns)))
+        live = [future for future in previous if future is not None]
+        holders = self.client.who_has(live) if live else {}
         try:
-            for i, c in pending:
-                submit(i, c)
-                if len(live) >= self.window:
-                    break
-            while live:
-                batch = running.next_batch(block=True)
-                values = client.gather(batch)
-                client.cancel(batch)
-                for future, value in zip(batch, values, strict=True):
-                    i, c = live.pop(future)
-                    self.folds[c].add(i, value)
-                    self.meter.advance()
-                for i, c in pending:
-                    submit(i, c)
-                    if len(live) >= self.window:
-                        break
+            run_window(self.executor, tasks, lambda task: self._submit_distributed(task, extras, previous, holders),
+                       done, window)  # fmt: skip
         except BaseException:
-            client.cancel(list(live) + [future for future in kept if future is not None])
+            kept = [future for future in self.kept if future is not None]
+            if kept:
+                self.client.cancel(kept)
             raise
         finally:
             # Released, not cancelled: a cancel would cancel the tasks that used them, and so the carried states.
             for future in extras:
                 future.release()
-        return CarriedRows(kept, client) if self.returns else None
+        return CarriedRows(self.kept, self.client) if self.returns else None
+
+    def _submit_local(self, task: tuple[int, int]) -> Any:
+        i, c = task
+        column = self.columns[c]
+        before = None if self.carried is None else self.carried.blocks[i]
+        along = [rows.reader([i]) for rows in self.along]
+        args = (column.chunk, self.rows.reader([i]), [self.rows.starts[i]], along, before, column.extra)
+        return self.executor.submit(pass_task, *args, self.takes, self.rebuild, key=f"{i}-{c}")
+
+    def _submit_distributed(
+        self, task: tuple[int, int], extras: list[Any], previous: list[Any], holders: Mapping[str, Any]
+    ) -> Any:
+        i, c = task
+        client, executor = self.client, self.executor
+        before = previous[i] if previous else None
+        ref = None if before is None else _WorkerKey(before.key)
+        where = list(holders.get(before.key, ())) if before is not None else []
+        args = (
+            self.columns[c].chunk,
+            self.rows.source([i], client),
+            [self.rows.starts[i]],
+            [rows.source([i], client) for rows in self.along],
+            ref,
+            extras[c],
+            self.takes,
+            None,  # in the shared arguments
+        )
+        # Placed where its carried state is, but run elsewhere if that worker is gone.
+        placed = {"workers": where, "allow_other_workers": True} if where else {}
+        if not self.returns:
+            return executor.submit(pass_task, *args, key=f"{i}-{c}", **placed)
+        future = executor.submit(pass_task, *args, key=f"{i}-{c}", track=False, **placed)
+        # The partial comes to the client, the state stays in the worker's memory as a key of its own.
+        self.kept[i] = executor.submit(operator.getitem, future, 1, key=f"carried-{i}", track=False)
+        return executor.submit(operator.getitem, future, 0, key=f"partial-{i}")
 
 
 def _store_labels(
@@ -440,41 +414,18 @@ def write_labels(
     target = group["labels"].with_config(WRITE_CONFIG)
     blocks = [block for block in row_blocks(rows.chunks[0]) if not done["labels"][block.index]]
     client = ambient_client()
-    window = window_size(client)
     meter = Progress(what, len(done["labels"]), len(done["labels"]) - len(blocks), progress)
-    token = f"bigdist-labels-{uuid.uuid4().hex[:12]}"
-    # On a Client the kernel and its centroids are sent once, not inside every task.
-    shared = chunk if client is None else client.submit(_shared, _Extra((chunk,)), key=f"{token}-extra", pure=False)
-    for start in range(0, len(blocks), window):
-        # Bounded waves of independent writes; each block is marked after it is stored.
-        wave = blocks[start : start + window]
-        args = [
-            (
-                shared,
-                reader.source([b.index], client),
-                [b.start],
-                target,
-                slice(b.start, b.stop),
-                markers["labels"],
-                b.index,
-            )
-            for b in wave
-        ]
-        if client is None:
-            calls = [
-                dask.delayed(_store_labels, pure=False)(*a, dask_key_name=f"{token}-{b.index}")
-                for a, b in zip(args, wave, strict=True)
-            ]
-            dask.compute(*calls, optimize_graph=False)
-        else:
-            futures = [
-                client.submit(_store_labels, *a, key=f"{token}-{b.index}", pure=False)
-                for a, b in zip(args, wave, strict=True)
-            ]
-            client.gather(futures)
-            client.cancel(futures)
-        for _ in wave:
-            meter.advance()
+    with open_executor(f"bigdist-labels-{uuid.uuid4().hex[:12]}", client) as executor:
+        # On a Client the kernel and its centroids are sent once, not inside every task.
+        shared = chunk if client is None else executor.submit(_shared, _Extra((chunk,)), key="extra", track=False)
+
+        def submit(b: RowBlock) -> Any:
+            # Independent writes; each block is marked after it is stored.
+            source = reader.source([b.index], client)
+            args = (shared, source, [b.start], target, slice(b.start, b.stop), markers["labels"], b.index)
+            return executor.submit(_store_labels, *args, key=str(b.index))
+
+        run_window(executor, blocks, submit, lambda b, _: meter.advance(), window_size(client))
     return mark_complete(path, storage_options=storage_options)
 
 

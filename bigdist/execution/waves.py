@@ -7,10 +7,12 @@ values per row): they come back to the client, which merges them
 ``split_every`` at a time as they arrive, so no task depends on another and
 the scheduler forgets each one as soon as it is done (a tree of merge tasks
 would keep the whole lineage of a block in the scheduler until its end).
-At most ``window`` tasks are in flight — on a ``dask.distributed`` Client
-the runner submits futures and refills the window as they complete; on the
-local schedulers it runs one ``dask.compute`` per wave — so the graph on the
-client and the scheduler never grows with the data. Progress (blocks written, rate, ETA) goes to the log every
+At most ``window`` tasks are in flight, and the window is refilled as tasks
+complete (futures on a ``dask.distributed`` Client, a thread pool on the
+threaded scheduler, inline when synchronous; see
+:mod:`bigdist.execution.executors`), so the graph on the client and the
+scheduler never grows with the data and no thread waits for a slow task.
+Progress (blocks written, rate, ETA) goes to the log every
 ``bigdist.execution.progress-interval`` seconds and to an optional callback.
 """
 
@@ -18,44 +20,20 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import dask
-
 from bigdist import config
 from bigdist.errors import ParameterError
+from bigdist.execution.executors import Executor, ambient_client, local_threads, open_executor
 
 logger = logging.getLogger(__name__)
 
 #: ``progress(done, total, elapsed_seconds)``, called after every finished block.
 ProgressCallback = Callable[[int, int, float], None]
-
-
-def ambient_client() -> Any | None:
-    """The ``dask.distributed`` Client the computation would run on, or None for the local schedulers."""
-    try:
-        from distributed import get_client
-    except ImportError:
-        return None
-    scheduler = dask.config.get("scheduler", None)
-    if scheduler not in (None, "dask.distributed", "distributed"):
-        return None
-    try:
-        return get_client()
-    except ValueError:
-        return None
-
-
-def local_threads() -> int:
-    """Threads of the local scheduler: dask's ``num_workers`` config, else the cores; 1 when synchronous."""
-    if dask.config.get("scheduler", None) in ("synchronous", "sync", "single-threaded"):
-        return 1
-    return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
 def window_size(client: Any | None = None) -> int:
@@ -135,69 +113,6 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
-class _LocalExecutor:
-    """Collects submitted calls and runs them as one ``dask.compute`` per wave on the ambient local scheduler."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.pending: list[tuple[Any, Callable[..., Any], tuple[Any, ...]]] = []
-        self.counter = 0
-
-    def submit(self, func: Callable[..., Any], *args: Any) -> Any:
-        handle = object()
-        self.pending.append((handle, func, args))
-        return handle
-
-    def completed(self) -> Iterator[tuple[Any, Any]]:
-        """Run the wave; (handle, result) of each of its calls."""
-        wave, self.pending = self.pending, []
-        calls = []
-        for _, func, args in wave:
-            self.counter += 1
-            calls.append(dask.delayed(func, pure=False)(*args, dask_key_name=f"{self.name}-{self.counter}"))
-        results = dask.compute(*calls, optimize_graph=False)
-        yield from zip((handle for handle, _, _ in wave), results, strict=True)
-
-    def cancel(self) -> None:
-        self.pending = []
-
-
-class _DistributedExecutor:
-    """Submits futures to a Client and hands them back as they complete."""
-
-    def __init__(self, client: Any, name: str) -> None:
-        from distributed import as_completed
-
-        self.client = client
-        self.name = name
-        self.counter = 0
-        self.running = as_completed()
-        self.live: set[Any] = set()
-
-    def submit(self, func: Callable[..., Any], *args: Any) -> Any:
-        self.counter += 1
-        future = self.client.submit(func, *args, key=f"{self.name}-{self.counter}", pure=False)
-        self.running.add(future)
-        self.live.add(future)
-        return future
-
-    def completed(self) -> Iterator[tuple[Any, Any]]:
-        """At least one finished future (more if several finished meanwhile) and its result; raises a task's error."""
-        batch = self.running.next_batch(block=True)
-        # Raises the first failed task's own exception (e.g. CorruptChunkError).
-        results = self.client.gather(batch)
-        self.live.difference_update(batch)
-        # Forgotten by the scheduler before the next task is submitted: cancel sends its message from the
-        # client's event loop and waits, where a release would be queued behind the next submission.
-        self.client.cancel(batch)
-        yield from zip(batch, results, strict=True)
-
-    def cancel(self) -> None:
-        if self.live:
-            self.client.cancel(list(self.live))
-        self.live.clear()
-
-
 def run_blocks(
     blocks: Iterator[BlockWork],
     *,
@@ -234,14 +149,8 @@ def run_blocks(
         window = window_size(client)
     if window < 1:
         raise ParameterError(f"the window of tasks in flight must be >= 1, got window={window}")
-    token = f"{name}-{uuid.uuid4().hex[:12]}"
-    executor: Any = _DistributedExecutor(client, token) if client is not None else _LocalExecutor(token)
-    runner = _Runner(blocks, executor, window, split_every, Progress(what, total, done, progress))
-    try:
-        runner.run()
-    except BaseException:
-        executor.cancel()
-        raise
+    with open_executor(f"{name}-{uuid.uuid4().hex[:12]}", client) as executor:
+        _Runner(blocks, executor, window, split_every, Progress(what, total, done, progress)).run()
 
 
 class _Runner:
@@ -253,7 +162,7 @@ class _Runner:
     """
 
     def __init__(
-        self, blocks: Iterator[BlockWork], executor: Any, window: int, split_every: int, progress: Progress
+        self, blocks: Iterator[BlockWork], executor: Executor, window: int, split_every: int, progress: Progress
     ) -> None:
         self.blocks = blocks
         self.executor = executor
@@ -319,4 +228,4 @@ class _Runner:
                 block.ready = [block.combine(block.ready)]
 
 
-__all__ = ["BlockWork", "Progress", "ProgressCallback", "ambient_client", "run_blocks", "window_size"]
+__all__ = ["BlockWork", "Progress", "ProgressCallback", "ambient_client", "local_threads", "run_blocks", "window_size"]
