@@ -57,26 +57,44 @@ class BlockReader:
     """
 
     def __init__(self, rows: InputRows, blocks: Sequence[int]) -> None:
+        # Keys, starts and graphs are looked up when needed: a job makes readers for every panel of a block.
         self._rows: InputRows | None = rows
-        self.blocks = list(blocks)
-        self.keys = [rows.keys[j] for j in self.blocks]
-        self.starts = [rows.starts[j] for j in self.blocks]
+        self.blocks = blocks
         self._graphs: list[dict[Any, Any]] | None = None
+        self._keys: list[Any] | None = None
+        self._starts: list[int] | None = None
+
+    @property
+    def keys(self) -> list[Any]:
+        """The key of each block in its graph."""
+        if self._keys is None:
+            assert self._rows is not None  # a pickled reader carries its keys
+            self._keys = [self._rows.keys[j] for j in self.blocks]
+        return self._keys
+
+    @property
+    def starts(self) -> list[int]:
+        """Global first row of each block."""
+        if self._starts is None:
+            assert self._rows is not None
+            self._starts = [self._rows.starts[j] for j in self.blocks]
+        return self._starts
 
     @property
     def graphs(self) -> list[dict[Any, Any]]:
         """One graph per block, holding only the tasks that block needs."""
         if self._graphs is None:
-            assert self._rows is not None  # a pickled reader carries its graphs
+            assert self._rows is not None
             self._graphs = [self._rows.block_graph(j) for j in self.blocks]
         return self._graphs
 
     def __getstate__(self) -> dict[str, Any]:
         # The graphs, never the whole input's InputRows.
-        return {"blocks": self.blocks, "keys": self.keys, "starts": self.starts, "_graphs": self.graphs, "_rows": None}
+        return {"blocks": list(self.blocks), "_keys": self.keys, "_starts": self.starts, "_graphs": self.graphs,
+                "_rows": None}  # fmt: skip
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.blocks)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         """(first row, block) for each block in turn: only one block is held at a time."""
