@@ -361,8 +361,8 @@ def _block_rows(source: Any, n_features: int, itemsize: int, name: str) -> int:
         return rows // inner[0] * inner[0]
     logger.warning(
         "%s is stored in chunks of %d rows, more than the %d rows of bigdist.chunk-bytes; each chunk is read "
-        "whole and cut into blocks, and a job written in waves reads it once per block of it (rewrite it "
-        "with smaller chunks to avoid that)",
+        "whole and cut into blocks; a job written in waves reads it once per task that needs blocks of it, "
+        "which may be once per block (rewrite it with smaller chunks to avoid that)",
         name,
         stored,
         rows,
