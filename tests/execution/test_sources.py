@@ -170,3 +170,13 @@ def test_in_memory_inputs_are_not_read_from_their_graph():
     assert not rows.in_store
     (start, block), = rows_of(rows.reader([2]))  # fmt: skip
     assert start == 200 and block.shape == (100, 3)
+
+
+def test_graph_of_old_style_tuple_tasks_is_still_read():
+    # Tuple tasks name their dependencies only among all keys: InputRows falls back to the whole graph.
+    graph = {("x", 0, 0): (np.ones, (10, 3)), ("x", 1, 0): (np.add, ("x", 0, 0), 1.0)}
+    rows = InputRows(da.Array(graph, "x", chunks=((10, 10), (3,)), dtype=float))
+    read = list(rows.reader([1, 0]))
+    assert [start for start, _ in read] == [10, 0]
+    np.testing.assert_array_equal(read[0][1], np.full((10, 3), 2.0))
+    np.testing.assert_array_equal(read[1][1], np.ones((10, 3)))
