@@ -10,11 +10,13 @@ import pytest
 import zarr
 from dask.highlevelgraph import HighLevelGraph
 
+import bigdist as bd
 import bigdist.execution.sources as sources
 from bigdist.errors import CorruptChunkError, MissingChunkError, NonFiniteError
 from bigdist.execution.sources import BlockReader, InputRows, StoreReader, rows_of
-from bigdist.io import as_array, open_array
+from bigdist.io import as_array, open_array, read_group
 from bigdist.io.integrity import ZarrSource
+from tests.oracle import knn_oracle
 
 pytestmark = pytest.mark.usefixtures("synchronous")
 
@@ -180,3 +182,18 @@ def test_graph_of_old_style_tuple_tasks_is_still_read():
     assert [start for start, _ in read] == [10, 0]
     np.testing.assert_array_equal(read[0][1], np.full((10, 3), 2.0))
     np.testing.assert_array_equal(read[1][1], np.ones((10, 3)))
+
+
+@pytest.mark.parametrize("query_rows", [70, 333])
+def test_lazy_pipeline_self_join_written_in_waves_equals_the_oracle(tmp_path, query_rows):
+    # A user's pipeline (random rows, scaled and shifted): read by the tasks from its culled graphs.
+    X = da.random.default_rng(5).standard_normal((900, 5), chunks=((130,) * 6 + (120,), 5)) * 2 + 1
+    path = str(tmp_path / "nn.zarr")
+    with dask.config.set({"bigdist.knn.query-block-rows": query_rows, "bigdist.execution.panel-flops": 1e5}):
+        result = bd.knn(X, None, k=3)
+        assert len(result.job.panels) > 1
+        result.to_zarr(path)
+    distances, indices = knn_oracle(X.compute().astype(np.float64), None, 3)
+    out = read_group(path)
+    np.testing.assert_array_equal(out["indices"].compute(), indices)
+    np.testing.assert_allclose(out["distances"].compute(), distances, rtol=1e-12)
