@@ -90,8 +90,8 @@ class BlockReader:
 
     def __getstate__(self) -> dict[str, Any]:
         # The graphs, never the whole input's InputRows.
-        return {"blocks": list(self.blocks), "_keys": self.keys, "_starts": self.starts, "_graphs": self.graphs,
-                "_rows": None}  # fmt: skip
+        state = {"blocks": list(self.blocks), "_keys": self.keys, "_starts": self.starts, "_graphs": self.graphs}
+        return {**state, "_rows": None}
 
     def __len__(self) -> int:
         return len(self.blocks)
@@ -133,7 +133,7 @@ class StoreReader:
         unit = self.stored.unit_rows
         run: list[int] = []
         for i, start in enumerate(self.starts):
-            joins = run and unit and self.stops[run[-1]] == start and start // unit == (start - 1) // unit
+            joins = bool(run) and unit > 0 and self.stops[run[-1]] == start and start // unit == (start - 1) // unit
             if run and not joins:
                 yield run
                 run = []
