@@ -206,10 +206,13 @@ def _walk(mapping: Mapping[Any, Any], wanted: set[Any], out: dict[Any, Any]) -> 
             outside.add(key)
             continue
         task = mapping[key]
-        if not isinstance(task, GraphNode):
-            raise _LegacyTasks(key)
         out[key] = task
-        stack.extend(task.dependencies)
+        if isinstance(task, GraphNode):
+            stack.extend(task.dependencies)
+        elif isinstance(task, (tuple, list, dict, set, str, bytes)):
+            # An old-style task, or a container or alias that may name other keys.
+            raise _LegacyTasks(key)
+        # Anything else is a literal that needs nothing (from_array's source object, a NumPy array).
     return outside
 
 
@@ -254,6 +257,37 @@ def cull_layers(graph: HighLevelGraph, keys: Sequence[Any], order: Sequence[str]
         else:
             raise _LegacyTasks(name)  # another Layer type: only its own cull knows its keys
     return out
+
+
+class GraphCuller:
+    """The tasks that some keys of a collection's graph need, culled without materialising the graph.
+
+    A high-level graph is culled layer by layer (:func:`cull_layers`); a
+    graph with old-style tuple tasks, or a plain dict, is materialised once
+    and culled key by key, as before.
+
+    Parameters
+    ----------
+    graph : HighLevelGraph or dict
+        A collection's ``__dask_graph__()``.
+    """
+
+    def __init__(self, graph: Any) -> None:
+        self._hlg: HighLevelGraph | None = graph if isinstance(graph, HighLevelGraph) else None
+        self._order = list(reversed(graph._toposort_layers())) if self._hlg is not None else []
+        self._graph: dict[Any, Any] = {} if self._hlg is not None else dict(graph)
+
+    def __call__(self, keys: Sequence[Any]) -> dict[Any, Any]:
+        if self._hlg is not None:
+            try:
+                return cull_layers(self._hlg, keys, self._order)
+            except _LegacyTasks:
+                # Old-style tasks name their dependencies only among all keys: materialise once, as dask does.
+                self._graph, self._hlg = dict(self._hlg), None
+        graph: dict[Any, Any] = {}
+        for key in keys:
+            graph.update(cull(self._graph, key))
+        return graph
 
 
 def _array_bytes(value: Any) -> int:
@@ -321,15 +355,7 @@ class InputRows:
         self.starts: list[int] = bounds[:-1]
         self._stops: list[int] = bounds[1:]
         self._stored = stored_rows(array)
-        self._hlg: HighLevelGraph | None = None
-        self._order: list[str] = []
-        self._graph: dict[Any, Any] = {}
-        graph = array.__dask_graph__()
-        if isinstance(graph, HighLevelGraph):
-            self._hlg = graph
-            self._order = list(reversed(graph._toposort_layers()))
-        else:
-            self._graph = dict(graph)  # already materialised by whoever built it
+        self._cull = GraphCuller(array.__dask_graph__())
         self._culled: OrderedDict[int, dict[Any, Any]] = OrderedDict()
         # Readers cull in the local scheduler's threads.
         self._lock = threading.Lock()
@@ -343,15 +369,7 @@ class InputRows:
             if graph is not None:
                 self._culled.move_to_end(index)
                 return graph
-            key = self.keys[index]
-            if self._hlg is not None:
-                try:
-                    graph = cull_layers(self._hlg, [key], self._order)
-                except _LegacyTasks:
-                    # Old-style tasks name their dependencies only among all keys: materialise once, as dask does.
-                    self._graph, self._hlg = dict(self._hlg), None
-            if graph is None:
-                graph = cull(self._graph, key)
+            graph = self._cull([self.keys[index]])
             self._culled[index] = graph
             if len(self._culled) > _CACHED_BLOCKS:
                 self._culled.popitem(last=False)
@@ -388,4 +406,4 @@ class InputRows:
         return [futures[j] for j in blocks]
 
 
-__all__ = ["BlockReader", "FetchedBlocks", "InputRows", "StoreReader", "cull", "cull_layers", "rows_of"]
+__all__ = ["BlockReader", "FetchedBlocks", "GraphCuller", "InputRows", "StoreReader", "cull", "cull_layers", "rows_of"]

@@ -13,10 +13,11 @@ from dask.highlevelgraph import HighLevelGraph
 import bigdist as bd
 import bigdist.execution.sources as sources
 from bigdist.errors import CorruptChunkError, MissingChunkError, NonFiniteError
+from bigdist.execution.blocks import write_blocks
 from bigdist.execution.sources import BlockReader, InputRows, StoreReader, rows_of
 from bigdist.io import as_array, open_array, read_group
 from bigdist.io.integrity import ZarrSource
-from tests.oracle import knn_oracle
+from tests.oracle import distances, knn_oracle
 
 pytestmark = pytest.mark.usefixtures("synchronous")
 
@@ -197,3 +198,21 @@ def test_lazy_pipeline_self_join_written_in_waves_equals_the_oracle(tmp_path, qu
     out = read_group(path)
     np.testing.assert_array_equal(out["indices"].compute(), indices)
     np.testing.assert_allclose(out["distances"].compute(), distances, rtol=1e-12)
+
+
+def test_matrix_written_block_by_block_never_materialises_its_graph(tmp_path, monkeypatch):
+    rng = np.random.default_rng(7)
+    queries, train = rng.standard_normal((230, 5)), rng.standard_normal((410, 5))
+    paths = [_store(tmp_path, values, 50, name) for values, name in ((queries, "q.zarr"), (train, "t.zarr"))]
+
+    def refuse(self):
+        raise AssertionError("the matrix's whole graph was materialised")
+
+    with dask.config.set({"bigdist.chunk-bytes": 40 * 40 * 8}):
+        matrix = bd.pairwise_distances(*paths, metric="euclidean")
+        assert matrix.npartitions > 20
+        with monkeypatch.context() as patch:
+            patch.setattr(HighLevelGraph, "to_dict", refuse)
+            write_blocks(str(tmp_path / "d.zarr"), {"distances": matrix}, flops_per_element=10.0)
+    got = read_group(str(tmp_path / "d.zarr"))["distances"].compute()
+    np.testing.assert_allclose(got, distances(queries, train, "euclidean"), rtol=1e-10, atol=1e-10)
