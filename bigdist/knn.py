@@ -22,7 +22,7 @@ from bigdist.kernels.dense import function_knn_chunk
 from bigdist.kernels.registry import get_metric
 from bigdist.kernels.sparse import sparse_knn_chunk
 from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
-from bigdist.planning import even_blocks, query_blocks
+from bigdist.planning import even_blocks, query_blocks, split_rows
 from bigdist.precomputed import precomputed_topk
 from bigdist.reductions import knn_topk
 
@@ -134,7 +134,8 @@ class KNNResult:
 
     def _wave_queries(self) -> da.Array:
         # Regular row blocks, each one Zarr chunk of the output (as the single-graph write rechunked them).
-        return self.query_array.rechunk({0: max(self.query_array.chunks[0])})
+        size, n_rows = max(self.query_array.chunks[0]), self.query_array.shape[0]
+        return split_rows(self.query_array, (size,) * (n_rows // size) + ((n_rows % size,) if n_rows % size else ()))
 
     def compute(self, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Compute distances and indices in one pass on the ambient scheduler."""

@@ -22,7 +22,7 @@ import numpy as np
 
 from bigdist import config
 from bigdist.errors import ParameterError
-from bigdist.execution.sources import cull
+from bigdist.execution.sources import GraphCuller
 from bigdist.execution.waves import BlockWork, ProgressCallback, run_blocks
 from bigdist.io.store import (
     PROGRESS_GROUP,
@@ -117,7 +117,8 @@ def write_blocks(
         overwrite=overwrite,
         storage_options=storage_options,
     )
-    graphs = {name: dict(array.__dask_graph__()) for name, array in sources.items()}
+    # Culled per task, never materialised whole (a distance matrix's graph grows with m x n blocks).
+    cullers = {name: GraphCuller(array.__dask_graph__()) for name, array in sources.items()}
     targets = {name: group[name].with_config(WRITE_CONFIG) for name in sources}
     markers = {name: group[f"{PROGRESS_GROUP}/{name}"] for name in sources}
     starts = {
@@ -136,9 +137,7 @@ def write_blocks(
             for start in range(0, len(rest), per_task):
                 indices = [(i, *index) for index in rest[start : start + per_task]]
                 keys = [(array.name, *index) for index in indices]
-                graph: dict[Any, Any] = {}
-                for key in keys:
-                    graph.update(cull(graphs[name], key))
+                graph = cullers[name](keys)
                 regions = [
                     tuple(slice(int(s[b]), int(s[b + 1])) for s, b in zip(starts[name], index, strict=True))
                     for index in indices

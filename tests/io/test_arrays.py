@@ -315,3 +315,16 @@ def test_stored_chunks_larger_than_a_block_are_read_once(tmp_path, data):
     assert max(array.chunks[0]) <= 60
     assert_eq(array, data)
     assert sorted(reads) == ["c/0/0", "c/1/0", "c/2/0"]
+
+
+@pytest.mark.parametrize("chunks", [30, (30, 30, 30, 10), (20, 40, 40), (40, 40, 20)])
+def test_non_finite_rows_are_named_for_regular_and_irregular_blocks(chunks):
+    values = np.ones((100, 2))
+    values[55, 1], values[95, 0] = np.nan, np.inf
+    array = as_array(da.from_array(values, chunks=(chunks, 2)), name="q")
+    bounds = np.concatenate([[0], np.cumsum(array.chunks[0])])
+    for row, col in np.argwhere(~np.isfinite(values)):
+        j = int(np.searchsorted(bounds, row, side="right")) - 1
+        with pytest.raises(NonFiniteError, match=rf"at row {row}, column {col} \(in the block of rows "
+                           rf"{bounds[j]}-{bounds[j + 1] - 1}\)"):  # fmt: skip
+            array.blocks[j].compute(scheduler="synchronous")
