@@ -38,9 +38,33 @@ def lloyd_block(
 ) -> tuple[int, float, int]:
     """Label every row of a block, add it to its centroid's sums; return (status, inertia, GEMM rows).
 
+    :func:`lloyd_rows` over the whole block, each step's rows summed while in cache.
+    """
+    return lloyd_rows(block, 0, block.shape[0], True, centroids, gemm, carried, outputs, scratch)
+
+
+@numba.njit(cache=True, nogil=True)
+def lloyd_rows(
+    block: np.ndarray,
+    first_row: int,
+    stop_row: int,
+    accumulate: bool,
+    centroids: np.ndarray,
+    gemm: tuple,
+    carried: tuple,
+    outputs: tuple,
+    scratch: tuple,
+) -> tuple[int, float, int]:
+    """Label rows ``first_row:stop_row`` of a block; with ``accumulate``, add them to their centroid's sums.
+
+    Without ``accumulate`` only the labels, bounds and distances are written (:func:`accumulate_rows`
+    sums them later, as these would have). Returns (status, inertia or 0, GEMM rows).
+
     Parameters
     ----------
     block : ndarray of shape (n, d), the original rows
+    first_row, stop_row : int, the rows to label; ``first_row`` a multiple of the step's rows
+    accumulate : bool, add the rows to the sums in ``outputs`` (steps of ``first_row`` on)
     centroids : ndarray of shape (k, d), float64, the original centroids
     gemm : tuple ``(centres, shift, half_norms, gemm_half_norms, tile, max_norm, bound_factor, safe_low,
         safe_high, centroid_amax)``: the centroids less ``shift`` (k, d) and ``shift`` (d,) in the GEMM dtype;
@@ -75,8 +99,8 @@ def lloyd_block(
     step_rows = selected.shape[0]
     inertia = 0.0
     gemm_rows = 0
-    for start in range(0, n, step_rows):
-        stop = min(start + step_rows, n)
+    for start in range(first_row, stop_row, step_rows):
+        stop = min(start + step_rows, stop_row)
         if bounded:
             m = _keep_proven(block, start, stop, centroids, carried, labels, lower, outputs[2], selected)
         else:
@@ -97,8 +121,32 @@ def lloyd_block(
             _settle(block, centroids, shifted, norms, products, low == 0, centres, half_norms, gemm_half_norms,
                     max_norm, bound_factor, selected[:m], best, second, first, labels, lower, outputs[2])  # fmt: skip
             gemm_rows += m
-        inertia += _accumulate_step(block, start, stop, centroids, outputs)
+        if accumulate:
+            inertia += _accumulate_step(block, start, stop, centroids, outputs, 0, k)
     return DONE, inertia, gemm_rows
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate_rows(
+    block: np.ndarray,
+    step_rows: int,
+    centroids: np.ndarray,
+    outputs: tuple,
+    low_label: int,
+    high_label: int,
+) -> float:
+    """Add the labelled rows whose label is in ``low_label:high_label`` to their sums, as ``lloyd_block`` does.
+
+    The same additions in the same order as :func:`lloyd_block`'s (steps of
+    ``step_rows`` from row 0), so a centroid's sums are bitwise the same
+    whichever range holds it, and ranges can be summed by threads at once.
+    The range starting at label 0 also sums the inertia (returned) and the moments.
+    """
+    n = block.shape[0]
+    inertia = 0.0
+    for start in range(0, n, step_rows):
+        inertia += _accumulate_step(block, start, min(start + step_rows, n), centroids, outputs, low_label, high_label)
+    return inertia
 
 
 @numba.njit(cache=True, nogil=True)
@@ -287,31 +335,35 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate_step(block: np.ndarray, start: int, stop: int, centroids: np.ndarray, outputs: tuple) -> float:
+def _accumulate_step(
+    block: np.ndarray, start: int, stop: int, centroids: np.ndarray, outputs: tuple, low_label: int, high_label: int
+) -> float:
     """Add rows ``start:stop`` (labelled, with their distances) to their centroid's sum and count, in row order.
 
-    Returns their inertia.
+    Only rows labelled in ``low_label:high_label`` are added; the range from
+    label 0 also sums the inertia (returned, 0 for the others) and the moments.
 
     Weighted, a row adds ``weight * row`` to the sum, its weight to the centroid's weight and
     ``weight * distance`` to the inertia.
     """
     labels, _, distances, sums, counts, moments, with_moments, weights, weight_sums, weighted = outputs
     inertia = 0.0
+    first = low_label == 0
     for i in range(start, stop):
         label = labels[i]
-        distance = distances[i]
-        counts[label] += 1
-        if weighted:
-            weight = weights[i]
-            inertia += weight * distance
-            weight_sums[label] += weight
-            for f in range(block.shape[1]):
-                sums[label, f] += weight * np.float64(block[i, f])
-        else:
-            inertia += distance
-            for f in range(block.shape[1]):
-                sums[label, f] += block[i, f]
-        if with_moments:
+        if first:
+            inertia += weights[i] * distances[i] if weighted else distances[i]
+        if low_label <= label < high_label:
+            counts[label] += 1
+            if weighted:
+                weight = weights[i]
+                weight_sums[label] += weight
+                for f in range(block.shape[1]):
+                    sums[label, f] += weight * np.float64(block[i, f])
+            else:
+                for f in range(block.shape[1]):
+                    sums[label, f] += block[i, f]
+        if with_moments and first:
             for f in range(block.shape[1]):
                 value = np.float64(block[i, f])
                 moments[0, f] += value
