@@ -122,30 +122,29 @@ def lloyd_rows(
                     max_norm, bound_factor, selected[:m], best, second, first, labels, lower, outputs[2])  # fmt: skip
             gemm_rows += m
         if accumulate:
-            inertia += _accumulate_step(block, start, stop, centroids, outputs, 0, k)
+            inertia += _accumulate_step(block, start, stop, centroids, outputs)
     return DONE, inertia, gemm_rows
 
 
 @numba.njit(cache=True, nogil=True)
 def accumulate_rows(
     block: np.ndarray,
+    first_row: int,
+    stop_row: int,
     step_rows: int,
     centroids: np.ndarray,
     outputs: tuple,
-    low_label: int,
-    high_label: int,
+    inertia: float,
 ) -> float:
-    """Add the labelled rows whose label is in ``low_label:high_label`` to their sums, as ``lloyd_block`` does.
+    """Add the labelled rows ``first_row:stop_row`` to their centroid's sums, as ``lloyd_block`` does.
 
     The same additions in the same order as :func:`lloyd_block`'s (steps of
-    ``step_rows`` from row 0), so a centroid's sums are bitwise the same
-    whichever range holds it, and ranges can be summed by threads at once.
-    The range starting at label 0 also sums the inertia (returned) and the moments.
+    ``step_rows`` from ``first_row``, a multiple of it): pieces of a block
+    summed one after the other, in row order, give bitwise its sums.
+    Returns ``inertia``, the running inertia of the rows before, plus theirs.
     """
-    n = block.shape[0]
-    inertia = 0.0
-    for start in range(0, n, step_rows):
-        inertia += _accumulate_step(block, start, min(start + step_rows, n), centroids, outputs, low_label, high_label)
+    for start in range(first_row, stop_row, step_rows):
+        inertia += _accumulate_step(block, start, min(start + step_rows, stop_row), centroids, outputs)
     return inertia
 
 
@@ -335,35 +334,31 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _accumulate_step(
-    block: np.ndarray, start: int, stop: int, centroids: np.ndarray, outputs: tuple, low_label: int, high_label: int
-) -> float:
+def _accumulate_step(block: np.ndarray, start: int, stop: int, centroids: np.ndarray, outputs: tuple) -> float:
     """Add rows ``start:stop`` (labelled, with their distances) to their centroid's sum and count, in row order.
 
-    Only rows labelled in ``low_label:high_label`` are added; the range from
-    label 0 also sums the inertia (returned, 0 for the others) and the moments.
+    Returns their inertia.
 
     Weighted, a row adds ``weight * row`` to the sum, its weight to the centroid's weight and
     ``weight * distance`` to the inertia.
     """
     labels, _, distances, sums, counts, moments, with_moments, weights, weight_sums, weighted = outputs
     inertia = 0.0
-    first = low_label == 0
     for i in range(start, stop):
         label = labels[i]
-        if first:
-            inertia += weights[i] * distances[i] if weighted else distances[i]
-        if low_label <= label < high_label:
-            counts[label] += 1
-            if weighted:
-                weight = weights[i]
-                weight_sums[label] += weight
-                for f in range(block.shape[1]):
-                    sums[label, f] += weight * np.float64(block[i, f])
-            else:
-                for f in range(block.shape[1]):
-                    sums[label, f] += block[i, f]
-        if with_moments and first:
+        distance = distances[i]
+        counts[label] += 1
+        if weighted:
+            weight = weights[i]
+            inertia += weight * distance
+            weight_sums[label] += weight
+            for f in range(block.shape[1]):
+                sums[label, f] += weight * np.float64(block[i, f])
+        else:
+            inertia += distance
+            for f in range(block.shape[1]):
+                sums[label, f] += block[i, f]
+        if with_moments:
             for f in range(block.shape[1]):
                 value = np.float64(block[i, f])
                 moments[0, f] += value

@@ -40,8 +40,8 @@ STEP_ROWS = 1024
 # Most products of one GEMM (a tile of centroids against a step's rows): 512 KiB of float32 stay in L2.
 TILE_VALUES = 2**17
 
-# Rows per piece of a block shared among threads (whole steps): a few milliseconds of work each.
-PIECE_ROWS = 16 * STEP_ROWS
+# A piece of a block shared among threads (whole steps): a millisecond or two of work, in L2 when summed.
+PIECE_BYTES = 2**20
 
 # Scratch arrays a thread keeps from one task to the next, in all (a block of 262,144 rows keeps ~7 MiB).
 SCRATCH_KEEP_BYTES = 32 * 2**20
@@ -112,32 +112,48 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 def _lloyd_shared(
     block: np.ndarray, centroids: np.ndarray, gemm: tuple, bounds: tuple, outputs: tuple, step_rows: int, threads: int
 ) -> tuple[int, float, int]:
-    """``lloyd_block`` on the process's pool of ``threads``: pieces of rows labelled, then the sums by label range.
+    """``lloyd_block`` on the process's pool of ``threads``: pieces of rows labelled at once, summed in order.
 
     Every task of the process that runs here waits for the pool, so the
-    pieces of all of them keep ``threads`` threads busy to the last one, and
-    the sums (centroid ranges, each in row order) are bitwise ``lloyd_block``'s.
+    pieces of all of them keep ``threads`` threads busy to the last one. A
+    piece is summed as soon as it and every piece before it are labelled,
+    by the thread that labelled it or the one that summed the piece before
+    (its rows still in cache), so the sums are bitwise ``lloyd_block``'s.
     """
     n, d = block.shape
     k = len(centroids)
     pool = _pool(threads)
-    if n <= PIECE_ROWS:
-        return pool.submit(
-            lambda: lloyd_block(block, centroids, gemm, bounds, outputs, _step_scratch(k, d, step_rows, gemm))
-        ).result()
+    piece_rows = max(1, PIECE_BYTES // (d * block.itemsize) // step_rows) * step_rows
+    starts = range(0, n, piece_rows)
+    labelled = [False] * len(starts)
+    lock = threading.Lock()
+    running = {"next": 0, "inertia": 0.0, "status": DONE}
 
-    def label(start: int) -> tuple[int, float, int]:
+    def piece(index: int) -> int:
+        start = starts[index]
         scratch = _step_scratch(k, d, step_rows, gemm)
-        return lloyd_rows(block, start, min(start + PIECE_ROWS, n), False, centroids, gemm, bounds, outputs, scratch)
+        status, _, rows = lloyd_rows(block, start, min(start + piece_rows, n), False, centroids, gemm, bounds, outputs,
+                                     scratch)  # fmt: skip
+        with lock:
+            labelled[index] = True
+            running["status"] = max(running["status"], status)
+            if index != running["next"] or running["status"] != DONE:
+                return rows
+        # This thread holds the sums until it meets a piece not labelled yet: the one labelling it goes on.
+        while True:
+            start = starts[index]
+            stop = min(start + piece_rows, n)
+            running["inertia"] = accumulate_rows(block, start, stop, step_rows, centroids, outputs, running["inertia"])
+            with lock:
+                index += 1
+                running["next"] = index
+                if index == len(starts) or not labelled[index] or running["status"] != DONE:
+                    return rows
 
-    labelled = list(pool.map(label, range(0, n, PIECE_ROWS)))
-    failed = [status for status, _, _ in labelled if status != DONE]
-    if failed:
-        return failed[0], 0.0, 0
-    edges = [k * part // min(threads, k) for part in range(min(threads, k) + 1)]
-    inertia = list(pool.map(lambda part: accumulate_rows(block, step_rows, centroids, outputs, edges[part],
-                                                         edges[part + 1]), range(len(edges) - 1)))[0]  # fmt: skip
-    return DONE, inertia, sum(rows for _, _, rows in labelled)
+    gemm_rows = sum(pool.map(piece, range(len(starts))))
+    if running["status"] != DONE:
+        return running["status"], 0.0, 0
+    return DONE, running["inertia"], gemm_rows
 
 
 def _step_scratch(k: int, d: int, step_rows: int, gemm: tuple[Any, ...]) -> tuple[np.ndarray, ...]:

@@ -107,9 +107,9 @@ def test_bounds_on_and_off_give_bitwise_the_same_passes(k, tile_values, dtype, m
 @pytest.mark.parametrize(("k", "weighted"), [(1, False), (40, True), (700, False)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_block_shared_among_threads_gives_bitwise_the_same_passes(k, weighted, dtype, monkeypatch):
-    # Pieces of 3 steps of 64 rows (the last one short) on 3 threads, sums by centroid range: one thread's bits.
+    # Pieces of 3 steps of 64 rows (float64: 1 step; the last one short) on 3 threads: one thread's bits.
     monkeypatch.setattr(kernels_kmeans, "STEP_ROWS", 64)
-    monkeypatch.setattr(kernels_kmeans, "PIECE_ROWS", 3 * 64)
+    monkeypatch.setattr(kernels_kmeans, "PIECE_BYTES", 3 * 64 * 5 * 4)
     rng = np.random.default_rng(k + 1)
     data = (rng.standard_normal((4000, 5)) + rng.integers(0, 4, size=(4000, 1)) * 3 + 1e3).astype(dtype)
     weights = rng.uniform(0, 2, len(data)) if weighted else None
@@ -142,7 +142,7 @@ def test_a_block_shared_among_threads_gives_bitwise_the_same_passes(k, weighted,
 def test_a_shared_block_beyond_float32_squares_falls_back_to_float64(monkeypatch):
     # Squares of 1e20 overflow float32: every piece's GEMM is redone in float64, labels exact.
     monkeypatch.setattr(kernels_kmeans, "STEP_ROWS", 32)
-    monkeypatch.setattr(kernels_kmeans, "PIECE_ROWS", 64)
+    monkeypatch.setattr(kernels_kmeans, "PIECE_BYTES", 2 * 32 * 3 * 4)
     rng = np.random.default_rng(3)
     data = (rng.standard_normal((500, 3)) * 1e20).astype(np.float32)
     centroids = data[:7].astype(np.float64) * 1.01
