@@ -10,7 +10,10 @@ the GEMM's dtype), settles rows whose best two are closer than the GEMM's
 error bound exactly in float64 (ties to the lower index), then adds every
 row of the step, in row order, to its centroid's float64 sum, count and
 inertia. The partial state of a block is therefore bitwise the same
-whichever rows the bounds skipped. Compiled with numba (``cache=True``).
+whichever rows the bounds skipped. ``lloyd_rows`` labels a range of the
+block's rows without the sums, and ``accumulate_rows`` adds them after, in
+the same order: pieces of a block labelled by several threads at once.
+Compiled with numba (``cache=True``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """K-means on blocks: assignment by the expansion trick, partial sums, their merge; k-means|| rounds.
 
 The per-step maths is the compiled ``bigdist.kernels.assign.lloyd_block``;
-each thread keeps its scratch arrays between tasks (``_scratch``).
+each thread keeps its scratch arrays between tasks (``_scratch``). With
+``threads`` > 1 a block's rows go in pieces to a pool of the process shared
+by all its tasks (``_lloyd_shared``), with bitwise the same partial state.
 
 A Lloyd pass maps ``kmeans_chunk`` (or ``kmeans_bounded_chunk``, which also
 carries per-row bounds between passes and skips the rows whose centroid
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -48,6 +51,16 @@ SCRATCH_KEEP_BYTES = 32 * 2**20
 _thread_scratch = threading.local()
 _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_lock = threading.Lock()
+
+
+def _forget_pools() -> None:
+    # A forked child has none of the pools' threads (nor the lock's holder): it makes its own.
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 # What a row carries from one Lloyd pass to the next (Hamerly's bounds).
 BOUNDS_DTYPE = np.dtype([("label", np.int64), ("lower", np.float64)])
