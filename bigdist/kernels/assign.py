@@ -122,7 +122,8 @@ def lloyd_rows(
                 nearest_two(products, gemm_half_norms[low:high], low, best[:m], second[:m], first[:m])
             # With one tile its products are every centroid's; with several, the settle recomputes a row's.
             _settle(block, centroids, shifted, norms, products, low == 0, centres, half_norms, gemm_half_norms,
-                    max_norm, bound_factor, selected[:m], best, second, first, labels, lower, outputs[2])  # fmt: skip
+                    max_norm, bound_factor, selected[:m], best, second, first, labels, lower, outputs[2], bounded,
+                    carried[1])  # fmt: skip
             gemm_rows += m
         if accumulate:
             inertia += _accumulate_step(block, start, stop, centroids, outputs)
@@ -172,19 +173,20 @@ def _keep_proven(
     centroid (then no other centroid can be as near, by the triangle
     inequality). The comparison keeps a relative margin of 1e-9, far above
     the float64 rounding of the bounds, so a kept label is the exact nearest
-    centroid, never a tie; its distance goes to ``distances``. Returns how
-    many rows are left to assign.
+    centroid, never a tie; its distance goes to ``distances``, for the
+    others too (:func:`_settle` keeps it for a row whose label stays). Returns
+    how many rows are left to assign.
     """
     _, labels_before, lower_before, drift_other, half_gap = carried
     m = 0
     for i in range(start, stop):
         label = labels_before[i]
         distance = squared_distance(block[i], centroids[label])
+        distances[i] = distance
         moved_lower = lower_before[i] - drift_other[label]
         limit = max(moved_lower, half_gap[label]) * (1.0 - 1e-9)
         if limit > 0.0 and distance < limit * limit:
             labels[i] = label
-            distances[i] = distance
             # The triangle inequality bounds the other centroids by the gap too (less a rounding margin).
             gap_lower = 2.0 * half_gap[label] * (1.0 - 1e-12) - np.sqrt(distance)
             lower[i] = max(moved_lower, gap_lower, 0.0)
@@ -289,12 +291,16 @@ def _settle(
     labels: np.ndarray,
     lower: np.ndarray,
     distances: np.ndarray,
+    bounded: bool,
+    labels_before: np.ndarray,
 ) -> None:
     """Label the selected rows from :func:`nearest_two`'s values, with their distance and a bound on the others.
 
     ``whole``: ``products`` hold every centroid's values; otherwise a row too
     close to call recomputes them (a dot product in the GEMM dtype errs by
-    no more than the GEMM's, whatever the order of its sum).
+    no more than the GEMM's, whatever the order of its sum). ``bounded``: a
+    row that keeps its label from ``labels_before`` keeps the distance
+    :func:`_keep_proven` computed (the same function of the same values).
     """
     k = centres.shape[0]
     for j in range(selected.shape[0]):
@@ -322,7 +328,10 @@ def _settle(
             if label != first[j]:
                 other = nearest
         labels[i] = label
-        distances[i] = exact_best if exact_best < np.inf else squared_distance(block[i], centroids[label])
+        if exact_best < np.inf:
+            distances[i] = exact_best
+        elif not (bounded and label == labels_before[i]):
+            distances[i] = squared_distance(block[i], centroids[label])
         # Every value errs by at most the bound, and the row's squared norm by less than twice it.
         lower[i] = np.sqrt(max(norm2 + 2.0 * (other - 2.0 * bound), 0.0))
 
