@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from dask.base import tokenize
 from sklearn.exceptions import ConvergenceWarning
 
 from bigdist import config, display
+from bigdist.blas import dask_threads
 from bigdist.errors import InputShapeError, ParameterError
 from bigdist.execution.passes import CarriedRows, PassColumn, run_pass, write_labels
 from bigdist.execution.sources import InputRows
@@ -171,8 +173,20 @@ class _Passes:
         return state, carried
 
 
+def _sharing_threads(chunk: Any, *args: Any, **kwargs: Any) -> Any:
+    """``chunk(*args, threads=..., **kwargs)`` in a task: its block shared among the dask threads of its process.
+
+    The tasks of a pass (often fewer than the threads, or not a multiple)
+    hand their rows to one pool of that many threads, so every core works
+    to the end of the pass; in the main thread (synchronous or processes
+    scheduler) a task runs alone.
+    """
+    threads = 1 if threading.current_thread() is threading.main_thread() else dask_threads()
+    return chunk(*args, threads=threads, **kwargs)
+
+
 def _lloyd_state(data: _Passes, centroids: np.ndarray, n_far: int, with_moments: bool = False) -> dict[str, Any]:
-    chunk = partial(kmeans_chunk, n_far=n_far, with_moments=with_moments)
+    chunk = partial(_sharing_threads, kmeans_chunk, n_far=n_far, with_moments=with_moments)
     return data.run(chunk, partial(kmeans_combine, n_far=n_far), "bigdist-kmeans-pass", (centroids,))[0]
 
 
@@ -182,19 +196,22 @@ def _bounded_pass(
     centroids: np.ndarray,
     previous: np.ndarray | None,
     with_moments: bool,
+    n_far: int | None = None,
 ) -> tuple[dict[str, Any], CarriedRows]:
     """One Lloyd pass that carries each row's label and bound to the next (Hamerly's algorithm).
 
     A block whose bounds were lost (its worker died) runs in full: the same partial state.
+    ``n_far``: the farthest rows kept (default k, for empty clusters).
     """
     k = len(centroids)
+    n_far = k if n_far is None else n_far
     if carried is None:
         drift_other, half_gap = np.zeros(k), np.zeros(k)
     else:
         drift_other, half_gap = bound_updates(previous, centroids)
-    chunk = partial(kmeans_bounded_chunk, n_far=k, with_moments=with_moments)
+    chunk = partial(_sharing_threads, kmeans_bounded_chunk, n_far=n_far, with_moments=with_moments)
     state, after = data.run(
-        chunk, partial(kmeans_combine, n_far=k), "bigdist-kmeans-pass", (centroids, drift_other, half_gap),
+        chunk, partial(kmeans_combine, n_far=n_far), "bigdist-kmeans-pass", (centroids, drift_other, half_gap),
         carried=carried, takes_carried=True, returns_carried=True,
     )  # fmt: skip
     if carried is not None:
@@ -597,14 +614,25 @@ def _lloyd(
             )  # fmt: skip
         if converged:
             break
-    if carried is not None:
-        carried.release()
-    return _finish(data, centroids, len(stats), stats)
+    return _finish(data, centroids, len(stats), stats, carried, previous)
 
 
-def _finish(data: _Passes, centroids: np.ndarray, n_iter: int, stats: list[dict[str, float]]) -> KMeansResult:
-    # Inertia of the final centroids, as scikit-learn reports it.
-    state = _lloyd_state(data, centroids, n_far=0)
+def _finish(
+    data: _Passes,
+    centroids: np.ndarray,
+    n_iter: int,
+    stats: list[dict[str, float]],
+    carried: CarriedRows | None = None,
+    previous: np.ndarray | None = None,
+) -> KMeansResult:
+    """The result at the final centroids; ``carried``: the last pass's bounds (at ``previous``), released here."""
+    # Inertia of the final centroids, as scikit-learn reports it; the last pass's bounds skip the rows
+    # that provably keep their centroid (bitwise the same state).
+    if carried is None:
+        state = _lloyd_state(data, centroids, n_far=0)
+    else:
+        state, after = _bounded_pass(data, carried, centroids, previous, with_moments=False, n_far=0)
+        after.release()
     labels = map_row_blocks(data.X, labels_chunk, dtype=np.int64, name="bigdist-kmeans-labels", extra=(centroids,))
     return KMeansResult(
         centroids=centroids, labels=labels, inertia=float(state["inertia"]), n_iter=n_iter, stats=stats,

@@ -57,6 +57,27 @@ def test_hamerly_bounds_skip_rows_without_changing_the_result(blobs, bounds):
         assert fractions == [1] * len(fractions)
 
 
+@pytest.mark.parametrize("chunks", [3000, 700])
+def test_threads_sharing_blocks_give_the_synchronous_result(blobs, chunks, monkeypatch):
+    # Pieces of 1,024 rows on a pool of 3 threads (one block, or four and a remainder): sklearn's
+    # labels, and bitwise the result of one thread.
+    from bigdist.kernels import kmeans as kernels_kmeans
+
+    monkeypatch.setattr(kernels_kmeans, "PIECE_BYTES", 1024 * 5 * 8)
+    init = blobs[np.random.default_rng(5).choice(len(blobs), 7, replace=False)] + 1e3
+    X = da.from_array(blobs + 1e3, chunks=chunks)
+    alone = bd.kmeans(X, 7, init=init, tol=0, max_iter=15)
+    with dask.config.set(scheduler="threads", num_workers=3):
+        shared = bd.kmeans(X, 7, init=init, tol=0, max_iter=15)
+        labels = shared.labels.compute()
+    theirs = _sklearn(blobs + 1e3, init, tol=0, max_iter=15)
+    np.testing.assert_array_equal(labels, theirs.labels_)
+    np.testing.assert_array_equal(shared.centroids, alone.centroids)
+    np.testing.assert_array_equal(labels, alone.labels.compute())
+    assert shared.inertia == alone.inertia
+    assert [s["reassigned_fraction"] for s in shared.stats] == [s["reassigned_fraction"] for s in alone.stats]
+
+
 def test_seed_001_example():
     x = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
     y = np.array([[1.0, 0.0], [0.0, 1.0]])

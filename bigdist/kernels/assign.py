@@ -10,7 +10,10 @@ the GEMM's dtype), settles rows whose best two are closer than the GEMM's
 error bound exactly in float64 (ties to the lower index), then adds every
 row of the step, in row order, to its centroid's float64 sum, count and
 inertia. The partial state of a block is therefore bitwise the same
-whichever rows the bounds skipped. Compiled with numba (``cache=True``).
+whichever rows the bounds skipped. ``lloyd_rows`` labels a range of the
+block's rows without the sums, and ``accumulate_rows`` adds them after, in
+the same order: pieces of a block labelled by several threads at once.
+Compiled with numba (``cache=True``).
 """
 
 from __future__ import annotations
@@ -38,9 +41,33 @@ def lloyd_block(
 ) -> tuple[int, float, int]:
     """Label every row of a block, add it to its centroid's sums; return (status, inertia, GEMM rows).
 
+    :func:`lloyd_rows` over the whole block, each step's rows summed while in cache.
+    """
+    return lloyd_rows(block, 0, block.shape[0], True, centroids, gemm, carried, outputs, scratch)
+
+
+@numba.njit(cache=True, nogil=True)
+def lloyd_rows(
+    block: np.ndarray,
+    first_row: int,
+    stop_row: int,
+    accumulate: bool,
+    centroids: np.ndarray,
+    gemm: tuple,
+    carried: tuple,
+    outputs: tuple,
+    scratch: tuple,
+) -> tuple[int, float, int]:
+    """Label rows ``first_row:stop_row`` of a block; with ``accumulate``, add them to their centroid's sums.
+
+    Without ``accumulate`` only the labels, bounds and distances are written (:func:`accumulate_rows`
+    sums them later, as these would have). Returns (status, inertia or 0, GEMM rows).
+
     Parameters
     ----------
     block : ndarray of shape (n, d), the original rows
+    first_row, stop_row : int, the rows to label; ``first_row`` a multiple of the step's rows
+    accumulate : bool, add the rows to the sums in ``outputs`` (steps of ``first_row`` on)
     centroids : ndarray of shape (k, d), float64, the original centroids
     gemm : tuple ``(centres, shift, half_norms, gemm_half_norms, tile, max_norm, bound_factor, safe_low,
         safe_high, centroid_amax)``: the centroids less ``shift`` (k, d) and ``shift`` (d,) in the GEMM dtype;
@@ -75,8 +102,8 @@ def lloyd_block(
     step_rows = selected.shape[0]
     inertia = 0.0
     gemm_rows = 0
-    for start in range(0, n, step_rows):
-        stop = min(start + step_rows, n)
+    for start in range(first_row, stop_row, step_rows):
+        stop = min(start + step_rows, stop_row)
         if bounded:
             m = _keep_proven(block, start, stop, centroids, carried, labels, lower, outputs[2], selected)
         else:
@@ -95,10 +122,34 @@ def lloyd_block(
                 nearest_two(products, gemm_half_norms[low:high], low, best[:m], second[:m], first[:m])
             # With one tile its products are every centroid's; with several, the settle recomputes a row's.
             _settle(block, centroids, shifted, norms, products, low == 0, centres, half_norms, gemm_half_norms,
-                    max_norm, bound_factor, selected[:m], best, second, first, labels, lower, outputs[2])  # fmt: skip
+                    max_norm, bound_factor, selected[:m], best, second, first, labels, lower, outputs[2], bounded,
+                    carried[1])  # fmt: skip
             gemm_rows += m
-        inertia += _accumulate_step(block, start, stop, centroids, outputs)
+        if accumulate:
+            inertia += _accumulate_step(block, start, stop, centroids, outputs)
     return DONE, inertia, gemm_rows
+
+
+@numba.njit(cache=True, nogil=True)
+def accumulate_rows(
+    block: np.ndarray,
+    first_row: int,
+    stop_row: int,
+    step_rows: int,
+    centroids: np.ndarray,
+    outputs: tuple,
+    inertia: float,
+) -> float:
+    """Add the labelled rows ``first_row:stop_row`` to their centroid's sums, as ``lloyd_block`` does.
+
+    The same additions in the same order as :func:`lloyd_block`'s (steps of
+    ``step_rows`` from ``first_row``, a multiple of it): pieces of a block
+    summed one after the other, in row order, give bitwise its sums.
+    Returns ``inertia``, the running inertia of the rows before, plus theirs.
+    """
+    for start in range(first_row, stop_row, step_rows):
+        inertia += _accumulate_step(block, start, min(start + step_rows, stop_row), centroids, outputs)
+    return inertia
 
 
 @numba.njit(cache=True, nogil=True)
@@ -122,19 +173,20 @@ def _keep_proven(
     centroid (then no other centroid can be as near, by the triangle
     inequality). The comparison keeps a relative margin of 1e-9, far above
     the float64 rounding of the bounds, so a kept label is the exact nearest
-    centroid, never a tie; its distance goes to ``distances``. Returns how
-    many rows are left to assign.
+    centroid, never a tie; its distance goes to ``distances``, for the
+    others too (:func:`_settle` keeps it for a row whose label stays). Returns
+    how many rows are left to assign.
     """
     _, labels_before, lower_before, drift_other, half_gap = carried
     m = 0
     for i in range(start, stop):
         label = labels_before[i]
         distance = squared_distance(block[i], centroids[label])
+        distances[i] = distance
         moved_lower = lower_before[i] - drift_other[label]
         limit = max(moved_lower, half_gap[label]) * (1.0 - 1e-9)
         if limit > 0.0 and distance < limit * limit:
             labels[i] = label
-            distances[i] = distance
             # The triangle inequality bounds the other centroids by the gap too (less a rounding margin).
             gap_lower = 2.0 * half_gap[label] * (1.0 - 1e-12) - np.sqrt(distance)
             lower[i] = max(moved_lower, gap_lower, 0.0)
@@ -239,12 +291,16 @@ def _settle(
     labels: np.ndarray,
     lower: np.ndarray,
     distances: np.ndarray,
+    bounded: bool,
+    labels_before: np.ndarray,
 ) -> None:
     """Label the selected rows from :func:`nearest_two`'s values, with their distance and a bound on the others.
 
     ``whole``: ``products`` hold every centroid's values; otherwise a row too
     close to call recomputes them (a dot product in the GEMM dtype errs by
-    no more than the GEMM's, whatever the order of its sum).
+    no more than the GEMM's, whatever the order of its sum). ``bounded``: a
+    row that keeps its label from ``labels_before`` keeps the distance
+    :func:`_keep_proven` computed (the same function of the same values).
     """
     k = centres.shape[0]
     for j in range(selected.shape[0]):
@@ -272,7 +328,10 @@ def _settle(
             if label != first[j]:
                 other = nearest
         labels[i] = label
-        distances[i] = exact_best if exact_best < np.inf else squared_distance(block[i], centroids[label])
+        if exact_best < np.inf:
+            distances[i] = exact_best
+        elif not (bounded and label == labels_before[i]):
+            distances[i] = squared_distance(block[i], centroids[label])
         # Every value errs by at most the bound, and the row's squared norm by less than twice it.
         lower[i] = np.sqrt(max(norm2 + 2.0 * (other - 2.0 * bound), 0.0))
 

@@ -1,7 +1,9 @@
 """K-means on blocks: assignment by the expansion trick, partial sums, their merge; k-means|| rounds.
 
 The per-step maths is the compiled ``bigdist.kernels.assign.lloyd_block``;
-each thread keeps its scratch arrays between tasks (``_scratch``).
+each thread keeps its scratch arrays between tasks (``_scratch``). With
+``threads`` > 1 a block's rows go in pieces to a pool of the process shared
+by all its tasks (``_lloyd_shared``), with bitwise the same partial state.
 
 A Lloyd pass maps ``kmeans_chunk`` (or ``kmeans_bounded_chunk``, which also
 carries per-row bounds between passes and skips the rows whose centroid
@@ -22,14 +24,16 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from bigdist.errors import InputShapeError, ParameterError, ValueRangeError
-from bigdist.kernels.assign import DONE, lloyd_block
+from bigdist.kernels.assign import DONE, accumulate_rows, lloyd_block, lloyd_rows
 from bigdist.kernels.metrics import margin
 from bigdist.kernels.scaling import largest_magnitude, safe_range
 
@@ -39,9 +43,24 @@ STEP_ROWS = 1024
 # Most products of one GEMM (a tile of centroids against a step's rows): 512 KiB of float32 stay in L2.
 TILE_VALUES = 2**17
 
+# A piece of a block shared among threads (whole steps): a millisecond or two of work, in L2 when summed.
+PIECE_BYTES = 2**20
+
 # Scratch arrays a thread keeps from one task to the next, in all (a block of 262,144 rows keeps ~7 MiB).
 SCRATCH_KEEP_BYTES = 32 * 2**20
 _thread_scratch = threading.local()
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
+
+
+def _forget_pools() -> None:
+    # A forked child has none of the pools' threads (nor the lock's holder): it makes its own.
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 # What a row carries from one Lloyd pass to the next (Hamerly's bounds).
 BOUNDS_DTYPE = np.dtype([("label", np.int64), ("lower", np.float64)])
@@ -94,6 +113,76 @@ def _gemm_inputs(centroids: np.ndarray, dtype: np.dtype, n_features: int, step_r
     )  # fmt: skip
 
 
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``threads`` threads that the blocks' pieces share (made once per size)."""
+    with _pools_lock:
+        pool = _pools.get(threads)
+        if pool is None:
+            pool = _pools[threads] = ThreadPoolExecutor(threads, thread_name_prefix="bigdist-kmeans")
+        return pool
+
+
+def _lloyd_shared(
+    block: np.ndarray, centroids: np.ndarray, gemm: tuple, bounds: tuple, outputs: tuple, step_rows: int, threads: int
+) -> tuple[int, float, int]:
+    """``lloyd_block`` on the process's pool of ``threads``: pieces of rows labelled at once, summed in order.
+
+    Every task of the process that runs here waits for the pool, so the
+    pieces of all of them keep ``threads`` threads busy to the last one. A
+    piece is summed as soon as it and every piece before it are labelled,
+    by the thread that labelled it or the one that summed the piece before
+    (its rows still in cache), so the sums are bitwise ``lloyd_block``'s.
+    """
+    n, d = block.shape
+    k = len(centroids)
+    pool = _pool(threads)
+    piece_rows = max(1, PIECE_BYTES // (d * block.itemsize) // step_rows) * step_rows
+    starts = range(0, n, piece_rows)
+    labelled = [False] * len(starts)
+    lock = threading.Lock()
+    running = {"next": 0, "inertia": 0.0, "status": DONE}
+
+    def piece(index: int) -> int:
+        start = starts[index]
+        scratch = _step_scratch(k, d, step_rows, gemm)
+        status, _, rows = lloyd_rows(block, start, min(start + piece_rows, n), False, centroids, gemm, bounds, outputs,
+                                     scratch)  # fmt: skip
+        with lock:
+            labelled[index] = True
+            running["status"] = max(running["status"], status)
+            if index != running["next"] or running["status"] != DONE:
+                return rows
+        # This thread holds the sums until it meets a piece not labelled yet: the one labelling it goes on.
+        while True:
+            start = starts[index]
+            stop = min(start + piece_rows, n)
+            running["inertia"] = accumulate_rows(block, start, stop, step_rows, centroids, outputs, running["inertia"])
+            with lock:
+                index += 1
+                running["next"] = index
+                if index == len(starts) or not labelled[index] or running["status"] != DONE:
+                    return rows
+
+    gemm_rows = sum(pool.map(piece, range(len(starts))))
+    if running["status"] != DONE:
+        return running["status"], 0.0, 0
+    return DONE, running["inertia"], gemm_rows
+
+
+def _step_scratch(k: int, d: int, step_rows: int, gemm: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+    """The ``scratch`` tuple of :func:`~bigdist.kernels.assign.lloyd_block`, this thread's."""
+    dtype = gemm[0].dtype
+    return (
+        _scratch("products", (min(k, gemm[4]) * step_rows,), dtype),
+        _scratch("shifted", (step_rows * d,), dtype),
+        _scratch("best", (step_rows,), dtype),
+        _scratch("second", (step_rows,), dtype),
+        _scratch("first", (step_rows,), np.int32),
+        _scratch("selected", (step_rows,), np.int64),
+        _scratch("norms", (step_rows,), np.float64),
+    )
+
+
 def _run_block(
     block: np.ndarray,
     centroids: np.ndarray,
@@ -104,12 +193,15 @@ def _run_block(
     half_gap: np.ndarray | None = None,
     with_moments: bool = False,
     weights: np.ndarray | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Label ``block`` into ``carried_out`` and ``distances`` and return its partial sums (see ``lloyd_block``).
 
     The GEMM runs in float32 for float32 data unless squares leave float32's
     range (then in float64, as exact); ``carried`` (with ``drift_other`` and
-    ``half_gap``) are Hamerly's bounds from the last pass.
+    ``half_gap``) are Hamerly's bounds from the last pass. ``threads`` > 1:
+    the block's rows are shared among a pool of that many threads (see
+    :func:`_lloyd_shared`), with the same result.
     """
     # One memory layout (and the step's rows contiguous): each layout would be another compiled kernel.
     block = np.ascontiguousarray(block)
@@ -125,22 +217,18 @@ def _run_block(
     for gemm_dtype in [dtype] if dtype == np.float64 else [dtype, np.dtype(np.float64)]:
         step_rows = max(1, min(STEP_ROWS, n))
         gemm = _gemm_inputs(centroids, gemm_dtype, d, step_rows)
-        scratch = (
-            _scratch("products", (min(k, gemm[4]) * step_rows,), gemm_dtype),
-            _scratch("shifted", (step_rows * d,), gemm_dtype),
-            _scratch("best", (step_rows,), gemm_dtype),
-            _scratch("second", (step_rows,), gemm_dtype),
-            _scratch("first", (step_rows,), np.int32),
-            _scratch("selected", (step_rows,), np.int64),
-            _scratch("norms", (step_rows,), np.float64),
-        )
         state = {"sums": np.zeros((k, d)), "counts": np.zeros(k, dtype=np.int64), "moments": np.zeros((2, d))}
         weight_sums = np.zeros(k)
         outputs = (
             labels, lower, distances, state["sums"], state["counts"], state["moments"], with_moments,
             distances if weights is None else weights, weight_sums, weights is not None,
         )  # fmt: skip
-        status, inertia, gemm_rows = lloyd_block(block, centroids, gemm, bounds, outputs, scratch)
+        if threads > 1:
+            status, inertia, gemm_rows = _lloyd_shared(block, centroids, gemm, bounds, outputs, step_rows, threads)
+        else:
+            status, inertia, gemm_rows = lloyd_block(
+                block, centroids, gemm, bounds, outputs, _step_scratch(k, d, step_rows, gemm)
+            )
         if status == DONE:
             state.update(inertia=inertia, full_rows=gemm_rows)
             if weights is not None:
@@ -224,6 +312,7 @@ def kmeans_chunk(
     n_far: int,
     with_moments: bool = False,
     weights: np.ndarray | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Partial Lloyd state of one row block.
 
@@ -235,12 +324,15 @@ def kmeans_chunk(
     n_far : int, how many of the farthest rows to keep for relocating empty clusters
     with_moments : bool, also sum x and x**2 per feature (for the data's variance, unweighted)
     weights : ndarray of shape (n,), optional, the rows' sample weights
+    threads : int, threads of the process's pool that the block's rows are shared among (1: this thread)
     """
     centroids = np.asarray(centroids, dtype=np.float64)
     weights = check_weights(weights, len(block))
     carried_out = _scratch("carried", (len(block),), BOUNDS_DTYPE)
     distances = _scratch("distances", (len(block),), np.float64)
-    state = _run_block(block, centroids, carried_out, distances, with_moments=with_moments, weights=weights)
+    state = _run_block(
+        block, centroids, carried_out, distances, with_moments=with_moments, weights=weights, threads=threads
+    )
     state["far"] = _farthest(distances, carried_out["label"], block, first_row, n_far, weights)
     return state
 
@@ -255,6 +347,7 @@ def kmeans_bounded_chunk(
     n_far: int,
     with_moments: bool = False,
     weights: np.ndarray | None = None,
+    threads: int = 1,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Partial Lloyd state of one row block, skipping the rows whose centroid provably stays.
 
@@ -279,6 +372,7 @@ def kmeans_bounded_chunk(
     n_far : int, how many of the farthest rows to keep for relocating empty clusters
     with_moments : bool, also sum x and x**2 per feature (only with ``carried=None``)
     weights : ndarray of shape (n,), optional, the rows' sample weights
+    threads : int, threads of the process's pool that the block's rows are shared among (1: this thread)
 
     Returns
     -------
@@ -290,7 +384,9 @@ def kmeans_bounded_chunk(
     weights = check_weights(weights, len(block))
     carried_out = np.empty(len(block), dtype=BOUNDS_DTYPE)
     distances = _scratch("distances", (len(block),), np.float64)
-    state = _run_block(block, centroids, carried_out, distances, carried, drift_other, half_gap, with_moments, weights)
+    state = _run_block(
+        block, centroids, carried_out, distances, carried, drift_other, half_gap, with_moments, weights, threads
+    )
     state["far"] = _farthest(distances, carried_out["label"], block, first_row, n_far, weights)
     return state, carried_out
 

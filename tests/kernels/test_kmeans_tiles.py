@@ -102,3 +102,51 @@ def test_bounds_on_and_off_give_bitwise_the_same_passes(k, tile_values, dtype, m
         counts = np.maximum(state["counts"], 1)[:, None]
         centroids = np.where(state["counts"][:, None] > 0, state["sums"] / counts, centroids)
     assert skipped > 0, "the bounds never kept a row"
+
+
+@pytest.mark.parametrize(("k", "weighted"), [(1, False), (40, True), (700, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_block_shared_among_threads_gives_bitwise_the_same_passes(k, weighted, dtype, monkeypatch):
+    # Pieces of 3 steps of 64 rows (float64: 1 step; the last one short) on 3 threads: one thread's bits.
+    monkeypatch.setattr(kernels_kmeans, "STEP_ROWS", 64)
+    monkeypatch.setattr(kernels_kmeans, "PIECE_BYTES", 3 * 64 * 5 * 4)
+    rng = np.random.default_rng(k + 1)
+    data = (rng.standard_normal((4000, 5)) + rng.integers(0, 4, size=(4000, 1)) * 3 + 1e3).astype(dtype)
+    weights = rng.uniform(0, 2, len(data)) if weighted else None
+    centroids = data[rng.choice(len(data), k, replace=False)].astype(np.float64)
+    carried, previous = None, None
+    for _ in range(4):
+        if carried is None:
+            drift_other, half_gap = np.zeros(k), np.zeros(k)
+        else:
+            drift_other, half_gap = bound_updates(previous, centroids)
+        moments = carried is None
+        args = (data, 0, carried, centroids, drift_other, half_gap)
+        state, carried = kmeans_bounded_chunk(*args, n_far=3, with_moments=moments, weights=weights, threads=3)
+        reference, _ = kmeans_bounded_chunk(*args, n_far=3, with_moments=moments, weights=weights)
+        labels, exact = _oracle(data, centroids)
+        np.testing.assert_array_equal(carried["label"], labels)
+        np.testing.assert_array_equal(state["counts"], np.bincount(labels, minlength=k))
+        expected = exact @ weights if weighted else exact.sum()
+        assert state["inertia"] == pytest.approx(expected, rel=1e-12)
+        for key in ("sums", "counts", "moments") + (("weights",) if weighted else ()):
+            np.testing.assert_array_equal(state[key], reference[key])
+        assert state["inertia"] == reference["inertia"]
+        assert state["full_rows"] == reference["full_rows"]
+        np.testing.assert_array_equal(state["far"]["index"], reference["far"]["index"])
+        previous = centroids
+        counts = np.maximum(state["counts"], 1)[:, None]
+        centroids = np.where(state["counts"][:, None] > 0, state["sums"] / counts, centroids)
+
+
+def test_a_shared_block_beyond_float32_squares_falls_back_to_float64(monkeypatch):
+    # Squares of 1e20 overflow float32: every piece's GEMM is redone in float64, labels exact.
+    monkeypatch.setattr(kernels_kmeans, "STEP_ROWS", 32)
+    monkeypatch.setattr(kernels_kmeans, "PIECE_BYTES", 2 * 32 * 3 * 4)
+    rng = np.random.default_rng(3)
+    data = (rng.standard_normal((500, 3)) * 1e20).astype(np.float32)
+    centroids = data[:7].astype(np.float64) * 1.01
+    state = kmeans_chunk(data, 0, centroids, n_far=0, threads=2)
+    labels, _ = _oracle(data, centroids)
+    np.testing.assert_array_equal(state["counts"], np.bincount(labels, minlength=7))
+    np.testing.assert_array_equal(state["sums"], kmeans_chunk(data, 0, centroids, n_far=0)["sums"])
