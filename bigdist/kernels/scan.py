@@ -119,6 +119,12 @@ def scan_tile(
     full = width - width % CHUNK
     for i in range(n_rows):
         row = scores[i]
+        if count[i] == 0 and width >= 2 * k:
+            # A row's first sub-tile: with an empty pool nearly every score would pass (be pooled, then
+            # compacted away). The k-th best score here bounds the k-th key from the start: the k scores
+            # at or above it will be pooled, each with an upper end at most this bound.
+            kth_score = np.partition(row, width - k)[width - k]
+            upper[i] = min(upper[i], alpha[i] - beta * np.float64(kth_score) + margin[i])
         threshold = _score_threshold(upper[i], alpha[i], beta, margin[i], cell)
         for start in range(0, width, CHUNK):
             stop = min(start + CHUNK, width)

@@ -160,3 +160,36 @@ def test_pools_in_groups_of_query_rows(monkeypatch, metric):
     expected_dist, expected_idx = knn_oracle(queries, train, 9, metric)
     np.testing.assert_array_equal(idx, expected_idx)
     np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product", "cosine"])
+def test_first_sub_tile_bound_with_ties_at_its_kth(metric):
+    # The first sub-tile's k-th best score bounds each row from the start: here ties straddle that k-th
+    # score, and later sub-tiles hold better rows and more copies of the tied one (higher indices lose).
+    rng = np.random.default_rng(13)
+    tied = rng.integers(-3, 4, size=(1, 8))
+    first = np.concatenate([np.repeat(tied, 20, axis=0), rng.integers(-6, 7, size=(44, 8))])
+    later = np.concatenate([rng.integers(-6, 7, size=(200, 8)), np.repeat(tied, 30, axis=0)])
+    train = np.concatenate([first, later[rng.permutation(len(later))]]).astype(np.float32)
+    queries = np.concatenate([tied, tied + 1, rng.integers(-3, 4, size=(10, 8))]).astype(np.float32)
+    for k in (5, 25, 32):
+        dist, idx = _run(queries, train, k, metric, tile=(4, 64))
+        expected_dist, expected_idx = knn_oracle(queries, train, k, metric)
+        np.testing.assert_array_equal(idx, expected_idx)
+        np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
+def test_first_sub_tile_holds_the_nearest(metric):
+    # The k nearest all in the first sub-tile, at distinct distances, the rest far: the bound taken from
+    # that sub-tile must keep its k-th best (a bound from the (k-1)-th would lose it).
+    rng = np.random.default_rng(14)
+    near = rng.standard_normal((64, 6))
+    far = rng.standard_normal((500, 6)) * 0.1 + (3.0 if metric == "euclidean" else -3.0)
+    train = np.concatenate([near, far]).astype(np.float32)
+    queries = (rng.standard_normal((8, 6)) * 0.1 + (0.0 if metric == "euclidean" else 1.0)).astype(np.float32)
+    for k in (1, 10, 32):
+        dist, idx = _run(queries, train, k, metric, tile=(4, 64))
+        expected_dist, expected_idx = knn_oracle(queries, train, k, metric)
+        np.testing.assert_array_equal(idx, expected_idx)
+        np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
