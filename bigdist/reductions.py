@@ -19,6 +19,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 
 from bigdist.blas import BlasLimited
+from bigdist.kernels.bounds import new_run
 from bigdist.kernels.knn import RESULT_DTYPE, knn_agg, knn_chunk, knn_combine
 from bigdist.kernels.labels import fmax_reduce, lookup_chunk
 from bigdist.kernels.meanshift import kth_agg, kth_chunk, kth_combine
@@ -87,6 +88,7 @@ def knn_topk(
                 exclude_self=exclude_self,
                 tile_query_rows=tile_query_rows,
                 tile_train_rows=tile_train_rows,
+                run=new_run(),  # not in the token: the graph's names stay deterministic
             )
         ),
         "ij",

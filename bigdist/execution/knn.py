@@ -34,6 +34,7 @@ from bigdist.io.store import (
     open_output,
     store_block,
 )
+from bigdist.kernels.bounds import new_run
 from bigdist.kernels.knn import knn_agg, knn_chunk, knn_combine
 from bigdist.kernels.registry import get_metric
 
@@ -120,10 +121,12 @@ def knn_panel(
     exclude_self: bool,
     tile_query_rows: int,
     tile_train_rows: int,
+    run: str | None = None,
     chunk: Any = None,
 ) -> np.ndarray:
     """Top-k of one query block within a panel of train blocks, read one block at a time.
 
+    ``run`` shares the bounds of the run's tiles (see ``knn_chunk``).
     ``chunk(queries, train, query_index, train_index)``, optional, replaces ``knn_chunk``
     (a user's metric function, ``bigdist.kernels.dense.function_knn_chunk``).
 
@@ -141,6 +144,7 @@ def knn_panel(
         exclude_self=exclude_self,
         tile_query_rows=tile_query_rows,
         tile_train_rows=tile_train_rows,
+        run=run,
     )
     best = None
     with limited_blas():  # dask threads x BLAS threads within the cores, on any scheduler
@@ -154,6 +158,7 @@ def knn_panel(
 def knn_panel_options(*, k: int, metric: str, p: float, exclude_self: bool, chunk: Any = None) -> dict[str, Any]:
     """The keyword arguments of :func:`knn_panel` for one run, its tile sizes from config (read now)."""
     return {
+        "run": new_run(),
         "k": k,
         "metric": metric,
         "p": p,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bigdist.kernels.bounds import shared_bounds
 from bigdist.kernels.direct import DIRECT_METRICS, direct_topk
 from bigdist.kernels.metrics import keys_to_values
 from bigdist.kernels.scaling import scale_back
@@ -37,6 +38,7 @@ def knn_chunk(
     tile_query_rows: int,
     tile_train_rows: int,
     p: float = 2.0,
+    run: str | None = None,
 ) -> np.ndarray:
     """Exact top-k of every query row within one train block.
 
@@ -56,6 +58,11 @@ def knn_chunk(
         Sub-tile shape; the scores of one sub-tile are all that is held.
     p : float
         The Minkowski order (other metrics ignore it).
+    run : str, optional
+        A token from ``bigdist.kernels.bounds.new_run``, the same for every tile of one kNN (same
+        queries, train set, k and metric): the GEMM metrics' scans then start from, and tighten, the
+        bounds on each query row's k-th key that the run's tiles share in this process. A row may then
+        come back with fewer than k real entries (padded), the others being beaten elsewhere.
 
     Returns
     -------
@@ -81,14 +88,18 @@ def knn_chunk(
     # per group and scored against the group's sub-blocks while it is in cache.
     group_rows = min(m, max(tile_query_rows, POOL_BYTES // pool_row_bytes(k)))
     pools = new_pool(group_rows, k)
+    bounds = shared_bounds(run, first_query, m) if run is not None else None
 
     for g_start in range(0, m, group_rows):
         g_stop = min(g_start + group_rows, m)
         pools[4][:] = np.inf
         pools[5][:] = 0
+        upper = pools[4][: g_stop - g_start]
         for x_start in range(0, n, tile_train_rows):
             x_stop = min(x_start + tile_train_rows, n)
             tile = tiles.train_tile(x_start, x_stop, buffer=train_buffer, query_rows=slice(g_start, g_stop))
+            if bounds is not None:
+                np.minimum(upper, _rescaled(bounds[g_start:g_stop], tiles, -1), out=upper)
             train_norms[x_start:x_stop] = tile.norms
             for q_start in range(g_start, g_stop, tile_query_rows):
                 q_stop = min(q_start + tile_query_rows, g_stop)
@@ -119,6 +130,8 @@ def knn_chunk(
                 )
                 if tiles.centred:
                     settle(pool, rows, k)
+            if bounds is not None:
+                np.minimum(bounds[g_start:g_stop], _rescaled(upper, tiles, 1), out=bounds[g_start:g_stop])
         pool = tuple(part[: g_stop - g_start] for part in pools)
         # Centred: every pooled pair is re-checked already, so the un-centred rows are never read.
         settle(pool, (queries[g_start:g_stop], tiles.train, first_train, tiles.query_norms[g_start:g_stop],
@@ -130,6 +143,14 @@ def knn_chunk(
     best["key"] = best_keys
     best["index"] = best_indices
     return best
+
+
+def _rescaled(bounds: np.ndarray, tiles: GemmTiles, direction: int) -> np.ndarray:
+    """Bounds on keys taken into (``direction`` -1) or out of (+1) the block's scaled units, rounded up."""
+    if tiles.metric == "cosine" or tiles.exponent == 0:  # cosine keys do not change with the scale
+        return bounds
+    with np.errstate(over="ignore", under="ignore"):
+        return np.nextafter(np.ldexp(bounds, direction * 2 * tiles.exponent), np.inf)
 
 
 def knn_combine(partials: np.ndarray, *, k: int) -> np.ndarray:

@@ -119,8 +119,8 @@ def scan_tile(
     full = width - width % CHUNK
     for i in range(n_rows):
         row = scores[i]
-        if count[i] == 0 and width >= 2 * k:
-            # A row's first sub-tile: with an empty pool nearly every score would pass (be pooled, then
+        if upper[i] == np.inf and width >= 2 * k:
+            # A row's first sub-tile, with no bound yet: nearly every score would pass (be pooled, then
             # compacted away). The k-th best score here bounds the k-th key from the start: the k scores
             # at or above it will be pooled, each with an upper end at most this bound.
             kth_score = np.partition(row, width - k)[width - k]
@@ -157,7 +157,9 @@ def new_pool(n_rows: int, k: int) -> tuple[np.ndarray, ...]:
 
     ``low``/``high`` (float64) bound each entry's exact key (both equal to it once
     re-checked, ``checked``), ``index`` its global train row; ``upper`` is the
-    row's bound U (+inf until k entries are in), ``count`` its entries.
+    row's bound U (+inf until k entries are in, unless a bound from other train
+    rows is set), ``count`` its entries. A row may end with fewer than k
+    entries when its starting bound kept the rest out.
     """
     width = pool_width(k)
     return (
@@ -183,7 +185,8 @@ def _drop_above(i, pool, k):  # type: ignore[no-untyped-def]
     c = count[i]
     if c < k:
         return
-    bound = _kth_smallest(high[i, :c], k)
+    # Never above the bound the row started with (a k-th key carried in from other train rows).
+    bound = min(_kth_smallest(high[i, :c], k), upper[i])
     upper[i] = bound
     kept = 0
     for e in range(c):
@@ -230,7 +233,7 @@ def _settle_row(i, pool, rows, k):  # type: ignore[no-untyped-def]
     checked[i, :kept] = True
     count[i] = kept
     if kept == k:
-        upper[i] = keys[k - 1]
+        upper[i] = min(upper[i], keys[k - 1])
 
 
 @numba.njit(cache=True, nogil=True)
