@@ -207,19 +207,27 @@ def row_blocks(chunks: Sequence[int]) -> tuple[RowBlock, ...]:
 
 
 def group_panels(
-    train_blocks: Sequence[RowBlock], query_rows: int, flops_per_pair: float, panel_flops: float
+    train_blocks: Sequence[RowBlock],
+    query_rows: int,
+    flops_per_pair: float,
+    panel_flops: float,
+    unit_rows: int = 0,
 ) -> tuple[Panel, ...]:
     """Consecutive train blocks grouped so one task does about ``panel_flops`` against ``query_rows`` queries.
 
     Every panel has at least one block; the blocks of a panel are read one
     after the other inside the task, so its size sets the task's duration, not its memory.
+    With ``unit_rows`` (rows the store decodes at once, a chunk larger than a block), a
+    panel ends only where a stored chunk does: each task then decodes its chunks once,
+    where a panel per block would decode each chunk once per block.
     """
     panels: list[Panel] = []
     current: list[RowBlock] = []
     for block in train_blocks:
         current.append(block)
         rows = current[-1].stop - current[0].start
-        if rows * query_rows * flops_per_pair >= panel_flops:
+        at_unit_end = unit_rows <= 0 or block.stop % unit_rows == 0
+        if rows * query_rows * flops_per_pair >= panel_flops and at_unit_end:
             panels.append(Panel(len(panels), tuple(b.index for b in current), current[0].start, current[-1].stop))
             current = []
     if current:

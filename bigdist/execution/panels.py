@@ -47,6 +47,7 @@ def panel_job(
     """
     n_queries, n_features = query_array.shape
     train_blocks = row_blocks(train_array.chunks[0])
+    train_rows = train_rows or InputRows(train_array)
     return Job(
         kind=kind,
         n_queries=n_queries,
@@ -57,11 +58,15 @@ def panel_job(
         query_blocks=row_blocks(query_array.chunks[0]),
         train_blocks=train_blocks,
         panels=group_panels(
-            train_blocks, max(query_array.chunks[0]), flops_per_pair, float(config.get("execution.panel-flops"))
+            train_blocks,
+            max(query_array.chunks[0]),
+            flops_per_pair,
+            float(config.get("execution.panel-flops")),
+            train_rows.unit_rows,
         ),
         outputs=outputs,
         flops_per_pair=flops_per_pair,
-        train_in_store=(train_rows or InputRows(train_array)).in_store,
+        train_in_store=train_rows.in_store,
         params=params,
     )
 

@@ -362,6 +362,13 @@ class InputRows:
         self.in_store = self._stored is not None or self._reads_itself()
         self._futures: list[Any] | None = None
 
+    @property
+    def unit_rows(self) -> int:
+        """Rows the store decodes at once when a stored chunk spans several blocks, else 0."""
+        if self._stored is None or self._stored.unit_rows <= max(self.array.chunks[0], default=0):
+            return 0
+        return self._stored.unit_rows
+
     def block_graph(self, index: int) -> dict[Any, Any]:
         """The tasks that row block ``index`` needs, itself included."""
         with self._lock:

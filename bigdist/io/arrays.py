@@ -373,8 +373,9 @@ def _block_rows(source: Any, n_features: int, itemsize: int, name: str) -> int:
         return rows // inner[0] * inner[0]
     logger.warning(
         "%s is stored in chunks of %d rows, more than the %d rows of bigdist.chunk-bytes; each chunk is read "
-        "whole and cut into blocks; a job written in waves reads it once per task that needs blocks of it, "
-        "which may be once per block (rewrite it with smaller chunks to avoid that)",
+        "whole and cut into blocks; kNN, radius and classify tasks take whole chunks, but k-means passes and "
+        "distance matrices written in waves decode a chunk once per block (rewrite it with smaller chunks to "
+        "avoid that)",
         name,
         stored,
         rows,
@@ -489,6 +490,12 @@ def as_array(data: Any, *, name: str = "X", check_finite: bool = True) -> da.Arr
     """
     if isinstance(data, (str, os.PathLike)):
         data = _open_path(data)
+    stored = stored_rows(data)
+    if stored is not None:
+        # Made by as_array already (bd.open_array): kept when checked alike, so tasks still read the store.
+        if (stored.label is not None) == check_finite:
+            return data
+        data = stored.source
     source = _coerce(data, name)
     _check_shape(source.shape, name)
     n_rows, n_features = (int(size) for size in source.shape)

@@ -21,6 +21,16 @@ def test_panels_cover_the_train_blocks_in_order_within_the_work_target():
         assert (panel.rows - blocks[panel.blocks[-1]].rows) * 10 * 2.0 < 1000.0
 
 
+def test_panels_end_only_where_a_stored_chunk_ends():
+    # Stored chunks of 60 rows cut into blocks of 20; a single block reaches the target.
+    blocks = row_blocks((20,) * 7 + (10,))
+    panels = group_panels(blocks, query_rows=10, flops_per_pair=2.0, panel_flops=100.0, unit_rows=60)
+    assert [(p.start, p.stop) for p in panels] == [(0, 60), (60, 120), (120, 150)]
+    assert [b for panel in panels for b in panel.blocks] == list(range(8))
+    # Without a unit the same blocks make one panel each.
+    assert len(group_panels(blocks, query_rows=10, flops_per_pair=2.0, panel_flops=100.0)) == 8
+
+
 @pytest.mark.usefixtures("synchronous")
 def test_job_counts_match_the_tasks_the_waves_run(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)

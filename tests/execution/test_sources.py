@@ -77,6 +77,46 @@ def test_store_reader_decompresses_a_chunk_once_for_the_blocks_inside_it(tmp_pat
     assert [key[0] for key in reads] == [slice(18, 53), slice(88, 106)]
 
 
+def test_panels_keep_a_stored_chunk_whole_so_each_task_decodes_it_once(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    train = rng.standard_normal((250, 3)).astype(np.float32)
+    queries = rng.standard_normal((30, 3)).astype(np.float32)
+    path = _store(tmp_path, train, 70)
+    # Blocks of at most 20 rows, and a panel-flops target a single block already reaches.
+    settings = {"bigdist.chunk-bytes": 20 * 3 * 4, "bigdist.execution.panel-flops": 1.0,
+                "bigdist.knn.query-block-rows": 15}  # fmt: skip
+    with dask.config.set(settings):
+        result = bd.knn(queries, open_array(path), k=4)
+        # bd.open_array's array is kept as it is, so the tasks read the store themselves.
+        assert isinstance(InputRows(result.train_array).reader([0]), StoreReader)
+        panels = result.job.panels
+        assert [(p.start, p.stop) for p in panels] == [(0, 70), (70, 140), (140, 210), (210, 250)]
+        reads = []
+        read = ZarrSource.__getitem__
+        monkeypatch.setattr(ZarrSource, "__getitem__", lambda self, key: reads.append(key[0]) or read(self, key))
+        result.to_zarr(str(tmp_path / "nn.zarr"))
+    # Each of the 2 query blocks reads each stored chunk once (one read per panel), not once per block.
+    assert sorted((r.start, r.stop) for r in reads) == sorted([(0, 70), (70, 140), (140, 210), (210, 250)] * 2)
+    got = read_group(str(tmp_path / "nn.zarr"))
+    expected_dist, expected_idx = knn_oracle(queries, train, 4)
+    np.testing.assert_array_equal(got["indices"].compute(), expected_idx)
+    np.testing.assert_allclose(got["distances"].compute(), expected_dist, rtol=1e-6)
+
+
+def test_an_opened_array_passed_again_keeps_its_checks_and_its_store(tmp_path):
+    values = np.ones((40, 2), dtype=np.float32)
+    values[7, 1] = np.nan
+    opened = open_array(_store(tmp_path, values, 10))
+    assert as_array(opened) is opened
+    # Without the finiteness check (nan_euclidean) the NaN must come through: a new array, still read from the store.
+    unchecked = as_array(opened, check_finite=False)
+    assert unchecked is not opened
+    assert np.isnan(unchecked.compute()[7, 1])
+    assert isinstance(InputRows(unchecked).reader([0]), StoreReader)
+    with pytest.raises(NonFiniteError):
+        opened.compute()
+
+
 def test_corrupt_and_missing_chunks_still_name_the_chunk_and_rows(tmp_path):
     values = np.random.default_rng(1).standard_normal((120, 3)).astype(np.float32)
     path = _store(tmp_path, values, 40)
