@@ -19,7 +19,7 @@ from bigdist.kernels.metrics import keys_to_values
 from bigdist.kernels.scaling import scale_back
 from bigdist.kernels.scan import new_pool, pool_row_bytes, pool_topk, scan_tile, settle
 from bigdist.kernels.tiles import GemmTiles
-from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, topk_merge
+from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, merge_sorted
 
 RESULT_DTYPE = np.dtype([("distance", np.float64), ("index", np.int64)])
 # Candidate pools held at once (bigdist.kernels.scan): at least one query sub-block's.
@@ -154,13 +154,13 @@ def _rescaled(bounds: np.ndarray, tiles: GemmTiles, direction: int) -> np.ndarra
 
 
 def knn_combine(partials: np.ndarray, *, k: int) -> np.ndarray:
-    """Merge partial top-k results laid side by side, shape (m, s * k) -> (m, k)."""
-    return topk_merge(partials, k)
+    """Merge partial top-k results laid side by side, each sorted, shape (m, s * k) -> (m, k)."""
+    return merge_sorted(partials, k)
 
 
 def knn_agg(partials: np.ndarray, *, k: int, metric: str) -> np.ndarray:
     """Final merge: the k best of each row as (distance, index), shape (m, k)."""
-    merged = topk_merge(partials, k)
+    merged = merge_sorted(partials, k)
     out = np.empty(merged.shape, dtype=RESULT_DTYPE)
     out["distance"] = keys_to_values(metric, merged["key"])
     out["index"] = merged["index"]

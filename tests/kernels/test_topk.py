@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, topk_merge
+from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, merge_sorted, topk_merge
 
 
 def _sorted_best(keys: np.ndarray, indices: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -31,3 +32,32 @@ def test_padding_sorts_last():
     merged = topk_merge(partials, 4)
     assert (merged["index"][:, 0] == 7).all()
     assert (merged["index"][:, 1:] == PAD_INDEX).all()
+
+
+def _sorted_run(rng, n_rows, k, n_real):
+    """A partial result: n_real pairs per row (few distinct keys, so ties across runs), sorted, padded."""
+    run = empty_topk(n_rows, k)
+    keys = rng.integers(0, 6, size=(n_rows, n_real)).astype(np.float64)
+    keys[rng.random(keys.shape) < 0.05] = np.nan
+    indices = rng.choice(10**6, size=(n_rows, n_real), replace=False)
+    for i in range(n_rows):
+        # NaN keys last, as np.lexsort orders them.
+        pairs = sorted(zip(keys[i], indices[i], strict=True), key=lambda p: (np.isnan(p[0]), p[0], p[1]))
+        run["key"][i, :n_real] = [p[0] for p in pairs]
+        run["index"][i, :n_real] = [p[1] for p in pairs]
+    return run
+
+
+@pytest.mark.parametrize(("k", "n_runs"), [(1, 5), (4, 2), (7, 8), (30, 3)])
+def test_merge_of_sorted_runs_is_the_k_best_by_key_then_index(k, n_runs):
+    rng = np.random.default_rng(k * 10 + n_runs)
+    runs = [_sorted_run(rng, 25, k, n_real) for n_real in rng.integers(0, k + 1, size=n_runs)]
+    partials = np.concatenate(runs, axis=1)
+    got = merge_sorted(partials, k)
+    for i in range(len(partials)):
+        row = sorted(
+            zip(partials["key"][i], partials["index"][i], strict=True),
+            key=lambda p: (np.isnan(p[0]), p[0], p[1]),
+        )[:k]
+        np.testing.assert_array_equal(got["key"][i], [p[0] for p in row])
+        np.testing.assert_array_equal(got["index"][i], [p[1] for p in row])
