@@ -88,8 +88,8 @@ def local_threads() -> int:
     return int(dask.config.get("num_workers", None) or os.cpu_count() or 1)
 
 
-class InlineExecutor:
-    """The synchronous scheduler: each call runs in this thread, in the order submitted, when handed back."""
+class _QueuedExecutor:
+    """Calls queued in this process, each with a handle from a counter, until :meth:`completed` runs them."""
 
     def __init__(self) -> None:
         self.pending: deque[tuple[int, Callable[..., Any], tuple[Any, ...]]] = deque()
@@ -100,12 +100,16 @@ class InlineExecutor:
         self.pending.append((handle, func, args))
         return handle
 
+    def cancel(self) -> None:
+        self.pending.clear()
+
+
+class InlineExecutor(_QueuedExecutor):
+    """The synchronous scheduler: each call runs in this thread, in the order submitted, when handed back."""
+
     def completed(self) -> Iterator[tuple[Hashable, Any]]:
         handle, func, args = self.pending.popleft()
         yield handle, func(*args)
-
-    def cancel(self) -> None:
-        self.pending.clear()
 
 
 class ThreadExecutor:
@@ -150,29 +154,20 @@ class ThreadExecutor:
             self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-class WaveExecutor:
+class WaveExecutor(_QueuedExecutor):
     """Any other local scheduler: the calls submitted since the last hand-back run as one ``dask.compute``."""
 
     def __init__(self, name: str) -> None:
+        super().__init__()
         self.name = name
-        self.pending: list[tuple[int, Callable[..., Any], tuple[Any, ...]]] = []
-        self.counter = itertools.count()
-
-    def submit(self, func: Callable[..., Any], *args: Any, key: str | None = None) -> Hashable:
-        handle = next(self.counter)
-        self.pending.append((handle, func, args))
-        return handle
 
     def completed(self) -> Iterator[tuple[Hashable, Any]]:
-        wave, self.pending = self.pending, []
+        wave, self.pending = self.pending, deque()
         calls = [
             dask.delayed(func, pure=False)(*args, dask_key_name=f"{self.name}-{handle}") for handle, func, args in wave
         ]
         results = dask.compute(*calls, optimize_graph=False)
         yield from zip((handle for handle, _, _ in wave), results, strict=True)
-
-    def cancel(self) -> None:
-        self.pending = []
 
 
 class DistributedExecutor:

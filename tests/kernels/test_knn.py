@@ -22,16 +22,21 @@ def _run(queries, train, k, metric, *, self_join=False, tile=(7, 300)):
     return out["distance"], out["index"]
 
 
+def _assert_matches_oracle(queries, train, k, metric, tile):
+    # The float64 oracle's neighbours (ties by index) and its distances to 1e-12.
+    dist, idx = _run(queries, train, k, metric, tile=tile)
+    expected_dist, expected_idx = knn_oracle(queries, train, k, metric)
+    np.testing.assert_array_equal(idx, expected_idx)
+    np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("metric", GEMM_METRICS)
 @pytest.mark.parametrize("tile", [(7, 256), (64, 1000), (500, 5000)])
 def test_tile_matches_oracle(metric, tile):
     rng = np.random.default_rng(3)
     queries = rng.standard_normal((90, 12)).astype(np.float32)
     train = rng.standard_normal((1300, 12)).astype(np.float32)
-    dist, idx = _run(queries, train, 6, metric, tile=tile)
-    expected_dist, expected_idx = knn_oracle(queries, train, 6, metric)
-    np.testing.assert_array_equal(idx, expected_idx)
-    np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
+    _assert_matches_oracle(queries, train, 6, metric, tile=tile)
 
 
 @pytest.mark.parametrize("offset", [1e4, 1e6])
@@ -102,10 +107,7 @@ def test_pool_overflows_with_ties(metric):
     train = np.concatenate([rng.integers(-3, 4, size=(300, 6)), np.repeat(points[:1], 600, axis=0),
                             rng.integers(-3, 4, size=(300, 6))]).astype(np.float32)  # fmt: skip
     queries = np.concatenate([points[:1] + 1, points]).astype(np.float32)
-    dist, idx = _run(queries, train, 12, metric, tile=(16, 128))
-    expected_dist, expected_idx = knn_oracle(queries, train, 12, metric)
-    np.testing.assert_array_equal(idx, expected_idx)
-    np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
+    _assert_matches_oracle(queries, train, 12, metric, tile=(16, 128))
 
 
 @pytest.mark.parametrize("k", [1, 7, 60])
@@ -116,10 +118,7 @@ def test_pool_many_rounds_far_from_origin(metric, k, offset):
     rng = np.random.default_rng(9)
     queries = (rng.standard_normal((30, 24)) + offset).astype(np.float32)
     train = (rng.standard_normal((6000, 24)) + offset).astype(np.float32)
-    dist, idx = _run(queries, train, k, metric, tile=(13, 256))
-    expected_dist, expected_idx = knn_oracle(queries, train, k, metric)
-    np.testing.assert_array_equal(idx, expected_idx)
-    np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
+    _assert_matches_oracle(queries, train, k, metric, tile=(13, 256))
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
@@ -156,10 +155,7 @@ def test_pools_in_groups_of_query_rows(monkeypatch, metric):
     queries = rng.standard_normal((70, 10)).astype(np.float32)
     train = rng.standard_normal((2500, 10)).astype(np.float32)
     monkeypatch.setattr(knn_module, "POOL_BYTES", 1)
-    dist, idx = _run(queries, train, 9, metric, tile=(16, 200))
-    expected_dist, expected_idx = knn_oracle(queries, train, 9, metric)
-    np.testing.assert_array_equal(idx, expected_idx)
-    np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
+    _assert_matches_oracle(queries, train, 9, metric, tile=(16, 200))
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "inner_product", "cosine"])
@@ -173,10 +169,7 @@ def test_first_sub_tile_bound_with_ties_at_its_kth(metric):
     train = np.concatenate([first, later[rng.permutation(len(later))]]).astype(np.float32)
     queries = np.concatenate([tied, tied + 1, rng.integers(-3, 4, size=(10, 8))]).astype(np.float32)
     for k in (5, 25, 32):
-        dist, idx = _run(queries, train, k, metric, tile=(4, 64))
-        expected_dist, expected_idx = knn_oracle(queries, train, k, metric)
-        np.testing.assert_array_equal(idx, expected_idx)
-        np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
+        _assert_matches_oracle(queries, train, k, metric, tile=(4, 64))
 
 
 @pytest.mark.parametrize("metric", ["euclidean", "inner_product"])
@@ -189,7 +182,4 @@ def test_first_sub_tile_holds_the_nearest(metric):
     train = np.concatenate([near, far]).astype(np.float32)
     queries = (rng.standard_normal((8, 6)) * 0.1 + (0.0 if metric == "euclidean" else 1.0)).astype(np.float32)
     for k in (1, 10, 32):
-        dist, idx = _run(queries, train, k, metric, tile=(4, 64))
-        expected_dist, expected_idx = knn_oracle(queries, train, k, metric)
-        np.testing.assert_array_equal(idx, expected_idx)
-        np.testing.assert_allclose(dist, expected_dist, rtol=1e-12, atol=1e-12)
+        _assert_matches_oracle(queries, train, k, metric, tile=(4, 64))
