@@ -57,6 +57,27 @@ def test_hamerly_bounds_skip_rows_without_changing_the_result(blobs, bounds):
         assert fractions == [1] * len(fractions)
 
 
+@pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
+def test_unclustered_float32_data_gives_scikit_learns_result(scheduler, monkeypatch):
+    # Rows keep changing cluster on random data (the bounds prune little): every path of a bounded pass
+    # runs, on one thread and with blocks shared among threads (pieces of 1,024 rows).
+    from bigdist.kernels import kmeans as kernels_kmeans
+
+    monkeypatch.setattr(kernels_kmeans, "PIECE_BYTES", 1024 * 16 * 4)
+    X = np.random.default_rng(6).standard_normal((5000, 16)).astype(np.float32)
+    init = X[np.random.default_rng(7).choice(len(X), 40, replace=False)].astype(np.float64)
+    with dask.config.set(scheduler=scheduler, num_workers=2, **{"bigdist.kmeans.bounds": "always"}):
+        ours = bd.kmeans(da.from_array(X, chunks=1700), 40, init=init, tol=0, max_iter=25)
+        labels = ours.labels.compute()
+    theirs = _sklearn(X.astype(np.float64), init, tol=0, max_iter=25)
+    assert ours.n_iter == theirs.n_iter_
+    np.testing.assert_array_equal(labels, theirs.labels_)
+    np.testing.assert_allclose(ours.centroids, theirs.cluster_centers_, rtol=1e-10, atol=1e-12)
+    assert ours.inertia == pytest.approx(theirs.inertia_, rel=1e-10)
+    fractions = [s["reassigned_fraction"] for s in ours.stats]
+    assert any(0 < fraction < 1 for fraction in fractions[1:]), fractions
+
+
 @pytest.mark.parametrize("chunks", [3000, 700])
 def test_threads_sharing_blocks_give_the_synchronous_result(blobs, chunks, monkeypatch):
     # Pieces of 1,024 rows on a pool of 3 threads (one block, or four and a remainder): sklearn's

@@ -1,6 +1,6 @@
 """The compiled inner loop of a k-means pass: labels, bounds and partial sums of a block, a step at a time.
 
-``lloyd_block`` walks a block in steps of rows that stay in cache. For each
+``lloyd_rows`` walks a block in steps of rows that stay in cache. For each
 step it keeps the label of the rows Hamerly's bounds prove stay (when the
 block carries bounds), copies the other rows (shifted) with their norms,
 runs a GEMM of them against each tile of centroids (``np.dot``, BLAS; a
@@ -10,9 +10,10 @@ the GEMM's dtype), settles rows whose best two are closer than the GEMM's
 error bound exactly in float64 (ties to the lower index), then adds every
 row of the step, in row order, to its centroid's float64 sum, count and
 inertia. The partial state of a block is therefore bitwise the same
-whichever rows the bounds skipped. ``lloyd_rows`` labels a range of the
-block's rows without the sums, and ``accumulate_rows`` adds them after, in
-the same order: pieces of a block labelled by several threads at once.
+whichever rows the bounds skipped. Without its ``accumulate`` flag it
+labels a range of the block's rows without the sums, and
+``accumulate_rows`` adds them after, in the same order: pieces of a block
+labelled by several threads at once.
 Compiled with numba (``cache=True``).
 """
 
@@ -25,25 +26,9 @@ import numpy as np
 # workers' BLAS thread limit (bigdist.runtime) cover it.
 import scipy.linalg.cython_blas  # noqa: F401
 
-# Status of ``lloyd_block``.
+# Status of ``lloyd_rows``.
 DONE = 0
 OUT_OF_RANGE = 1  # a step's values are outside the GEMM dtype's safe range: nothing is usable
-
-
-@numba.njit(cache=True, nogil=True)
-def lloyd_block(
-    block: np.ndarray,
-    centroids: np.ndarray,
-    gemm: tuple,
-    carried: tuple,
-    outputs: tuple,
-    scratch: tuple,
-) -> tuple[int, float, int]:
-    """Label every row of a block, add it to its centroid's sums; return (status, inertia, GEMM rows).
-
-    :func:`lloyd_rows` over the whole block, each step's rows summed while in cache.
-    """
-    return lloyd_rows(block, 0, block.shape[0], True, centroids, gemm, carried, outputs, scratch)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -140,9 +125,9 @@ def accumulate_rows(
     outputs: tuple,
     inertia: float,
 ) -> float:
-    """Add the labelled rows ``first_row:stop_row`` to their centroid's sums, as ``lloyd_block`` does.
+    """Add the labelled rows ``first_row:stop_row`` to their centroid's sums, as ``lloyd_rows`` does.
 
-    The same additions in the same order as :func:`lloyd_block`'s (steps of
+    The same additions in the same order as :func:`lloyd_rows`'s (steps of
     ``step_rows`` from ``first_row``, a multiple of it): pieces of a block
     summed one after the other, in row order, give bitwise its sums.
     Returns ``inertia``, the running inertia of the rows before, plus theirs.

@@ -1,6 +1,6 @@
 """K-means on blocks: assignment by the expansion trick, partial sums, their merge; k-means|| rounds.
 
-The per-step maths is the compiled ``bigdist.kernels.assign.lloyd_block``;
+The per-step maths is the compiled ``bigdist.kernels.assign.lloyd_rows``;
 each thread keeps its scratch arrays between tasks (``_scratch``). With
 ``threads`` > 1 a block's rows go in pieces to a pool of the process shared
 by all its tasks (``_lloyd_shared``), with bitwise the same partial state.
@@ -33,7 +33,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from bigdist.errors import InputShapeError, ParameterError, ValueRangeError
-from bigdist.kernels.assign import DONE, accumulate_rows, lloyd_block, lloyd_rows
+from bigdist.kernels.assign import DONE, accumulate_rows, lloyd_rows
 from bigdist.kernels.metrics import margin
 from bigdist.kernels.scaling import largest_magnitude, safe_range
 
@@ -90,7 +90,7 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 
 def _gemm_inputs(centroids: np.ndarray, dtype: np.dtype, n_features: int, step_rows: int) -> tuple[Any, ...]:
-    """The ``gemm`` tuple of :func:`~bigdist.kernels.assign.lloyd_block` for a GEMM in ``dtype``.
+    """The ``gemm`` tuple of :func:`~bigdist.kernels.assign.lloyd_rows` for a GEMM in ``dtype``.
 
     Both sides are shifted to the centroids' mean, which keeps the
     expansion's cancellation small for data far from the origin. The
@@ -125,13 +125,13 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 def _lloyd_shared(
     block: np.ndarray, centroids: np.ndarray, gemm: tuple, bounds: tuple, outputs: tuple, step_rows: int, threads: int
 ) -> tuple[int, float, int]:
-    """``lloyd_block`` on the process's pool of ``threads``: pieces of rows labelled at once, summed in order.
+    """``lloyd_rows`` over a block on the process's pool of ``threads``: pieces labelled at once, summed in order.
 
     Every task of the process that runs here waits for the pool, so the
     pieces of all of them keep ``threads`` threads busy to the last one. A
     piece is summed as soon as it and every piece before it are labelled,
     by the thread that labelled it or the one that summed the piece before
-    (its rows still in cache), so the sums are bitwise ``lloyd_block``'s.
+    (its rows still in cache), so the sums are bitwise those of one ``lloyd_rows`` over the block.
     """
     n, d = block.shape
     k = len(centroids)
@@ -170,7 +170,7 @@ def _lloyd_shared(
 
 
 def _step_scratch(k: int, d: int, step_rows: int, gemm: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
-    """The ``scratch`` tuple of :func:`~bigdist.kernels.assign.lloyd_block`, this thread's."""
+    """The ``scratch`` tuple of :func:`~bigdist.kernels.assign.lloyd_rows`, this thread's."""
     dtype = gemm[0].dtype
     return (
         _scratch("products", (min(k, gemm[4]) * step_rows,), dtype),
@@ -195,7 +195,7 @@ def _run_block(
     weights: np.ndarray | None = None,
     threads: int = 1,
 ) -> dict[str, Any]:
-    """Label ``block`` into ``carried_out`` and ``distances`` and return its partial sums (see ``lloyd_block``).
+    """Label ``block`` into ``carried_out`` and ``distances`` and return its partial sums (see ``lloyd_rows``).
 
     The GEMM runs in float32 for float32 data unless squares leave float32's
     range (then in float64, as exact); ``carried`` (with ``drift_other`` and
@@ -226,8 +226,8 @@ def _run_block(
         if threads > 1:
             status, inertia, gemm_rows = _lloyd_shared(block, centroids, gemm, bounds, outputs, step_rows, threads)
         else:
-            status, inertia, gemm_rows = lloyd_block(
-                block, centroids, gemm, bounds, outputs, _step_scratch(k, d, step_rows, gemm)
+            status, inertia, gemm_rows = lloyd_rows(
+                block, 0, n, True, centroids, gemm, bounds, outputs, _step_scratch(k, d, step_rows, gemm)
             )
         if status == DONE:
             state.update(inertia=inertia, full_rows=gemm_rows)
