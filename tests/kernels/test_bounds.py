@@ -68,7 +68,7 @@ def test_shared_bounds_keep_the_exact_top_k(metric, threads, scale):
     kth_key = np.sort(knn_keys(queries, train, metric), axis=1)[:, k - 1]
     bounds = shared_bounds(run, 0, len(queries))
     assert np.all(np.isfinite(bounds))
-    assert np.all(bounds >= kth_key * (1 - 1e-12) - 1e-300)
+    assert np.all(bounds >= kth_key - 1e-12 * np.abs(kth_key) - 1e-300)
 
 
 def test_self_join_with_shared_bounds():
