@@ -23,11 +23,13 @@ from collections import OrderedDict
 
 import numpy as np
 
-# Query blocks whose bounds a process keeps (16,384 rows: 128 KiB each); tasks hold on to theirs.
-CAPACITY = 256
+# Bytes of bounds a process keeps for later tiles, the least recently used dropped first (a query
+# block of 16,384 rows takes 128 KiB); a running tile holds on to its own.
+CAPACITY_BYTES = 64 * 2**20
 
 _lock = threading.Lock()
 _bounds: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
+_kept_bytes = 0
 
 
 def new_run() -> str:
@@ -37,13 +39,15 @@ def new_run() -> str:
 
 def shared_bounds(run: str, first_row: int, n_rows: int) -> np.ndarray:
     """The shared bounds (float64, +inf at first) of query rows [first_row, first_row + n_rows) of ``run``."""
+    global _kept_bytes
     key = (run, first_row, n_rows)
     with _lock:
         bounds = _bounds.get(key)
         if bounds is None:
             bounds = _bounds[key] = np.full(n_rows, np.inf)
-            if len(_bounds) > CAPACITY:
-                _bounds.popitem(last=False)
+            _kept_bytes += bounds.nbytes
+            while len(_bounds) > 1 and _kept_bytes > CAPACITY_BYTES:
+                _kept_bytes -= _bounds.popitem(last=False)[1].nbytes
         else:
             _bounds.move_to_end(key)
         return bounds

@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
+import bigdist.kernels.bounds as bounds_module
 from bigdist.kernels.bounds import new_run, shared_bounds
 from bigdist.kernels.knn import knn_agg, knn_chunk, knn_combine
 from bigdist.kernels.topk import PAD_INDEX
@@ -105,6 +106,20 @@ def test_a_later_tile_skips_what_an_earlier_one_beat():
     assert not np.any(alone["index"] == PAD_INDEX)
     dist, idx = _merged([first, second], k, "euclidean")
     np.testing.assert_array_equal(idx, knn_oracle(queries, np.concatenate([near, far]), k)[1])
+
+
+def test_kept_bounds_stay_within_their_byte_budget(monkeypatch):
+    monkeypatch.setattr(bounds_module, "CAPACITY_BYTES", 10 * 8 * 100)
+    run = new_run()
+    held = [shared_bounds(run, 100 * i, 100) for i in range(25)]
+    held[-1][:] = 2.0
+    assert sum(b.nbytes for b in bounds_module._bounds.values()) <= 10 * 8 * 100
+    assert np.all(shared_bounds(run, 2400, 100) == 2.0)  # the most recent is kept
+    assert np.all(np.isinf(shared_bounds(run, 0, 100)))  # the oldest was dropped: a fresh one
+    # One block larger than the budget is still shared while it is the latest.
+    big = shared_bounds(run, 10**6, 5000)
+    big[:] = 3.0
+    assert np.all(shared_bounds(run, 10**6, 5000) == 3.0)
 
 
 def test_runs_do_not_share():
