@@ -7,6 +7,12 @@ that the stored chunks (or shards) it covers exist, then reads; a decoding
 failure (a crc32c checksum mismatch, a truncated file) is reported with the
 array, the chunk and the fix. Arrays bigdist writes carry a crc32c checksum
 per chunk (:func:`output_codecs`), so truncation and bit flips are caught.
+
+Rows of an array chunked along rows only, whose chunks are their values
+compressed once at most (what zarr writes by default: zstd) and checksummed
+once at most, are decoded by :class:`_ChunkDecoder` straight into the
+block being read, in the reading thread: zarr's own pipeline decodes into a
+buffer of its own and copies, 2 to 5 times the time of the decompression.
 """
 
 from __future__ import annotations
@@ -14,12 +20,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+import google_crc32c
+import numcodecs
 import numpy as np
 import zarr
 import zarr.codecs
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from bigdist import config
@@ -86,6 +96,77 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+class _ChunkDecoder:
+    """Decodes a stored chunk into a C-order array: a crc32c checksum checked, then one decompression or a copy.
+
+    Parameters
+    ----------
+    compressor : numcodecs codec or None
+        What the values were compressed with (None: stored as they are).
+    checksummed : bool
+        The stored bytes end with the crc32c checksum of the bytes before it.
+    """
+
+    def __init__(self, compressor: numcodecs.abc.Codec | None, checksummed: bool) -> None:
+        self.compressor = compressor
+        self.checksummed = checksummed
+
+    def __call__(self, stored: np.ndarray, out: np.ndarray) -> None:
+        """Write the values of ``stored`` (the chunk file's bytes, uint8) into ``out``; ValueError if damaged."""
+        if self.checksummed:
+            expected = np.uint32(google_crc32c.value(stored[:-4])).tobytes()
+            if len(stored) < 4 or expected != bytes(stored[-4:]):
+                raise ValueError("the crc32c checksum of the stored bytes does not match")
+            stored = stored[:-4]
+        if self.compressor is not None:
+            self.compressor.decode(stored, out=out)
+            return
+        if len(stored) != out.nbytes:
+            raise ValueError(f"{len(stored)} bytes stored for a chunk of {out.nbytes}")
+        out.reshape(-1).view(np.uint8)[:] = stored
+
+
+def _chunk_decoder(array: zarr.Array) -> _ChunkDecoder | None:
+    """The direct decoder of ``array``'s chunks, or None where zarr's pipeline must read them.
+
+    Only 2-D numeric arrays with every feature in one chunk qualify (a row
+    range is then one contiguous run of each chunk), unsharded, stored in
+    native byte order and C order, with no filter: zarr v3's bytes codec then
+    zstd, gzip or blosc, and crc32c, each optional; or v2's compressor alone.
+    """
+    dtype = np.dtype(array.dtype)
+    if array.ndim != 2 or array.chunks[1] != array.shape[1] or dtype.kind not in "biuf" or not dtype.isnative:
+        return None
+    metadata = array.metadata
+    if metadata.zarr_format == 2:
+        if metadata.filters or metadata.order != "C":
+            return None
+        return _ChunkDecoder(metadata.compressor, checksummed=False)
+    if array.shards:
+        return None
+    codecs = list(metadata.codecs)
+    first = codecs.pop(0)
+    if not isinstance(first, zarr.codecs.BytesCodec):
+        return None
+    if dtype.itemsize > 1 and (first.endian is None or first.endian.value != sys.byteorder):
+        return None
+    checksummed = bool(codecs) and isinstance(codecs[-1], zarr.codecs.Crc32cCodec)
+    if checksummed:
+        codecs.pop()
+    if not codecs:
+        return _ChunkDecoder(None, checksummed)
+    if len(codecs) > 1:
+        return None
+    codec = codecs[0]
+    if isinstance(codec, zarr.codecs.ZstdCodec):
+        return _ChunkDecoder(numcodecs.Zstd(level=codec.level), checksummed)
+    if isinstance(codec, zarr.codecs.GzipCodec):
+        return _ChunkDecoder(numcodecs.GZip(level=codec.level), checksummed)
+    if isinstance(codec, zarr.codecs.BloscCodec):
+        return _ChunkDecoder(numcodecs.Blosc(), checksummed)  # blosc's header holds its settings
+    return None
+
+
 class ZarrSource:
     """A ``zarr.Array`` that refuses to read missing chunks and names damaged ones.
 
@@ -115,6 +196,7 @@ class ZarrSource:
         self.shards: tuple[int, ...] | None = tuple(array.shards) if array.shards else None
         self._token = (_describe_store(array), self.shape, str(self.dtype), self.chunks, self.shards)
         self._mtime = _metadata_mtime(array)
+        self._decoder = _chunk_decoder(array)
 
     # The unit a file holds: a shard when the array is sharded, else a chunk.
     @property
@@ -169,14 +251,24 @@ class ZarrSource:
 
         for found, key_name, coord in zip(sync(exist()), keys, coords, strict=True):
             if not found:
-                unit = "shard" if self.shards else "chunk"
-                raise MissingChunkError(
-                    f"{self.label}: {unit} {key_name!r} ({self._rows_of(coord, grid)}) is missing from "
-                    f"{_describe_store(self.array)}, so zarr would silently read it as the fill value "
-                    f"{_plain(self.array.fill_value)!r}; the array is incomplete or damaged: write or copy it again. "
-                    f"If it was written with zarr's write_empty_chunks=False on purpose, set the bigdist config "
-                    f"io.missing-chunks: fill to read missing chunks as the fill value"
-                )
+                raise self._missing(key_name, self._rows_of(coord, grid))
+
+    def _missing(self, key_name: str, rows: str) -> MissingChunkError:
+        unit = "shard" if self.shards else "chunk"
+        return MissingChunkError(
+            f"{self.label}: {unit} {key_name!r} ({rows}) is missing from "
+            f"{_describe_store(self.array)}, so zarr would silently read it as the fill value "
+            f"{_plain(self.array.fill_value)!r}; the array is incomplete or damaged: write or copy it again. "
+            f"If it was written with zarr's write_empty_chunks=False on purpose, set the bigdist config "
+            f"io.missing-chunks: fill to read missing chunks as the fill value"
+        )
+
+    def _corrupt(self, key_name: str, rows: str, cause: Exception) -> CorruptChunkError:
+        return CorruptChunkError(
+            f"{self.label}: the stored chunk {key_name!r} ({rows}) of {_describe_store(self.array)} is damaged "
+            f"and cannot be read ({type(cause).__name__}: {cause}); the file was truncated or changed on disk. "
+            f"Write or copy the array again (bigdist outputs: rerun with --overwrite)"
+        )
 
     def _find_corrupt(self, ranges: Sequence[tuple[int, int]]) -> tuple[str, str, Exception] | None:
         """The first stored chunk inside ``ranges`` that fails to decode (only looked for after a failure)."""
@@ -201,8 +293,54 @@ class ZarrSource:
             f"retries; check the store, then run again (a bigdist output being written resumes)"
         )
 
+    def _whole_rows(self, key: Any) -> tuple[int, int] | None:
+        """``key``'s row range when the direct decoder can read it (every column, rows in order), else None."""
+        if self._decoder is None or not isinstance(key, tuple) or len(key) != 2:
+            return None
+        rows, columns = key
+        if not (isinstance(rows, slice) and isinstance(columns, slice)):
+            return None
+        start, stop, step = rows.indices(self.shape[0])
+        if step != 1 or columns.indices(self.shape[1]) != (0, self.shape[1], 1):
+            return None
+        return start, max(start, stop)
+
+    def _read_rows(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop``, each chunk's file fetched (all at once) and decoded straight into them."""
+        chunk_rows, width = self.chunks[0], self.shape[1]
+        out = np.empty((stop - start, width), dtype=self.dtype)
+        indices = range(start // chunk_rows, (stop - 1) // chunk_rows + 1) if stop > start else range(0)
+        keys = [self._store_key((index, 0)) for index in indices]
+        store = self.array.store_path.store
+        prototype = default_buffer_prototype()
+
+        async def fetch() -> list[Any]:
+            return list(await asyncio.gather(*(store.get(k, prototype=prototype) for k in keys)))
+
+        for index, key_name, stored in zip(indices, keys, sync(fetch()), strict=True):
+            first = index * chunk_rows
+            low, high = max(start, first), min(stop, first + chunk_rows)
+            if stored is None:
+                if self.missing != "fill":
+                    raise self._missing(key_name, self._rows_of((index, 0), self.chunks))
+                out[low - start : high - start] = self.array[low:high]
+                continue
+            # A chunk is stored whole, the last one too (padded): a part of it is decoded aside, then copied.
+            whole = low == first and high == first + chunk_rows
+            target = out[low - start : high - start] if whole else np.empty((chunk_rows, width), dtype=self.dtype)
+            try:
+                self._decoder(stored.as_numpy_array(), target)
+            except _DECODE_ERRORS as error:
+                raise self._corrupt(key_name, self._rows_of((index, 0), self.chunks), error) from None
+            if not whole:
+                out[low - start : high - start] = target[low - first : high - first]
+        return out
+
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
+            rows = self._whole_rows(key)
+            if rows is not None:
+                return self._read_rows(*rows)
             self.check_present(key)
             return np.asarray(self.array[key])
         except STORE_ERRORS as error:
@@ -214,11 +352,7 @@ class ZarrSource:
             ranges = self._ranges(key)
             found = self._find_corrupt(ranges)
             key_name, rows, cause = found if found else ("?", f"rows {ranges[0][0]}-{ranges[0][1] - 1}", error)
-            raise CorruptChunkError(
-                f"{self.label}: the stored chunk {key_name!r} ({rows}) of {_describe_store(self.array)} is damaged "
-                f"and cannot be read ({type(cause).__name__}: {cause}); the file was truncated or changed on disk. "
-                f"Write or copy the array again (bigdist outputs: rerun with --overwrite)"
-            ) from None
+            raise self._corrupt(key_name, rows, cause) from None
 
     def read_all(self) -> np.ndarray:
         """The whole array, checked."""
