@@ -105,12 +105,14 @@ def collect_pairs(
     count = 0
     for i in range(rows):
         bound = threshold[i]
+        row = scores[i]
         for start in range(0, full, _CHUNK):
-            # A fixed-length count the compiler vectorises; most chunks have nothing to offer.
-            passing = 0
+            # A fixed-length count the compiler vectorises; most chunks have nothing to offer. Indexed from 0
+            # within a slice: a computed index may be negative as far as the compiler knows (wraparound, scalar).
+            chunk = row[start : start + _CHUNK]
+            passing = np.int32(0)
             for offset in range(_CHUNK):
-                if scores[i, start + offset] >= bound:
-                    passing += 1
+                passing += np.int32(chunk[offset] >= bound)
             if passing:
                 count = _append(scores, queries, train, i, start, start + _CHUNK, bound, code, query_norms,
                                 train_norms, inclusion, radius, self_offset, out_rows, out_columns, out_keys, count)  # fmt: skip # noqa: E501

@@ -130,10 +130,13 @@ def scan_tile(
             stop = min(start + CHUNK, width)
             if start < full:
                 # The hot loop: a fixed-length count that the compiler
-                # vectorises; almost every chunk has nothing to offer.
-                passing = 0
+                # vectorises; almost every chunk has nothing to offer. Indexed
+                # from 0 within a slice: ``row[start + offset]`` may be negative as far
+                # as the compiler knows, and its wraparound check kept the loop scalar (8x slower).
+                chunk = row[start:stop]
+                passing = np.int32(0)
                 for offset in range(CHUNK):
-                    passing += row[start + offset] >= threshold
+                    passing += np.int32(chunk[offset] >= threshold)
                 if passing == 0:
                     continue
             # Pooled here, not in a function of its own: a call that takes the pool's arrays
