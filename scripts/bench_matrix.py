@@ -226,15 +226,23 @@ def _knn(contender: str, cell: Cell, paths: dict[str, str]) -> tuple[float, np.n
     raise ValueError(f"{contender!r} does not run kNN cells")
 
 
+# Most float32 values of the sgemm contender's output buffer (512 MiB): a self-join's queries go in blocks.
+GEMM_BUFFER_VALUES = 2**27
+
+
 def _streamed_gemm(a: np.ndarray, b: np.ndarray, repeats: int) -> float:
-    """Seconds of ``repeats`` times a @ b.T in train blocks of CHUNK_ROWS into one buffer (no selection)."""
-    out = np.empty((len(a), min(CHUNK_ROWS, len(b))), dtype=np.float32)
-    np.matmul(a, b[: out.shape[1]].T, out=out)  # BLAS threads started before the clock
+    """Seconds of ``repeats`` times a @ b.T in blocks (train: CHUNK_ROWS) into one buffer (no selection)."""
+    columns = min(CHUNK_ROWS, len(b))
+    rows = min(len(a), max(1, GEMM_BUFFER_VALUES // columns))
+    out = np.empty((rows, columns), dtype=np.float32)
+    np.matmul(a[:rows], b[:columns].T, out=out)  # BLAS threads started (and the buffer touched) before the clock
     start = time.perf_counter()
     for _ in range(repeats):
-        for begin in range(0, len(b), CHUNK_ROWS):
-            block = b[begin : begin + CHUNK_ROWS]
-            np.matmul(a, block.T, out=out[:, : len(block)])
+        for first in range(0, len(a), rows):
+            queries = a[first : first + rows]
+            for begin in range(0, len(b), CHUNK_ROWS):
+                block = b[begin : begin + CHUNK_ROWS]
+                np.matmul(queries, block.T, out=out[: len(queries), : len(block)])
     return time.perf_counter() - start
 
 
