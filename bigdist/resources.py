@@ -8,32 +8,44 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+from typing import Any
 
+import dask
 import dask.array as da
+import dask.threaded
 
 logger = logging.getLogger(__name__)
 
 
+def current_client() -> Any | None:
+    """The current ``distributed`` Client, or None; never imports distributed (~0.3 s), which any Client has."""
+    if "distributed" not in sys.modules:
+        return None
+    from distributed import get_client
+
+    try:
+        return get_client()
+    except ValueError:
+        return None
+
+
 def memory_budget() -> float:
     """Bytes that data kept in the cluster may take: half the workers' memory limits (a quarter of RAM locally)."""
-    try:
-        from distributed import get_client
-
-        workers = get_client().scheduler_info()["workers"].values()
-        return 0.5 * sum(w.get("memory_limit", 0) or 0 for w in workers)
-    except (ImportError, ValueError):
+    client = current_client()
+    if client is None:
         return 0.25 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    workers = client.scheduler_info()["workers"].values()
+    return 0.5 * sum(w.get("memory_limit", 0) or 0 for w in workers)
 
 
 def threads() -> int:
     """Threads of the ambient cluster (the machine's cores without a distributed client)."""
-    try:
-        from distributed import get_client
-
-        return max(1, sum(get_client().nthreads().values()))
-    except (ImportError, ValueError):
+    client = current_client()
+    if client is None:
         return os.cpu_count() or 1
+    return max(1, sum(client.nthreads().values()))
 
 
 def should_persist(X: da.Array, persist: bool | None) -> bool:
@@ -45,15 +57,18 @@ def maybe_persist(X: da.Array, persist: bool | None, algorithm: str) -> da.Array
     """Keep the data in the cluster's memory between passes when it fits in :func:`memory_budget` (or when told to)."""
     if should_persist(X, persist):
         began = time.perf_counter()
-        X = X.persist()
-        try:
-            from distributed import get_client, wait
+        client = current_client()
+        if client is not None:
+            from distributed import wait
 
-            get_client()
+            X = X.persist()
             # Loaded before the first pass, so its time counts as loading, not as an iteration.
             wait(X)
-        except (ImportError, ValueError):
-            pass  # local schedulers persist synchronously
+        elif dask.config.get("scheduler", None) is None:
+            # Dask's own choice of scheduler would import distributed to look for a client.
+            X = X.persist(scheduler=dask.threaded.get)
+        else:
+            X = X.persist()  # local schedulers persist synchronously
         logger.info(
             "%s: keeping the %.2f GB of data in memory (loaded in %.1f s)",
             algorithm, X.nbytes / 1e9, time.perf_counter() - began,

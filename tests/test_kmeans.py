@@ -1,4 +1,6 @@
 import importlib
+import subprocess
+import sys
 import tracemalloc
 
 import cloudpickle
@@ -303,3 +305,23 @@ def test_fewer_distinct_points_than_clusters_warns(init):
 @estimator_checks([bd.KMeans(n_clusters=3, random_state=0)])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_kmeans_without_a_client_never_imports_distributed(tmp_path):
+    # Importing distributed costs ~0.3 s; without it loaded no Client can exist, so a local call needs none.
+    path = str(tmp_path / "x.zarr")
+    script = f"""
+import sys, numpy as np, zarr
+import bigdist as bd
+from sklearn.cluster import KMeans
+X = np.random.default_rng(0).normal(size=(3000, 5)).astype(np.float32)
+zarr.create_array({path!r}, data=X, chunks=(500, 5))
+result = bd.kmeans({path!r}, 4, init=X[:4], max_iter=5, tol=0, persist=True)
+imported = "distributed" in sys.modules
+theirs = KMeans(4, init=X[:4], n_init=1, max_iter=5, tol=0, algorithm="lloyd").fit(X)
+assert np.array_equal(result.labels.compute(), theirs.labels_), "labels differ from scikit-learn's"
+print(imported)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -31,6 +31,8 @@ from typing import Any, Protocol, TypeVar
 
 import dask
 
+from bigdist.resources import current_client
+
 _SYNCHRONOUS = ("synchronous", "sync", "single-threaded")
 _THREADED = (None, "threads", "threading")
 
@@ -49,17 +51,10 @@ class Executor(Protocol):
 
 def ambient_client() -> Any | None:
     """The ``dask.distributed`` Client the computation would run on, or None for the local schedulers."""
-    try:
-        from distributed import get_client
-    except ImportError:
-        return None
     scheduler = dask.config.get("scheduler", None)
     if scheduler not in (None, "dask.distributed", "distributed"):
         return None
-    try:
-        return get_client()
-    except ValueError:
-        return None
+    return current_client()
 
 
 def _scheduler_name() -> Any:
