@@ -18,6 +18,8 @@ from typing import Any, TextIO
 import dask
 import numpy as np
 
+from bigdist.resources import current_client
+
 Rows = Sequence[tuple[str, Any]]
 
 
@@ -41,21 +43,16 @@ def _persisted(array: Any) -> bool:
     graph = array.__dask_graph__()
     if len(getattr(graph, "layers", ())) != 1:
         return False  # a persisted array is one layer of results; anything more still has work to do
-    try:
-        from distributed import Future
-    except ImportError:  # pragma: no cover  (distributed is a dependency)
-        Future = ()  # noqa: N806
-    return all(isinstance(value, (np.ndarray, Future)) for value in dict(graph).values())
+    # Without distributed loaded there are no futures (and importing it costs ~0.3 s).
+    distributed = sys.modules.get("distributed")
+    futures = (distributed.Future,) if distributed is not None else ()
+    return all(isinstance(value, (np.ndarray, *futures)) for value in dict(graph).values())
 
 
 def dashboard_link() -> str | None:
     """The dashboard of the ambient Dask client, if there is one."""
-    try:
-        from distributed import default_client
-
-        return default_client().dashboard_link or None
-    except (ImportError, ValueError):
-        return None
+    client = current_client()
+    return (client.dashboard_link or None) if client is not None else None
 
 
 def seconds(stats: Sequence[dict[str, Any]]) -> float:
@@ -166,12 +163,7 @@ def progress(work: Any = None) -> Any:
     """
     if work is None:
         return BlockProgress()
-    try:
-        from distributed import default_client
-
-        client = default_client()
-    except (ImportError, ValueError):
-        client = None
+    client = current_client()
     if client is None:
         from dask.diagnostics import ProgressBar
 

@@ -35,6 +35,7 @@ from bigdist.errors import (
 )
 from bigdist.io import formats
 from bigdist.io.integrity import ZarrSource
+from bigdist.resources import current_client
 
 logger = logging.getLogger(__name__)
 
@@ -435,11 +436,8 @@ def _scattered(source: np.ndarray, rows: int) -> da.Array | None:
     """``source`` scattered to the ambient distributed Client in blocks of ``rows``; None without a client."""
     if source.nbytes < _SCATTER_BYTES:
         return None
-    try:
-        from distributed import default_client
-
-        client = default_client()
-    except (ImportError, ValueError):
+    client = current_client()
+    if client is None:
         return None
     if client.asynchronous:
         return None  # scatter would return a coroutine here
