@@ -178,7 +178,7 @@ def new_pool(n_rows: int, k: int) -> tuple[np.ndarray, ...]:
 @numba.njit(cache=True, nogil=True)
 def _kth_smallest(values: np.ndarray, k: int) -> float:
     """The k-th smallest of ``values`` (1-based k <= len(values))."""
-    return np.partition(values.copy(), k - 1)[k - 1]
+    return np.partition(values, k - 1)[k - 1]  # a copy: the pool keeps its order
 
 
 @numba.njit(cache=True, nogil=True)
