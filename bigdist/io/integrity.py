@@ -314,8 +314,15 @@ class ZarrSource:
         store = self.array.store_path.store
         prototype = default_buffer_prototype()
 
+        # At most zarr's own number of requests at once (a block may span hundreds of small chunks).
+        limit = asyncio.Semaphore(int(zarr.config.get("async.concurrency") or 10))
+
+        async def get(key: str) -> Any:
+            async with limit:
+                return await store.get(key, prototype=prototype)
+
         async def fetch() -> list[Any]:
-            return list(await asyncio.gather(*(store.get(k, prototype=prototype) for k in keys)))
+            return list(await asyncio.gather(*(get(k) for k in keys)))
 
         for index, key_name, stored in zip(indices, keys, sync(fetch()), strict=True):
             first = index * chunk_rows

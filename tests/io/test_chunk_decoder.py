@@ -107,3 +107,11 @@ def test_missing_chunk_raises_or_reads_as_the_fill_value(tmp_path):
     filled = ZarrSource(array, "a", missing="fill")[20:40, 0:COLUMNS]
     np.testing.assert_array_equal(filled, array[20:40])
     assert (filled[4:12] == array.fill_value).all()
+
+
+def test_a_block_of_many_small_chunks(tmp_path):
+    # More chunks than zarr's async.concurrency are fetched for one block, a few at a time.
+    array = _array(tmp_path, chunks=(2, COLUMNS))
+    source = ZarrSource(array, "a")
+    assert source._decoder is not None
+    np.testing.assert_array_equal(source[1:ROWS, 0:COLUMNS], array[1:ROWS])
