@@ -114,8 +114,7 @@ class _ChunkDecoder:
     def __call__(self, stored: np.ndarray, out: np.ndarray) -> None:
         """Write the values of ``stored`` (the chunk file's bytes, uint8) into ``out``; ValueError if damaged."""
         if self.checksummed:
-            expected = np.uint32(google_crc32c.value(stored[:-4])).tobytes()
-            if len(stored) < 4 or expected != bytes(stored[-4:]):
+            if len(stored) < 4 or np.uint32(google_crc32c.value(stored[:-4])).tobytes() != bytes(stored[-4:]):
                 raise ValueError("the crc32c checksum of the stored bytes does not match")
             stored = stored[:-4]
         if self.compressor is not None:
@@ -306,7 +305,7 @@ class ZarrSource:
         return start, max(start, stop)
 
     def _read_rows(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop``, each chunk's file fetched (all at once) and decoded straight into them."""
+        """Rows ``start:stop``: their chunks' files fetched concurrently, each decoded straight into the rows."""
         chunk_rows, width = self.chunks[0], self.shape[1]
         out = np.empty((stop - start, width), dtype=self.dtype)
         indices = range(start // chunk_rows, (stop - 1) // chunk_rows + 1) if stop > start else range(0)
