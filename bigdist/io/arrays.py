@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import numbers
+import operator
 import os
 import pathlib
 import re
@@ -23,6 +24,7 @@ import numpy as np
 import scipy.sparse
 import zarr
 from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 
 from bigdist import config
 from bigdist.errors import (
@@ -388,16 +390,26 @@ def _cut_stored_chunks(source: Any, rows: int, n_rows: int, n_features: int) -> 
     """``source`` read one whole stored chunk per task (``_unit_rows``), each cut into even blocks of at most ``rows``.
 
     A compressed chunk is decompressed whole whatever part of it is asked
-    for: read per block of it, it would be decompressed once per block.
+    for: read per block of it, it would be decompressed once per block. The
+    blocks are views of the chunk read (``rechunk`` would copy each).
     """
     stored = _unit_rows(source)
-    blocks: list[int] = []
-    for start in range(0, n_rows, stored):
+    whole = da.from_array(source, chunks=(stored, n_features), asarray=True)
+    name = f"bigdist-cut-{tokenize(whole, rows)}"
+    tasks: dict[Any, Any] = {}
+    sizes: list[int] = []
+    for chunk, start in enumerate(range(0, n_rows, stored)):
         size = min(stored, n_rows - start)
         pieces = -(-size // rows)
         base, extra = divmod(size, pieces)
-        blocks += [base + 1] * extra + [base] * (pieces - extra)
-    return da.from_array(source, chunks=(stored, n_features), asarray=True).rechunk({0: tuple(blocks)})
+        offset = 0
+        for piece in [base + 1] * extra + [base] * (pieces - extra):
+            rows_slice = (slice(offset, offset + piece), slice(None))
+            tasks[(name, len(sizes), 0)] = (operator.getitem, (whole.name, chunk, 0), rows_slice)
+            sizes.append(piece)
+            offset += piece
+    graph = HighLevelGraph.from_collections(name, tasks, dependencies=[whole])
+    return da.Array(graph, name, chunks=(tuple(sizes), (n_features,)), meta=whole._meta)
 
 
 def _rechunk_dask(array: da.Array, dtype: np.dtype, name: str) -> da.Array:

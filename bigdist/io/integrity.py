@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import mmap
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -31,6 +32,7 @@ import zarr
 import zarr.codecs
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
+from zarr.storage import LocalStore
 
 from bigdist import config
 from bigdist.errors import CorruptChunkError, DataIntegrityError, MissingChunkError, StoreError
@@ -164,6 +166,23 @@ def _chunk_decoder(array: zarr.Array) -> _ChunkDecoder | None:
     if isinstance(codec, zarr.codecs.BloscCodec):
         return _ChunkDecoder(numcodecs.Blosc(), checksummed)  # blosc's header holds its settings
     return None
+
+
+def _mapped(path: str) -> np.ndarray | None:
+    """The bytes of a local file, mapped read-only (unmapped when the array goes), or None if there is none.
+
+    zarr writes a chunk file to a new file and renames it over the old one,
+    so a mapping keeps the bytes it was made on.
+    """
+    try:
+        with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_size == 0:
+                return np.empty(0, dtype=np.uint8)
+            mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    mapped.madvise(mmap.MADV_SEQUENTIAL)
+    return np.frombuffer(mapped, dtype=np.uint8)
 
 
 class ZarrSource:
@@ -305,25 +324,12 @@ class ZarrSource:
         return start, max(start, stop)
 
     def _read_rows(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop``: their chunks' files fetched concurrently, each decoded straight into the rows."""
+        """Rows ``start:stop``: their chunks' files fetched, each decoded straight into the rows."""
         chunk_rows, width = self.chunks[0], self.shape[1]
         out = np.empty((stop - start, width), dtype=self.dtype)
         indices = range(start // chunk_rows, (stop - 1) // chunk_rows + 1) if stop > start else range(0)
         keys = [self._store_key((index, 0)) for index in indices]
-        store = self.array.store_path.store
-        prototype = default_buffer_prototype()
-
-        # At most zarr's own number of requests at once (a block may span hundreds of small chunks).
-        limit = asyncio.Semaphore(int(zarr.config.get("async.concurrency") or 10))
-
-        async def get(key: str) -> Any:
-            async with limit:
-                return await store.get(key, prototype=prototype)
-
-        async def fetch() -> list[Any]:
-            return list(await asyncio.gather(*(get(k) for k in keys)))
-
-        for index, key_name, stored in zip(indices, keys, sync(fetch()), strict=True):
+        for index, key_name, stored in zip(indices, keys, self._fetch(keys), strict=True):
             first = index * chunk_rows
             low, high = max(start, first), min(stop, first + chunk_rows)
             if stored is None:
@@ -335,12 +341,39 @@ class ZarrSource:
             whole = low == first and high == first + chunk_rows
             target = out[low - start : high - start] if whole else np.empty((chunk_rows, width), dtype=self.dtype)
             try:
-                self._decoder(stored.as_numpy_array(), target)
+                self._decoder(stored, target)
             except _DECODE_ERRORS as error:
                 raise self._corrupt(key_name, self._rows_of((index, 0), self.chunks), error) from None
             if not whole:
                 out[low - start : high - start] = target[low - first : high - first]
         return out
+
+    def _fetch(self, keys: Sequence[str]) -> Iterator[np.ndarray | None]:
+        """The stored bytes of each chunk file (uint8), None for a missing one.
+
+        Local files are mapped, one at a time as they are decoded: reading a
+        chunk into new memory costs more than decompressing it where page
+        faults are dear (virtual machines). Other stores' files are fetched
+        concurrently, at most zarr's ``async.concurrency`` at a time (a block
+        may span hundreds of small chunks).
+        """
+        store = self.array.store_path.store
+        if isinstance(store, LocalStore):
+            for key in keys:
+                yield _mapped(os.path.join(store.root, key))
+            return
+        prototype = default_buffer_prototype()
+        limit = asyncio.Semaphore(int(zarr.config.get("async.concurrency") or 10))
+
+        async def get(key: str) -> Any:
+            async with limit:
+                return await store.get(key, prototype=prototype)
+
+        async def fetch() -> list[Any]:
+            return list(await asyncio.gather(*(get(k) for k in keys)))
+
+        for stored in sync(fetch()):
+            yield None if stored is None else stored.as_numpy_array()
 
     def __getitem__(self, key: Any) -> np.ndarray:
         try:
