@@ -35,6 +35,15 @@ agreement of every contender's neighbours (first queries) with bigdist's.
     python scripts/bench_matrix.py --cells 'knn-*' --repeats 5 --markdown matrix.md --json matrix.json
     python scripts/bench_matrix.py --list                       # the cells and their sizes
 
+Where the machine pins OpenBLAS to an older kernel (``OPENBLAS_CORETYPE``,
+with ``OPENBLAS_L2_SIZE``: set on some processors because older OpenBLAS
+builds misdetect them), ``--blas current`` runs the contenders that use
+NumPy's OpenBLAS without the pin, on the kernel a current NumPy picks for
+this processor, while faiss (which bundles an older OpenBLAS) keeps it. Every
+contender's line shows the OpenBLAS kernel it ran.
+
+    python scripts/bench_matrix.py --blas current --cells 'km-*'
+
 Needs the ``bench`` extra (faiss-cpu, dask-ml, psutil). Data goes to
 --workdir (default /tmp/bigdist-matrix) and is reused while its parameters match.
 """
@@ -62,6 +71,9 @@ N_CHECKED = 100  # queries whose neighbours are compared between contenders
 KNN_CONTENDERS = ("bigdist", "bigdist-cluster", "sklearn", "faiss", "sgemm")
 KMEANS_CONTENDERS = ("bigdist", "bigdist-cluster", "sklearn", "faiss", "dask-ml", "sgemm")
 PEERS = ("sklearn", "faiss", "dask-ml")
+# What pins OpenBLAS to one kernel; faiss's bundled (older) OpenBLAS keeps the pin under --blas current.
+BLAS_PIN = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+KEEPS_BLAS_PIN = ("faiss",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,18 +309,38 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             seconds, indices = run(contender, cell, spec["paths"])
     else:
         seconds, indices = run(contender, cell, spec["paths"])
-    return {"seconds": seconds, "indices": None if indices is None else np.asarray(indices).tolist()}
+    indices = None if indices is None else np.asarray(indices).tolist()
+    return {"seconds": seconds, "indices": indices, "blas": _blas_kernel(contender)}
+
+
+def _blas_kernel(contender: str) -> str:
+    """The kernel of the OpenBLAS that did the contender's arithmetic (faiss's own for faiss, else NumPy's)."""
+    from threadpoolctl import threadpool_info
+
+    libraries = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
+    mine = [i for i in libraries if ("faiss" in i["filepath"]) == (contender == "faiss")]
+    return str((mine or libraries or [{}])[0].get("architecture", "?"))
 
 
 # --------------------------------------------------------------------------- the parent
 
 
-def _run_child(cell: Cell, contender: str, paths: dict[str, str], timeout: float) -> dict[str, Any]:
+def _child_env(contender: str, blas: str) -> dict[str, str]:
+    """The child's environment: this one, without the OpenBLAS pin under ``--blas current`` (but for faiss)."""
+    env = dict(os.environ)
+    if blas == "current" and contender not in KEEPS_BLAS_PIN:
+        for name in BLAS_PIN:
+            env.pop(name, None)
+    return env
+
+
+def _run_child(cell: Cell, contender: str, paths: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     spec = {"cell": dataclasses.asdict(cell), "contender": contender, "paths": paths}
+    timeout, env = args.timeout, _child_env(contender, args.blas)
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
         command = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(spec), "--child-out", out.name]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=env)
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout:.0f} s"}
         if done.returncode != 0:
@@ -346,22 +378,24 @@ def bench_cell(cell: Cell, contenders: list[str], args: argparse.Namespace) -> d
         tiny = cell.shrunk(n=2000, m=50)
         tiny_paths = prepare(tiny, args.workdir)
         for contender in contenders:
-            _run_child(tiny, contender, tiny_paths, args.timeout)
+            _run_child(tiny, contender, tiny_paths, args)
     runs: dict[str, list[float]] = {c: [] for c in contenders}
     errors: dict[str, str] = {}
     indices: dict[str, Any] = {}
+    kernels: dict[str, str] = {}
     for round_ in range(args.repeats):
         order = contenders[round_ % len(contenders) :] + contenders[: round_ % len(contenders)]
         for contender in order:
             if contender in errors:
                 continue
-            result = _run_child(cell, contender, paths, args.timeout)
+            result = _run_child(cell, contender, paths, args)
             if "error" in result:
                 errors[contender] = result["error"]
                 logging.warning("%s / %s failed: %s", cell.name, contender, result["error"])
                 continue
             runs[contender].append(result["seconds"])
             indices.setdefault(contender, result["indices"])
+            kernels.setdefault(contender, result["blas"])
             logging.info("%s / %s: %.3f s", cell.name, contender, result["seconds"])
     medians = {c: statistics.median(t) for c, t in runs.items() if t}
     peers = {c: s for c, s in medians.items() if c in PEERS}
@@ -374,6 +408,7 @@ def bench_cell(cell: Cell, contenders: list[str], args: argparse.Namespace) -> d
         "medians": medians,
         "runs": runs,
         "errors": errors,
+        "blas": kernels,
         "best_peer": best_peer,
         "vs_best_peer": peers[best_peer] / ours if ours and best_peer else None,
         "vs_sgemm": medians["sgemm"] / ours if ours and "sgemm" in medians else None,
@@ -393,7 +428,12 @@ def _print_cell(summary: dict[str, Any], contenders: list[str]) -> None:
     for contender in contenders:
         agree = summary["agreement"].get(contender)
         shown = summary["errors"].get(contender) or _fmt(summary["medians"].get(contender))
-        print(f"  {contender:16s} {shown:>10s}" + ("" if agree is None else f"   neighbours agree {agree:.0%}"))
+        kernel = summary["blas"].get(contender)
+        print(
+            f"  {contender:16s} {shown:>10s}"
+            + ("" if kernel is None else f"  [{kernel}]")
+            + ("" if agree is None else f"   neighbours agree {agree:.0%}")
+        )
     print(
         f"  bigdist vs best peer ({summary['best_peer']}): {_fmt(summary['vs_best_peer'], '.2f')}x;  "
         f"vs sgemm: {_fmt(summary['vs_sgemm'], '.2f')}x;  no Client vs LocalCluster: "
@@ -426,6 +466,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="A few cells on tiny sizes, one round.")
     parser.add_argument("--workdir", default="/tmp/bigdist-matrix")
     parser.add_argument("--timeout", type=float, default=3600.0, help="Seconds one run may take before it fails.")
+    parser.add_argument(
+        "--blas",
+        choices=("inherit", "current"),
+        default="inherit",
+        help="inherit: every run gets this environment; current: runs on NumPy's OpenBLAS drop the OpenBLAS pin "
+        "(OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE) so it picks its own kernel (faiss keeps it).",
+    )
     parser.add_argument("--markdown", help="Write the table to this Markdown file.")
     parser.add_argument("--json", help="Write every run and summary to this JSON file.")
     parser.add_argument("--list", action="store_true", help="List the cells and exit.")
