@@ -317,6 +317,27 @@ def test_stored_chunks_larger_than_a_block_are_read_once(tmp_path, data):
     assert sorted(reads) == ["c/0/0", "c/1/0", "c/2/0"]
 
 
+def test_local_chunks_are_mapped_once_and_their_blocks_share_the_read(tmp_path, data, monkeypatch):
+    from bigdist.io import integrity
+
+    mapped: list[str] = []
+    original = integrity._mapped
+
+    def counting(path):
+        mapped.append(path.removeprefix(str(tmp_path / "big.zarr")))
+        return original(path)
+
+    monkeypatch.setattr(integrity, "_mapped", counting)
+    zarr.create_array(str(tmp_path / "big.zarr"), data=data, chunks=(200, 7))
+    with dask.config.set({"bigdist.chunk-bytes": 60 * 7 * 4}):
+        array = as_array(str(tmp_path / "big.zarr"))
+    # The tasks' own outputs: the blocks cut from one chunk are views of its read (rechunk would copy each).
+    blocks = dask.get(dict(array.__dask_graph__()), [key for (key,) in array.__dask_keys__()])
+    np.testing.assert_array_equal(np.concatenate(blocks), data)
+    assert sorted(mapped) == ["/c/0/0", "/c/1/0", "/c/2/0"]
+    assert len(blocks) > 3 and blocks[0].base is not None and blocks[0].base is blocks[1].base
+
+
 @pytest.mark.parametrize("chunks", [30, (30, 30, 30, 10), (20, 40, 40), (40, 40, 20)])
 def test_non_finite_rows_are_named_for_regular_and_irregular_blocks(chunks):
     values = np.ones((100, 2))

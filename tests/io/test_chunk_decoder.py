@@ -89,6 +89,14 @@ def test_truncated_chunk_is_named(tmp_path, layout):
     np.testing.assert_array_equal(source[0:16, 0:COLUMNS], array[0:16])
 
 
+@pytest.mark.parametrize("layout", ["v3-default", "v3-raw"])
+def test_an_empty_chunk_file_is_named(tmp_path, layout):
+    array = _array(tmp_path, **DIRECT[layout])
+    _chunk_file(tmp_path, 1).write_bytes(b"")
+    with pytest.raises(CorruptChunkError, match=r"chunk 'c/1/0' \(rows 8-15\).*damaged"):
+        ZarrSource(array, "a")[0:ROWS, 0:COLUMNS]
+
+
 def test_bit_flip_fails_the_checksum(tmp_path):
     array = _array(tmp_path, **DIRECT["v3-crc32c-only"])
     chunk = _chunk_file(tmp_path, 1)
