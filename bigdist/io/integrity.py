@@ -13,6 +13,7 @@ compressed once at most (what zarr writes by default: zstd) and checksummed
 once at most, are decoded by :class:`_ChunkDecoder` straight into the
 block being read, in the reading thread: zarr's own pipeline decodes into a
 buffer of its own and copies, 2 to 5 times the time of the decompression.
+Local chunk files are mapped rather than read into new memory.
 """
 
 from __future__ import annotations
@@ -179,9 +180,10 @@ def _mapped(path: str) -> np.ndarray | None:
             if os.fstat(file.fileno()).st_size == 0:
                 return np.empty(0, dtype=np.uint8)
             mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    except (FileNotFoundError, NotADirectoryError):
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # what zarr's LocalStore reads as missing
         return None
-    mapped.madvise(mmap.MADV_SEQUENTIAL)
+    if hasattr(mmap, "MADV_SEQUENTIAL"):  # read ahead from disk (no madvise on Windows)
+        mapped.madvise(mmap.MADV_SEQUENTIAL)
     return np.frombuffer(mapped, dtype=np.uint8)
 
 
