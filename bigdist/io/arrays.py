@@ -391,7 +391,8 @@ def _cut_stored_chunks(source: Any, rows: int, n_rows: int, n_features: int) -> 
 
     A compressed chunk is decompressed whole whatever part of it is asked
     for: read per block of it, it would be decompressed once per block. The
-    blocks are views of the chunk read (``rechunk`` would copy each).
+    blocks are views of the chunk read (``rechunk`` would copy each), so the
+    chunk stays in memory until its last block is released.
     """
     stored = _unit_rows(source)
     whole = da.from_array(source, chunks=(stored, n_features), asarray=True)
