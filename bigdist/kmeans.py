@@ -47,6 +47,7 @@ from bigdist.kernels.kmeans import (
 )
 from bigdist.reductions import map_row_blocks
 from bigdist.resources import maybe_persist, memory_budget, should_persist
+from bigdist.warmup import warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -486,6 +487,7 @@ def kmeans(
     weights, equal_weights = (None, True) if sample_weight is None else _checked_weights(sample_weight, array, k)
     if weights is not None:
         fingerprint = tokenize(fingerprint, weights.name)
+    warm_up(("kmeans-pass", array.dtype), _load_pass_kernels, array.dtype, d)
     keep = should_persist(array, persist)
     array = maybe_persist(array, keep, "k-means")
     if weights is not None:
@@ -516,6 +518,12 @@ def kmeans(
         "max_iter": max_iter, "tol": tol, "random_state": random_state,
     }  # fmt: skip
     return best
+
+
+def _load_pass_kernels(dtype: np.dtype, n_features: int) -> None:
+    """A Lloyd pass's compiled kernels for ``dtype`` rows loaded (a pass over two rows)."""
+    rows = np.random.default_rng(0).standard_normal((2, n_features)).astype(dtype)
+    kmeans_chunk(rows, 0, rows[:1].astype(np.float64), n_far=0)
 
 
 def check_sample_weights(sample_weight: Any, X: da.Array, n_clusters: int = 0) -> da.Array:
