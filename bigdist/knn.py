@@ -19,14 +19,12 @@ from bigdist.execution.knn import cast_distances, knn_job, write_knn
 from bigdist.execution.waves import ProgressCallback
 from bigdist.io import check_int, write_group
 from bigdist.kernels.dense import function_knn_chunk
-from bigdist.kernels.knn import knn_chunk, knn_combine
 from bigdist.kernels.registry import get_metric
 from bigdist.kernels.sparse import sparse_knn_chunk
 from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
 from bigdist.planning import even_blocks, query_blocks, split_rows
 from bigdist.precomputed import precomputed_topk
 from bigdist.reductions import knn_topk
-from bigdist.warmup import warm_up
 
 logger = logging.getLogger(__name__)
 
@@ -231,21 +229,6 @@ class KNNResult:
         return display.html_table("bigdist KNNResult", self._rows())
 
 
-def _load_tile_kernels(
-    query_dtype: np.dtype, train_dtype: np.dtype, n_features: int, k: int, metric: str, p: float, self_join: bool
-) -> None:
-    """The compiled kernels of a kNN tile and of the merge loaded (one tile of a few rows, and a merge)."""
-    k = min(k, 64)  # the same compiled kernels for any k
-    n = k + 2
-    # In [0, 1): valid for every metric (chi2 takes no negative values, haversine takes radians).
-    train = np.random.default_rng(0).random((n, n_features)).astype(train_dtype)
-    queries = train[:2].astype(query_dtype)
-    tile = knn_chunk(queries, train, np.arange(2), np.arange(n), k=k, metric=metric, p=p,
-                     exclude_self=self_join, tile_query_rows=config.get("knn.tile-query-rows"),
-                     tile_train_rows=config.get("knn.tile-train-rows"))  # fmt: skip
-    knn_combine(np.concatenate([tile, tile], axis=1), k=k)
-
-
 def _check_k(k: Any, n_train: int, self_join: bool) -> int:
     k = check_int("k", k)
     available = n_train - 1 if self_join else n_train
@@ -375,10 +358,6 @@ def knn(
         query_array = query_blocks(query_array)
     if resolved.function:
         chunk = partial(function_knn_chunk, k=k, function=distance_function(resolved), exclude_self=self_join)
-    if chunk is None:
-        key = ("knn", kernel_metric.name, query_array.dtype, train_array.dtype, self_join)
-        warm_up(key, _load_tile_kernels, query_array.dtype, train_array.dtype, train_array.shape[1], k,
-                kernel_metric.name, kernel_metric.p, self_join)  # fmt: skip
     # A user's function gives float64 distances, as scikit-learn reports them.
     out_dtype = np.dtype(np.float64) if resolved.function else np.result_type(query_array.dtype, train_array.dtype)
     params = {"k": k, "metric": metric, **resolved.describe(), "self_join": self_join, "split_every": split_every}

@@ -4,8 +4,11 @@ The first call of a numba kernel in a process loads numba's typing and
 lowering registries and the kernel's cached machine code, a quarter of a
 second, during which the other dask threads wait at numba's lock with a
 core idle. A call that is about to run kernels in this process starts
-:func:`warm_up` on tiny inputs first: the loading then overlaps the graph's
-construction and the data's decompression (which release the GIL).
+:func:`warm_up` on tiny inputs first: the loading then overlaps the data's
+decompression (which releases the GIL). k-means does, before it reads its
+data into memory. A kNN call does not: its graph is built and run in Python
+(holding the GIL) while it reads, and loading ahead only delayed its first
+tasks (2,000 x 1M x 128: 3.11 s without, 3.30 s with, medians of 6).
 """
 
 from __future__ import annotations

@@ -13,11 +13,9 @@ from distributed import Client, LocalCluster
 
 import bigdist as bd
 from bigdist import warmup
-from bigdist.kernels.direct import DIRECT_METRICS
-from bigdist.kernels.metrics import GEMM_METRICS
 
-# The modules, which the package's functions of the same names hide.
-knn_module, kmeans_module = sys.modules["bigdist.knn"], sys.modules["bigdist.kmeans"]
+# The module, which the package's function of the same name hides.
+kmeans_module = sys.modules["bigdist.kmeans"]
 
 
 @pytest.fixture(autouse=True)
@@ -78,34 +76,18 @@ def test_nothing_is_loaded_where_tasks_run_elsewhere():
     assert calls == ["threads"]
 
 
-@pytest.mark.parametrize("dtypes", [(np.float32, np.float32), (np.float64, np.float64), (np.float32, np.float64)])
-@pytest.mark.parametrize("self_join", [False, True])
-def test_the_knn_loader_runs_for_every_kernel_metric(dtypes, self_join):
-    # The loader's failures are swallowed on its thread: here they would fail.
-    for metric in (*GEMM_METRICS, "correlation", *DIRECT_METRICS):
-        n_features = 2 if metric == "haversine" else 5
-        for k in (1, 3, 200):
-            knn_module._load_tile_kernels(*dtypes, n_features, k, metric, 3.0, self_join)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_kmeans_loader_runs(dtype):
     kmeans_module._load_pass_kernels(np.dtype(dtype), 7)
 
 
-def test_knn_and_kmeans_start_the_loader_of_their_kernels(monkeypatch):
+def test_kmeans_starts_the_loader_of_its_pass_kernels(monkeypatch):
     started = []
-    monkeypatch.setattr(knn_module, "warm_up", lambda key, kernel, *args: started.append((key, kernel, args)))
     monkeypatch.setattr(kmeans_module, "warm_up", lambda key, kernel, *args: started.append((key, kernel, args)))
-    rng = np.random.default_rng(3)
-    train = rng.standard_normal((200, 6)).astype(np.float32)
-    queries = rng.standard_normal((20, 6))
-    bd.knn(queries, train, k=4, metric="cosine")
-    bd.knn(queries, train, k=4, metric=lambda u, v: float(np.abs(u - v).sum()))  # a user's function: nothing
+    train = np.random.default_rng(3).standard_normal((200, 6)).astype(np.float32)
     bd.kmeans(train, 3, init="random", max_iter=2, random_state=0)
     assert [(key, kernel) for key, kernel, _ in started] == [
-        (("knn", "cosine", np.dtype(np.float64), np.dtype(np.float32), False), knn_module._load_tile_kernels),
-        (("kmeans-pass", np.dtype(np.float32)), kmeans_module._load_pass_kernels),
+        (("kmeans-pass", np.dtype(np.float32)), kmeans_module._load_pass_kernels)
     ]
-    for _, kernel, args in started:
-        kernel(*args)
+    ((_, kernel, args),) = started
+    kernel(*args)  # the loader's failures are swallowed on its thread: here one would fail
