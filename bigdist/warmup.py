@@ -49,14 +49,12 @@ def warm_up(key: Hashable, kernel: Callable[..., Any], *args: Any, **kwargs: Any
     ``key`` names what the call loads (the kernel and the argument types that
     select its compiled version). A failure is only logged: the real call meets it and reports it.
     """
+    if not kernels_run_here():
+        return  # nothing marked: a later call whose tasks run here loads it
     with _started_lock:
         if key in _started:
             return
         _started.add(key)
-    if not kernels_run_here():
-        with _started_lock:
-            _started.discard(key)  # a later call may run here
-        return
     threading.Thread(target=_run, args=(kernel, args, kwargs), name="bigdist-warm-up", daemon=True).start()
 
 
