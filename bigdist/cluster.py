@@ -29,6 +29,7 @@ from bigdist.meanshift import meanshift
 from bigdist.neighbors import n_threads as _n_threads
 from bigdist.pairwise import euclidean_distances
 from bigdist.reductions import map_row_blocks
+from bigdist.resources import compute
 
 _KMEANS_ALGORITHMS = {"lloyd": None, "elkan": "always"}
 
@@ -210,7 +211,7 @@ default="k-means||"
         result = min(runs, key=lambda run: run.inertia)
         _check_feature_names(self, X, reset=True)
         self.cluster_centers_ = result.centroids.astype(array.dtype, copy=False)
-        self.labels_ = result.labels.compute() if _in_memory(X) else result.labels
+        self.labels_ = compute(result.labels)[0] if _in_memory(X) else result.labels
         self.inertia_ = result.inertia
         self.n_iter_ = result.n_iter
         self.stats_ = result.stats
@@ -223,7 +224,7 @@ default="k-means||"
         labels = map_row_blocks(
             array, labels_chunk, dtype=np.int64, name="bigdist-kmeans-predict", extra=(self.cluster_centers_,)
         )
-        return labels.compute() if _in_memory(X) else labels
+        return compute(labels)[0] if _in_memory(X) else labels
 
     def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Cluster X and return its labels."""
@@ -233,7 +234,7 @@ default="k-means||"
         """Euclidean distance of each row to every centroid, shape (n_samples, n_clusters)."""
         # The distance-matrix kernel: blocks of bounded size, however many rows a block of X has.
         distances = euclidean_distances(_fitted_input(self, X), self.cluster_centers_)
-        return distances.compute() if _in_memory(X) else distances
+        return compute(distances)[0] if _in_memory(X) else distances
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of X with respect to the centroids."""
@@ -245,7 +246,7 @@ default="k-means||"
             array, chunk, dtype=np.float64, name="bigdist-kmeans-score", extra=(self.cluster_centers_,),
             chunks=(1,) * array.numblocks[0], along=along,
         ).sum()  # fmt: skip
-        return -float(inertia.compute())
+        return -float(compute(inertia)[0])
 
 
 class MeanShift(ClusterMixin, BaseEstimator):
@@ -348,7 +349,7 @@ class MeanShift(ClusterMixin, BaseEstimator):
             result = self._meanshift(array)
         _check_feature_names(self, X, reset=True)
         self.cluster_centers_ = result.cluster_centers.astype(array.dtype, copy=False)
-        self.labels_ = result.labels.compute() if _in_memory(X) else result.labels
+        self.labels_ = compute(result.labels)[0] if _in_memory(X) else result.labels
         self.n_iter_ = result.n_iter
         self.bandwidth_ = result.bandwidth
         self.stats_ = result.stats
@@ -378,7 +379,7 @@ class MeanShift(ClusterMixin, BaseEstimator):
         labels = map_row_blocks(
             array, labels_chunk, dtype=np.int64, name="bigdist-meanshift-predict", extra=(self.cluster_centers_,)
         )
-        return labels.compute() if _in_memory(X) else labels
+        return compute(labels)[0] if _in_memory(X) else labels
 
     def fit_predict(self, X: Any, y: Any = None) -> Any:
         """Cluster X and return its labels."""

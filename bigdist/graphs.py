@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import scipy.sparse
@@ -41,6 +40,7 @@ from bigdist.io.formats import require
 from bigdist.io.store import normalise_path, read_group
 from bigdist.kernels.graphs import membership_strengths, smooth_knn_dist
 from bigdist.knn import KNNResult, knn
+from bigdist.resources import compute
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def knn_graph(
     resolved = _as_graph(graph, n_train)
     if include_self:
         _need_self_join(resolved, "include_self=True")
-    distances, indices = dask.compute(resolved.distances, resolved.indices)
+    distances, indices = compute(resolved.distances, resolved.indices)
     matrix = _csr(
         distances, indices, start=0, n_columns=_n_columns(resolved, n_train), mode=mode, include_self=include_self
     )
@@ -264,7 +264,7 @@ def iter_knn_graph(
     starts = list(bounds[:-1]) if bounds is not None else list(range(0, n_rows, int(block_rows)))
     for position, start in enumerate(starts):
         stop = int(bounds[position + 1]) if bounds is not None else min(n_rows, start + int(block_rows))
-        distances, indices = dask.compute(resolved.distances[start:stop], resolved.indices[start:stop])
+        distances, indices = compute(resolved.distances[start:stop], resolved.indices[start:stop])
         yield (
             int(start),
             _csr(distances, indices, start=int(start), n_columns=n_columns, mode=mode, include_self=include_self),
@@ -327,7 +327,7 @@ def read_knn_graph(
     offset = start
     for size in sub.indices.chunks[0]:
         local = offset - start
-        distances, indices = dask.compute(sub.distances[local : local + size], sub.indices[local : local + size])
+        distances, indices = compute(sub.distances[local : local + size], sub.indices[local : local + size])
         blocks.append(_csr(distances, indices, start=offset, n_columns=n_columns, mode=mode, include_self=include_self))
         offset += size
     if not blocks:
@@ -353,7 +353,7 @@ def umap_knn(graph: Any) -> tuple[np.ndarray, np.ndarray]:
     resolved = _as_graph(graph)
     _need_self_join(resolved, "UMAP's precomputed_knn")
     _need_distance(resolved, "UMAP's precomputed_knn")
-    distances, indices = dask.compute(resolved.distances, resolved.indices)
+    distances, indices = compute(resolved.distances, resolved.indices)
     n_rows = len(indices)
     indices = np.hstack([np.arange(n_rows, dtype=np.int64)[:, None], indices.astype(np.int64, copy=False)])
     distances = np.hstack([np.zeros((n_rows, 1), dtype=distances.dtype), distances])

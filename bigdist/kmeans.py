@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 import zarr
@@ -46,7 +45,7 @@ from bigdist.kernels.kmeans import (
     with_row_weights,
 )
 from bigdist.reductions import map_row_blocks
-from bigdist.resources import maybe_persist, memory_budget, should_persist
+from bigdist.resources import compute, maybe_persist, memory_budget, should_persist
 from bigdist.warmup import warm_up
 
 logger = logging.getLogger(__name__)
@@ -296,7 +295,7 @@ def _init_kmeans_parallel(data: _Passes, k: int, seed: int, carry: bool, rounds:
     X = data.X
     rng = np.random.default_rng(seed)
     if data.weights is None:
-        candidates = X[int(rng.integers(X.shape[0]))].compute()[None, :].astype(np.float64)
+        candidates = compute(X[int(rng.integers(X.shape[0]))])[0][None, :].astype(np.float64)
     else:
         candidates = _weighted_rows(data, 1, seed)
     state, nearest = _measure_candidates(data, None, candidates, candidates, carry)
@@ -326,7 +325,7 @@ def _init_kmeans_parallel(data: _Passes, k: int, seed: int, carry: bool, rounds:
     candidates, inverse = np.unique(candidates, axis=0, return_inverse=True)
     if len(candidates) <= k:
         if len(candidates) < k:
-            extra = X[np.sort(rng.choice(X.shape[0], size=k, replace=False))].compute().astype(np.float64)
+            extra = compute(X[np.sort(rng.choice(X.shape[0], size=k, replace=False))])[0].astype(np.float64)
             candidates = np.unique(np.concatenate([candidates, extra]), axis=0)[:k]
         # Fewer distinct rows than k: repeats fill up, and kmeans() warns of the distinct clusters found.
         return candidates[np.arange(k) % len(candidates)]
@@ -352,14 +351,14 @@ def _initial_centroids(data: _Passes, k: int, init: Any, seed: int, carry: bool)
     if init == "random":
         if weights is not None:
             return _weighted_rows(data, k, seed)
-        return X[rng.choice(n, size=k, replace=False)].compute().astype(np.float64)
+        return compute(X[rng.choice(n, size=k, replace=False)])[0].astype(np.float64)
     if init == "k-means++":
         from sklearn.cluster import kmeans_plusplus
 
         size = min(n, max(20 * k, 10_000))
         rows = np.sort(rng.choice(n, size=size, replace=False))
-        sample = X[rows].compute().astype(np.float64)
-        sample_weight = None if weights is None else weights[rows].compute()
+        sample = compute(X[rows])[0].astype(np.float64)
+        sample_weight = None if weights is None else compute(weights[rows])[0]
         if sample_weight is not None and not sample_weight.any():
             # The sample holds no weighted row: draw it by weight instead.
             sample, sample_weight = _weighted_rows(data, min(size, n), seed), None
@@ -544,7 +543,7 @@ def _checked_weights(sample_weight: Any, X: da.Array, n_clusters: int) -> tuple[
         )
     weights = weights.astype(np.float64).rechunk((X.chunks[0],))
     valid = da.isfinite(weights) & (weights >= 0)
-    n_valid, n_positive, total, lowest, highest = dask.compute(
+    n_valid, n_positive, total, lowest, highest = compute(
         valid.sum(), (weights > 0).sum(), da.where(valid, weights, 0).sum(), weights.min(), weights.max()
     )
     if n_valid < n:

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from functools import cached_property, partial
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
@@ -25,6 +24,7 @@ from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
 from bigdist.planning import even_blocks, query_blocks, split_rows
 from bigdist.precomputed import precomputed_topk
 from bigdist.reductions import knn_topk
+from bigdist.resources import compute
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class KNNResult:
 
     def compute(self, **kwargs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Compute distances and indices in one pass on the ambient scheduler."""
-        return dask.compute(self.distances, self.indices, **kwargs)
+        return compute(self.distances, self.indices, **kwargs)
 
     def to_zarr(
         self,

@@ -25,6 +25,7 @@ from bigdist.kernels.topk import drop_columns, own_columns
 from bigdist.knn import check_metric, knn
 from bigdist.precomputed import check_graph_format
 from bigdist.radius import RadiusResult, radius_neighbors
+from bigdist.resources import compute
 
 ALGORITHMS = ("auto", "ball_tree", "kd_tree", "brute")
 
@@ -176,7 +177,7 @@ class NeighborsBase(KNeighborsMixin, BaseEstimator):
     def _compute(self, *arrays: Any) -> tuple[Any, ...]:
         """Compute on the ambient scheduler (``n_jobs`` threads when it is dask's local threaded one)."""
         with self._threads():
-            return dask.compute(*arrays)
+            return compute(*arrays)
 
     def _query_array(self, X: Any) -> da.Array:
         return self._rows(X)

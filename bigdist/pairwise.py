@@ -8,7 +8,6 @@ import warnings
 from functools import partial
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 from dask.array import PerformanceWarning
@@ -27,6 +26,7 @@ from bigdist.knn import knn
 from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
 from bigdist.planning import even_blocks
 from bigdist.precomputed import precomputed_matrix
+from bigdist.resources import compute
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ def pairwise_distances_argmin_min(
         raise ParameterError("pairwise_distances_argmin_min needs train rows; for neighbours within one set use knn")
     result = knn(queries, train, k=1, metric=metric, split_every=split_every, **params)
     argmin, distances = result.indices[:, 0], result.distances[:, 0]
-    return dask.compute(argmin, distances) if in_memory(queries) else (argmin, distances)
+    return compute(argmin, distances) if in_memory(queries) else (argmin, distances)
 
 
 __all__ = [

@@ -29,6 +29,7 @@ from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
 from bigdist.planning import even_blocks, query_blocks
 from bigdist.precomputed import precomputed_pairs
 from bigdist.reductions import radius_pairs
+from bigdist.resources import compute
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ class RadiusResult:
 
     def to_csr(self, **kwargs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(indptr (n_queries + 1,) int64, indices (nnz,) int64, distances (nnz,)) in memory."""
-        blocks = dask.compute(*self.blocks, **kwargs)
+        blocks = compute(*self.blocks, **kwargs)
         counts = np.concatenate([block["counts"] for block in blocks])
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         indices = np.concatenate([block["indices"] for block in blocks]).astype(np.int64)
@@ -219,7 +220,7 @@ class RadiusResult:
         prepare_output(normalise_path(path), overwrite, "result", storage_options=storage_options)
         blocks = dask.persist(*self.blocks)
         # Only a total per block comes to the client; each block's part of indptr is made in the cluster.
-        sizes = dask.compute(*(dask.delayed(_block_size, pure=True)(block) for block in blocks))
+        sizes = compute(*(dask.delayed(_block_size, pure=True)(block) for block in blocks))
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         indptr = [da.zeros(1, dtype=np.int64)] + [
             da.from_delayed(dask.delayed(_block_indptr, pure=True)(block, offset), shape=(rows,), dtype=np.int64)

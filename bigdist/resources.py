@@ -31,6 +31,18 @@ def current_client() -> Any | None:
         return None
 
 
+def compute(*collections: Any, **kwargs: Any) -> tuple[Any, ...]:
+    """``dask.compute`` on the ambient scheduler, without importing distributed (~0.2 s) to look for a Client.
+
+    Without distributed imported there is no Client, and dask would import
+    it only to find that out; its threaded scheduler, dask's default for
+    arrays and delayed values, is named instead. Any other case is dask's choice.
+    """
+    if "scheduler" not in kwargs and dask.config.get("scheduler", None) is None and "distributed" not in sys.modules:
+        kwargs["scheduler"] = dask.threaded.get
+    return dask.compute(*collections, **kwargs)
+
+
 def memory_budget() -> float:
     """Bytes that data kept in the cluster may take: half the workers' memory limits (a quarter of RAM locally)."""
     client = current_client()
