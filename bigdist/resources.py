@@ -31,15 +31,21 @@ def current_client() -> Any | None:
         return None
 
 
-def compute(*collections: Any, **kwargs: Any) -> tuple[Any, ...]:
-    """``dask.compute`` on the ambient scheduler, without importing distributed (~0.2 s) to look for a Client.
+def _default_local_scheduler() -> Any | None:
+    """dask's threaded scheduler when dask would pick it (none configured, no Client), named; else None.
 
-    Without distributed imported there is no Client, and dask would import
-    it only to find that out; its threaded scheduler, dask's default for
-    arrays and delayed values, is named instead. Any other case is dask's choice.
+    Left to choose, dask imports distributed (~0.2 s) to look for a Client,
+    even where none can exist; named, it does not.
     """
-    if "scheduler" not in kwargs and dask.config.get("scheduler", None) is None and "distributed" not in sys.modules:
-        kwargs["scheduler"] = dask.threaded.get
+    if dask.config.get("scheduler", None) is None and current_client() is None:
+        return dask.threaded.get
+    return None
+
+
+def compute(*collections: Any, **kwargs: Any) -> tuple[Any, ...]:
+    """``dask.compute`` on the ambient scheduler, without importing distributed to look for a Client."""
+    if "scheduler" not in kwargs:
+        kwargs["scheduler"] = _default_local_scheduler()
     return dask.compute(*collections, **kwargs)
 
 
@@ -70,17 +76,12 @@ def maybe_persist(X: da.Array, persist: bool | None, algorithm: str) -> da.Array
     if should_persist(X, persist):
         began = time.perf_counter()
         client = current_client()
+        X = X.persist(scheduler=_default_local_scheduler())  # local schedulers persist synchronously
         if client is not None:
             from distributed import wait
 
-            X = X.persist()
             # Loaded before the first pass, so its time counts as loading, not as an iteration.
             wait(X)
-        elif dask.config.get("scheduler", None) is None:
-            # Dask's own choice of scheduler would import distributed to look for a client.
-            X = X.persist(scheduler=dask.threaded.get)
-        else:
-            X = X.persist()  # local schedulers persist synchronously
         logger.info(
             "%s: keeping the %.2f GB of data in memory (loaded in %.1f s)",
             algorithm, X.nbytes / 1e9, time.perf_counter() - began,
