@@ -29,7 +29,7 @@ from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
 from bigdist.planning import even_blocks, query_blocks
 from bigdist.precomputed import precomputed_pairs
 from bigdist.reductions import radius_pairs
-from bigdist.resources import compute
+from bigdist.resources import compute, persist
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ class RadiusResult:
     ) -> str:
         """The pairs computed once and held in the cluster's memory until their sizes are known, then written."""
         prepare_output(normalise_path(path), overwrite, "result", storage_options=storage_options)
-        blocks = dask.persist(*self.blocks)
+        blocks = persist(*self.blocks)
         # Only a total per block comes to the client; each block's part of indptr is made in the cluster.
         sizes = compute(*(dask.delayed(_block_size, pure=True)(block) for block in blocks))
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)

@@ -49,6 +49,11 @@ def compute(*collections: Any, **kwargs: Any) -> tuple[Any, ...]:
     return dask.compute(*collections, **kwargs)
 
 
+def persist(*collections: Any) -> tuple[Any, ...]:
+    """``dask.persist`` on the ambient scheduler, without importing distributed to look for a Client."""
+    return dask.persist(*collections, scheduler=_default_local_scheduler())
+
+
 def memory_budget() -> float:
     """Bytes that data kept in the cluster may take: half the workers' memory limits (a quarter of RAM locally)."""
     client = current_client()
