@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import numbers
 import threading
 import time
@@ -20,6 +22,7 @@ from sklearn.exceptions import ConvergenceWarning
 from bigdist import config, display
 from bigdist.blas import dask_threads
 from bigdist.errors import InputShapeError, ParameterError
+from bigdist.execution.executors import ambient_client
 from bigdist.execution.passes import CarriedRows, PassColumn, run_pass, write_labels
 from bigdist.execution.sources import InputRows
 from bigdist.execution.waves import ProgressCallback
@@ -28,13 +31,16 @@ from bigdist.io.integrity import ZarrSource, output_codecs
 from bigdist.io.sparse import as_dense_rows
 from bigdist.kernels.kmeans import (
     BOUNDS_DTYPE,
+    STEP_ROWS,
     bound_updates,
     candidate_costs_chunk,
     fold_candidates_chunk,
     fold_combine,
+    kmeans_accumulate_piece,
     kmeans_bounded_chunk,
     kmeans_chunk,
     kmeans_combine,
+    kmeans_label_piece,
     labels_chunk,
     sample_by_cost_chunk,
     sample_by_distance_chunk,
@@ -45,7 +51,7 @@ from bigdist.kernels.kmeans import (
     with_row_weights,
 )
 from bigdist.reductions import map_row_blocks
-from bigdist.resources import compute, maybe_persist, memory_budget, should_persist
+from bigdist.resources import compute, maybe_persist, memory_budget, should_persist, spread
 from bigdist.warmup import warm_up
 
 logger = logging.getLogger(__name__)
@@ -151,26 +157,116 @@ def _weighted(chunk: Any, weights: da.Array | None) -> Any:
     return chunk if weights is None else partial(with_row_weights, chunk)
 
 
+# Fewer row blocks than this per worker leave a Client's workers idle in a Lloyd pass: the blocks are then
+# labelled in pieces, twice as many.
+PIECES_PER_WORKER = 2
+
+# Fewest rows of a piece: its labelling task takes well over a task's overhead.
+MIN_PIECE_ROWS = 16 * STEP_ROWS
+
+
 class _Passes:
     """The data of a run as the passes read it: its row blocks (and weights) read inside each task.
 
-    The input graphs are materialised once, here, not once per pass.
+    The input graphs are materialised once, here, not once per pass. With
+    ``pieces`` (the data persisted on a Client in pieces of its row blocks,
+    ``groups`` the pieces of each block) a Lloyd pass labels the pieces on
+    every worker at once and sums them block by block in row order; every
+    other pass reads each block whole. The partial states, and so the
+    results, are bitwise those of the blocks unsplit.
     """
 
-    def __init__(self, X: da.Array, weights: da.Array | None, split_every: int) -> None:
+    def __init__(
+        self,
+        X: da.Array,
+        weights: da.Array | None,
+        split_every: int,
+        pieces: tuple[da.Array, da.Array | None] | None = None,
+        groups: list[list[int]] | None = None,
+    ) -> None:
         self.X = X
         self.weights = weights
         self.split_every = split_every
-        self.rows = InputRows(X)
-        self.along = () if weights is None else (InputRows(weights[:, None]),)
+        self.groups = groups
+        rows, row_weights = (X, weights) if pieces is None else pieces
+        self.rows = InputRows(rows)
+        self.along = () if row_weights is None else (InputRows(row_weights[:, None]),)
+
+    def unweighted(self) -> _Passes:
+        """The same data, its passes without the weights."""
+        data = copy.copy(self)
+        data.weights, data.along = None, ()
+        return data
 
     def run(self, chunk: Any, combine: Any, name: str, extra: tuple[Any, ...] = (), **carry: Any) -> tuple[Any, Any]:
         """One pass of ``chunk`` over every row block, the partials folded by ``combine``; (state, carried)."""
+        return self._run(PassColumn(_weighted(chunk, self.weights), combine, extra), name, **carry)
+
+    def lloyd(self, n_far: int, with_moments: bool, extra: tuple[Any, ...], **carry: Any) -> tuple[Any, Any]:
+        """One Lloyd pass: with Hamerly's bounds given ``carried`` (and ``extra`` their updates), else in full."""
+        combine = partial(kmeans_combine, n_far=n_far)
+        name = "bigdist-kmeans-pass"
+        if self.groups is None:
+            kernel = kmeans_bounded_chunk if "carried" in carry else kmeans_chunk
+            return self.run(partial(_sharing_threads, kernel, n_far=n_far, with_moments=with_moments), combine,
+                            name, extra, **carry)  # fmt: skip
+        accumulate = partial(kmeans_accumulate_piece, n_far=n_far, with_moments=with_moments)
+        column = PassColumn(partial(_sharing_threads, kmeans_label_piece), combine, extra,
+                            _weighted(accumulate, self.weights))  # fmt: skip
+        # The labelling takes each piece's bounds (None without them).
+        return self._run(column, name, **{"takes_carried": True, **carry})
+
+    def _run(self, column: PassColumn, name: str, **carry: Any) -> tuple[Any, Any]:
         (state,), carried = run_pass(
-            self.rows, [PassColumn(_weighted(chunk, self.weights), combine, extra)], split_every=self.split_every,
-            name=name, what=name.removeprefix("bigdist-"), along=self.along, **carry,
+            self.rows, [column], split_every=self.split_every, name=name, what=name.removeprefix("bigdist-"),
+            along=self.along, groups=self.groups, **carry,
         )  # fmt: skip
         return state, carried
+
+
+def _split_blocks(block_rows: tuple[int, ...], workers: int) -> list[list[int]] | None:
+    """The pieces (rows) of each row block, for a Lloyd pass to label on ``workers`` at once; None: unsplit.
+
+    Fewer than ``PIECES_PER_WORKER`` blocks per worker leave workers idle
+    (or one with more rows than another): each block is cut into pieces of
+    whole steps of ``STEP_ROWS`` from its first row, at least ``MIN_PIECE_ROWS``
+    (but its last), so that the Client has about twice that many.
+    """
+    if workers < 2 or len(block_rows) >= PIECES_PER_WORKER * workers:
+        return None
+    per_block = math.ceil(2 * PIECES_PER_WORKER * workers / len(block_rows))
+    split = []
+    for n in block_rows:
+        rows = max(MIN_PIECE_ROWS, math.ceil(n / per_block / STEP_ROWS) * STEP_ROWS)
+        # Cut only into two or more pieces of at least MIN_PIECE_ROWS.
+        split.append([rows] * (n // rows) + ([n % rows] if n % rows else []) if n >= 2 * MIN_PIECE_ROWS else [n])
+    return split if any(len(pieces) > 1 for pieces in split) else None
+
+
+def _persisted_passes(X: da.Array, weights: da.Array | None, split_every: int, keep: bool) -> _Passes:
+    """The run's data, persisted when ``keep``; on a Client with few blocks per worker, in pieces of them."""
+    client = ambient_client()
+    workers = sorted(client.nthreads()) if keep and client is not None else []
+    split = _split_blocks(X.chunks[0], len(workers))
+    if split is None:
+        X = maybe_persist(X, keep, "k-means")
+        if weights is not None:
+            weights = maybe_persist(weights, keep, "k-means sample weights")
+        return _Passes(X, weights, split_every)
+    blocks = X.chunks[0]
+    pieces = {0: tuple(rows for block in split for rows in block)}
+    logger.info("k-means: %d row blocks in %d pieces, labelled on %d workers at once", len(blocks),
+                len(pieces[0]), len(workers))  # fmt: skip
+    # Consecutive pieces on different workers: each labels its share, the sums follow from one to the next.
+    rows = spread(maybe_persist(X.rechunk(pieces), True, "k-means"), workers)
+    row_weights = None
+    if weights is not None:
+        row_weights = spread(maybe_persist(weights.rechunk(pieces), True, "k-means sample weights"), workers)
+    first = np.cumsum([0] + [len(block) for block in split]).tolist()
+    groups = [list(range(first[i], first[i + 1])) for i in range(len(split))]
+    # The blocks themselves, for every pass but Lloyd's and for the results: views of the pieces.
+    X, weights = rows.rechunk({0: blocks}), None if row_weights is None else row_weights.rechunk({0: blocks})
+    return _Passes(X, weights, split_every, (rows, row_weights), groups)
 
 
 def _sharing_threads(chunk: Any, *args: Any, **kwargs: Any) -> Any:
@@ -186,8 +282,7 @@ def _sharing_threads(chunk: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def _lloyd_state(data: _Passes, centroids: np.ndarray, n_far: int, with_moments: bool = False) -> dict[str, Any]:
-    chunk = partial(_sharing_threads, kmeans_chunk, n_far=n_far, with_moments=with_moments)
-    return data.run(chunk, partial(kmeans_combine, n_far=n_far), "bigdist-kmeans-pass", (centroids,))[0]
+    return data.lloyd(n_far, with_moments, (centroids,))[0]
 
 
 def _bounded_pass(
@@ -209,10 +304,9 @@ def _bounded_pass(
         drift_other, half_gap = np.zeros(k), np.zeros(k)
     else:
         drift_other, half_gap = bound_updates(previous, centroids)
-    chunk = partial(_sharing_threads, kmeans_bounded_chunk, n_far=n_far, with_moments=with_moments)
-    state, after = data.run(
-        chunk, partial(kmeans_combine, n_far=n_far), "bigdist-kmeans-pass", (centroids, drift_other, half_gap),
-        carried=carried, takes_carried=True, returns_carried=True,
+    state, after = data.lloyd(
+        n_far, with_moments, (centroids, drift_other, half_gap), carried=carried, takes_carried=True,
+        returns_carried=True,
     )  # fmt: skip
     if carried is not None:
         carried.release()
@@ -488,11 +582,8 @@ def kmeans(
         fingerprint = tokenize(fingerprint, weights.name)
     warm_up(("kmeans-pass", array.dtype), _load_pass_kernels, array.dtype, d)
     keep = should_persist(array, persist)
-    array = maybe_persist(array, keep, "k-means")
-    if weights is not None:
-        weights = maybe_persist(weights, keep, "k-means sample weights")
+    data = _persisted_passes(array, weights, split_every, keep)
     carry = _carry_rows(array, array.nbytes if keep else 0)
-    data = _Passes(array, weights, split_every)
 
     best: KMeansResult | None = None
     for run, seed in enumerate(seeds):
@@ -585,7 +676,7 @@ def _lloyd(
         if saved.get("converged"):
             return _finish(data, centroids, start, stats)
     else:
-        draws = _Passes(data.X, None, data.split_every) if equal_weights and data.weights is not None else data
+        draws = data.unweighted() if equal_weights and data.weights is not None else data
         centroids = _initial_centroids(draws, k, init, seed, carry)
         start, stats, tol_abs = 0, [], None
 

@@ -15,6 +15,8 @@ from typing import Any
 import dask
 import dask.array as da
 import dask.threaded
+from dask.core import flatten
+from dask.highlevelgraph import HighLevelGraph
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +54,34 @@ def compute(*collections: Any, **kwargs: Any) -> tuple[Any, ...]:
 def persist(*collections: Any) -> tuple[Any, ...]:
     """``dask.persist`` on the ambient scheduler, without importing distributed to look for a Client."""
     return dask.persist(*collections, scheduler=_default_local_scheduler())
+
+
+def spread(X: da.Array, workers: list[str]) -> da.Array:
+    """``X`` persisted on a Client, its row blocks moved so that block ``i`` is on ``workers[i % len(workers)]``.
+
+    The persisted blocks land where their inputs were read, often most on
+    one worker; tasks that go to their data then queue there. Each block
+    moves once, under a key of its own (its lineage kept, so a lost block is
+    recomputed).
+    """
+    from distributed import get_client, wait
+
+    client = get_client()
+    by_key = {future.key: future for future in client.futures_of(X)}
+    name = f"{X.name}-spread"
+    # Loosely placed: a block lost with its worker is recomputed on another.
+    moved = [
+        client.submit(_same, by_key[key], key=(name, *key[1:]), workers=[workers[i % len(workers)]],
+                      allow_other_workers=True, pure=False)
+        for i, key in enumerate(flatten(X.__dask_keys__()))
+    ]  # fmt: skip
+    wait(moved)
+    graph = HighLevelGraph.from_collections(name, {future.key: future for future in moved}, dependencies=())
+    return da.Array(graph, name, X.chunks, meta=X._meta)
+
+
+def _same(block: Any) -> Any:
+    return block
 
 
 def memory_budget() -> float:

@@ -188,10 +188,12 @@ def test_worker_killed_mid_knn_gives_the_identical_result(process_cluster):
     np.testing.assert_allclose(distances, expected_distances, rtol=1e-6)
 
 
-def test_worker_killed_mid_kmeans_gives_the_identical_result(process_cluster):
+# 20 blocks a pass; or one, labelled in pieces on both workers and summed along a chain of tasks.
+@pytest.mark.parametrize("chunks", [1000, 20000])
+def test_worker_killed_mid_kmeans_gives_the_identical_result(process_cluster, chunks):
     client = process_cluster
     rng = np.random.default_rng(6)
-    data = da.from_array(rng.uniform(size=(20000, 16)), chunks=1000)
+    data = da.from_array(rng.uniform(size=(20000, 16)), chunks=chunks)
     options = {"init": "k-means||", "max_iter": 15, "tol": 0, "random_state": 1, "split_every": 2}
     with dask.config.set(scheduler="synchronous"):
         clean = bd.kmeans(data, 20, persist=False, **options)

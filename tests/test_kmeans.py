@@ -325,3 +325,25 @@ print(imported)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("blocks", "workers"),
+    [((500_000,), 2), ((200_000, 3392), 2), ((65_536,) * 5, 8), ((20_000,), 2), ((100_000, 90_000), 3)],
+)
+def test_few_blocks_per_worker_are_cut_into_whole_steps_for_every_worker(blocks, workers):
+    from bigdist.kmeans import MIN_PIECE_ROWS, PIECES_PER_WORKER, STEP_ROWS, _split_blocks
+
+    split = _split_blocks(blocks, workers)
+    assert [sum(pieces) for pieces in split] == list(blocks)
+    for pieces in split:
+        # Every piece but a block's last starts and ends on a step boundary of its block, and is not tiny.
+        assert all(rows % STEP_ROWS == 0 and rows >= MIN_PIECE_ROWS for rows in pieces[:-1])
+    assert sum(map(len, split)) >= min(PIECES_PER_WORKER * workers, sum(-(-n // MIN_PIECE_ROWS) for n in blocks))
+
+
+@pytest.mark.parametrize(("blocks", "workers"), [((500_000,), 1), ((65_536,) * 4, 2), ((10_000,), 4)])
+def test_blocks_enough_for_the_workers_or_too_small_to_cut_stay_whole(blocks, workers):
+    from bigdist.kmeans import _split_blocks
+
+    assert _split_blocks(blocks, workers) is None

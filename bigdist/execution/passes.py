@@ -18,6 +18,11 @@ computed it. A task finds its block's state in its worker's memory (it is
 placed there) and, when that worker was lost, rebuilds it or runs without it
 (the kernels give the same partial state either way).
 
+A row block may be held in pieces (k-means on a Client with fewer blocks
+than workers): a pass then labels the pieces on every worker at once and
+sums them block by block along a chain of small tasks in row order, so that
+its partial state is bitwise the unsplit block's (:class:`PassColumn`).
+
 Labels are written block by block to a Zarr group through the same waves,
 each block marked when stored, so a killed run resumes.
 """
@@ -98,7 +103,7 @@ class TreeFold:
 
 @dataclass
 class CarriedRows:
-    """Per-row state of a pass, one entry per row block: arrays in this process, or futures on a Client.
+    """Per-row state of a pass, one entry per row block (or piece): arrays in this process, or futures on a Client.
 
     On a Client, a block's future may be lost with its worker: the task of
     the next pass then rebuilds the state or runs without it.
@@ -132,6 +137,11 @@ def _worker_value(ref: _WorkerKey) -> Any:
         return None  # its worker was lost, or the task ran on another one
 
 
+def _along_pieces(along: Sequence[Any], starts: list[int]) -> list[list[np.ndarray]]:
+    """The pieces of each ``along`` input (an (n_rows, 1) array) as contiguous 1-D arrays."""
+    return [[np.ascontiguousarray(piece[:, 0]) for _, piece in rows_of(rows, starts)] for rows in along]
+
+
 def pass_task(
     chunk: Callable[..., Any],
     source: Any,
@@ -141,24 +151,72 @@ def pass_task(
     extra: Sequence[Any],
     takes_carried: bool,
     rebuild: Callable[..., Any] | None,
+    accumulate: Callable[..., Any] | None = None,
 ) -> Any:
     """One row block of a pass: read its rows (and its blocks of the ``along`` inputs), run ``chunk`` on them.
 
-    ``carried`` is the block's state from the last pass (an array, a
-    :class:`_WorkerKey`, or None); a missing one is rebuilt with
-    ``rebuild(block, first_row, *along_blocks)`` when given, else passed as None.
+    A block of several pieces is put together first; with ``accumulate``
+    its pieces are instead labelled and summed one after the other (see
+    :class:`PassColumn`), and the task returns ``(partial, [carried piece, ...])``.
+    ``carried`` is the block's state from the last pass (an array, a list
+    of one per piece, a :class:`_WorkerKey`, or None); a missing one is
+    rebuilt with ``rebuild(block, first_row, *along_blocks)`` when given,
+    else passed as None.
     """
-    ((first_row, block),) = list(rows_of(source, starts))
-    along_blocks = [np.ascontiguousarray(next(iter(rows_of(rows, starts)))[1][:, 0]) for rows in along]
+    pieces = list(rows_of(source, starts))
+    along_pieces = _along_pieces(along, starts)
     if isinstance(carried, _WorkerKey):
         carried = _worker_value(carried)
     if isinstance(extra, _Extra):
         extra, rebuild = extra.values, extra.rebuild
     with limited_blas():  # dask threads x BLAS threads within the cores, on any scheduler
+        if accumulate is not None:
+            running, kept = None, []
+            for j, (first_row, piece) in enumerate(pieces):
+                before = [None if carried is None else carried[j]] if takes_carried else []
+                labelled, after = chunk(piece, first_row, *before, *extra)
+                along_piece = [parts[j] for parts in along_pieces]
+                running = accumulate(piece, first_row, *along_piece, labelled, running, *extra)
+                kept.append(after)
+            return running, kept
+        first_row = pieces[0][0]
+        block = _joined([piece for _, piece in pieces])
+        along_blocks = [_joined(parts) for parts in along_pieces]
         if takes_carried and carried is None and rebuild is not None:
             carried = rebuild(block, first_row, *along_blocks)
         before = [carried] if takes_carried else []
         return chunk(block, first_row, *along_blocks, *before, *extra)
+
+
+def _joined(pieces: list[np.ndarray]) -> np.ndarray:
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+
+def label_task(
+    chunk: Callable[..., Any], source: Any, starts: list[int], carried: Any, extra: _Extra, takes: bool
+) -> Any:
+    """One piece of a block labelled (``chunk``'s ``(labelled, carried piece)``), on a Client."""
+    ((first_row, piece),) = list(rows_of(source, starts))
+    if isinstance(carried, _WorkerKey):
+        carried = _worker_value(carried)
+    with limited_blas():
+        return chunk(piece, first_row, *([carried] if takes else []), *extra.values)
+
+
+def accumulate_task(
+    accumulate: Callable[..., Any],
+    source: Any,
+    starts: list[int],
+    along: list[Any],
+    labelled: tuple[Any, Any],
+    running: Any,
+    extra: _Extra,
+) -> Any:
+    """One labelled piece added to its block's running state (the result of the piece before it), on a Client."""
+    ((first_row, piece),) = list(rows_of(source, starts))
+    along_piece = [parts[0] for parts in _along_pieces(along, starts)]
+    with limited_blas():
+        return accumulate(piece, first_row, *along_piece, labelled[0], running, *extra.values)
 
 
 def _shared(extra: _Extra) -> _Extra:
@@ -178,11 +236,22 @@ class _Extra:
 
 @dataclass(frozen=True)
 class PassColumn:
-    """One reduction of a pass: ``chunk`` and its ``extra`` arguments over every row block, merged by ``combine``."""
+    """One reduction of a pass: ``chunk`` and its ``extra`` arguments over every row block, merged by ``combine``.
+
+    With ``accumulate``, a block's pieces (the ``groups`` of :func:`run_pass`)
+    are labelled each on its own, ``chunk(piece, first_row, [carried piece],
+    *extra)`` returning ``(labelled, carried piece)`` (on a Client all at
+    once, each on the worker holding it), then summed in row order, one
+    piece after the other: ``accumulate(piece, first_row, *along_pieces,
+    labelled, running, *extra)`` returns the running state with the piece
+    added (``running`` is None for a block's first piece; the last one's is
+    the block's partial). Only the cheap summation runs in sequence.
+    """
 
     chunk: Callable[..., Any]
     combine: Callable[[list[Any]], Any]
     extra: tuple[Any, ...] = ()
+    accumulate: Callable[..., Any] | None = None
 
 
 def run_pass(
@@ -199,6 +268,7 @@ def run_pass(
     rebuild: Callable[..., Any] | None = None,
     window: int | None = None,
     progress: ProgressCallback | None = None,
+    groups: Sequence[Sequence[int]] | None = None,
 ) -> tuple[list[Any], CarriedRows | None]:
     """Run one pass: every column's kernel over every row block, in bounded waves; the merged state of each.
 
@@ -225,6 +295,9 @@ def run_pass(
         Tasks in flight; default :func:`~bigdist.execution.waves.window_size` of the ambient scheduler.
     progress : callable, optional
         ``progress(done, total, elapsed_seconds)`` after every row block.
+    groups : list of lists of int, optional
+        The row blocks as runs of consecutive chunks of ``rows`` (its pieces), default one chunk each. The
+        carried state is per block, or per piece for a column with ``accumulate``.
 
     Returns
     -------
@@ -232,9 +305,12 @@ def run_pass(
     """
     if returns_carried and len(columns) != 1:
         raise ValueError(f"a pass that carries state has one column, got {len(columns)}")
+    if rebuild is not None and any(column.accumulate is not None for column in columns):
+        raise ValueError("a pass whose blocks are summed piece by piece rebuilds no carried state")
     client = ambient_client()
     window = window or window_size(client)
-    n_blocks = len(rows.keys)
+    groups = [[j] for j in range(len(rows.keys))] if groups is None else [list(group) for group in groups]
+    n_blocks = len(groups)
     folds = [TreeFold(n_blocks, column.combine, split_every) for column in columns]
     meter = Progress(what, n_blocks * len(columns), 0, progress)
     logger.debug(
@@ -242,7 +318,9 @@ def run_pass(
         ", per-row state kept on the workers" if returns_carried and client is not None else "",
     )  # fmt: skip
     with open_executor(f"{name}-{uuid.uuid4().hex[:12]}", client) as executor:
-        run = _Pass(executor, client, rows, columns, along, carried, takes_carried, returns_carried, rebuild, folds)
+        run = _Pass(
+            executor, client, rows, groups, columns, along, carried, takes_carried, returns_carried, rebuild, folds
+        )
         kept = run.run(window, meter)
     return [fold.result() for fold in folds], kept
 
@@ -260,6 +338,7 @@ class _Pass:
         executor: Any,
         client: Any,
         rows: InputRows,
+        groups: list[list[int]],
         columns: Sequence[PassColumn],
         along: Sequence[InputRows],
         carried: CarriedRows | None,
@@ -269,17 +348,24 @@ class _Pass:
         folds: list[TreeFold],
     ) -> None:
         self.executor, self.client = executor, client
-        self.rows, self.columns, self.along = rows, columns, along
+        self.rows, self.groups, self.columns, self.along = rows, groups, columns, along
         self.carried, self.takes, self.returns, self.rebuild = carried, takes_carried, returns_carried, rebuild
         self.folds = folds
-        self.kept: list[Any] = [None] * len(rows.keys)
+        # Carried state per piece for a pass summed piece by piece, else per block.
+        by_piece = columns[0].accumulate is not None
+        self.kept: list[Any] = [None] * (len(rows.keys) if by_piece else len(groups))
 
     def run(self, window: int, meter: Progress) -> CarriedRows | None:
-        tasks = ((i, c) for i in range(len(self.rows.keys)) for c in range(len(self.columns)))
+        tasks = ((i, c) for i in range(len(self.groups)) for c in range(len(self.columns)))
 
         def done(task: tuple[int, int], value: Any) -> None:
             i, c = task
-            if self.returns and self.client is None:
+            if self.client is None and self.columns[c].accumulate is not None:
+                value, kept = value
+                if self.returns:
+                    for piece, state in zip(self.groups[i], kept, strict=True):
+                        self.kept[piece] = state
+            elif self.returns and self.client is None:
                 value, self.kept[i] = value
             self.folds[c].add(i, value)
             meter.advance()
@@ -312,38 +398,72 @@ class _Pass:
 
     def _submit_local(self, task: tuple[int, int]) -> Any:
         i, c = task
-        column = self.columns[c]
-        before = None if self.carried is None else self.carried.blocks[i]
-        along = [rows.reader([i]) for rows in self.along]
-        args = (column.chunk, self.rows.reader([i]), [self.rows.starts[i]], along, before, column.extra)
-        return self.executor.submit(pass_task, *args, self.takes, self.rebuild, key=f"{i}-{c}")
+        column, group = self.columns[c], self.groups[i]
+        if self.carried is None:
+            before = None
+        elif column.accumulate is not None:
+            before = [self.carried.blocks[piece] for piece in group]
+        else:
+            before = self.carried.blocks[i]
+        along = [rows.reader(group) for rows in self.along]
+        starts = [self.rows.starts[piece] for piece in group]
+        args = (column.chunk, self.rows.reader(group), starts, along, before, column.extra, self.takes, self.rebuild)
+        return self.executor.submit(pass_task, *args, column.accumulate, key=f"{i}-{c}")
 
     def _submit_distributed(
         self, task: tuple[int, int], extras: list[Any], previous: list[Any], holders: Mapping[str, Any]
     ) -> Any:
         i, c = task
-        client, executor = self.client, self.executor
+        if self.columns[c].accumulate is not None:
+            return self._submit_chain(i, c, extras, previous, holders)
+        client, executor, group = self.client, self.executor, self.groups[i]
         before = previous[i] if previous else None
-        ref = None if before is None else _WorkerKey(before.key)
-        where = list(holders.get(before.key, ())) if before is not None else []
         args = (
             self.columns[c].chunk,
-            self.rows.source([i], client),
-            [self.rows.starts[i]],
-            [rows.source([i], client) for rows in self.along],
-            ref,
+            self.rows.source(group, client),
+            [self.rows.starts[piece] for piece in group],
+            [rows.source(group, client) for rows in self.along],
+            None if before is None else _WorkerKey(before.key),
             extras[c],
             self.takes,
             None,  # in the shared arguments
         )
-        # Placed where its carried state is, but run elsewhere if that worker is gone.
-        placed = {"workers": where, "allow_other_workers": True} if where else {}
+        placed = _placed(before, holders)
         if not self.returns:
             return executor.submit(pass_task, *args, key=f"{i}-{c}", **placed)
         future = executor.submit(pass_task, *args, key=f"{i}-{c}", track=False, **placed)
         # The partial comes to the client, the state stays in the worker's memory as a key of its own.
         self.kept[i] = executor.submit(operator.getitem, future, 1, key=f"carried-{i}", track=False)
         return executor.submit(operator.getitem, future, 0, key=f"partial-{i}")
+
+    def _submit_chain(self, i: int, c: int, extras: list[Any], previous: list[Any], holders: Mapping[str, Any]) -> Any:
+        """Block ``i`` as one labelling task per piece, run at once, and a chain summing them in row order."""
+        client, executor, column = self.client, self.executor, self.columns[c]
+        running = None
+        for j, piece in enumerate(self.groups[i]):
+            # In row order on each worker, a piece's sum before the next piece's labels: the chain keeps up.
+            order = {"priority": -piece}
+            before = previous[piece] if previous else None
+            source, starts = self.rows.source([piece], client), [self.rows.starts[piece]]
+            ref = None if before is None else _WorkerKey(before.key)
+            placed = {**order, **_placed(before, holders)}
+            labelled = executor.submit(label_task, column.chunk, source, starts, ref, extras[c], self.takes,
+                                       key=f"label-{piece}-{c}", track=False, **placed)  # fmt: skip
+            if self.returns:
+                self.kept[piece] = executor.submit(operator.getitem, labelled, 1, key=f"carried-{piece}", track=False)
+            along = [rows.source([piece], client) for rows in self.along]
+            last = j == len(self.groups[i]) - 1
+            key = f"{i}-{c}" if last else f"sum-{piece}-{c}"
+            # The summation goes where the piece is (its rows outweigh the running state).
+            running = executor.submit(accumulate_task, column.accumulate, source, starts, along, labelled, running,
+                                      extras[c], key=key, track=last, **order)  # fmt: skip
+        return running
+
+
+def _placed(before: Any, holders: Mapping[str, Any]) -> dict[str, Any]:
+    """Placed where the task's carried state is, but run elsewhere if that worker is gone."""
+    where = list(holders.get(before.key, ())) if before is not None else []
+    return {"workers": where, "allow_other_workers": True} if where else {}
 
 
 def _store_labels(

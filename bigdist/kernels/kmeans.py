@@ -124,7 +124,14 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 
 def _lloyd_shared(
-    block: np.ndarray, centroids: np.ndarray, gemm: tuple, bounds: tuple, outputs: tuple, step_rows: int, threads: int
+    block: np.ndarray,
+    centroids: np.ndarray,
+    gemm: tuple,
+    bounds: tuple,
+    outputs: tuple,
+    step_rows: int,
+    threads: int,
+    accumulate: bool = True,
 ) -> tuple[int, float, int]:
     """``lloyd_rows`` over a block on the process's pool of ``threads``: pieces labelled at once, summed in order.
 
@@ -133,6 +140,7 @@ def _lloyd_shared(
     piece is summed as soon as it and every piece before it are labelled,
     by the thread that labelled it or the one that summed the piece before
     (its rows still in cache), so the sums are bitwise those of one ``lloyd_rows`` over the block.
+    Without ``accumulate`` the pieces are only labelled.
     """
     n, d = block.shape
     k = len(centroids)
@@ -151,7 +159,7 @@ def _lloyd_shared(
         with lock:
             labelled[index] = True
             running["status"] = max(running["status"], status)
-            if index != running["next"] or running["status"] != DONE:
+            if not accumulate or index != running["next"] or running["status"] != DONE:
                 return rows
         # This thread holds the sums until it meets a piece not labelled yet: the one labelling it goes on.
         while True:
@@ -195,6 +203,7 @@ def _run_block(
     with_moments: bool = False,
     weights: np.ndarray | None = None,
     threads: int = 1,
+    accumulate: bool = True,
 ) -> dict[str, Any]:
     """Label ``block`` into ``carried_out`` and ``distances`` and return its partial sums (see ``lloyd_rows``).
 
@@ -202,7 +211,8 @@ def _run_block(
     range (then in float64, as exact); ``carried`` (with ``drift_other`` and
     ``half_gap``) are Hamerly's bounds from the last pass. ``threads`` > 1:
     the block's rows are shared among a pool of that many threads (see
-    :func:`_lloyd_shared`), with the same result.
+    :func:`_lloyd_shared`), with the same result. Without ``accumulate`` the
+    rows are only labelled: the sums stay zero and the inertia 0.
     """
     # One memory layout (and the step's rows contiguous): each layout would be another compiled kernel.
     block = np.ascontiguousarray(block)
@@ -225,10 +235,12 @@ def _run_block(
             distances if weights is None else weights, weight_sums, weights is not None,
         )  # fmt: skip
         if threads > 1:
-            status, inertia, gemm_rows = _lloyd_shared(block, centroids, gemm, bounds, outputs, step_rows, threads)
+            status, inertia, gemm_rows = _lloyd_shared(
+                block, centroids, gemm, bounds, outputs, step_rows, threads, accumulate
+            )
         else:
             status, inertia, gemm_rows = lloyd_rows(
-                block, 0, n, True, centroids, gemm, bounds, outputs, _step_scratch(k, d, step_rows, gemm)
+                block, 0, n, accumulate, centroids, gemm, bounds, outputs, _step_scratch(k, d, step_rows, gemm)
             )
         if status == DONE:
             state.update(inertia=inertia, full_rows=gemm_rows)
@@ -392,6 +404,104 @@ def kmeans_bounded_chunk(
     return state, carried_out
 
 
+def kmeans_label_piece(
+    block: np.ndarray,
+    first_row: int,
+    carried: np.ndarray | None,
+    centroids: np.ndarray,
+    drift_other: np.ndarray | None = None,
+    half_gap: np.ndarray | None = None,
+    threads: int = 1,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The first half of a Lloyd pass over one piece of a row block: its rows' labels, bounds and distances.
+
+    A block cut into pieces (whole steps of ``STEP_ROWS`` from its first
+    row) is labelled piece by piece, on several workers at once, and summed
+    by :func:`kmeans_accumulate_piece` from one piece to the next in row
+    order: bitwise the partial state of :func:`kmeans_bounded_chunk` (or
+    :func:`kmeans_chunk`, without ``carried``) over the whole block, since a
+    row's label and distance are exact whichever rows go through the GEMM.
+
+    Parameters
+    ----------
+    block : ndarray of shape (n, d), the piece's rows
+    first_row : int, global index of ``block[0]`` (unused: the signature of a pass's kernels)
+    carried : structured ndarray of shape (n,), dtype ``BOUNDS_DTYPE``, the piece's bounds from the last
+        pass; or None (every row is assigned in full)
+    centroids, drift_other, half_gap : as for :func:`kmeans_bounded_chunk` (the last two only with ``carried``)
+    threads : int, threads of the process's pool that the piece's rows are shared among (1: this thread)
+
+    Returns
+    -------
+    (dict, structured ndarray of shape (n,)): ``{"labelled": the rows' labels and bounds, "distances":
+    (n,) float64, "full_rows": rows assigned through the GEMM}`` for the summation, and the bounds for
+    the next pass (the same array)
+    """
+    centroids = np.asarray(centroids, dtype=np.float64)
+    carried_out = np.empty(len(block), dtype=BOUNDS_DTYPE)
+    distances = np.empty(len(block))
+    state = _run_block(
+        block, centroids, carried_out, distances, carried, drift_other, half_gap, threads=threads, accumulate=False
+    )
+    return {"labelled": carried_out, "distances": distances, "full_rows": state["full_rows"]}, carried_out
+
+
+def kmeans_accumulate_piece(
+    block: np.ndarray,
+    first_row: int,
+    labelled: dict[str, Any],
+    running: dict[str, Any] | None,
+    centroids: np.ndarray,
+    *bound_updates: np.ndarray,
+    n_far: int,
+    with_moments: bool = False,
+    weights: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """The second half of a Lloyd pass over a piece: its labelled rows added to the block's running state.
+
+    Parameters
+    ----------
+    block : ndarray of shape (n, d), the piece's rows
+    first_row : int, global index of ``block[0]``
+    labelled : dict, the piece's :func:`kmeans_label_piece` output
+    running : dict, the state after the block's pieces before this one (None for its first piece); not
+        changed (it may be kept for a rerun)
+    centroids : ndarray of shape (k, d)
+    bound_updates : the pass's other shared arguments (``drift_other``, ``half_gap``), unused here
+    n_far, with_moments, weights : as for :func:`kmeans_bounded_chunk`
+
+    Returns
+    -------
+    dict, the running state with this piece added; after the block's last piece, its partial state
+    """
+    centroids = np.asarray(centroids, dtype=np.float64)
+    block = np.ascontiguousarray(block)
+    k, d = centroids.shape
+    weights = check_weights(weights, len(block))
+    if running is None:
+        state = {"sums": np.zeros((k, d)), "counts": np.zeros(k, dtype=np.int64), "moments": np.zeros((2, d)),
+                 "inertia": 0.0, "full_rows": 0}  # fmt: skip
+        weight_sums = np.zeros(k)
+    else:
+        state = {key: running[key].copy() for key in ("sums", "counts", "moments")}
+        state.update(inertia=running["inertia"], full_rows=running["full_rows"])
+        weight_sums = running["weights"].copy() if weights is not None else np.zeros(k)
+    carried_out, distances = labelled["labelled"], labelled["distances"]
+    outputs = (
+        carried_out["label"], carried_out["lower"], distances, state["sums"], state["counts"], state["moments"],
+        with_moments, distances if weights is None else weights, weight_sums, weights is not None,
+    )  # fmt: skip
+    # Steps of the whole block's: a piece starts on one of its step boundaries.
+    step_rows = min(STEP_ROWS, len(block))
+    state["inertia"] = accumulate_rows(block, 0, len(block), step_rows, centroids, outputs, state["inertia"])
+    state["full_rows"] += labelled["full_rows"]
+    if weights is not None:
+        state["weights"] = weight_sums
+    far = _farthest(distances, carried_out["label"], block, first_row, n_far, weights)
+    state["far"] = far if running is None else _merge_far([running["far"], far], n_far)
+    return state
+
+
 def _farthest(
     distances: np.ndarray,
     labels: np.ndarray,
@@ -417,19 +527,24 @@ def _farthest(
 
 def kmeans_combine(partials: list[dict[str, Any]], n_far: int) -> dict[str, Any]:
     """Merge partial Lloyd states."""
-    far = {key: np.concatenate([p["far"][key] for p in partials]) for key in partials[0]["far"]}
-    order = np.lexsort((far["index"], -far["distance"]))[:n_far]
     merged = {
         "full_rows": sum(p["full_rows"] for p in partials),
         "sums": sum(p["sums"] for p in partials),
         "counts": sum(p["counts"] for p in partials),
         "inertia": sum(p["inertia"] for p in partials),
         "moments": sum(p["moments"] for p in partials),
-        "far": {key: value[order] for key, value in far.items()},
+        "far": _merge_far([p["far"] for p in partials], n_far),
     }
     if "weights" in partials[0]:
         merged["weights"] = sum(p["weights"] for p in partials)
     return merged
+
+
+def _merge_far(fars: list[dict[str, np.ndarray]], n_far: int) -> dict[str, np.ndarray]:
+    # The n_far farthest of the farthest rows of each part, ties to the lower global row, as _farthest keeps them.
+    far = {key: np.concatenate([part[key] for part in fars]) for key in fars[0]}
+    order = np.lexsort((far["index"], -far["distance"]))[:n_far]
+    return {key: value[order] for key, value in far.items()}
 
 
 def update_centroids(state: dict[str, Any], centroids: np.ndarray) -> tuple[np.ndarray, int]:

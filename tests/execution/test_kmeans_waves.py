@@ -9,6 +9,7 @@ import pytest
 import zarr
 from distributed import Client, LocalCluster
 from distributed.diagnostics.plugin import SchedulerPlugin
+from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans as SkKMeans
 from sklearn.cluster import MeanShift as SkMeanShift
 
@@ -212,3 +213,54 @@ def test_meanshift_on_a_cluster_equals_synchronous(tmp_path):
     written = read_group(out)
     np.testing.assert_array_equal(written["labels"].compute(), clean.labels.compute())
     np.testing.assert_array_equal(written["cluster_centers"].compute(), clean.cluster_centers)
+
+
+@pytest.fixture(scope="module")
+def two_worker_processes():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            client.wait_for_workers(2, timeout=60)
+            yield client
+
+
+@pytest.mark.parametrize("bounds", ["always", "never"])
+def test_kmeans_of_one_block_labelled_in_pieces_on_two_workers_is_bitwise_the_single_graph_lloyd(
+    two_worker_processes, caplog, bounds
+):
+    rng = np.random.default_rng(8)
+    centres = rng.uniform(-10, 10, size=(8, 5))
+    X = (centres[rng.integers(8, size=20000)] + rng.normal(size=(20000, 5))).astype(np.float32)
+    init = X[:8]
+    expected = _lloyd_oracle(X, 20000, init, 20, 1e-6, 2)
+    with dask.config.set({"bigdist.kmeans.bounds": bounds}), caplog.at_level("INFO", logger="bigdist.kmeans"):
+        got = bd.kmeans(da.from_array(X, chunks=(20000, 5)), 8, init=init, max_iter=20, tol=1e-6, split_every=2)
+        labels = got.labels.compute()
+    # One block of 20,000 rows: pieces of 8,192 rows (16 steps), so that both workers label.
+    assert "1 row blocks in 3 pieces, labelled on 2 workers at once" in caplog.text
+    np.testing.assert_array_equal(got.centroids, expected[0])
+    np.testing.assert_array_equal(labels, expected[1])
+    assert got.inertia == expected[2] and got.n_iter == expected[3]
+    reference = SkKMeans(8, init=init.astype(np.float64), n_init=1, max_iter=20, tol=1e-6).fit(X.astype(np.float64))
+    np.testing.assert_allclose(got.centroids, reference.cluster_centers_, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("init", ["k-means||", "random"])
+def test_weighted_kmeans_in_pieces_on_two_workers_equals_synchronous(two_worker_processes, init):
+    rng = np.random.default_rng(9)
+    X = rng.standard_normal((30000, 4))
+    X[:10000] += 5
+    weights = rng.uniform(0, 3, size=len(X))
+    options = {"init": init, "max_iter": 200, "tol": 0, "random_state": 3, "sample_weight": weights}
+    with dask.config.set(scheduler="synchronous"):
+        clean = bd.kmeans(X, 6, **options)
+    got = bd.kmeans(da.from_array(X, chunks=(30000, 4)), 6, **options)
+    np.testing.assert_array_equal(got.centroids, clean.centroids)
+    np.testing.assert_array_equal(got.labels.compute(), clean.labels.compute())
+    assert got.inertia == clean.inertia and got.n_iter == clean.n_iter
+    assert [s["reassigned_fraction"] for s in got.stats] == [s["reassigned_fraction"] for s in clean.stats]
+    # Converged (tol=0: no centroid moved): each row at its nearest centroid, each centroid its rows' weighted mean.
+    assert got.n_iter < 200
+    labels = got.labels.compute()
+    np.testing.assert_array_equal(labels, np.argmin(cdist(X, got.centroids, "sqeuclidean"), axis=1))
+    means = [np.average(X[labels == c], axis=0, weights=weights[labels == c]) for c in range(6)]
+    np.testing.assert_allclose(got.centroids, means, rtol=1e-10, atol=1e-12)

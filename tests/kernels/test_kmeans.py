@@ -7,9 +7,11 @@ from bigdist.kernels.kmeans import (
     assign,
     bound_updates,
     fold_candidates_chunk,
+    kmeans_accumulate_piece,
     kmeans_bounded_chunk,
     kmeans_chunk,
     kmeans_combine,
+    kmeans_label_piece,
     update_centroids,
 )
 
@@ -144,3 +146,36 @@ def test_kmeans_parallel_fold_keeps_the_older_candidate_on_ties():
     np.testing.assert_array_equal(state["counts"], np.bincount(np.argmin(distances, axis=1), minlength=6))
     assert state["cost"] == pytest.approx(distances.min(axis=1).sum(), rel=1e-12)
     assert state["counts"][3] == 0  # a duplicate of candidate 0 never takes its rows
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pieces_labelled_apart_and_summed_in_order_are_bitwise_the_whole_block(weighted, dtype):
+    rng = np.random.default_rng(12)
+    block = (rng.standard_normal((5000, 6)) * 3 + 100).astype(dtype)
+    weights = rng.uniform(0.5, 2, size=len(block)) if weighted else None
+    before, after = block[:9].astype(np.float64), block[:9].astype(np.float64) + rng.normal(0, 0.3, size=(9, 6))
+    # A first pass (no bounds, with moments), then one with the bounds it carried.
+    whole, carried = kmeans_bounded_chunk(block, 40, None, before, None, None, n_far=9, with_moments=True,
+                                          weights=weights)  # fmt: skip
+    updates = bound_updates(before, after)
+    whole_next, _ = kmeans_bounded_chunk(block, 40, carried, after, *updates, n_far=9, weights=weights)
+    # Pieces start on step boundaries of the block: 2 and 3 steps, then the rest.
+    step = kernels_kmeans.STEP_ROWS
+    edges = [0, 2 * step, 5 * step, len(block)]
+    for centroids, extra, state, expected in ((before, (), None, whole), (after, updates, carried, whole_next)):
+        running, kept = None, []
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            labelled, bounds = kmeans_label_piece(block[a:b], 40 + a, None if state is None else state[a:b],
+                                                  centroids, *extra)  # fmt: skip
+            running = kmeans_accumulate_piece(block[a:b], 40 + a, labelled, running, centroids, *extra, n_far=9,
+                                              with_moments=state is None,
+                                              weights=None if weights is None else weights[a:b])  # fmt: skip
+            kept.append(bounds)
+        assert running.keys() == expected.keys()
+        for key in ("sums", "counts", "moments") + (("weights",) if weighted else ()):
+            np.testing.assert_array_equal(running[key], expected[key])
+        assert running["inertia"] == expected["inertia"] and running["full_rows"] == expected["full_rows"]
+        for key in expected["far"]:
+            np.testing.assert_array_equal(running["far"][key], expected["far"][key])
+    np.testing.assert_array_equal(np.concatenate(kept)["label"], _oracle_labels(block, after))
