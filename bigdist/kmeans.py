@@ -161,8 +161,10 @@ def _weighted(chunk: Any, weights: da.Array | None) -> Any:
 # labelled in pieces, twice as many.
 PIECES_PER_WORKER = 2
 
-# Fewest rows of a piece: its labelling task takes well over a task's overhead.
+# Fewest rows of a piece, and least work (rows x centroids x features, ~20 ms of one thread): its
+# labelling task takes well over the overhead of its three tasks.
 MIN_PIECE_ROWS = 16 * STEP_ROWS
+MIN_PIECE_WORK = 2**30
 
 
 class _Passes:
@@ -224,30 +226,33 @@ class _Passes:
         return state, carried
 
 
-def _split_blocks(block_rows: tuple[int, ...], workers: int) -> list[list[int]] | None:
+def _split_blocks(block_rows: tuple[int, ...], workers: int, row_work: int) -> list[list[int]] | None:
     """The pieces (rows) of each row block, for a Lloyd pass to label on ``workers`` at once; None: unsplit.
 
     Fewer than ``PIECES_PER_WORKER`` blocks per worker leave workers idle
     (or one with more rows than another): each block is cut into pieces of
-    whole steps of ``STEP_ROWS`` from its first row, at least ``MIN_PIECE_ROWS``
-    (but its last), so that the Client has about twice that many.
+    whole steps of ``STEP_ROWS`` from its first row, so that the Client has
+    about twice that many. A piece but a block's last has at least
+    ``MIN_PIECE_ROWS`` rows and ``MIN_PIECE_WORK`` of work (``row_work`` a
+    row: centroids x features).
     """
     if workers < 2 or len(block_rows) >= PIECES_PER_WORKER * workers:
         return None
     per_block = math.ceil(2 * PIECES_PER_WORKER * workers / len(block_rows))
+    fewest = math.ceil(max(MIN_PIECE_ROWS, MIN_PIECE_WORK / max(row_work, 1)) / STEP_ROWS) * STEP_ROWS
     split = []
     for n in block_rows:
-        rows = max(MIN_PIECE_ROWS, math.ceil(n / per_block / STEP_ROWS) * STEP_ROWS)
-        # Cut only into two or more pieces of at least MIN_PIECE_ROWS.
-        split.append([rows] * (n // rows) + ([n % rows] if n % rows else []) if n >= 2 * MIN_PIECE_ROWS else [n])
+        rows = max(fewest, math.ceil(n / per_block / STEP_ROWS) * STEP_ROWS)
+        # Cut only into two or more pieces of at least the fewest rows.
+        split.append([rows] * (n // rows) + ([n % rows] if n % rows else []) if n >= 2 * fewest else [n])
     return split if any(len(pieces) > 1 for pieces in split) else None
 
 
-def _persisted_passes(X: da.Array, weights: da.Array | None, split_every: int, keep: bool) -> _Passes:
+def _persisted_passes(X: da.Array, weights: da.Array | None, split_every: int, keep: bool, n_clusters: int) -> _Passes:
     """The run's data, persisted when ``keep``; on a Client with few blocks per worker, in pieces of them."""
     client = ambient_client()
     workers = sorted(client.nthreads()) if keep and client is not None else []
-    split = _split_blocks(X.chunks[0], len(workers))
+    split = _split_blocks(X.chunks[0], len(workers), n_clusters * X.shape[1])
     if split is None:
         X = maybe_persist(X, keep, "k-means")
         if weights is not None:
@@ -582,7 +587,7 @@ def kmeans(
         fingerprint = tokenize(fingerprint, weights.name)
     warm_up(("kmeans-pass", array.dtype), _load_pass_kernels, array.dtype, d)
     keep = should_persist(array, persist)
-    data = _persisted_passes(array, weights, split_every, keep)
+    data = _persisted_passes(array, weights, split_every, keep, k)
     carry = _carry_rows(array, array.nbytes if keep else 0)
 
     best: KMeansResult | None = None

@@ -8,6 +8,7 @@ scheduler; a memory-limited worker that spills; a TLS-only scheduler.
 from __future__ import annotations
 
 import glob
+import importlib
 import json
 import os
 import pathlib
@@ -190,7 +191,10 @@ def test_worker_killed_mid_knn_gives_the_identical_result(process_cluster):
 
 # 20 blocks a pass; or one, labelled in pieces on both workers and summed along a chain of tasks.
 @pytest.mark.parametrize("chunks", [1000, 20000])
-def test_worker_killed_mid_kmeans_gives_the_identical_result(process_cluster, chunks):
+def test_worker_killed_mid_kmeans_gives_the_identical_result(process_cluster, monkeypatch, chunks):
+    monkeypatch.setattr(
+        importlib.import_module("bigdist.kmeans"), "MIN_PIECE_WORK", 0
+    )  # small data cut as big data would be
     client = process_cluster
     rng = np.random.default_rng(6)
     data = da.from_array(rng.uniform(size=(20000, 16)), chunks=chunks)

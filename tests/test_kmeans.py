@@ -328,22 +328,28 @@ print(imported)
 
 
 @pytest.mark.parametrize(
-    ("blocks", "workers"),
-    [((500_000,), 2), ((200_000, 3392), 2), ((65_536,) * 5, 8), ((20_000,), 2), ((100_000, 90_000), 3)],
-)
-def test_few_blocks_per_worker_are_cut_into_whole_steps_for_every_worker(blocks, workers):
-    from bigdist.kmeans import MIN_PIECE_ROWS, PIECES_PER_WORKER, STEP_ROWS, _split_blocks
+    ("blocks", "workers", "row_work"),
+    [((500_000,), 2, 32_000), ((200_000, 3392), 2, 524_288), ((65_536,) * 5, 8, 524_288),
+     ((20_000,), 2, 524_288), ((100_000, 90_000), 3, 65_536)],
+)  # fmt: skip
+def test_few_blocks_per_worker_are_cut_into_whole_steps_for_every_worker(blocks, workers, row_work):
+    from bigdist.kmeans import MIN_PIECE_ROWS, MIN_PIECE_WORK, PIECES_PER_WORKER, STEP_ROWS, _split_blocks
 
-    split = _split_blocks(blocks, workers)
+    split = _split_blocks(blocks, workers, row_work)
     assert [sum(pieces) for pieces in split] == list(blocks)
+    fewest = max(MIN_PIECE_ROWS, MIN_PIECE_WORK / row_work)
     for pieces in split:
         # Every piece but a block's last starts and ends on a step boundary of its block, and is not tiny.
-        assert all(rows % STEP_ROWS == 0 and rows >= MIN_PIECE_ROWS for rows in pieces[:-1])
-    assert sum(map(len, split)) >= min(PIECES_PER_WORKER * workers, sum(-(-n // MIN_PIECE_ROWS) for n in blocks))
+        assert all(rows % STEP_ROWS == 0 and rows >= fewest for rows in pieces[:-1])
+    assert sum(map(len, split)) >= min(PIECES_PER_WORKER * workers, sum(int(n // fewest) for n in blocks))
 
 
-@pytest.mark.parametrize(("blocks", "workers"), [((500_000,), 1), ((65_536,) * 4, 2), ((10_000,), 4)])
-def test_blocks_enough_for_the_workers_or_too_small_to_cut_stay_whole(blocks, workers):
+@pytest.mark.parametrize(
+    ("blocks", "workers", "row_work"),
+    [((500_000,), 1, 32_000), ((65_536,) * 4, 2, 32_000), ((10_000,), 4, 32_000), ((1_000_000,), 2, 32)],
+)
+def test_blocks_enough_for_the_workers_or_too_small_to_cut_stay_whole(blocks, workers, row_work):
     from bigdist.kmeans import _split_blocks
 
-    assert _split_blocks(blocks, workers) is None
+    # The last: a million rows of 2 features and 16 centroids are a few milliseconds of work in all.
+    assert _split_blocks(blocks, workers, row_work) is None

@@ -1,5 +1,6 @@
 """k-means and mean shift through the waves: bitwise the single-graph results, bounded, resumable, fault tolerant."""
 
+import importlib
 import itertools
 
 import dask
@@ -225,8 +226,11 @@ def two_worker_processes():
 
 @pytest.mark.parametrize("bounds", ["always", "never"])
 def test_kmeans_of_one_block_labelled_in_pieces_on_two_workers_is_bitwise_the_single_graph_lloyd(
-    two_worker_processes, caplog, bounds
+    two_worker_processes, caplog, monkeypatch, bounds
 ):
+    monkeypatch.setattr(
+        importlib.import_module("bigdist.kmeans"), "MIN_PIECE_WORK", 0
+    )  # small data cut as big data would be
     rng = np.random.default_rng(8)
     centres = rng.uniform(-10, 10, size=(8, 5))
     X = (centres[rng.integers(8, size=20000)] + rng.normal(size=(20000, 5))).astype(np.float32)
@@ -245,7 +249,8 @@ def test_kmeans_of_one_block_labelled_in_pieces_on_two_workers_is_bitwise_the_si
 
 
 @pytest.mark.parametrize("init", ["k-means||", "random"])
-def test_weighted_kmeans_in_pieces_on_two_workers_equals_synchronous(two_worker_processes, init):
+def test_weighted_kmeans_in_pieces_on_two_workers_equals_synchronous(two_worker_processes, monkeypatch, init):
+    monkeypatch.setattr(importlib.import_module("bigdist.kmeans"), "MIN_PIECE_WORK", 0)
     rng = np.random.default_rng(9)
     X = rng.standard_normal((30000, 4))
     X[:10000] += 5
