@@ -345,6 +345,15 @@ def _run_calibration(job: str, n_features: int, dtype_name: str, spec: dict[str,
     return _time_kernel(kernel, arguments, pairs)
 
 
+def _kmeans_pieces(block_rows: tuple[int, ...], client: Any, row_work: int) -> list[list[int]] | None:
+    """The pieces k-means would cut the row blocks of persisted data into on ``client`` (None: none)."""
+    if client is None:
+        return None
+    from bigdist.kmeans import _split_blocks
+
+    return _split_blocks(block_rows, len(client.nthreads()), row_work)
+
+
 def calibrate(job: str, n_features: int, dtype: Any, client: Any = None, **spec: Any) -> float:
     """Seconds per distance of the job's kernel on one thread, measured on a small random tile.
 
@@ -579,6 +588,14 @@ def plan(
             bytes_written = n_clusters * d * 8 + m * 8
             tasks = query_blocks * passes
             job_params = {"n_clusters": n_clusters, "max_iter": passes}
+            split = _kmeans_pieces(query_array.chunks[0], client, n_clusters * d) if kept else None
+            if split is not None:
+                pieces = sum(map(len, split))
+                tasks = 2 * pieces * passes
+                notes.append(
+                    f"on this Client the {query_blocks:,} row blocks are kept in {pieces:,} pieces: each Lloyd pass "
+                    f"labels them all at once and sums them block by block (two tasks a piece)"
+                )
             notes.append("the initialisation (k-means|| rounds or k-means++) comes on top of the Lloyd passes")
         else:
             if bandwidth is None:
@@ -606,7 +623,9 @@ def plan(
         from bigdist.execution.waves import window_size
 
         window = window_size(client)
-        waves = passes * -(-(tasks // passes) // window) + -(-query_blocks // window)
+        # The window counts row blocks (k-means in pieces: a block's tasks in flight count as one).
+        blocks_per_pass = query_blocks if job == "kmeans" else tasks // passes
+        waves = passes * -(-blocks_per_pass // window) + -(-query_blocks // window)
         notes.append(
             f"each pass runs in waves of {window:,} tasks in flight, its partial results merged on the client; "
             f"then {query_blocks:,} tasks write the labels, one row block each"

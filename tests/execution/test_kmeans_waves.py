@@ -197,6 +197,19 @@ def test_plan_counts_the_waves_of_every_pass_and_of_the_labels(synchronous):
     assert any("labels" in note for note in plan.notes)
 
 
+def test_plan_on_a_client_counts_the_pieces_a_run_labels(two_worker_processes, caplog, monkeypatch):
+    monkeypatch.setattr(importlib.import_module("bigdist.kmeans"), "MIN_PIECE_WORK", 0)
+    X = da.from_array(np.random.default_rng(2).standard_normal((20000, 5)), chunks=(20000, 5))
+    plan = bd.plan("kmeans", X, n_clusters=4, max_iter=5, calibrate_kernel=False)
+    with caplog.at_level("INFO", logger="bigdist.kmeans"):
+        bd.kmeans(X, 4, init=np.asarray(X[:4]), max_iter=1)
+    # The run cut its one block into 3 pieces: a labelling and a summing task each, every pass.
+    assert "1 row blocks in 3 pieces" in caplog.text
+    assert plan.tasks == 5 * 2 * 3
+    assert plan.waves == 5 * 1 + 1
+    assert any("3 pieces" in note for note in plan.notes)
+
+
 def test_meanshift_on_a_cluster_equals_synchronous(tmp_path):
     rng = np.random.default_rng(4)
     X = np.concatenate([rng.normal(c, 0.5, size=(150, 3)) for c in (0, 3, 6)])
