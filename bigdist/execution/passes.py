@@ -151,17 +151,13 @@ def pass_task(
     extra: Sequence[Any],
     takes_carried: bool,
     rebuild: Callable[..., Any] | None,
-    accumulate: Callable[..., Any] | None = None,
 ) -> Any:
     """One row block of a pass: read its rows (and its blocks of the ``along`` inputs), run ``chunk`` on them.
 
-    A block of several pieces is put together first; with ``accumulate``
-    its pieces are instead labelled and summed one after the other (see
-    :class:`PassColumn`), and the task returns ``(partial, [carried piece, ...])``.
-    ``carried`` is the block's state from the last pass (an array, a list
-    of one per piece, a :class:`_WorkerKey`, or None); a missing one is
-    rebuilt with ``rebuild(block, first_row, *along_blocks)`` when given,
-    else passed as None.
+    A block of several pieces is put together first. ``carried`` is the
+    block's state from the last pass (an array, a :class:`_WorkerKey`, or
+    None); a missing one is rebuilt with ``rebuild(block, first_row,
+    *along_blocks)`` when given, else passed as None.
     """
     pieces = list(rows_of(source, starts))
     along_pieces = _along_pieces(along, starts)
@@ -170,15 +166,6 @@ def pass_task(
     if isinstance(extra, _Extra):
         extra, rebuild = extra.values, extra.rebuild
     with limited_blas():  # dask threads x BLAS threads within the cores, on any scheduler
-        if accumulate is not None:
-            running, kept = None, []
-            for j, (first_row, piece) in enumerate(pieces):
-                before = [None if carried is None else carried[j]] if takes_carried else []
-                labelled, after = chunk(piece, first_row, *before, *extra)
-                along_piece = [parts[j] for parts in along_pieces]
-                running = accumulate(piece, first_row, *along_piece, labelled, running, *extra)
-                kept.append(after)
-            return running, kept
         first_row = pieces[0][0]
         block = _joined([piece for _, piece in pieces])
         along_blocks = [_joined(parts) for parts in along_pieces]
@@ -245,7 +232,8 @@ class PassColumn:
     piece after the other: ``accumulate(piece, first_row, *along_pieces,
     labelled, running, *extra)`` returns the running state with the piece
     added (``running`` is None for a block's first piece; the last one's is
-    the block's partial). Only the cheap summation runs in sequence.
+    the block's partial). Only the cheap summation runs in sequence. On a
+    Client only: locally a block's pieces share the process's threads anyway.
     """
 
     chunk: Callable[..., Any]
@@ -305,9 +293,9 @@ def run_pass(
     """
     if returns_carried and len(columns) != 1:
         raise ValueError(f"a pass that carries state has one column, got {len(columns)}")
-    if rebuild is not None and any(column.accumulate is not None for column in columns):
-        raise ValueError("a pass whose blocks are summed piece by piece rebuilds no carried state")
     client = ambient_client()
+    if any(column.accumulate is not None for column in columns) and (client is None or rebuild is not None):
+        raise ValueError("a pass whose blocks are summed piece by piece runs on a Client and rebuilds no state")
     window = window or window_size(client)
     groups = [[j] for j in range(len(rows.keys))] if groups is None else [list(group) for group in groups]
     n_blocks = len(groups)
@@ -360,12 +348,7 @@ class _Pass:
 
         def done(task: tuple[int, int], value: Any) -> None:
             i, c = task
-            if self.client is None and self.columns[c].accumulate is not None:
-                value, kept = value
-                if self.returns:
-                    for piece, state in zip(self.groups[i], kept, strict=True):
-                        self.kept[piece] = state
-            elif self.returns and self.client is None:
+            if self.returns and self.client is None:
                 value, self.kept[i] = value
             self.folds[c].add(i, value)
             meter.advance()
@@ -399,16 +382,11 @@ class _Pass:
     def _submit_local(self, task: tuple[int, int]) -> Any:
         i, c = task
         column, group = self.columns[c], self.groups[i]
-        if self.carried is None:
-            before = None
-        elif column.accumulate is not None:
-            before = [self.carried.blocks[piece] for piece in group]
-        else:
-            before = self.carried.blocks[i]
+        before = None if self.carried is None else self.carried.blocks[i]
         along = [rows.reader(group) for rows in self.along]
         starts = [self.rows.starts[piece] for piece in group]
         args = (column.chunk, self.rows.reader(group), starts, along, before, column.extra, self.takes, self.rebuild)
-        return self.executor.submit(pass_task, *args, column.accumulate, key=f"{i}-{c}")
+        return self.executor.submit(pass_task, *args, key=f"{i}-{c}")
 
     def _submit_distributed(
         self, task: tuple[int, int], extras: list[Any], previous: list[Any], holders: Mapping[str, Any]
