@@ -187,7 +187,7 @@ def test_a_task_error_is_raised_as_itself_and_nothing_more_is_submitted(monkeypa
         assert started == [0]
     else:
         # Block 3 was still queued behind the two threads when the error came back: cancelled, never run.
-        assert started[0] == 0 and set(started) <= {0, 1, 2}
+        assert 0 in started and set(started) <= {0, 1, 2}  # blocks 0 and 1 start together, in either order
 
 
 def test_ctrl_c_stops_at_once_and_drops_the_queued_tasks():
@@ -212,7 +212,8 @@ def test_ctrl_c_stops_at_once_and_drops_the_queued_tasks():
     gate.set()
     for _ in range(len(started) - 1):
         assert finished.acquire(timeout=STUCK)
-    assert started[0] == 0 and set(started) <= {0, 1, 2}
+    # Blocks 0 and 1 start together: which thread records its start first is a race, not part of the contract.
+    assert 0 in started and set(started) <= {0, 1, 2}
 
 
 def test_processes_scheduler_runs_per_window_compute_with_the_same_results(synchronous):
