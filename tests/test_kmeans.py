@@ -266,6 +266,25 @@ def test_kmeans_on_a_distributed_cluster_equals_synchronous(blobs):
     np.testing.assert_array_equal(labels, expected.labels.compute())
 
 
+def test_kmeans_on_a_client_asks_the_scheduler_for_its_threads_once_per_call_not_per_pass(blobs, monkeypatch):
+    from distributed import Client, LocalCluster
+
+    asked = []
+    nthreads = Client.nthreads
+    monkeypatch.setattr(
+        Client, "nthreads", lambda self, *args, **kwargs: asked.append(1) or nthreads(self, *args, **kwargs)
+    )
+    counts = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster), dask.config.set(scheduler=None):
+            for max_iter in (2, 8):
+                asked.clear()
+                result = bd.kmeans(da.from_array(blobs, chunks=500), 7, init=blobs[5:12], max_iter=max_iter, tol=0)
+                counts[result.n_iter] = len(asked)
+    assert sorted(counts) == [2, 8]
+    assert counts[2] == counts[8] > 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
