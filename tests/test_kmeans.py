@@ -372,3 +372,25 @@ def test_blocks_enough_for_the_workers_or_too_small_to_cut_stay_whole(blocks, wo
 
     # The last: a million rows of 2 features and 16 centroids are a few milliseconds of work in all.
     assert _split_blocks(blocks, workers, row_work) is None
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e6])
+def test_float64_data_through_the_float32_gemm_is_bitwise_the_float64_gemm_run(monkeypatch, offset):
+    kernels = importlib.import_module("bigdist.kernels.kmeans")
+    X, _ = make_blobs(6000, 12, centers=40, cluster_std=2.0, random_state=4)
+    # Far from the origin and at a fine scale: float32 alone cannot tell many of the rows' distances apart.
+    X = X * (1e-3 if offset else 1.0) + offset
+    init = X[:40].copy()
+    used = []
+    gemm_inputs = kernels._gemm_inputs
+    monkeypatch.setattr(kernels, "_gemm_inputs", lambda c, dtype, *a: used.append(dtype) or gemm_inputs(c, dtype, *a))
+    ours = bd.kmeans(X, 40, init=init, max_iter=30, tol=0)
+    assert set(used) == {np.dtype(np.float32)}
+    monkeypatch.setattr(kernels, "GEMM_DTYPES", (np.dtype(np.float64),))
+    float64_gemm = bd.kmeans(X, 40, init=init, max_iter=30, tol=0)
+    assert ours.centroids.tobytes() == float64_gemm.centroids.tobytes()
+    assert ours.inertia == float64_gemm.inertia
+    labels = ours.labels.compute()
+    np.testing.assert_array_equal(labels, float64_gemm.labels.compute())
+    # And the labels are the exact nearest centroids (ties to the lower index).
+    np.testing.assert_array_equal(labels, np.argmin(cdist(X, ours.centroids, "sqeuclidean"), axis=1))

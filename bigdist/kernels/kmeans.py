@@ -37,6 +37,9 @@ from bigdist.kernels.assign import DONE, accumulate_rows, lloyd_rows
 from bigdist.kernels.metrics import margin
 from bigdist.kernels.scaling import largest_magnitude, safe_range
 
+# The GEMM's dtypes, in the order tried: float32 while the values' squares stay in its range.
+GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
 # Rows per step: the step's rows stay in cache between the GEMM and the sums. With 512 rather than 1,024
 # a tile holds twice the centroids, a shape OpenBLAS runs ~10% faster when the features are few (d=32).
 STEP_ROWS = 512
@@ -97,8 +100,11 @@ def _gemm_inputs(centroids: np.ndarray, dtype: np.dtype, n_features: int, step_r
     expansion's cancellation small for data far from the origin. The
     centroids go through the GEMM in tiles of ``TILE_VALUES // step_rows``.
     """
-    shift = centroids.mean(axis=0).astype(dtype)
-    centres = np.ascontiguousarray((centroids - shift).astype(dtype))
+    # Centroids beyond float32's range turn inf here: the kernel, which checks their magnitude, then reports
+    # OUT_OF_RANGE and the float64 GEMM runs instead.
+    with np.errstate(over="ignore"):
+        shift = centroids.mean(axis=0).astype(dtype)
+        centres = np.ascontiguousarray((centroids - shift).astype(dtype))
     half_norms = 0.5 * np.einsum("ij,ij->i", centres, centres).astype(np.float64)
     max_norm = float(np.sqrt(2 * half_norms.max()))
     # The error bound of |c|^2/2 - x.c is half that of the squared distance, which scales with (|x| + |c|)^2;
@@ -207,8 +213,11 @@ def _run_block(
 ) -> dict[str, Any]:
     """Label ``block`` into ``carried_out`` and ``distances`` and return its partial sums (see ``lloyd_rows``).
 
-    The GEMM runs in float32 for float32 data unless squares leave float32's
-    range (then in float64, as exact); ``carried`` (with ``drift_other`` and
+    The GEMM runs in float32, for float64 data too, unless squares leave
+    float32's range (then in float64): its error bound sends every close
+    call to the exact float64 comparison, and the distances and sums come
+    from the original rows, so the result is bitwise that of a float64 GEMM
+    at half its cost. ``carried`` (with ``drift_other`` and
     ``half_gap``) are Hamerly's bounds from the last pass. ``threads`` > 1:
     the block's rows are shared among a pool of that many threads (see
     :func:`_lloyd_shared`), with the same result. Without ``accumulate`` the
@@ -224,8 +233,7 @@ def _run_block(
         bounds = (False, labels, lower, np.zeros(k), np.zeros(k))
     else:
         bounds = (True, carried["label"], carried["lower"], drift_other, half_gap)
-    dtype = np.result_type(block.dtype, np.float32)
-    for gemm_dtype in [dtype] if dtype == np.float64 else [dtype, np.dtype(np.float64)]:
+    for gemm_dtype in GEMM_DTYPES:
         step_rows = max(1, min(STEP_ROWS, n))
         gemm = _gemm_inputs(centroids, gemm_dtype, d, step_rows)
         state = {"sums": np.zeros((k, d)), "counts": np.zeros(k, dtype=np.int64), "moments": np.zeros((2, d))}
