@@ -122,6 +122,7 @@ CELLS = [
     Cell("km-1M-digits-k10", "kmeans", 1_000_000, 64, 10, data="digits"),
     Cell("km-200k-d128-k4096-random", "kmeans", 200_000, 128, 4096, iterations=5),
     Cell("km-500k-d64-k100-blobs-f64", "kmeans", 500_000, 64, 100, data="blobs", dtype="float64"),
+    Cell("km-500k-d32-k1000-random-f64", "kmeans", 500_000, 32, 1000, dtype="float64"),
 ]
 QUICK = ["km-1M-d64-k100-blobs", "knn-1M-d128-k10", "knn-self-100k-d64-k10"]
 
