@@ -10,10 +10,10 @@ data into memory. A kNN call does not: its graph is built and run in Python
 (holding the GIL) while it reads, and loading ahead only delayed its first
 tasks (2,000 x 1M x 128: 3.11 s without, 3.30 s with, medians of 6).
 
-On a Client the tasks run in the workers, each of which loads the kernels
-at its first task of a pass (0.5 s of bigdist's own single-threaded
-workers, every core idle but the loader's): the loader then starts on a
-thread of every worker, while the workers read the data.
+On a Client the tasks run in the workers, each of which loaded the kernels
+in its first task of a pass (0.5 s in each of bigdist's own single-threaded
+workers, after the data was read): the loader starts on a thread of every
+worker instead, at the call, while the workers read the data.
 """
 
 from __future__ import annotations
