@@ -21,10 +21,10 @@ from bigdist.kernels.dense import function_knn_chunk
 from bigdist.kernels.registry import get_metric
 from bigdist.kernels.sparse import sparse_knn_chunk
 from bigdist.metric_setup import distance_function, load_inputs, metric_arrays
-from bigdist.planning import balanced_query_blocks, even_blocks, query_blocks, split_rows
+from bigdist.planning import even_blocks, query_blocks, split_rows
 from bigdist.precomputed import precomputed_topk
 from bigdist.reductions import knn_topk
-from bigdist.resources import compute, threads
+from bigdist.resources import compute
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +68,8 @@ class KNNResult:
     def _lazy(self) -> tuple[da.Array, da.Array]:
         if self.precomputed is not None:
             return self.precomputed
-        queries = self.query_array
-        if not self.sparse:
-            # Few tasks (a few thousand queries, few train blocks): finer query blocks keep every thread busy.
-            rows = balanced_query_blocks(queries.chunks[0], self.train_array.chunks[0], threads())
-            queries = split_rows(queries, rows)
         result = knn_topk(
-            queries,
+            self.query_array,
             self.train_array,
             k=self.k,
             metric=self._kernel_metric,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import bisect
-import heapq
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dask.array as da
@@ -36,56 +34,6 @@ def even_blocks(n_rows: int, max_rows: int) -> tuple[int, ...]:
     n_blocks = -(-n_rows // max_rows)
     base, extra = divmod(n_rows, n_blocks)
     return (base + 1,) * extra + (base,) * (n_blocks - extra)
-
-
-# Query blocks are cut finer only while the slowest thread would take this much longer than the average.
-BALANCE_TOLERANCE = 1.1
-# Nor below this many rows a block: a sub-tile of fewer query rows runs the GEMM slower.
-MIN_BALANCED_ROWS = 256
-
-
-def balanced_query_blocks(query_rows: Sequence[int], train_rows: Sequence[int], threads: int) -> tuple[int, ...]:
-    """Query blocks for a graph of (query block x train block) tasks that keeps ``threads`` threads busy.
-
-    A kNN of a few thousand queries is one query block, so its tasks are
-    the train blocks: 3.05 blocks' work (three whole blocks and a small one)
-    on two threads takes two blocks' time. The query rows are then cut into
-    more, even blocks, the fewest that bring the slowest thread (tasks
-    handed out largest first, as they run) within ``BALANCE_TOLERANCE`` of
-    an even share; each train block is still read once, by all its tasks.
-
-    Parameters
-    ----------
-    query_rows, train_rows : sequence of int, the rows of each query and each train block
-    threads : int, threads that run the tasks at once
-
-    Returns
-    -------
-    tuple of int, the query blocks' rows (``query_rows`` itself when it is balanced enough)
-    """
-    n_queries = sum(query_rows)
-    most = max(1, n_queries // MIN_BALANCED_ROWS)
-    blocks = tuple(query_rows)
-    if threads < 2 or len(blocks) >= most or _imbalance(blocks, train_rows, threads) <= BALANCE_TOLERANCE:
-        return blocks
-    best = (_imbalance(blocks, train_rows, threads), blocks)
-    for count in range(len(blocks) + 1, min(most, len(blocks) * 4 * threads) + 1):
-        candidate = even_blocks(n_queries, math.ceil(n_queries / count))
-        imbalance = _imbalance(candidate, train_rows, threads)
-        if imbalance < best[0]:
-            best = (imbalance, candidate)
-        if imbalance <= BALANCE_TOLERANCE:
-            break
-    return best[1]
-
-
-def _imbalance(query_rows: Sequence[int], train_rows: Sequence[int], threads: int) -> float:
-    """The busiest thread's work over an even share, tasks handed out largest first (work: query x train rows)."""
-    tasks = sorted((q * t for q in query_rows for t in train_rows), reverse=True)
-    loads = [0] * threads
-    for work in tasks:
-        heapq.heapreplace(loads, loads[0] + work)
-    return max(loads) * threads / max(sum(tasks), 1)
 
 
 def _cut_rows(*blocks: np.ndarray, cuts: tuple[tuple[int, int], ...]) -> np.ndarray:
@@ -181,4 +129,4 @@ def query_blocks(queries: da.Array) -> da.Array:
     return split_rows(queries, even_blocks(queries.shape[0], max_rows))
 
 
-__all__ = ["balanced_query_blocks", "even_blocks", "query_blocks", "split_rows"]
+__all__ = ["even_blocks", "query_blocks", "split_rows"]

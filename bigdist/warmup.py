@@ -9,11 +9,6 @@ decompression (which releases the GIL). k-means does, before it reads its
 data into memory. A kNN call does not: its graph is built and run in Python
 (holding the GIL) while it reads, and loading ahead only delayed its first
 tasks (2,000 x 1M x 128: 3.11 s without, 3.30 s with, medians of 6).
-
-On a Client the tasks run in the workers, each of which loaded the kernels
-in its first task of a pass (0.5 s in each of bigdist's own single-threaded
-workers, after the data was read): the loader starts on a thread of every
-worker instead, at the call, while the workers read the data.
 """
 
 from __future__ import annotations
@@ -27,7 +22,6 @@ import dask
 import dask.local
 import dask.threaded
 
-from bigdist.execution.executors import ambient_client
 from bigdist.resources import current_client
 
 logger = logging.getLogger(__name__)
@@ -50,39 +44,18 @@ def kernels_run_here() -> bool:
 
 
 def warm_up(key: Hashable, kernel: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-    """Run ``kernel(*args, **kwargs)`` on a daemon thread, once per process and ``key``, where the tasks run.
-
-    Here when the computation runs its tasks in this process; in every
-    worker of the ambient Client otherwise; nowhere under dask's other
-    schedulers (processes, a ``get`` function).
+    """Run ``kernel(*args, **kwargs)`` on a daemon thread, once per process and ``key``, if kernels run here.
 
     ``key`` names what the call loads (the kernel and the argument types that
     select its compiled version). A failure is only logged: the real call meets it and reports it.
     """
-    if kernels_run_here():
-        _start(key, kernel, args, kwargs)
-        return
-    client = ambient_client()
-    if client is not None:
-        # Not waited for (the workers are told, the call goes on).
-        client.run(_start_in_worker, key, kernel, args, kwargs, wait=False)
-    # Nothing marked here otherwise: a later call whose tasks run in this process loads it.
-
-
-def _start(key: Hashable, kernel: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Start ``kernel(*args, **kwargs)`` on a daemon thread of this process unless ``key`` was started here."""
+    if not kernels_run_here():
+        return  # nothing marked: a later call whose tasks run here loads it
     with _started_lock:
         if key in _started:
             return
         _started.add(key)
     threading.Thread(target=_run, args=(kernel, args, kwargs), name="bigdist-warm-up", daemon=True).start()
-
-
-async def _start_in_worker(
-    key: Hashable, kernel: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> None:
-    # A coroutine: the only kind of function a worker runs without the client waiting for it.
-    _start(key, kernel, args, kwargs)
 
 
 def _run(kernel: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
