@@ -29,6 +29,10 @@ call ever. Per cell it prints the speed of bigdist (no Client) relative to
 the best peer (best peer seconds / bigdist seconds: above 1 bigdist is
 faster) and to the GEMM bound (sgemm seconds / bigdist seconds), and the
 agreement of every contender's neighbours (first queries) with bigdist's.
+For k-means it also shows bigdist's iterations alone (the median of the
+seconds its ``stats`` give each iteration): the call's figure less the read
+of the data, numba's first load in the process and the final pass, which
+tells the fixed costs of a fresh process from the cost of an iteration.
 
     python scripts/bench_matrix.py --quick                      # a minute or two: tiny sizes, no warm-up
     python scripts/bench_matrix.py                              # every cell, 3 rounds
@@ -259,8 +263,12 @@ def _streamed_gemm(a: np.ndarray, b: np.ndarray, repeats: int) -> float:
     return time.perf_counter() - start
 
 
-def _kmeans(contender: str, cell: Cell, paths: dict[str, str]) -> tuple[float, np.ndarray | None]:
-    """Seconds per Lloyd iteration from the shared initial centroids, and the final centroids' labels sample."""
+def _kmeans(contender: str, cell: Cell, paths: dict[str, str]) -> tuple[float, float | None]:
+    """Seconds per Lloyd iteration from the shared initial centroids (the whole call / iterations).
+
+    For bigdist also the median of its own iterations' seconds (its ``stats``): the
+    iterations alone, without the read, numba's first load and the final pass.
+    """
     init = np.load(paths["init"])
     iterations = cell.iterations
     if contender in ("bigdist", "bigdist-cluster"):
@@ -268,7 +276,8 @@ def _kmeans(contender: str, cell: Cell, paths: dict[str, str]) -> tuple[float, n
 
         start = time.perf_counter()
         result = bd.kmeans(paths["train"], cell.k, init=init, max_iter=iterations, tol=0)
-        return (time.perf_counter() - start) / max(result.n_iter, 1), None
+        seconds = time.perf_counter() - start
+        return seconds / max(result.n_iter, 1), statistics.median(stat["seconds"] for stat in result.stats)
     if contender == "dask-ml":
         import dask.array as da
         from dask_ml.cluster import KMeans
@@ -307,11 +316,13 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         from bigdist import runtime
 
         with runtime.start(dashboard_address=None):
-            seconds, indices = run(contender, cell, spec["paths"])
+            seconds, detail = run(contender, cell, spec["paths"])
     else:
-        seconds, indices = run(contender, cell, spec["paths"])
-    indices = None if indices is None else np.asarray(indices).tolist()
-    return {"seconds": seconds, "indices": indices, "blas": _blas_kernel(contender)}
+        seconds, detail = run(contender, cell, spec["paths"])
+    # kNN: the first queries' neighbours; k-means: bigdist's median iteration.
+    indices = np.asarray(detail).tolist() if cell.algorithm == "knn" and detail is not None else None
+    iteration = detail if cell.algorithm == "kmeans" else None
+    return {"seconds": seconds, "indices": indices, "iteration": iteration, "blas": _blas_kernel(contender)}
 
 
 def _blas_kernel(contender: str) -> str:
@@ -381,6 +392,7 @@ def bench_cell(cell: Cell, contenders: list[str], args: argparse.Namespace) -> d
         for contender in contenders:
             _run_child(tiny, contender, tiny_paths, args)
     runs: dict[str, list[float]] = {c: [] for c in contenders}
+    iterations: dict[str, list[float]] = {c: [] for c in contenders}
     errors: dict[str, str] = {}
     indices: dict[str, Any] = {}
     kernels: dict[str, str] = {}
@@ -395,6 +407,8 @@ def bench_cell(cell: Cell, contenders: list[str], args: argparse.Namespace) -> d
                 logging.warning("%s / %s failed: %s", cell.name, contender, result["error"])
                 continue
             runs[contender].append(result["seconds"])
+            if result.get("iteration") is not None:
+                iterations[contender].append(result["iteration"])
             indices.setdefault(contender, result["indices"])
             kernels.setdefault(contender, result["blas"])
             logging.info("%s / %s: %.3f s", cell.name, contender, result["seconds"])
@@ -407,6 +421,8 @@ def bench_cell(cell: Cell, contenders: list[str], args: argparse.Namespace) -> d
         "describe": cell.describe(),
         "unit": "s" if cell.algorithm == "knn" else "s/iter",
         "medians": medians,
+        # bigdist's k-means iterations alone (medians of each run's median iteration).
+        "iteration_medians": {c: statistics.median(t) for c, t in iterations.items() if t},
         "runs": runs,
         "errors": errors,
         "blas": kernels,
@@ -430,10 +446,12 @@ def _print_cell(summary: dict[str, Any], contenders: list[str]) -> None:
         agree = summary["agreement"].get(contender)
         shown = summary["errors"].get(contender) or _fmt(summary["medians"].get(contender))
         kernel = summary["blas"].get(contender)
+        iteration = summary["iteration_medians"].get(contender)
         print(
             f"  {contender:16s} {shown:>10s}"
             + ("" if kernel is None else f"  [{kernel}]")
             + ("" if agree is None else f"   neighbours agree {agree:.0%}")
+            + ("" if iteration is None else f"   its iterations alone {iteration:.3f}")
         )
     print(
         f"  bigdist vs best peer ({summary['best_peer']}): {_fmt(summary['vs_best_peer'], '.2f')}x;  "
@@ -446,15 +464,17 @@ def _print_cell(summary: dict[str, Any], contenders: list[str]) -> None:
 def markdown(summaries: list[dict[str, Any]]) -> str:
     """The matrix as a Markdown table (speeds above 1: bigdist faster)."""
     lines = [
-        "| cell | bigdist, no Client | bigdist, LocalCluster | best peer | sgemm | vs best peer | vs sgemm |",
-        "|---|---|---|---|---|---|---|",
+        "| cell | bigdist, no Client | bigdist, LocalCluster | best peer | sgemm | vs best peer | vs sgemm "
+        "| bigdist's iterations alone, no Client |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         m, unit = s["medians"], s["unit"]
         peer = f"{s['best_peer']} {m[s['best_peer']]:.3f}" if s["best_peer"] else "-"
         lines.append(
             f"| {s['describe']} ({unit}) | {_fmt(m.get('bigdist'))} | {_fmt(m.get('bigdist-cluster'))} | {peer} | "
-            f"{_fmt(m.get('sgemm'))} | {_fmt(s['vs_best_peer'], '.2f')}x | {_fmt(s['vs_sgemm'], '.2f')}x |"
+            f"{_fmt(m.get('sgemm'))} | {_fmt(s['vs_best_peer'], '.2f')}x | {_fmt(s['vs_sgemm'], '.2f')}x | "
+            f"{_fmt(s['iteration_medians'].get('bigdist'))} |"
         )
     return "\n".join(lines) + "\n"
 
