@@ -36,6 +36,7 @@ from bigdist.errors import InputShapeError, ParameterError, ValueRangeError
 from bigdist.kernels.assign import DONE, accumulate_rows, lloyd_rows
 from bigdist.kernels.metrics import margin
 from bigdist.kernels.scaling import largest_magnitude, safe_range
+from bigdist.kernels.topk import nth_largest
 
 # The GEMM's dtypes, in the order tried: float32 while the values' squares stay in its range.
 GEMM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -520,7 +521,8 @@ def _farthest(
 ) -> dict[str, np.ndarray]:
     # Farthest first; ties to the lower global row, so the choice is chunking-independent.
     if 0 < n_far < len(distances):
-        keep = np.flatnonzero(distances >= np.partition(distances, len(distances) - n_far)[len(distances) - n_far])
+        # Every pass keeps these: a partition of a million distances cost 7 ms, a third of a pass at d=2.
+        keep = np.flatnonzero(distances >= nth_largest(distances, n_far))
     else:
         keep = np.arange(len(distances) if n_far else 0)
     order = keep[np.lexsort((keep, -distances[keep]))][:n_far]

@@ -112,3 +112,58 @@ def drop_columns(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
     keep = np.ones(values.shape, dtype=bool)
     keep[np.arange(len(values)), columns.reshape(-1)] = False
     return values[keep].reshape(len(values), values.shape[1] - 1)
+
+
+# Values checked at once against the smallest kept before looking at any one of them.
+_RUN = 64
+
+
+@numba.njit(cache=True, nogil=True)
+def nth_largest(values: np.ndarray, n: int) -> float:
+    """The n-th largest of ``values`` counting repeats, ``np.partition(values, len(values) - n)[len(values) - n]``.
+
+    One pass, without the partition's copy: a min-heap keeps the n largest
+    values so far, and a run of values none above its root (nearly every run
+    once it is full) costs one vectorised count. Values that keep rising
+    would enter the heap one by one: past a sixteenth of them entered, the
+    partition runs instead. ``values`` hold no NaN and ``1 <= n <= len(values)``.
+    """
+    heap = values[:n].copy()
+    for start in range(n // 2 - 1, -1, -1):
+        _sift_down(heap, start)
+    total = values.shape[0]
+    entered, most = 0, total // 16
+    for begin in range(n, total, _RUN):
+        stop = min(begin + _RUN, total)
+        run = values[begin:stop]
+        smallest = heap[0]
+        above = 0
+        for offset in range(stop - begin):
+            above += np.int32(run[offset] > smallest)
+        if above == 0:
+            continue
+        entered += above
+        if entered > most:
+            return np.partition(values, total - n)[total - n]
+        for offset in range(stop - begin):
+            if run[offset] > heap[0]:
+                heap[0] = run[offset]
+                _sift_down(heap, 0)
+    return heap[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def _sift_down(heap: np.ndarray, start: int) -> None:
+    """Restore the min-heap order below ``start`` (its children heaps already in order)."""
+    size = heap.shape[0]
+    parent = start
+    while True:
+        child = 2 * parent + 1
+        if child >= size:
+            return
+        if child + 1 < size and heap[child + 1] < heap[child]:
+            child += 1
+        if not heap[child] < heap[parent]:
+            return
+        heap[parent], heap[child] = heap[child], heap[parent]
+        parent = child

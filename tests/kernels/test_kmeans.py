@@ -57,6 +57,24 @@ def test_empty_cluster_takes_the_farthest_row():
     np.testing.assert_array_equal(new[0], [0.5, 0.0])
 
 
+@pytest.mark.parametrize("order", ["random", "rising", "grid"])
+def test_a_blocks_farthest_rows_are_the_farthest_ties_to_the_lower_row(order):
+    rng = np.random.default_rng(3)
+    # Rows on a coarse grid tie in distance to their centroid; rising rows end far out.
+    data = rng.integers(0, 5, size=(4000, 2)).astype(np.float64)
+    if order == "rising":
+        data = data[np.argsort(np.hypot(*data.T), kind="stable")]
+    elif order == "random":
+        data += rng.standard_normal(data.shape)
+    centroids = np.array([[0.0, 0.0], [40.0, 40.0], [41.0, 40.0]])
+    state = kmeans_chunk(data, 1000, centroids, n_far=3)
+    distances = cdist(data, centroids, "sqeuclidean").min(axis=1)
+    # Oracle: every row sorted by distance, farthest first, then by row.
+    expected = np.lexsort((np.arange(len(data)), -distances))[:3]
+    np.testing.assert_array_equal(state["far"]["index"], 1000 + expected)
+    np.testing.assert_allclose(state["far"]["distance"], distances[expected], rtol=1e-12)
+
+
 def _oracle_labels(data, centroids):
     # Exact float64 distances; argmin takes the lower index on ties.
     return np.argmin(cdist(data.astype(np.float64), centroids, "sqeuclidean"), axis=1)

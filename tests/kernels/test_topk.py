@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, merge_sorted, topk_merge
+from bigdist.kernels.topk import PAD_INDEX, TOPK_DTYPE, empty_topk, merge_sorted, nth_largest, topk_merge
 
 
 def _sorted_best(keys: np.ndarray, indices: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,3 +61,21 @@ def test_merge_of_sorted_runs_is_the_k_best_by_key_then_index(k, n_runs):
         )[:k]
         np.testing.assert_array_equal(got["key"][i], [p[0] for p in row])
         np.testing.assert_array_equal(got["index"][i], [p[1] for p in row])
+
+
+def _orders(rng, size):
+    values = rng.standard_normal(size)
+    yield "random", values
+    yield "rising", np.sort(values)  # every value enters the heap: past a sixteenth, the partition
+    yield "falling", np.sort(values)[::-1].copy()
+    yield "few values", rng.integers(0, 4, size).astype(float)  # ties at the n-th
+    yield "one value", np.full(size, 2.5)
+
+
+@pytest.mark.parametrize("size", [1, 5, 63, 64, 65, 3000])
+def test_nth_largest_counts_repeats_in_any_order(size):
+    rng = np.random.default_rng(size)
+    for name, values in _orders(rng, size):
+        for n in sorted({1, 2, 17, size - 1, size} & set(range(1, size + 1))):
+            # Oracle: Python's sort, the n-th from the top.
+            assert nth_largest(values, n) == sorted(values.tolist())[-n], (name, n)
