@@ -618,9 +618,9 @@ def kmeans(
 
 
 def _load_pass_kernels(dtype: np.dtype, n_features: int) -> None:
-    """A Lloyd pass's compiled kernels for ``dtype`` rows loaded (a pass over two rows)."""
+    """A Lloyd pass's compiled kernels for ``dtype`` rows loaded (a pass over two rows, one of them kept far)."""
     rows = np.random.default_rng(0).standard_normal((2, n_features)).astype(dtype)
-    kmeans_chunk(rows, 0, rows[:1].astype(np.float64), n_far=0)
+    kmeans_chunk(rows, 0, rows[:1].astype(np.float64), n_far=1)
 
 
 def check_sample_weights(sample_weight: Any, X: da.Array, n_clusters: int = 0) -> da.Array:

@@ -1,4 +1,5 @@
-"""Top-k selection and merging of partial top-k results: NumPy, and a compiled merge of sorted runs.
+"""Top-k selection and merging of partial top-k results: NumPy, a compiled merge of sorted runs, and a
+compiled one-pass n-th largest value.
 
 A partial result is a structured array of shape (m, k) with fields ``key``
 (float64, smaller is better) and ``index`` (int64, global row of the train
@@ -125,8 +126,9 @@ def nth_largest(values: np.ndarray, n: int) -> float:
     One pass, without the partition's copy: a min-heap keeps the n largest
     values so far, and a run of values none above its root (nearly every run
     once it is full) costs one vectorised count. Values that keep rising
-    would enter the heap one by one: past a sixteenth of them entered, the
-    partition runs instead. ``values`` hold no NaN and ``1 <= n <= len(values)``.
+    would enter the heap one by one: once a sixteenth of them were found
+    above its root, the partition runs instead. ``values`` hold no NaN and
+    ``1 <= n <= len(values)``.
     """
     heap = values[:n].copy()
     for start in range(n // 2 - 1, -1, -1):
